@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -54,7 +55,7 @@ func ReadFile(path, label string) (*Dataset, error) {
 	if strings.HasSuffix(path, ".gz") {
 		gz, err := gzip.NewReader(f)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
+			return nil, fmt.Errorf("%s: reading gzip: %w", path, err)
 		}
 		defer gz.Close()
 		r = gz
@@ -77,6 +78,8 @@ func Read(r io.Reader, label string) (*Dataset, error) {
 	if err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
+	header = slices.Clone(header) // ReuseRecord would overwrite it
+
 	labelCol := -1
 	d := &Dataset{}
 	for i, name := range header {

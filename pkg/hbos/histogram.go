@@ -5,80 +5,11 @@ import (
 	"sort"
 )
 
-// histogram is one feature's fitted histogram. Bins are right-closed
-// intervals (edges[i], edges[i+1]] when scoring, as numpy.digitize(right=True)
-// assigns them in PyOD; the values below are precomputed at fit or decode
-// time so that scoring is a lookup.
+// histogram is one feature's fitted histogram, as np.histogram(density=True)
+// returns it for equal-width bins.
 type histogram struct {
 	edges   []float64 // len(density)+1, strictly increasing
-	density []float64 // np.histogram(density=True) heights
-
-	logDensity []float64 // log2(density + alpha), the per-bin log-likelihood
-	minLog     float64   // min(logDensity): the value of a far outlier
-	tolLow     float64   // tol * width of the first bin
-	tolHigh    float64   // tol * width of the last bin
-	uniform    bool      // equal-width bins: O(1) lookup
-	scale      float64   // bins / (last edge - first edge), for the O(1) guess
-}
-
-// prepare derives the scoring tables from edges and density.
-func (h *histogram) prepare(alpha, tol float64, uniform bool) {
-	n := len(h.density)
-	h.logDensity = make([]float64, n)
-	h.minLog = math.Inf(1)
-	for i, d := range h.density {
-		h.logDensity[i] = math.Log2(d + alpha)
-		h.minLog = math.Min(h.minLog, h.logDensity[i])
-	}
-	// PyOD computes bin_width * tol and compares the distance with it.
-	h.tolLow = (h.edges[1] - h.edges[0]) * tol
-	h.tolHigh = (h.edges[n] - h.edges[n-1]) * tol
-	h.uniform = uniform
-	h.scale = float64(n) / (h.edges[n] - h.edges[0])
-}
-
-// logLikelihood returns log2(density + alpha) of the bin that x falls in,
-// with PyOD's treatment of values outside the fitted range.
-func (h *histogram) logLikelihood(x float64) float64 {
-	edges := h.edges
-	n := len(h.logDensity)
-	switch {
-	case x <= edges[0]:
-		// digitize(right=True) puts the minimum itself here too, at distance 0.
-		if edges[0]-x <= h.tolLow {
-			return h.logDensity[0]
-		}
-		return h.minLog
-	case x > edges[n]:
-		if x-edges[n] <= h.tolHigh {
-			return h.logDensity[n-1]
-		}
-		return h.minLog
-	}
-	return h.logDensity[h.bin(x)]
-}
-
-// bin returns i such that edges[i] < x <= edges[i+1], for edges[0] < x <= edges[n].
-func (h *histogram) bin(x float64) int {
-	edges := h.edges
-	n := len(h.logDensity)
-	if !h.uniform {
-		// First edge >= x, minus one: the right-closed bin.
-		return sort.SearchFloat64s(edges, x) - 1
-	}
-	i := int((x - edges[0]) * h.scale)
-	if i >= n {
-		i = n - 1
-	}
-	// The arithmetic guess can be off by one ulp-driven step at an edge; the
-	// edges themselves decide, as they do in numpy.
-	for i > 0 && x <= edges[i] {
-		i--
-	}
-	for i < n-1 && x > edges[i+1] {
-		i++
-	}
-	return i
+	density []float64
 }
 
 // outerEdges is numpy's _get_outer_edges without a range: min and max, widened

@@ -14,6 +14,10 @@ type Model struct {
 	hists     []histogram
 	names     []string
 	threshold float64
+
+	// Derived from hists by prepare, for scoring.
+	lookups []lookup
+	bins    []float64
 }
 
 // FitRows fits a model on row-major data: rows[i] is sample i.
@@ -71,15 +75,15 @@ func FitColumns(cols [][]float64, cfg Config) (*Model, error) {
 		} else {
 			m.hists[j] = equalWidth(col, bins)
 		}
-		m.hists[j].prepare(cfg.Alpha, cfg.Tol, !cfg.Dynamic)
 	}
+	m.prepare()
 	scores := make([]float64, n)
 	x := make([]float64, len(cols))
 	for i := range scores {
 		for j, col := range cols {
 			x[j] = col[i]
 		}
-		scores[i] = m.score(x)
+		scores[i], _ = m.score(x, nil)
 	}
 	m.threshold = percentile(scores, 100*(1-cfg.Contamination))
 	return m, nil
@@ -110,23 +114,28 @@ func percentile(a []float64, q float64) float64 {
 // allocate. A sample of the wrong width or with a NaN or infinite value is an
 // error.
 func (m *Model) Score(x []float64) (float64, error) {
-	if len(x) != len(m.hists) {
+	if len(x) != len(m.lookups) {
 		return 0, m.widthError(len(x))
 	}
-	for j, v := range x {
-		if v-v != 0 { // NaN or ±Inf, without a call per value
-			return 0, fmt.Errorf("%w: feature %d is %v", ErrNonFinite, j, v)
-		}
+	s, ok := m.score(x, nil)
+	if !ok {
+		return 0, nonFinite(x)
 	}
-	return m.score(x), nil
+	return s, nil
 }
 
-func (m *Model) score(x []float64) float64 {
-	s := 0.0
-	for j := range m.hists {
-		s -= m.hists[j].logLikelihood(x[j])
+func nonFinite(x []float64) error {
+	for j, v := range x {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("%w: feature %d is %v", ErrNonFinite, j, v)
+		}
 	}
-	return s
+	return nil
+}
+
+// prepare derives the scoring tables from the histograms.
+func (m *Model) prepare() {
+	m.lookups, m.bins = buildLookups(m.hists, m.cfg.Alpha, m.cfg.Tol)
 }
 
 // Predict reports whether the sample is an outlier: its score is above the
@@ -138,18 +147,18 @@ func (m *Model) Predict(x []float64) (bool, error) {
 
 // Explain scores x and writes each feature's contribution to the score into
 // contrib (len(contrib) must equal the number of features); the
-// contributions add up to the score. Higher contributions are the features
-// that make the sample unusual.
+// contributions add up to the score. The largest contributions are the
+// features that make the sample unusual.
 func (m *Model) Explain(x, contrib []float64) (float64, error) {
-	if len(contrib) != len(m.hists) {
-		return 0, fmt.Errorf("%w: contributions buffer has %d slots, model has %d features", ErrWidth, len(contrib), len(m.hists))
+	if len(contrib) != len(m.lookups) {
+		return 0, fmt.Errorf("%w: contributions buffer has %d slots, model has %d features", ErrWidth, len(contrib), len(m.lookups))
 	}
-	s, err := m.Score(x)
-	if err != nil {
-		return 0, err
+	if len(x) != len(m.lookups) {
+		return 0, m.widthError(len(x))
 	}
-	for j := range m.hists {
-		contrib[j] = -m.hists[j].logLikelihood(x[j])
+	s, ok := m.score(x, contrib)
+	if !ok {
+		return 0, nonFinite(x)
 	}
 	return s, nil
 }
@@ -186,6 +195,6 @@ func (m *Model) SetNames(names []string) error {
 // Histogram returns feature j's bin edges and densities (copies), as
 // np.histogram(density=True) would return them for equal-width bins.
 func (m *Model) Histogram(j int) (edges, density []float64) {
-	h := &m.hists[j]
+	h := m.hists[j]
 	return append([]float64(nil), h.edges...), append([]float64(nil), h.density...)
 }
