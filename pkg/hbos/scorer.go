@@ -54,29 +54,43 @@ func buildLookups(hists []histogram, alpha, tol float64) ([]lookup, []float64) {
 // right-closed, (edges[i], edges[i+1]], as numpy.digitize(right=True) assigns
 // them; a value outside the fitted range counts as the outermost bin within
 // tol bin widths, else as the emptiest bin. ok is false for NaN and ±Inf.
-// This is the detector's per-visitor hot path: keep it free of calls and
-// allocations when values are in range.
+//
+// This is the detector's per-visitor hot path. The loop has no call in it, so
+// the compiler keeps its state in registers; the first value outside its
+// range hands the rest of the sample to scoreFrom.
 func (m *Model) score(x, contrib []float64) (s float64, ok bool) {
 	bins := m.bins
 	for j, v := range x[:len(m.lookups)] {
 		l := &m.lookups[j]
+		if !(v >= l.lo && v <= l.hi) {
+			return m.scoreFrom(j, s, x, contrib)
+		}
+		ll := l.inRange(bins, v)
+		if contrib != nil {
+			contrib[j] = -ll
+		}
+		s -= ll
+	}
+	return s, true
+}
+
+// scoreFrom is score from feature j on, with s the sum so far, for samples
+// with values outside the fitted range.
+func (m *Model) scoreFrom(j int, s float64, x, contrib []float64) (float64, bool) {
+	for ; j < len(m.lookups); j++ {
+		l, v := &m.lookups[j], x[j]
 		var ll float64
-		if v > l.lo && v <= l.hi {
-			// Equal-width bins: the scaled guess is right except where
-			// rounding lands it next to an edge, and then the edges decide,
-			// as in numpy. Dynamic bins walk from the same proportional
-			// guess. The range bounds both loops; the clamp covers a scale
-			// that overflowed on a subnormal range.
-			k := l.base + 2*max(0, min(int((v-l.lo)*l.scale), l.last))
-			for v <= bins[k] {
-				k -= 2
-			}
-			for v > bins[k+2] {
-				k += 2
-			}
-			ll = bins[k+1]
-		} else if ll, ok = m.outside(l, v); !ok {
+		switch {
+		case v >= l.lo && v <= l.hi:
+			ll = l.inRange(m.bins, v)
+		case v-v != 0: // NaN or ±Inf
 			return 0, false
+		case v < l.lo && l.lo-v <= l.tolLow:
+			ll = m.bins[l.base+1]
+		case v > l.hi && v-l.hi <= l.tolHigh:
+			ll = m.bins[l.base+2*l.last+1]
+		default:
+			ll = l.minLog
 		}
 		if contrib != nil {
 			contrib[j] = -ll
@@ -86,20 +100,19 @@ func (m *Model) score(x, contrib []float64) (s float64, ok bool) {
 	return s, true
 }
 
-// outside is the slow path of score, out of line to keep the loop small. digitize(right=True) puts the
-// minimum itself below the first edge, at distance 0: it scores as bin 0.
-//
-//go:noinline
-func (m *Model) outside(l *lookup, x float64) (float64, bool) {
-	switch {
-	case x-x != 0: // NaN or ±Inf
-		return 0, false
-	case x <= l.lo:
-		if l.lo-x <= l.tolLow {
-			return m.bins[l.base+1], true
-		}
-	case x-l.hi <= l.tolHigh:
-		return m.bins[l.base+2*l.last+1], true
+// inRange is the log-density of the bin holding v, for lo <= v <= hi.
+// Equal-width bins: the scaled guess is right except where rounding lands it
+// next to an edge, and then the edges decide, as in numpy. Dynamic bins walk
+// from the same proportional guess. The clamp covers a scale that overflowed
+// on a subnormal range. The minimum itself stays in bin 0: digitize puts it
+// below the first edge, at distance 0, which PyOD scores as bin 0.
+func (l *lookup) inRange(bins []float64, v float64) float64 {
+	k := l.base + 2*max(0, min(int((v-l.lo)*l.scale), l.last))
+	for k > l.base && v <= bins[k] {
+		k -= 2
 	}
-	return l.minLog, true
+	for v > bins[k+2] {
+		k += 2
+	}
+	return bins[k+1]
 }

@@ -1,0 +1,62 @@
+# anomalyd: the commands a newcomer, an operator and CI need. `make help`
+# lists them.
+
+GO        ?= go
+# Benchmark repetitions: benchstat reports the median of these.
+BENCH_COUNT ?= 6
+BENCH_TIME  ?= 1s
+# Test timeout for the whole suite; real servers start inside the tests.
+TEST_TIMEOUT ?= 30m
+
+# Debian packages the tests start as real servers, and the binary that tells
+# each one is installed (clickhouse-server lives in /usr/sbin on Debian).
+DEPS := redis-server:redis-server clickhouse-server:clickhouse-server clickhouse-client:clickhouse-client
+
+.PHONY: help demo deps test vet fmt-check bench fuzz build clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+demo: ## fit HBOS on example traffic and score humans and bots (prints ROC-AUC)
+	@mkdir -p bin
+	$(GO) run ./cmd/hbos -train testdata/visitors-train.csv -score testdata/visitors-test.csv -roc > bin/visitors-test.scores
+	@echo "scores of the 530 test visitors: bin/visitors-test.scores"
+
+deps: ## install redis-server and clickhouse-server from apt when missing (idempotent)
+	@missing=""; \
+	for d in $(DEPS); do \
+		pkg=$${d%%:*}; bin=$${d##*:}; \
+		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: redis-server and clickhouse-server are installed"; exit 0; fi; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	echo "deps: installing$$missing"; \
+	$$sudo apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing
+
+test: deps fmt-check vet ## install deps, check formatting, vet, run every test against real servers
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./...
+
+vet: ## go vet
+	$(GO) vet ./...
+
+fmt-check: ## fail if any Go file is not gofmt-formatted
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+
+bench: deps ## run the benchmarks (medians via benchstat) and the PyOD parity report
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCH_TIME) -count $(BENCH_COUNT) ./... | tee bin/bench.txt
+	$(GO) tool benchstat bin/bench.txt
+	$(GO) test -count=1 -run TestPyODParity -v ./bench | grep -v '^=== RUN'
+
+fuzz: ## run each fuzz target for FUZZ_TIME (default 30s)
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/hbos
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/keys
+	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/keys
+
+build: ## build every command into bin/
+	$(GO) build -o bin/ ./cmd/...
+
+clean: ## remove build and benchmark output
+	rm -rf bin
