@@ -17,7 +17,7 @@ type Model struct {
 
 	// Derived from hists by prepare, for scoring.
 	lookups []lookup
-	bins    []float64
+	table   []float64
 }
 
 // FitRows fits a model on row-major data: rows[i] is sample i.
@@ -135,14 +135,17 @@ func nonFinite(x []float64) error {
 
 // prepare derives the scoring tables from the histograms.
 func (m *Model) prepare() {
-	m.lookups, m.bins = buildLookups(m.hists, m.cfg.Alpha, m.cfg.Tol)
+	m.lookups, m.table = buildTable(m.hists, m.cfg.Alpha, m.cfg.Tol)
 }
 
 // Predict reports whether the sample is an outlier: its score is above the
 // threshold.
 func (m *Model) Predict(x []float64) (bool, error) {
 	s, err := m.Score(x)
-	return s > m.threshold, err
+	if err != nil {
+		return false, err
+	}
+	return s > m.threshold, nil
 }
 
 // Explain scores x and writes each feature's contribution to the score into

@@ -417,3 +417,72 @@ func TestROCAUC(t *testing.T) {
 		t.Error("length mismatch: no error")
 	}
 }
+
+// referenceLogLikelihood is PyOD's per-feature rule written the slow, obvious
+// way (_calculate_outlier_scores): digitize(right=True) by binary search,
+// then the tolerance rule by distance. The fast table must agree with it on
+// every value, including at edges and at the tolerance boundaries.
+func referenceLogLikelihood(edges, density []float64, alpha, tol, x float64) float64 {
+	n := len(density)
+	logs := make([]float64, n)
+	for i, d := range density {
+		logs[i] = math.Log2(d + alpha)
+	}
+	minLog := slices.Min(logs)
+	i, _ := slices.BinarySearch(edges, x) // first edge >= x: digitize(right=True)
+	switch {
+	case i == 0:
+		if edges[0]-x <= (edges[1]-edges[0])*tol {
+			return logs[0]
+		}
+		return minLog
+	case i == n+1:
+		if x-edges[n] <= (edges[n]-edges[n-1])*tol {
+			return logs[n-1]
+		}
+		return minLog
+	}
+	return logs[i-1]
+}
+
+func TestScoreMatchesReferenceRules(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	cols := [][]float64{
+		syntheticColumns(rng, 3000, 1)[0],
+		{0, 0, 0, 1, 1, 2, 3, 5, 8, 13, 1000},   // counts with a long tail
+		{1e-300, 2e-300, 3e-300},                // tiny range
+		{-1e15, 1e15, 3},                        // huge range
+		{0.1, 0.2, 0.30000000000000004, 0.3, 1}, // neighbours an ulp apart
+	}
+	for _, cfg := range testConfigs() {
+		for _, tol := range []float64{0, 0.5, 3} {
+			cfg.Tol = tol
+			for c, col := range cols {
+				m := mustFit(t, [][]float64{col}, cfg)
+				edges, density := m.Histogram(0)
+				var probes []float64
+				w0, w1 := edges[1]-edges[0], edges[len(edges)-1]-edges[len(edges)-2]
+				for _, e := range append(edges, edges[0]-w0*tol, edges[len(edges)-1]+w1*tol) {
+					p := e
+					for range 3 {
+						p = math.Nextafter(p, math.Inf(-1))
+					}
+					for range 7 {
+						probes = append(probes, p)
+						p = math.Nextafter(p, math.Inf(1))
+					}
+				}
+				for range 200 {
+					probes = append(probes, edges[0]+(rng.Float64()*1.4-0.2)*(edges[len(edges)-1]-edges[0]))
+				}
+				probes = append(probes, -math.MaxFloat64, math.MaxFloat64, 0)
+				for _, x := range probes {
+					want := -referenceLogLikelihood(edges, density, cfg.Alpha, tol, x)
+					if got := mustScore(t, m, x); got != want {
+						t.Fatalf("%+v column %d: Score(%v) = %v, PyOD's rules give %v (edges %v)", cfg, c, x, got, want, edges)
+					}
+				}
+			}
+		}
+	}
+}

@@ -2,117 +2,146 @@ package hbos
 
 import "math"
 
-// lookup is one feature's scoring table, derived from its histogram. The
-// fields of the in-range path come first and the whole struct is one cache
-// line, so a sample's features touch few lines.
+// lookup is one feature's entry point into Model.table, derived from its
+// histogram: 32 bytes, so two features share a cache line.
 type lookup struct {
-	lo, hi float64 // first and last edge
-	scale  float64 // bins / (hi - lo): the O(1) guess for equal-width bins
-	base   int     // where this feature's bins start in Model.bins
-	last   int     // bins - 1
-
-	tolLow  float64 // tol * width of the first bin (PyOD compares distances with it)
-	tolHigh float64 // tol * width of the last bin
-	minLog  float64 // the smallest log-density: a far outlier's value
+	lo    float64 // first edge
+	scale float64 // bins / (last edge - first edge): the O(1) bin guess
+	base  int     // index of the feature's first (lower edge, value) pair
+	top   int     // bins + 1: the index of the last pair, above the range
 }
 
-// buildLookups lays out every feature's bins in one array: bin i of a feature
-// at base+2i is (edges[i], log2(density[i] + alpha)), and the last edge
-// follows its last bin, so a lookup reads one or two adjacent cache lines.
-func buildLookups(hists []histogram, alpha, tol float64) ([]lookup, []float64) {
+// buildTable lays every feature out as right-closed intervals that cover the
+// whole real line, each stored as a (lower edge, log-likelihood) pair:
+//
+//	pair 0       [-Inf, below]     minLog: too far below the range
+//	pair 1       (below, e1]       log2(density[0] + alpha)
+//	pair k       (e[k-1], e[k]]    log2(density[k-1] + alpha), k = 2..bins
+//	pair bins+1  (above, +Inf)     minLog: too far above the range
+//	sentinel     lower edge +Inf
+//
+// "below" and "above" are where PyOD's tolerance rule (the distance to the
+// first or last edge, at most tol bin widths) stops holding, found to the ulp,
+// so that one interval lookup reproduces digitize(right=True) and the
+// tolerance rule exactly, with no special case in the scoring loop. Pair 0's
+// lower edge is stored as NaN and the sentinel's as +Inf: no value compares
+// past either, so they bound the lookup's walks without index checks, even
+// for NaN and ±Inf.
+func buildTable(hists []histogram, alpha, tol float64) ([]lookup, []float64) {
 	size := 0
 	for _, h := range hists {
-		size += 2*len(h.density) + 1
+		size += 2 * (len(h.density) + 3)
 	}
-	bins := make([]float64, 0, size)
+	table := make([]float64, 0, size)
 	lookups := make([]lookup, len(hists))
 	for j, h := range hists {
 		n := len(h.density)
-		l := lookup{
-			lo:      h.edges[0],
-			hi:      h.edges[n],
-			scale:   float64(n) / (h.edges[n] - h.edges[0]),
-			base:    len(bins),
-			last:    n - 1,
-			tolLow:  (h.edges[1] - h.edges[0]) * tol,
-			tolHigh: (h.edges[n] - h.edges[n-1]) * tol,
-			minLog:  math.Inf(1),
-		}
+		lo, hi := h.edges[0], h.edges[n]
+		logs := make([]float64, n)
+		minLog := math.Inf(1)
 		for i, d := range h.density {
-			logDensity := math.Log2(d + alpha)
-			l.minLog = math.Min(l.minLog, logDensity)
-			bins = append(bins, h.edges[i], logDensity)
+			logs[i] = math.Log2(d + alpha)
+			minLog = math.Min(minLog, logs[i])
 		}
-		bins = append(bins, h.edges[n])
-		lookups[j] = l
+		lookups[j] = lookup{lo: lo, scale: float64(n) / (hi - lo), base: len(table), top: n + 1}
+		table = append(table, math.NaN(), minLog)
+		table = append(table, belowTolerance(lo, (h.edges[1]-lo)*tol), logs[0])
+		for i := 1; i < n; i++ {
+			table = append(table, h.edges[i], logs[i])
+		}
+		table = append(table, aboveTolerance(hi, (hi-h.edges[n-1])*tol), minLog)
+		table = append(table, math.Inf(1), 0)
 	}
-	return lookups, bins
+	return lookups, table
 }
 
-// score sums minus log2(density + alpha) of the bin each feature of x falls
-// in, and writes each term to contrib unless it is nil. PyOD's rules: bins are
-// right-closed, (edges[i], edges[i+1]], as numpy.digitize(right=True) assigns
-// them; a value outside the fitted range counts as the outermost bin within
-// tol bin widths, else as the emptiest bin. ok is false for NaN and ±Inf.
+// belowTolerance returns the largest x for which PyOD's rule for values below
+// the first edge, lo - x <= tolerance, fails (-Inf if no finite x fails). The
+// rule holds on (belowTolerance, lo].
+func belowTolerance(lo, tolerance float64) float64 {
+	fails := func(x float64) bool { return !(lo-x <= tolerance) }
+	if !fails(-math.MaxFloat64) {
+		return math.Inf(-1)
+	}
+	return lastTrue(-math.MaxFloat64, lo, fails)
+}
+
+// aboveTolerance returns the largest x for which PyOD's rule for values above
+// the last edge, x - hi <= tolerance, holds (+Inf if it holds for every
+// finite x).
+func aboveTolerance(hi, tolerance float64) float64 {
+	holds := func(x float64) bool { return x-hi <= tolerance }
+	if holds(math.MaxFloat64) {
+		return math.Inf(1)
+	}
+	return lastTrue(hi, math.MaxFloat64, holds)
+}
+
+// lastTrue returns the largest float64 x in [a, b) with p(x), for p true at a,
+// false at b and monotone in between: a bisection over the floats' ordering,
+// so the boundary is exact to the ulp whatever the rounding did.
+func lastTrue(a, b float64, p func(float64) bool) float64 {
+	ka, kb := orderedKey(a), orderedKey(b)
+	// The span of keys can exceed MaxInt64; unsigned arithmetic holds it.
+	for uint64(kb)-uint64(ka) > 1 {
+		mid := ka + int64((uint64(kb)-uint64(ka))/2)
+		if p(fromOrderedKey(mid)) {
+			ka = mid
+		} else {
+			kb = mid
+		}
+	}
+	return fromOrderedKey(ka)
+}
+
+// orderedKey maps a float64 to an int64 with the same order (for non-NaN
+// values; -0 and +0 map next to each other).
+func orderedKey(f float64) int64 {
+	k := int64(math.Float64bits(f))
+	if k < 0 {
+		k = math.MinInt64 - k
+	}
+	return k
+}
+
+func fromOrderedKey(k int64) float64 {
+	if k < 0 {
+		k = math.MinInt64 - k
+	}
+	return math.Float64frombits(uint64(k))
+}
+
+// score sums minus log2(density + alpha) of the interval each feature of x
+// falls in, and writes each term to contrib unless it is nil. ok is false
+// when x holds a NaN or an infinity.
 //
-// This is the detector's per-visitor hot path. The loop has no call in it, so
-// the compiler keeps its state in registers; the first value outside its
-// range hands the rest of the sample to scoreFrom.
+// This is the detector's per-visitor hot path, written for the compiler: no
+// calls, and no branches but the loop's and two that rounding rarely takes.
+// For equal-width bins the scaled guess lands in the right interval except
+// next to an edge, where the edges decide, as numpy's do; dynamic-width bins
+// walk from the same proportional guess. int() truncates towards zero, so a
+// value a little below lo guesses pair 1 and walks down if it must; NaN and
+// huge values guess nonsense, which the clamp bounds.
 func (m *Model) score(x, contrib []float64) (s float64, ok bool) {
-	bins := m.bins
-	for j, v := range x[:len(m.lookups)] {
-		l := &m.lookups[j]
-		if !(v >= l.lo && v <= l.hi) {
-			return m.scoreFrom(j, s, x, contrib)
+	lookups, table := m.lookups, m.table
+	x = x[:len(lookups)]
+	nonFinite := 0.0
+	for j := range lookups {
+		l, v := &lookups[j], x[j]
+		k := l.base + 2*max(0, min(int((v-l.lo)*l.scale)+1, l.top))
+		if v <= table[k] {
+			for k -= 2; v <= table[k]; k -= 2 {
+			}
+		} else if v > table[k+2] {
+			for k += 2; v > table[k+2]; k += 2 {
+			}
 		}
-		ll := l.inRange(bins, v)
+		ll := table[k+1]
 		if contrib != nil {
 			contrib[j] = -ll
 		}
 		s -= ll
+		nonFinite += v * 0 // NaN for NaN and ±Inf, else zero
 	}
-	return s, true
-}
-
-// scoreFrom is score from feature j on, with s the sum so far, for samples
-// with values outside the fitted range.
-func (m *Model) scoreFrom(j int, s float64, x, contrib []float64) (float64, bool) {
-	for ; j < len(m.lookups); j++ {
-		l, v := &m.lookups[j], x[j]
-		var ll float64
-		switch {
-		case v >= l.lo && v <= l.hi:
-			ll = l.inRange(m.bins, v)
-		case v-v != 0: // NaN or ±Inf
-			return 0, false
-		case v < l.lo && l.lo-v <= l.tolLow:
-			ll = m.bins[l.base+1]
-		case v > l.hi && v-l.hi <= l.tolHigh:
-			ll = m.bins[l.base+2*l.last+1]
-		default:
-			ll = l.minLog
-		}
-		if contrib != nil {
-			contrib[j] = -ll
-		}
-		s -= ll
-	}
-	return s, true
-}
-
-// inRange is the log-density of the bin holding v, for lo <= v <= hi.
-// Equal-width bins: the scaled guess is right except where rounding lands it
-// next to an edge, and then the edges decide, as in numpy. Dynamic bins walk
-// from the same proportional guess. The clamp covers a scale that overflowed
-// on a subnormal range. The minimum itself stays in bin 0: digitize puts it
-// below the first edge, at distance 0, which PyOD scores as bin 0.
-func (l *lookup) inRange(bins []float64, v float64) float64 {
-	k := l.base + 2*max(0, min(int((v-l.lo)*l.scale), l.last))
-	for k > l.base && v <= bins[k] {
-		k -= 2
-	}
-	for v > bins[k+2] {
-		k += 2
-	}
-	return bins[k+1]
+	return s, nonFinite == 0
 }
