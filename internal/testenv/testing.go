@@ -1,0 +1,47 @@
+package testenv
+
+import "testing"
+
+// Redis starts a redis-server for the test and stops it when the test ends.
+// It fails the test if the server cannot start.
+func Redis(t testing.TB) *RedisServer {
+	t.Helper()
+	r, err := StartRedis(t.Context(), RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup(t, r)
+	return r
+}
+
+// ClickHouse starts a clickhouse-server for the test and stops it when the
+// test ends. It fails the test if the server cannot start.
+func ClickHouse(t testing.TB) *ClickHouseServer {
+	t.Helper()
+	c, err := StartClickHouse(t.Context(), ClickHouseOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup(t, c)
+	return c
+}
+
+// Kafka starts an in-process Kafka broker with the given topics for the
+// test and closes it when the test ends.
+func Kafka(t testing.TB, topics ...string) *KafkaCluster {
+	t.Helper()
+	k, err := StartKafka(t.Context(), KafkaOptions{Topics: topics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup(t, k)
+	return k
+}
+
+func cleanup(t testing.TB, c interface{ Close() error }) {
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+}
