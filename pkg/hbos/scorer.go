@@ -115,8 +115,8 @@ func fromOrderedKey(k int64) float64 {
 // falls in, and writes each term to contrib unless it is nil. ok is false
 // when x holds a NaN or an infinity.
 //
-// This is the detector's per-visitor hot path, written for the compiler: no
-// calls, and no branches but the loop's and two that rounding rarely takes.
+// This is the detector's per-visitor hot path: no calls, so the loop state
+// stays in registers, and only well-predicted branches.
 // For equal-width bins the scaled guess lands in the right interval except
 // next to an edge, where the edges decide, as numpy's do; dynamic-width bins
 // walk from the same proportional guess. int() truncates towards zero, so a
@@ -129,12 +129,11 @@ func (m *Model) score(x, contrib []float64) (s float64, ok bool) {
 	for j := range lookups {
 		l, v := &lookups[j], x[j]
 		k := l.base + 2*max(0, min(int((v-l.lo)*l.scale)+1, l.top))
-		if v <= table[k] {
-			for k -= 2; v <= table[k]; k -= 2 {
-			}
-		} else if v > table[k+2] {
-			for k += 2; v > table[k+2]; k += 2 {
-			}
+		for v <= table[k] {
+			k -= 2
+		}
+		for v > table[k+2] {
+			k += 2
 		}
 		ll := table[k+1]
 		if contrib != nil {
