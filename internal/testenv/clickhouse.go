@@ -42,11 +42,9 @@ type ClickHouseOptions struct {
 // ClickHouseServer is a clickhouse-server child process with its own config,
 // ports and data directory. Data survives Stop and Start.
 type ClickHouseServer struct {
-	srv       *server
-	addr      string
-	httpAddr  string
-	dir       string
-	removeDir bool
+	child
+	addr     string
+	httpAddr string
 }
 
 // StartClickHouse writes a config for a private clickhouse-server (root
@@ -96,11 +94,9 @@ func StartClickHouse(ctx context.Context, opts ClickHouseOptions) (*ClickHouseSe
 		return nil, fmt.Errorf("starting clickhouse-server: %w", err)
 	}
 	return &ClickHouseServer{
-		srv:       srv,
-		addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-		httpAddr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
-		dir:       dir,
-		removeDir: removeDir,
+		child:    child{srv: srv, dir: dir, removeDir: removeDir},
+		addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
+		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
 	}, nil
 }
 
@@ -110,39 +106,6 @@ func (c *ClickHouseServer) Addr() string { return c.addr }
 
 // HTTPAddr returns the HTTP interface host:port (for curl, /ping).
 func (c *ClickHouseServer) HTTPAddr() string { return c.httpAddr }
-
-// Dir returns the directory holding the config, data and logs.
-func (c *ClickHouseServer) Dir() string { return c.dir }
-
-// Stop kills the server, as a crash would; clients see connection errors
-// until Start. Inserted data stays in the data directory.
-func (c *ClickHouseServer) Stop() error {
-	if err := c.srv.stop(); err != nil {
-		return fmt.Errorf("stopping clickhouse-server: %w", err)
-	}
-	return nil
-}
-
-// Start starts a stopped server again on the same ports and data, and waits
-// until it answers on the native protocol.
-func (c *ClickHouseServer) Start(ctx context.Context) error {
-	if err := c.srv.start(ctx); err != nil {
-		return fmt.Errorf("restarting clickhouse-server: %w", err)
-	}
-	return nil
-}
-
-// Close stops the server and removes its directory if StartClickHouse made
-// it.
-func (c *ClickHouseServer) Close() error {
-	err := c.Stop()
-	if c.removeDir {
-		if rmErr := os.RemoveAll(c.dir); rmErr != nil && err == nil {
-			err = fmt.Errorf("removing clickhouse-server directory: %w", rmErr)
-		}
-	}
-	return err
-}
 
 // clickHouseCommand returns the executable and the arguments that precede
 // --config-file: none for clickhouse-server, "server" for the combined

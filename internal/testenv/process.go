@@ -251,3 +251,43 @@ func tail(path string, offset, limit int64) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// child is what RedisServer and ClickHouseServer share: a server process
+// that can be stopped and started again, and the directory it runs in.
+type child struct {
+	srv       *server
+	dir       string
+	removeDir bool // the directory is ours to remove on Close
+}
+
+// Dir returns the server's directory: its config, data and logs.
+func (c *child) Dir() string { return c.dir }
+
+// Stop kills the server, as a crash would; clients see connection errors
+// until Start.
+func (c *child) Stop() error {
+	if err := c.srv.stop(); err != nil {
+		return fmt.Errorf("stopping %s: %w", c.srv.name, err)
+	}
+	return nil
+}
+
+// Start starts a stopped server again on the same ports and data, and waits
+// until it answers.
+func (c *child) Start(ctx context.Context) error {
+	if err := c.srv.start(ctx); err != nil {
+		return fmt.Errorf("restarting %s: %w", c.srv.name, err)
+	}
+	return nil
+}
+
+// Close stops the server and removes its directory if the package made it.
+func (c *child) Close() error {
+	err := c.Stop()
+	if c.removeDir {
+		if rmErr := os.RemoveAll(c.dir); rmErr != nil && err == nil {
+			err = fmt.Errorf("removing %s directory: %w", c.srv.name, rmErr)
+		}
+	}
+	return err
+}

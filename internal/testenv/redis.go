@@ -34,10 +34,8 @@ type RedisOptions struct {
 // RedisServer is a redis-server child process. It keeps nothing on disk, so its
 // data does not survive Stop.
 type RedisServer struct {
-	srv       *server
-	addr      string
-	dir       string
-	removeDir bool
+	child
+	addr string
 }
 
 // StartRedis starts redis-server on a loopback port and waits until it
@@ -79,47 +77,13 @@ func StartRedis(ctx context.Context, opts RedisOptions) (*RedisServer, error) {
 		return nil, fmt.Errorf("starting redis-server: %w", err)
 	}
 	return &RedisServer{
-		srv:       srv,
-		addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-		dir:       dir,
-		removeDir: removeDir,
+		child: child{srv: srv, dir: dir, removeDir: removeDir},
+		addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 	}, nil
 }
 
 // Addr returns the server's host:port.
 func (r *RedisServer) Addr() string { return r.addr }
-
-// Dir returns the server's working directory, which holds its log.
-func (r *RedisServer) Dir() string { return r.dir }
-
-// Stop kills the server, as a crash would; clients see connection errors
-// until Start. All data is lost.
-func (r *RedisServer) Stop() error {
-	if err := r.srv.stop(); err != nil {
-		return fmt.Errorf("stopping redis-server: %w", err)
-	}
-	return nil
-}
-
-// Start starts a stopped server again on the same port and waits until it
-// answers PING.
-func (r *RedisServer) Start(ctx context.Context) error {
-	if err := r.srv.start(ctx); err != nil {
-		return fmt.Errorf("restarting redis-server: %w", err)
-	}
-	return nil
-}
-
-// Close stops the server and removes its directory if StartRedis made it.
-func (r *RedisServer) Close() error {
-	err := r.Stop()
-	if r.removeDir {
-		if rmErr := os.RemoveAll(r.dir); rmErr != nil && err == nil {
-			err = fmt.Errorf("removing redis-server directory: %w", rmErr)
-		}
-	}
-	return err
-}
 
 // pingRedis sends one PING with a short-lived go-redis client once the port
 // accepts connections; checking the port first keeps go-redis from logging
