@@ -1,0 +1,82 @@
+package features
+
+import "math"
+
+// Counter is a per-bucket count kept for each visitor. Its value is the
+// feature id of its pkg/keys counter key.
+type Counter uint8
+
+// The counters. Values are stored in Redis keys: never renumber.
+const (
+	CountRequests Counter = iota // every accepted request
+	Count4xx                     // responses with status 400 to 499
+	CountNonGET                  // requests whose method is not GET
+	NumCounters   = iota
+)
+
+// Sketch is a per-bucket HyperLogLog of distinct values kept for each
+// visitor. Its value is the feature id of its pkg/keys HLL key.
+type Sketch uint8
+
+// The sketches. Values are stored in Redis keys: never renumber.
+const (
+	SketchPaths       Sketch = iota // ClientRequestPath
+	SketchUserAgents                // ClientRequestUserAgent
+	SketchReferers                  // ClientRequestReferer
+	SketchQueryShapes               // the query-string shape of ClientRequestURI
+	SketchIPs                       // ClientIP, kept only for fingerprint identities
+	NumSketches       = iota
+)
+
+// Aggregate is a visitor's behaviour over one window: the counters summed
+// over its buckets and the distinct counts of the sketches merged over them.
+type Aggregate struct {
+	Counts   [NumCounters]uint64
+	Distinct [NumSketches]uint64
+}
+
+// FeatureNames returns the names of the scored features in Vector order,
+// with distinct IPs last when ips is true (fingerprint identities).
+func FeatureNames(ips bool) []string {
+	names := []string{
+		"log1p_requests",
+		"log1p_distinct_paths",
+		"log1p_distinct_user_agents",
+		"log1p_distinct_referers",
+		"log1p_distinct_query_shapes",
+		"share_4xx",
+		"share_non_get",
+	}
+	if ips {
+		names = append(names, "log1p_distinct_ips")
+	}
+	return names
+}
+
+// Vector appends the scored features of a (see the package doc for their
+// definitions) to dst[:0] and returns it; it does not allocate when dst has
+// room for them.
+func (a *Aggregate) Vector(dst []float64, ips bool) []float64 {
+	req := a.Counts[CountRequests]
+	dst = append(dst[:0],
+		math.Log1p(float64(req)),
+		math.Log1p(float64(a.Distinct[SketchPaths])),
+		math.Log1p(float64(a.Distinct[SketchUserAgents])),
+		math.Log1p(float64(a.Distinct[SketchReferers])),
+		math.Log1p(float64(a.Distinct[SketchQueryShapes])),
+		share(a.Counts[Count4xx], req),
+		share(a.Counts[CountNonGET], req),
+	)
+	if ips {
+		dst = append(dst, math.Log1p(float64(a.Distinct[SketchIPs])))
+	}
+	return dst
+}
+
+// share is part/total, 0 for an empty window.
+func share(part, total uint64) float64 {
+	if total == 0 {
+		return 0
+	}
+	return float64(part) / float64(total)
+}
