@@ -71,16 +71,12 @@ func TestKeySlotReference(t *testing.T) {
 	}
 }
 
-// visitorKeys returns the encodings of every kind, several features and
-// buckets (including bytes 0x7B and 0x7D) of one (site, visitor).
+// visitorKeys returns the encodings of several buckets (including bytes 0x7B
+// and 0x7D) of one (site, visitor).
 func visitorKeys(site, visitor uint64) [][]byte {
-	keys := [][]byte{Key{Kind: KindRecency, Site: site, Visitor: visitor}.Append(nil)}
-	for _, kind := range []Kind{KindHLL, KindCounter} {
-		for _, feature := range []uint8{0, 1, 7, MaxFeature} {
-			for _, bucket := range []uint32{0, 1, 29384000, 0x7b7b7b7b, 0x7d7d7d7d, 0x7b7d7b7d, 0xffffffff} {
-				keys = append(keys, Key{Kind: kind, Site: site, Visitor: visitor, Feature: feature, Bucket: bucket}.Append(nil))
-			}
-		}
+	var keys [][]byte
+	for _, bucket := range []uint32{0, 1, 29384000, 0x7b7b7b7b, 0x7d7d7d7d, 0x7b7d7b7d, 0x7d7b7d7b, 0x0000007d, 0x7b000000, 0xffffffff} {
+		keys = append(keys, Key{Kind: KindBucket, Site: site, Visitor: visitor, Bucket: bucket}.Append(nil))
 	}
 	return keys
 }
@@ -131,7 +127,7 @@ func TestSameSlotPerVisitor(t *testing.T) {
 				}
 				if got := keySlot(key); got != want {
 					k, _ := Decode(key)
-					t.Fatalf("%v: slot %d, recency key of the same visitor: slot %d", k, got, want)
+					t.Fatalf("%v: slot %d, bucket 0 of the same visitor: slot %d", k, got, want)
 				}
 			}
 		}
@@ -163,7 +159,7 @@ func TestSlotSpread(t *testing.T) {
 			var count [numSlots]int
 			distinct, most := 0, 0
 			for range tt.visitors {
-				k := Key{Kind: KindHLL, Site: tt.site(), Visitor: r.Uint64(), Feature: 1, Bucket: 29384000}
+				k := Key{Kind: KindBucket, Site: tt.site(), Visitor: r.Uint64(), Bucket: 29384000}
 				s := keySlot(k.Append(nil))
 				if count[s] == 0 {
 					distinct++

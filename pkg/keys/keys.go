@@ -12,12 +12,7 @@ import (
 const Version byte = 0x01
 
 // Size is the length in bytes of every key of this [Version].
-const Size = 26
-
-// MaxFeature is the largest feature id of the hll and counter kinds. It is
-// far above the handful of features HBOS scores and low enough that random
-// bytes rarely decode; raising it later keeps existing keys valid.
-const MaxFeature = 63
+const Size = 25
 
 // Byte offsets of the layout documented in the package doc.
 const (
@@ -28,8 +23,7 @@ const (
 	offSite    = 4
 	offVisitor = 12
 	offClose   = 20
-	offFeature = 21
-	offBucket  = 22
+	offBucket  = 21
 )
 
 // Sentinel errors returned, wrapped with detail, by [Decode] and
@@ -39,8 +33,6 @@ var (
 	ErrVersion = errors.New("keys: unknown layout version")
 	ErrKind    = errors.New("keys: unknown kind")
 	ErrHashTag = errors.New("keys: malformed hash tag")
-	ErrFeature = errors.New("keys: feature id out of range for kind")
-	ErrBucket  = errors.New("keys: bucket must be zero for kind")
 )
 
 // Kind says what a key holds. Zero is not a kind, so a zero Key is invalid.
@@ -49,25 +41,16 @@ type Kind uint8
 // Kinds of per-visitor state. Values are part of the layout: never reuse one,
 // and never use 0x7B ('{'), which would move the hash tag.
 const (
-	// KindHLL is a HyperLogLog sketch of one feature in one window bucket.
-	KindHLL Kind = 0x01
-	// KindCounter is a counter (requests, 4xx, non-GET...) of one feature in
-	// one window bucket.
-	KindCounter Kind = 0x02
-	// KindRecency is the recency register of a (site, visitor): when it was
-	// last scored. It has no feature and no bucket.
-	KindRecency Kind = 0x03
+	// KindBucket is all of one visitor's state (counters and sketches) in
+	// one window bucket, stored as a single encoded value.
+	KindBucket Kind = 0x01
 )
 
 // String returns the kind's short name, or kind(0xNN) for an unknown kind.
 func (k Kind) String() string {
 	switch k {
-	case KindHLL:
-		return "hll"
-	case KindCounter:
-		return "counter"
-	case KindRecency:
-		return "recency"
+	case KindBucket:
+		return "bucket"
 	}
 	return fmt.Sprintf("kind(0x%02x)", uint8(k))
 }
@@ -77,28 +60,17 @@ type Key struct {
 	Kind    Kind
 	Site    uint64 // site id, see SiteID
 	Visitor uint64 // keyed hash of the visitor identity, computed by the caller
-	Feature uint8  // 0..MaxFeature for KindHLL and KindCounter; 0 for KindRecency
-	Bucket  uint32 // window start unix seconds / bucket width; 0 for KindRecency
+	Bucket  uint32 // window start unix seconds / bucket width
 }
 
 // Validate reports whether k can be encoded as a key that Decode accepts.
+// Every site, visitor and bucket value is valid; only the kind can be wrong.
 func (k Key) Validate() error {
 	switch k.Kind {
-	case KindHLL, KindCounter:
-		if k.Feature > MaxFeature {
-			return fmt.Errorf("%w: %s feature %d > %d", ErrFeature, k.Kind, k.Feature, MaxFeature)
-		}
-	case KindRecency:
-		if k.Feature != 0 {
-			return fmt.Errorf("%w: %s feature %d, want 0", ErrFeature, k.Kind, k.Feature)
-		}
-		if k.Bucket != 0 {
-			return fmt.Errorf("%w: %s bucket %d", ErrBucket, k.Kind, k.Bucket)
-		}
-	default:
-		return fmt.Errorf("%w: 0x%02x", ErrKind, uint8(k.Kind))
+	case KindBucket:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w: 0x%02x", ErrKind, uint8(k.Kind))
 }
 
 // Append appends the Size-byte encoding of k to dst and returns the extended
@@ -109,13 +81,13 @@ func (k Key) Append(dst []byte) []byte {
 	dst = append(dst, Version, byte(k.Kind), '{', tagByte(k.Site, k.Visitor))
 	dst = binary.BigEndian.AppendUint64(dst, k.Site)
 	dst = binary.BigEndian.AppendUint64(dst, k.Visitor)
-	dst = append(dst, '}', k.Feature)
+	dst = append(dst, '}')
 	return binary.BigEndian.AppendUint32(dst, k.Bucket)
 }
 
 // Decode parses a key produced by Append. It rejects anything else (wrong
-// length, unknown version or kind, bad hash tag, fields out of range for the
-// kind) with an error wrapping one of the sentinel errors.
+// length, unknown version or kind, bad hash tag) with an error wrapping one
+// of the sentinel errors.
 func Decode(b []byte) (Key, error) {
 	// Version first: a key of another layout version may have another length.
 	if len(b) == 0 {
@@ -137,7 +109,6 @@ func Decode(b []byte) (Key, error) {
 		Kind:    Kind(b[offKind]),
 		Site:    binary.BigEndian.Uint64(b[offSite:]),
 		Visitor: binary.BigEndian.Uint64(b[offVisitor:]),
-		Feature: b[offFeature],
 		Bucket:  binary.BigEndian.Uint32(b[offBucket:]),
 	}
 	if want := tagByte(k.Site, k.Visitor); b[offTag] != want {
@@ -149,14 +120,10 @@ func Decode(b []byte) (Key, error) {
 	return k, nil
 }
 
-// String formats k for debugging, e.g. "hll site=0x9750ba2ac58d8966
-// visitor=0x00000000c0ffee00 feature=3 bucket=29384000" (one line). A
-// recency key omits feature and bucket unless they are (invalidly) non-zero.
+// String formats k for debugging, e.g. "bucket site=0x9750ba2ac58d8966
+// visitor=0x00000000c0ffee00 bucket=29384000" (one line).
 func (k Key) String() string {
-	if k.Kind == KindRecency && k.Feature == 0 && k.Bucket == 0 {
-		return fmt.Sprintf("%s site=0x%016x visitor=0x%016x", k.Kind, k.Site, k.Visitor)
-	}
-	return fmt.Sprintf("%s site=0x%016x visitor=0x%016x feature=%d bucket=%d", k.Kind, k.Site, k.Visitor, k.Feature, k.Bucket)
+	return fmt.Sprintf("%s site=0x%016x visitor=0x%016x bucket=%d", k.Kind, k.Site, k.Visitor, k.Bucket)
 }
 
 // tagByte is the first byte of the hash tag. The high bit keeps it from ever

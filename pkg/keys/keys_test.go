@@ -6,19 +6,18 @@ import (
 	"errors"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// validKeys covers every kind with edge values; the tests and fuzz seeds use it.
+// validKeys covers the kind with edge values; the tests and fuzz seeds use it.
 var validKeys = []Key{
-	{Kind: KindHLL, Site: 0x9750ba2ac58d8966, Visitor: 0x00000000c0ffee00, Feature: 3, Bucket: 29384000},
-	{Kind: KindHLL},
-	{Kind: KindHLL, Site: math.MaxUint64, Visitor: math.MaxUint64, Feature: MaxFeature, Bucket: math.MaxUint32},
-	{Kind: KindCounter, Site: 1, Visitor: 2, Feature: 0, Bucket: 1},
-	{Kind: KindCounter, Site: 0x7b7d7b7d7b7d7b7d, Visitor: 0x7d7b7d7b7d7b7d7b, Feature: 7, Bucket: 0x7b7d7b7d},
-	{Kind: KindRecency, Site: 0x9750ba2ac58d8966, Visitor: 0x00000000c0ffee00},
-	{Kind: KindRecency},
+	{Kind: KindBucket, Site: 0x9750ba2ac58d8966, Visitor: 0x00000000c0ffee00, Bucket: 29384000},
+	{Kind: KindBucket},
+	{Kind: KindBucket, Site: math.MaxUint64, Visitor: math.MaxUint64, Bucket: math.MaxUint32},
+	{Kind: KindBucket, Site: 1, Visitor: 2, Bucket: 1},
+	{Kind: KindBucket, Site: 0x7b7d7b7d7b7d7b7d, Visitor: 0x7d7b7d7b7d7b7d7b, Bucket: 0x7b7d7b7d},
 }
 
 // TestGolden pins the byte layout, the tag byte and SiteID: if this test
@@ -29,16 +28,16 @@ func TestGolden(t *testing.T) {
 		want string // hex
 	}{
 		{
-			key:  Key{Kind: KindHLL, Site: SiteID("shop.example.com"), Visitor: 0x00000000c0ffee00, Feature: 3, Bucket: 29384000},
-			want: "01" + "01" + "7b" + "e6" + "9750ba2ac58d8966" + "00000000c0ffee00" + "7d" + "03" + "01c05d40",
+			key:  Key{Kind: KindBucket, Site: SiteID("shop.example.com"), Visitor: 0x00000000c0ffee00, Bucket: 29384000},
+			want: "01" + "01" + "7b" + "e6" + "9750ba2ac58d8966" + "00000000c0ffee00" + "7d" + "01c05d40",
 		},
 		{
-			key:  Key{Kind: KindCounter, Site: 0x0102030405060708, Visitor: 0x1112131415161718, Feature: 63, Bucket: 1},
-			want: "01" + "02" + "7b" + hex.EncodeToString([]byte{tagByte(0x0102030405060708, 0x1112131415161718)}) + "0102030405060708" + "1112131415161718" + "7d" + "3f" + "00000001",
+			key:  Key{Kind: KindBucket, Site: 0x0102030405060708, Visitor: 0x1112131415161718, Bucket: 1},
+			want: "01" + "01" + "7b" + "db" + "0102030405060708" + "1112131415161718" + "7d" + "00000001",
 		},
 		{
-			key:  Key{Kind: KindRecency, Site: 1, Visitor: 2},
-			want: "01" + "03" + "7b" + "ce" + "0000000000000001" + "0000000000000002" + "7d" + "00" + "00000000",
+			key:  Key{Kind: KindBucket, Site: 1, Visitor: 2},
+			want: "01" + "01" + "7b" + "ce" + "0000000000000001" + "0000000000000002" + "7d" + "00000000",
 		},
 	}
 	for _, tt := range tests {
@@ -112,31 +111,32 @@ func TestZeroAllocs(t *testing.T) {
 	}
 }
 
-// Bucket and then feature are big-endian, so a visitor's keys sort by them.
+// The bucket is big-endian and last, so a visitor's keys sort by bucket.
 func TestSortOrder(t *testing.T) {
-	k := Key{Kind: KindHLL, Site: 5, Visitor: 6, Feature: 2, Bucket: 255}
-	next := k
-	next.Bucket = 256
-	if bytes.Compare(k.Append(nil), next.Append(nil)) >= 0 {
-		t.Error("bucket 255 does not sort before bucket 256")
+	buckets := []uint32{0, 1, 0x7b, 0x7d, 255, 256, 0xffff, 0x10000, 29384000, 0x7b7d7b7d, 0x7d7b7d7b, math.MaxUint32 - 1, math.MaxUint32}
+	if !slices.IsSorted(buckets) {
+		t.Fatal("test buckets are not sorted")
 	}
-	next = k
-	next.Feature = 3
-	next.Bucket = 0
-	if bytes.Compare(k.Append(nil), next.Append(nil)) >= 0 {
-		t.Error("feature 2 does not sort before feature 3")
+	for i := 1; i < len(buckets); i++ {
+		lo := Key{Kind: KindBucket, Site: 5, Visitor: 6, Bucket: buckets[i-1]}
+		hi := Key{Kind: KindBucket, Site: 5, Visitor: 6, Bucket: buckets[i]}
+		if bytes.Compare(lo.Append(nil), hi.Append(nil)) >= 0 {
+			t.Errorf("bucket %d does not sort before bucket %d", lo.Bucket, hi.Bucket)
+		}
 	}
 }
 
 func TestDecodeErrors(t *testing.T) {
-	valid := Key{Kind: KindHLL, Site: 0x9750ba2ac58d8966, Visitor: 0xc0ffee00, Feature: 3, Bucket: 29384000}
-	recency := Key{Kind: KindRecency, Site: 0x9750ba2ac58d8966, Visitor: 0xc0ffee00}
+	valid := Key{Kind: KindBucket, Site: 0x9750ba2ac58d8966, Visitor: 0xc0ffee00, Bucket: 29384000}
 	// mutate returns the encoding of k with fn applied to it.
 	mutate := func(k Key, fn func(b []byte)) []byte {
 		b := k.Append(nil)
 		fn(b)
 		return b
 	}
+	// The dropped 26-byte layout (a feature byte before the bucket), which
+	// also had version 0x01.
+	feature := slices.Insert(valid.Append(nil), offBucket, 3)
 	tests := []struct {
 		name    string
 		in      []byte
@@ -145,24 +145,22 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"nil", nil, ErrLength, "empty key"},
 		{"empty", []byte{}, ErrLength, "empty key"},
-		{"version only", []byte{Version}, ErrLength, "1 bytes, want 26"},
-		{"short", valid.Append(nil)[:Size-1], ErrLength, "25 bytes, want 26"},
-		{"long", append(valid.Append(nil), 0), ErrLength, "27 bytes, want 26"},
+		{"version only", []byte{Version}, ErrLength, "1 bytes, want 25"},
+		{"short", valid.Append(nil)[:Size-1], ErrLength, "24 bytes, want 25"},
+		{"long", append(valid.Append(nil), 0), ErrLength, "26 bytes, want 25"},
+		{"feature byte layout", feature, ErrLength, "26 bytes, want 25"},
 		{"bad version", mutate(valid, func(b []byte) { b[0] = 0x02 }), ErrVersion, "0x02, want 0x01"},
 		{"version zero", mutate(valid, func(b []byte) { b[0] = 0 }), ErrVersion, "0x00"},
 		{"text key", []byte("ad:{shop.example.com:203.0.113.77}:distinct_paths:29384000"), ErrVersion, "0x61"},
 		{"kind zero", mutate(valid, func(b []byte) { b[1] = 0 }), ErrKind, "0x00"},
-		{"kind unknown", mutate(valid, func(b []byte) { b[1] = 4 }), ErrKind, "0x04"},
+		{"kind unknown", mutate(valid, func(b []byte) { b[1] = 2 }), ErrKind, "0x02"},
 		{"kind brace", mutate(valid, func(b []byte) { b[1] = '{' }), ErrKind, "0x7b"},
 		{"missing open brace", mutate(valid, func(b []byte) { b[2] = 'x' }), ErrHashTag, "byte 2 is 0x78, want '{'"},
 		{"missing close brace", mutate(valid, func(b []byte) { b[20] = 0 }), ErrHashTag, "byte 20 is 0x00, want '}'"},
 		{"tag byte mismatch", mutate(valid, func(b []byte) { b[3] ^= 1 }), ErrHashTag, "does not match"},
 		{"tag byte close brace", mutate(valid, func(b []byte) { b[3] = '}' }), ErrHashTag, "tag byte 0x7d"},
 		{"site changed under tag", mutate(valid, func(b []byte) { b[4] ^= 0x40 }), ErrHashTag, "does not match"},
-		{"hll feature too large", mutate(valid, func(b []byte) { b[21] = MaxFeature + 1 }), ErrFeature, "hll feature 64 > 63"},
-		{"counter feature 255", mutate(Key{Kind: KindCounter}, func(b []byte) { b[21] = 255 }), ErrFeature, "counter feature 255 > 63"},
-		{"recency feature", mutate(recency, func(b []byte) { b[21] = 1 }), ErrFeature, "recency feature 1, want 0"},
-		{"recency bucket", mutate(recency, func(b []byte) { b[25] = 1 }), ErrBucket, "recency bucket 1"},
+		{"visitor changed under tag", mutate(valid, func(b []byte) { b[19] ^= 0x01 }), ErrHashTag, "does not match"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,14 +183,12 @@ func TestValidate(t *testing.T) {
 		key  Key
 		want error
 	}{
-		{Key{Kind: KindHLL, Feature: MaxFeature, Bucket: math.MaxUint32}, nil},
-		{Key{Kind: KindCounter}, nil},
-		{Key{Kind: KindRecency, Site: 1, Visitor: 1}, nil},
+		{Key{Kind: KindBucket}, nil},
+		{Key{Kind: KindBucket, Site: math.MaxUint64, Visitor: math.MaxUint64, Bucket: math.MaxUint32}, nil},
 		{Key{}, ErrKind},
+		{Key{Kind: 0x02, Site: 1, Visitor: 1}, ErrKind},
 		{Key{Kind: '{'}, ErrKind},
-		{Key{Kind: KindHLL, Feature: MaxFeature + 1}, ErrFeature},
-		{Key{Kind: KindRecency, Feature: 1}, ErrFeature},
-		{Key{Kind: KindRecency, Bucket: 29384000}, ErrBucket},
+		{Key{Kind: 0xff, Bucket: 29384000}, ErrKind},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key.String(), func(t *testing.T) {
@@ -214,24 +210,20 @@ func TestString(t *testing.T) {
 		want string
 	}{
 		{
-			Key{Kind: KindHLL, Site: SiteID("shop.example.com"), Visitor: 0xc0ffee00, Feature: 3, Bucket: 29384000},
-			"hll site=0x9750ba2ac58d8966 visitor=0x00000000c0ffee00 feature=3 bucket=29384000",
+			Key{Kind: KindBucket, Site: SiteID("shop.example.com"), Visitor: 0xc0ffee00, Bucket: 29384000},
+			"bucket site=0x9750ba2ac58d8966 visitor=0x00000000c0ffee00 bucket=29384000",
 		},
 		{
-			Key{Kind: KindCounter, Site: 1, Visitor: math.MaxUint64, Feature: 0, Bucket: 0},
-			"counter site=0x0000000000000001 visitor=0xffffffffffffffff feature=0 bucket=0",
+			Key{Kind: KindBucket, Site: 1, Visitor: math.MaxUint64, Bucket: 0},
+			"bucket site=0x0000000000000001 visitor=0xffffffffffffffff bucket=0",
 		},
 		{
-			Key{Kind: KindRecency, Site: 0xab, Visitor: 0xcd},
-			"recency site=0x00000000000000ab visitor=0x00000000000000cd",
+			Key{Kind: 0x7b, Bucket: 2},
+			"kind(0x7b) site=0x0000000000000000 visitor=0x0000000000000000 bucket=2",
 		},
 		{
-			Key{Kind: KindRecency, Site: 0xab, Visitor: 0xcd, Bucket: 7},
-			"recency site=0x00000000000000ab visitor=0x00000000000000cd feature=0 bucket=7",
-		},
-		{
-			Key{Kind: 0x7b, Feature: 1, Bucket: 2},
-			"kind(0x7b) site=0x0000000000000000 visitor=0x0000000000000000 feature=1 bucket=2",
+			Key{},
+			"kind(0x00) site=0x0000000000000000 visitor=0x0000000000000000 bucket=0",
 		},
 	}
 	for _, tt := range tests {
