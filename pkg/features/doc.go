@@ -3,6 +3,14 @@
 // visitor's requests over a sliding window into the feature vector that
 // pkg/hbos scores.
 //
+// The path of one request: a [Decoder] turns its JSON into an [Event] (with
+// Logpush field names, or others through a [FieldMap]); an [Observer] turns
+// the Event into a fixed-size [Observation] (site id, keyed visitor id from
+// an [Identity], window bucket, flags and value hashes); a [Store] folds
+// batches of Observations into window buckets; and when the [Recency]
+// register says the visitor is due, [Store.Window] returns its [Aggregate],
+// whose [Aggregate.Vector] is scored.
+//
 // # Window
 //
 // A visitor's window is the newest [Window.Buckets] buckets of
@@ -25,7 +33,8 @@
 //	log1p_distinct_paths          distinct non-empty ClientRequestPath values     ln(1 + n)
 //	log1p_distinct_user_agents    distinct non-empty ClientRequestUserAgent       ln(1 + n)
 //	log1p_distinct_referers       distinct non-empty ClientRequestReferer         ln(1 + n)
-//	log1p_distinct_query_shapes   distinct non-empty query shapes (QueryShape)    ln(1 + n)
+//	log1p_distinct_query_shapes   distinct non-empty query shapes                 ln(1 + n)
+//	                              (AppendQueryShape of ClientRequestURI)
 //	share_4xx                     requests with EdgeResponseStatus 400..499,      none
 //	                              divided by requests (0 for no requests)
 //	share_non_get                 requests whose ClientRequestMethod is not       none
@@ -37,4 +46,20 @@
 // counts in SQL; the difference is the sketch's error. Counts are log1p'd
 // because they are heavy-tailed and HBOS bins them with equal widths; shares
 // are already in [0, 1].
+//
+// # Store
+//
+// [RedisStore] keeps each (site, visitor, bucket) as one Redis string under
+// a pkg/keys key, holding the bucket's counters and its sketches
+// (github.com/axiomhq/hyperloglog, precision 12, sparse while small). It
+// pre-aggregates in memory: Add folds a batch into the open buckets and
+// Flush writes each changed bucket once, in one pipeline, so Redis sees a
+// few commands per visitor per flush instead of several per request.
+// Windows are merged client-side with axiomhq rather than by multi-key
+// PFCOUNT over Redis's own HyperLogLogs: the Redis design needs a key per
+// sketch per bucket (about 5x the memory, measured in pkg/keys) and a PFADD
+// per sketch per request, while a window read here is one pipelined GET of
+// at most Window.Buckets keys, and the recency register makes reads rare.
+// Redis never runs PFMERGE. [MemoryStore] is the same without Redis, for
+// tests and single-process use.
 package features

@@ -1,12 +1,14 @@
 package features
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
-// Counter is a per-bucket count kept for each visitor. Its value is the
-// feature id of its pkg/keys counter key.
+// Counter is a per-bucket count kept for each visitor.
 type Counter uint8
 
-// The counters. Values are stored in Redis keys: never renumber.
+// The counters, in the order of the stored bucket encoding: never renumber.
 const (
 	CountRequests Counter = iota // every accepted request
 	Count4xx                     // responses with status 400 to 499
@@ -15,10 +17,10 @@ const (
 )
 
 // Sketch is a per-bucket HyperLogLog of distinct values kept for each
-// visitor. Its value is the feature id of its pkg/keys HLL key.
+// visitor.
 type Sketch uint8
 
-// The sketches. Values are stored in Redis keys: never renumber.
+// The sketches, in the order of the stored bucket encoding: never renumber.
 const (
 	SketchPaths       Sketch = iota // ClientRequestPath
 	SketchUserAgents                // ClientRequestUserAgent
@@ -27,6 +29,34 @@ const (
 	SketchIPs                       // ClientIP, kept only for fingerprint identities
 	NumSketches       = iota
 )
+
+func (c Counter) String() string {
+	switch c {
+	case CountRequests:
+		return "requests"
+	case Count4xx:
+		return "4xx"
+	case CountNonGET:
+		return "non_get"
+	}
+	return fmt.Sprintf("counter(%d)", uint8(c))
+}
+
+func (s Sketch) String() string {
+	switch s {
+	case SketchPaths:
+		return "paths"
+	case SketchUserAgents:
+		return "user_agents"
+	case SketchReferers:
+		return "referers"
+	case SketchQueryShapes:
+		return "query_shapes"
+	case SketchIPs:
+		return "ips"
+	}
+	return fmt.Sprintf("sketch(%d)", uint8(s))
+}
 
 // Aggregate is a visitor's behaviour over one window: the counters summed
 // over its buckets and the distinct counts of the sketches merged over them.

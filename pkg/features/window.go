@@ -63,6 +63,19 @@ func (w Window) First(newest uint32) uint32 {
 	return newest - min(newest, uint32(w.Buckets-1))
 }
 
+// Range returns the buckets of the window whose newest bucket is newest,
+// oldest first.
+func (w Window) Range(newest uint32) []uint32 {
+	first := w.First(newest)
+	r := make([]uint32, 0, newest-first+1)
+	for b := first; ; b++ {
+		r = append(r, b)
+		if b == newest { // not b <= newest: newest may be MaxUint32
+			return r
+		}
+	}
+}
+
 // Late reports whether bucket b is too old for the window whose newest
 // bucket is newest: such an event is counted and dropped. Events in the
 // window, however late, are accepted, and so are events newer than newest,

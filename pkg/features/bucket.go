@@ -1,0 +1,156 @@
+package features
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/axiomhq/hyperloglog"
+)
+
+// sketchPrecision is the HyperLogLog precision of every sketch: 2^12
+// registers, 1.6% standard error once dense. A visitor's bucket rarely holds
+// more than a few hundred distinct values, which the sparse representation
+// stores exactly and compactly, so the precision only matters for heavy
+// crawlers, where 4 KiB dense sketches keep merging and estimating cheap.
+const sketchPrecision = 12
+
+// bucket is one visitor's state in one window bucket.
+type bucket struct {
+	counts   [NumCounters]uint64
+	sketches [NumSketches]*hyperloglog.Sketch // nil while empty
+}
+
+// add folds one observation in. Sketch inserts are idempotent: replaying an
+// event leaves distinct counts unchanged.
+func (b *bucket) add(o *Observation) {
+	b.counts[CountRequests]++
+	if o.Flags&Flag4xx != 0 {
+		b.counts[Count4xx]++
+	}
+	if o.Flags&FlagNonGET != 0 {
+		b.counts[CountNonGET]++
+	}
+	for i, h := range o.Hashes {
+		if h == 0 {
+			continue
+		}
+		if b.sketches[i] == nil {
+			b.sketches[i] = newSketch()
+		}
+		b.sketches[i].InsertHash(h)
+	}
+}
+
+func newSketch() *hyperloglog.Sketch {
+	sk, err := hyperloglog.NewSketch(sketchPrecision, true)
+	if err != nil {
+		panic(err) // sketchPrecision is a valid constant
+	}
+	return sk
+}
+
+// aggregate merges buckets into a window Aggregate.
+func aggregate(buckets []*bucket) (Aggregate, error) {
+	var a Aggregate
+	var merged [NumSketches]*hyperloglog.Sketch
+	for _, b := range buckets {
+		for i, c := range b.counts {
+			a.Counts[i] += c
+		}
+		for i, sk := range b.sketches {
+			if sk == nil {
+				continue
+			}
+			if merged[i] == nil {
+				merged[i] = newSketch()
+			}
+			if err := merged[i].Merge(sk); err != nil {
+				return Aggregate{}, fmt.Errorf("merging %s sketches: %w", Sketch(i), err)
+			}
+		}
+	}
+	for i, sk := range merged {
+		if sk != nil {
+			a.Distinct[i] = sk.Estimate()
+		}
+	}
+	return a, nil
+}
+
+// The bucket encoding stored in Redis, version 1:
+//
+//	version   1 byte  (1)
+//	counts    NumCounters uvarints
+//	present   1 byte  bitmap of the sketches that follow, bit i = Sketch i
+//	sketches  for each present sketch: uvarint length, then the axiomhq
+//	          hyperloglog encoding
+const bucketVersion = 1
+
+var errBucketEncoding = errors.New("invalid bucket encoding")
+
+// appendBinary appends b's encoding to dst.
+func (b *bucket) appendBinary(dst []byte) ([]byte, error) {
+	dst = append(dst, bucketVersion)
+	for _, c := range b.counts {
+		dst = binary.AppendUvarint(dst, c)
+	}
+	var present byte
+	for i, sk := range b.sketches {
+		if sk != nil {
+			present |= 1 << i
+		}
+	}
+	dst = append(dst, present)
+	for i, sk := range b.sketches {
+		if sk == nil {
+			continue
+		}
+		enc, err := sk.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s sketch: %w", Sketch(i), err)
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(enc)))
+		dst = append(dst, enc...)
+	}
+	return dst, nil
+}
+
+// decodeBucket parses an encoding made by appendBinary.
+func decodeBucket(data []byte) (*bucket, error) {
+	if len(data) == 0 || data[0] != bucketVersion {
+		return nil, fmt.Errorf("%w: unknown version", errBucketEncoding)
+	}
+	data = data[1:]
+	b := &bucket{}
+	for i := range b.counts {
+		c, n := binary.Uvarint(data)
+		if n <= 0 {
+			return nil, fmt.Errorf("%w: counter %d", errBucketEncoding, i)
+		}
+		b.counts[i], data = c, data[n:]
+	}
+	if len(data) == 0 || data[0]>>NumSketches != 0 {
+		return nil, fmt.Errorf("%w: sketch bitmap", errBucketEncoding)
+	}
+	present := data[0]
+	data = data[1:]
+	for i := range b.sketches {
+		if present&(1<<i) == 0 {
+			continue
+		}
+		size, n := binary.Uvarint(data)
+		if n <= 0 || size > uint64(len(data)-n) {
+			return nil, fmt.Errorf("%w: %s sketch length", errBucketEncoding, Sketch(i))
+		}
+		sk := &hyperloglog.Sketch{}
+		if err := sk.UnmarshalBinary(data[n : n+int(size)]); err != nil {
+			return nil, fmt.Errorf("%w: %s sketch: %w", errBucketEncoding, Sketch(i), err)
+		}
+		b.sketches[i], data = sk, data[n+int(size):]
+	}
+	if len(data) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", errBucketEncoding, len(data))
+	}
+	return b, nil
+}

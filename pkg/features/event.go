@@ -1,0 +1,606 @@
+package features
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+)
+
+// Sentinel errors of event decoding and visitor identity. Test for them with
+// errors.Is.
+var (
+	// ErrMalformed is an event that cannot be used: invalid JSON, a missing
+	// required field, a value of the wrong type or out of range. Every such
+	// error is a *FieldError.
+	ErrMalformed = errors.New("malformed event")
+	// ErrFieldMap is an unusable field map or field-map flag value.
+	ErrFieldMap = errors.New("invalid field map")
+	// ErrIdentityMode is an unknown identity mode name.
+	ErrIdentityMode = errors.New("unknown identity mode")
+	// ErrIdentityKey is a visitor-id secret shorter than MinIdentityKey.
+	ErrIdentityKey = errors.New("identity key too short")
+	// ErrNoClientIP is an event without a valid client IP under an IP-based
+	// identity mode.
+	ErrNoClientIP = errors.New("event has no client IP for the visitor identity")
+	// ErrNoFingerprint is an event without the TLS fingerprint that the JA3
+	// or JA4 identity mode needs (a plain-HTTP request has none).
+	ErrNoFingerprint = errors.New("event has no TLS fingerprint for the visitor identity")
+)
+
+// Event is one HTTP request, decoded by a [Decoder]. The comments name the
+// Cloudflare Logpush http_requests field of each (see [FieldMap] for other
+// log shapes).
+//
+// The byte-slice fields alias the Decoder's buffer: they are valid until the
+// next Decode call on the same Decoder, which overwrites them. Copy what you
+// keep beyond that (string(ev.Path), bytes.Clone). Site, ClientIP, Time and
+// the numbers are values and stay valid.
+type Event struct {
+	Time      time.Time  // EdgeStartTimestamp, in UTC; required
+	Site      string     // ZoneName, else ClientRequestHost; ASCII lower-cased; required
+	ClientIP  netip.Addr // ClientIP; IPv4-mapped IPv6 unmapped, zone dropped; required
+	Method    []byte     // ClientRequestMethod, as given
+	Path      []byte     // ClientRequestPath
+	URI       []byte     // ClientRequestURI: path and query, see AppendQueryShape
+	UserAgent []byte     // ClientRequestUserAgent
+	Referer   []byte     // ClientRequestReferer
+	Status    uint16     // EdgeResponseStatus, 0 to 999
+	ASN       uint32     // ClientASN
+	Country   []byte     // ClientCountry
+	JA3       []byte     // JA3Hash
+	JA4       []byte     // JA4
+	RayID     []byte     // RayID
+}
+
+// FieldError says why an event is malformed and which field is at fault. It
+// matches ErrMalformed with errors.Is. The detector sends the event to the
+// dead-letter topic with Error() as the reason.
+type FieldError struct {
+	Field  string // the JSON key as mapped (e.g. "ClientIP", "source.ip"); "" for the whole document
+	Reason string // e.g. "missing", "want a number, got string"
+}
+
+// Error returns the reason with its field, e.g. `malformed event: field
+// "ClientIP": missing`.
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return "malformed event: " + e.Reason
+	}
+	return fmt.Sprintf("malformed event: field %q: %s", e.Field, e.Reason)
+}
+
+// Unwrap returns ErrMalformed.
+func (e *FieldError) Unwrap() error { return ErrMalformed }
+
+// FieldMap names the JSON key that feeds each field of an [Event], so that
+// logs of other shapes decode without code changes. An empty key leaves the
+// field at its zero value. Its flag syntax (see [ParseFieldMap]) names the
+// fields as follows; the defaults are Logpush's:
+//
+//	flag     Event field  Logpush key (default)   JSON type
+//	-------  -----------  ----------------------  -----------------------------------------------
+//	time     Time         EdgeStartTimestamp      RFC 3339 or Unix ns (integer or digits); required
+//	site     Site         ZoneName                string; required unless host is set
+//	host     Site         ClientRequestHost       string; used when site is absent
+//	ip       ClientIP     ClientIP                string, IPv4 or IPv6; required
+//	method   Method       ClientRequestMethod     string
+//	path     Path         ClientRequestPath       string
+//	uri      URI          ClientRequestURI        string
+//	ua       UserAgent    ClientRequestUserAgent  string
+//	referer  Referer      ClientRequestReferer    string
+//	status   Status       EdgeResponseStatus      integer 0 to 999
+//	asn      ASN          ClientASN               integer 0 to 4294967295
+//	country  Country      ClientCountry           string
+//	ja3      JA3          JA3Hash                 string
+//	ja4      JA4          JA4                     string
+//	ray      RayID        RayID                   string
+//
+// A key with dots is a path into nested objects: "source.ip" finds
+// {"source":{"ip":"..."}}, {"source.ip":"..."} (a literal key wins) and
+// mixes such as {"source":{"as.number":1}} for "source.as.number". Of
+// duplicate keys in one object the first counts (unless they are spelled
+// with different escapes, when either may). JSON null is the same as an
+// absent key, and so is an empty string for the required fields.
+type FieldMap struct {
+	Time, Site, Host, IP, Method, Path, URI, UserAgent, Referer string
+	Status, ASN, Country, JA3, JA4, RayID                       string
+}
+
+// DefaultFieldMap maps the Cloudflare Logpush http_requests field names.
+// Logpush jobs must use timestamp_format unixnano (the default) or rfc3339:
+// Unix seconds would be read as nanoseconds and rejected as before 2000.
+func DefaultFieldMap() FieldMap {
+	return FieldMap{
+		Time: "EdgeStartTimestamp", Site: "ZoneName", Host: "ClientRequestHost", IP: "ClientIP",
+		Method: "ClientRequestMethod", Path: "ClientRequestPath", URI: "ClientRequestURI",
+		UserAgent: "ClientRequestUserAgent", Referer: "ClientRequestReferer",
+		Status: "EdgeResponseStatus", ASN: "ClientASN", Country: "ClientCountry",
+		JA3: "JA3Hash", JA4: "JA4", RayID: "RayID",
+	}
+}
+
+// ECSFieldMap maps Elastic Common Schema documents (Filebeat, Elastic Agent,
+// ecs-logging), nested or with dotted keys. The site is url.domain, which
+// the nginx and Apache integrations fill from the Host header.
+func ECSFieldMap() FieldMap {
+	return FieldMap{
+		Time: "@timestamp", Site: "url.domain", IP: "source.ip",
+		Method: "http.request.method", Path: "url.path", URI: "url.original",
+		UserAgent: "user_agent.original", Referer: "http.request.referrer",
+		Status: "http.response.status_code", ASN: "source.as.number",
+		Country: "source.geo.country_iso_code", JA3: "tls.client.ja3", JA4: "tls.client.ja4",
+		RayID: "http.request.id",
+	}
+}
+
+// NginxFieldMap maps nginx JSON access logs whose keys are the nginx variable
+// names, from a log_format such as
+//
+//	log_format detector escape=json '{"time_iso8601":"$time_iso8601",'
+//	    '"host":"$host","remote_addr":"$remote_addr",'
+//	    '"request_method":"$request_method","uri":"$uri",'
+//	    '"request_uri":"$request_uri","status":$status,'
+//	    '"http_user_agent":"$http_user_agent",'
+//	    '"http_referer":"$http_referer","request_id":"$request_id"}';
+//
+// $status must be unquoted: a quoted status is a string, not a number.
+func NginxFieldMap() FieldMap {
+	return FieldMap{
+		Time: "time_iso8601", Site: "host", IP: "remote_addr",
+		Method: "request_method", Path: "uri", URI: "request_uri",
+		UserAgent: "http_user_agent", Referer: "http_referer",
+		Status: "status", RayID: "request_id",
+	}
+}
+
+// presetFieldMap returns the preset called name in flag values.
+func presetFieldMap(name string) (FieldMap, bool) {
+	switch name {
+	case "logpush":
+		return DefaultFieldMap(), true
+	case "ecs":
+		return ECSFieldMap(), true
+	case "nginx":
+		return NginxFieldMap(), true
+	}
+	return FieldMap{}, false
+}
+
+// numFields is the number of fields of a FieldMap.
+const numFields = 15
+
+// namedKey is a FieldMap field with its flag name.
+type namedKey struct {
+	name string
+	key  *string
+}
+
+// named returns m's fields with their flag names, in documentation order.
+func (m *FieldMap) named() [numFields]namedKey {
+	return [numFields]namedKey{
+		{"time", &m.Time}, {"site", &m.Site}, {"host", &m.Host}, {"ip", &m.IP},
+		{"method", &m.Method}, {"path", &m.Path}, {"uri", &m.URI}, {"ua", &m.UserAgent},
+		{"referer", &m.Referer}, {"status", &m.Status}, {"asn", &m.ASN},
+		{"country", &m.Country}, {"ja3", &m.JA3}, {"ja4", &m.JA4}, {"ray", &m.RayID},
+	}
+}
+
+// ParseFieldMap parses a flag value: comma-separated name=key pairs, for
+// example "site=host,ip=remote_addr,time=time_iso8601", optionally after a
+// preset (logpush, ecs or nginx) as the first item: "ecs,site=labels.site".
+// Fields not named keep the preset's key (Logpush's without a preset);
+// "ja3=" with nothing after '=' unmaps a field. Keys cannot contain ','.
+func ParseFieldMap(s string) (FieldMap, error) {
+	items := strings.Split(s, ",")
+	m, ok := presetFieldMap(items[0])
+	if ok {
+		items = items[1:]
+	} else {
+		m = DefaultFieldMap()
+	}
+	fields := m.named()
+	var seen [numFields]bool
+	for _, item := range items {
+		name, key, ok := strings.Cut(item, "=")
+		if !ok {
+			return FieldMap{}, fmt.Errorf("%w: %q: want name=key (or a preset, logpush, ecs or nginx, as the first item)", ErrFieldMap, item)
+		}
+		i := slices.IndexFunc(fields[:], func(f namedKey) bool { return f.name == name })
+		switch {
+		case i < 0:
+			return FieldMap{}, fmt.Errorf("%w: unknown field %q in %q (fields: %s)", ErrFieldMap, name, item, fieldNames())
+		case seen[i]:
+			return FieldMap{}, fmt.Errorf("%w: field %q named twice", ErrFieldMap, name)
+		}
+		seen[i] = true
+		*fields[i].key = key
+	}
+	if err := m.Validate(); err != nil {
+		return FieldMap{}, err
+	}
+	return m, nil
+}
+
+// fieldNames lists the flag names of the fields, for error messages.
+func fieldNames() string {
+	var m FieldMap
+	var names []string
+	for _, f := range m.named() {
+		names = append(names, f.name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Validate reports a map that cannot decode any event: one without a key
+// for a required field.
+func (m FieldMap) Validate() error {
+	// The site needs a key of its own or a host key.
+	for _, f := range []struct{ name, key string }{{"time", m.Time}, {"site", m.Site + m.Host}, {"ip", m.IP}} {
+		if f.key == "" {
+			return fmt.Errorf("%w: required field %s has no key", ErrFieldMap, f.name)
+		}
+	}
+	return nil
+}
+
+// String returns the flag value of m: a preset name when m is one, else
+// every field as name=key.
+func (m FieldMap) String() string {
+	for _, name := range []string{"logpush", "ecs", "nginx"} {
+		if p, _ := presetFieldMap(name); m == p {
+			return name
+		}
+	}
+	var b strings.Builder
+	for i, f := range m.named() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(f.name + "=" + *f.key)
+	}
+	return b.String()
+}
+
+// Set parses a flag value with ParseFieldMap, so that *FieldMap is a
+// flag.Value.
+func (m *FieldMap) Set(s string) error {
+	p, err := ParseFieldMap(s)
+	if err != nil {
+		return err
+	}
+	*m = p
+	return nil
+}
+
+// maxSites bounds a Decoder's cache of site names; beyond it the cache
+// starts over. maxSiteLen is the longest site accepted (a DNS name has at
+// most 253 bytes), which also bounds the cache's memory.
+const (
+	maxSites   = 4096
+	maxSiteLen = 255
+)
+
+// minEventUnix is the earliest timestamp accepted, 2000-01-01T00:00:00Z in
+// Unix seconds. Anything older is a misconfiguration, typically Unix seconds
+// or milliseconds where nanoseconds are expected, and would land in the
+// wrong window.
+const minEventUnix = 946684800
+
+// Decoder decodes JSON request events. It keeps parser state between calls
+// so that decoding does not allocate; it is not safe for concurrent use, so
+// use one per goroutine.
+//
+// The parser is github.com/valyala/fastjson, chosen by BenchmarkDecode: it
+// looks keys up at run time, which the field map needs, and decodes a
+// Logpush event with no allocation, several times faster than encoding/json
+// (see event_bench_test.go for the figures). It checks the document's
+// structure (braces, brackets, commas, quotes, nesting depth) but is lenient
+// inside values: a bad escape sequence stays as written, raw control
+// characters and invalid UTF-8 pass through, and numbers that no field
+// reads are only loosely checked.
+type Decoder struct {
+	fields FieldMap
+	parser fastjson.Parser
+	sites  map[string]string // raw site name -> lower-cased, so Site costs no allocation
+}
+
+// NewDecoder returns a Decoder for events shaped as m describes.
+func NewDecoder(m FieldMap) (*Decoder, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &Decoder{fields: m, sites: make(map[string]string)}, nil
+}
+
+// Decode decodes one JSON event from data into *ev, overwriting all of it.
+// A malformed event is a *FieldError that matches ErrMalformed, and leaves
+// *ev unspecified. Decode copies data, so the caller may reuse data at
+// once; ev's byte slices alias the Decoder until the next Decode (see
+// [Event]). Unknown keys are ignored. Decode does not allocate on success,
+// except for a site name not in its cache of the last few thousand.
+func (d *Decoder) Decode(data []byte, ev *Event) error {
+	*ev = Event{}
+	root, err := d.parser.ParseBytes(data)
+	if err != nil {
+		return &FieldError{Reason: "invalid JSON: " + err.Error()}
+	}
+	if root.Type() != fastjson.TypeObject {
+		return &FieldError{Reason: "want a JSON object, got " + typeName(root)}
+	}
+	o := root.GetObject()
+	m := &d.fields
+	if ev.Time, err = timeField(o, m.Time); err != nil {
+		return err
+	}
+	if ev.Site, err = d.siteField(o); err != nil {
+		return err
+	}
+	if ev.ClientIP, err = ipField(o, m.IP); err != nil {
+		return err
+	}
+	for _, f := range [...]struct {
+		key string
+		dst *[]byte
+	}{
+		{m.Method, &ev.Method}, {m.Path, &ev.Path}, {m.URI, &ev.URI},
+		{m.UserAgent, &ev.UserAgent}, {m.Referer, &ev.Referer}, {m.Country, &ev.Country},
+		{m.JA3, &ev.JA3}, {m.JA4, &ev.JA4}, {m.RayID, &ev.RayID},
+	} {
+		if *f.dst, err = stringField(o, f.key); err != nil {
+			return err
+		}
+	}
+	status, err := uintField(o, m.Status, 999)
+	if err != nil {
+		return err
+	}
+	asn, err := uintField(o, m.ASN, 1<<32-1)
+	if err != nil {
+		return err
+	}
+	ev.Status, ev.ASN = uint16(status), uint32(asn)
+	return nil
+}
+
+// siteField returns the lower-cased site: the site key, else the host key.
+func (d *Decoder) siteField(o *fastjson.Object) (string, error) {
+	key := d.fields.Site
+	raw, err := stringField(o, key)
+	if err == nil && len(raw) == 0 && d.fields.Host != "" {
+		key = d.fields.Host
+		raw, err = stringField(o, key)
+	}
+	switch {
+	case err != nil:
+		return "", err
+	case len(raw) == 0:
+		if d.fields.Site != "" && d.fields.Host != "" {
+			return "", &FieldError{Field: d.fields.Site, Reason: fmt.Sprintf("missing, and so is %q", d.fields.Host)}
+		}
+		return "", &FieldError{Field: key, Reason: "missing"}
+	case len(raw) > maxSiteLen:
+		return "", &FieldError{Field: key, Reason: fmt.Sprintf("%d bytes, want at most %d", len(raw), maxSiteLen)}
+	}
+	if s, ok := d.sites[string(raw)]; ok {
+		return s, nil
+	}
+	if len(d.sites) >= maxSites {
+		clear(d.sites)
+	}
+	s := lowerASCII(raw)
+	d.sites[string(raw)] = s
+	return s, nil
+}
+
+// lowerASCII lower-cases ASCII letters only, as ClickHouse's lower() does,
+// so that the detector and the baseline service agree on site names.
+func lowerASCII(b []byte) string {
+	var s strings.Builder
+	s.Grow(len(b))
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		s.WriteByte(c)
+	}
+	return s.String()
+}
+
+// timeField reads a timestamp: an RFC 3339 string (with or without
+// fractional seconds), or Unix nanoseconds as an integer or a string of
+// digits.
+func timeField(o *fastjson.Object, key string) (time.Time, error) {
+	v := lookup(o, key)
+	if v == nil {
+		return time.Time{}, &FieldError{Field: key, Reason: "missing"}
+	}
+	var t time.Time
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		ns, err := v.Int64()
+		if err != nil {
+			return time.Time{}, &FieldError{Field: key, Reason: "want integer Unix nanoseconds, got " + quote(v.MarshalTo(nil))}
+		}
+		t = time.Unix(0, ns)
+	case fastjson.TypeString:
+		b, _ := v.StringBytes()
+		var err error
+		if len(b) > 0 && isDigits(b) {
+			var ns int64
+			ns, err = strconv.ParseInt(transient(b), 10, 64)
+			t = time.Unix(0, ns)
+		} else {
+			t, err = time.Parse(time.RFC3339, transient(b))
+		}
+		if err != nil { // the parsers' errors hold b: write our own
+			return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 time or Unix nanoseconds, got " + quote(b)}
+		}
+	default:
+		return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 string or integer Unix nanoseconds, got " + typeName(v)}
+	}
+	if t.Unix() < minEventUnix {
+		return time.Time{}, &FieldError{Field: key, Reason: t.UTC().Format(time.RFC3339Nano) + " is before 2000 (Unix seconds or milliseconds instead of nanoseconds?)"}
+	}
+	return t.UTC(), nil
+}
+
+// ipField reads the client IP, unmapped and without a zone so that one
+// client always yields the same address.
+func ipField(o *fastjson.Object, key string) (netip.Addr, error) {
+	b, err := stringField(o, key)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if len(b) == 0 {
+		return netip.Addr{}, &FieldError{Field: key, Reason: "missing"}
+	}
+	ip, err := netip.ParseAddr(transient(b))
+	if err != nil { // the parser's error holds b: write our own
+		return netip.Addr{}, &FieldError{Field: key, Reason: "not an IP address: " + quote(b)}
+	}
+	return ip.Unmap().WithZone(""), nil
+}
+
+// stringField reads an optional string; nil when absent.
+func stringField(o *fastjson.Object, key string) ([]byte, error) {
+	v := lookup(o, key)
+	if v == nil {
+		return nil, nil
+	}
+	b, err := v.StringBytes()
+	if err != nil {
+		return nil, &FieldError{Field: key, Reason: "want a string, got " + typeName(v)}
+	}
+	return b, nil
+}
+
+// uintField reads an optional integer from 0 to limit; 0 when absent.
+func uintField(o *fastjson.Object, key string, limit uint64) (uint64, error) {
+	v := lookup(o, key)
+	if v == nil {
+		return 0, nil
+	}
+	if v.Type() != fastjson.TypeNumber {
+		return 0, &FieldError{Field: key, Reason: "want a number, got " + typeName(v)}
+	}
+	n, err := v.Uint64()
+	if err != nil || n > limit {
+		return 0, &FieldError{Field: key, Reason: fmt.Sprintf("want an integer from 0 to %d, got %s", limit, quote(v.MarshalTo(nil)))}
+	}
+	return n, nil
+}
+
+// lookup returns the value of key in o, nil when the key is empty, absent or
+// null. A dotted key is tried whole first, then split at each dot in turn
+// into an object key and the rest of the path inside that object.
+func lookup(o *fastjson.Object, key string) *fastjson.Value {
+	if key == "" {
+		return nil
+	}
+	if v := o.Get(key); v != nil {
+		if v.Type() == fastjson.TypeNull {
+			return nil
+		}
+		return v
+	}
+	for i := range len(key) {
+		if key[i] != '.' {
+			continue
+		}
+		if sub := o.Get(key[:i]); sub != nil && sub.Type() == fastjson.TypeObject {
+			if v := lookup(sub.GetObject(), key[i+1:]); v != nil {
+				return v
+			}
+		}
+	}
+	return nil
+}
+
+// typeName names v's JSON type for error messages.
+func typeName(v *fastjson.Value) string {
+	if t := v.Type(); t != fastjson.TypeTrue && t != fastjson.TypeFalse {
+		return t.String()
+	}
+	return "boolean"
+}
+
+// quote quotes a value for an error message, cut to 64 bytes: reasons go
+// to the dead-letter topic and the log, beside the message itself.
+func quote(b []byte) string {
+	const limit = 64
+	if len(b) > limit {
+		return strconv.Quote(string(b[:limit])) + "..."
+	}
+	return strconv.Quote(string(b))
+}
+
+func isDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// transient returns b as a string without copying, for a parser that keeps
+// no reference to its input once it succeeds (time.Parse, netip.ParseAddr,
+// strconv.ParseInt). Their errors do keep it, so callers drop those errors.
+// This saves two allocations per event.
+func transient(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// AppendQueryShape appends the query-string shape of a request URI to dst
+// and returns the extended slice. The shape is the sorted set of the
+// query's parameter names, without values, joined by '&':
+// "/a?b=1&a=2&b=3" has the shape "a&b". Exactly:
+//
+//   - The query is everything after the first '?' (none: empty shape). A '#'
+//     is an ordinary byte: request URIs carry no fragment.
+//   - Parameters are separated by '&' only; ';' is an ordinary byte, so
+//     "a=1;b=2" is the one name "a".
+//   - A name is the parameter up to its first '=', or all of it without one
+//     ("flag" in "?flag&x=1"). Empty names ("?&&", "?=1") are dropped.
+//   - Names are compared and kept as raw bytes: no percent-decoding, '+' is
+//     not a space, case matters ("a%5B%5D" and "a[]" differ).
+//   - Duplicates are removed; names are sorted bytewise (as ClickHouse sorts
+//     Strings), then joined by '&' (a name cannot contain '&').
+//
+// In ClickHouse SQL, with q the query as above, the shape is
+//
+//	arrayStringConcat(arraySort(arrayDistinct(arrayFilter(n -> n != '',
+//	    arrayMap(p -> splitByChar('=', p)[1], splitByChar('&', q))))), '&')
+//
+// AppendQueryShape does not allocate when dst has room and the query has at
+// most 32 parameters.
+func AppendQueryShape(dst, uri []byte) []byte {
+	i := bytes.IndexByte(uri, '?')
+	if i < 0 {
+		return dst
+	}
+	names := make([][]byte, 0, 32)
+	for p := range bytes.SplitSeq(uri[i+1:], []byte("&")) {
+		if name, _, _ := bytes.Cut(p, []byte("=")); len(name) > 0 {
+			names = append(names, name)
+		}
+	}
+	slices.SortFunc(names, bytes.Compare)
+	for k, name := range names {
+		switch {
+		case k == 0:
+		case bytes.Equal(name, names[k-1]):
+			continue
+		default:
+			dst = append(dst, '&')
+		}
+		dst = append(dst, name...)
+	}
+	return dst
+}

@@ -1,0 +1,77 @@
+package features
+
+import (
+	"context"
+	"sync"
+)
+
+// MemoryStore is a Store in process memory, for unit tests and
+// single-process use. Buckets that fall out of the window are dropped as the
+// watermark moves, so memory follows the visitors of one window.
+type MemoryStore struct {
+	mu      sync.Mutex
+	wm      watermark
+	buckets map[bucketID]*bucket
+}
+
+// NewMemoryStore returns an empty store for window w.
+func NewMemoryStore(w Window) *MemoryStore {
+	return &MemoryStore{wm: watermark{w: w}, buckets: make(map[bucketID]*bucket)}
+}
+
+// Add folds obs into their buckets. It never fails.
+func (s *MemoryStore) Add(_ context.Context, obs []Observation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before := s.wm.newest
+	s.wm.advance(obs)
+	if s.wm.newest != before {
+		s.evict()
+	}
+	for i := range obs {
+		o := &obs[i]
+		if s.wm.isLate(o) {
+			continue
+		}
+		id := bucketID{o.Site, o.Visitor, o.Bucket}
+		b := s.buckets[id]
+		if b == nil {
+			b = &bucket{}
+			s.buckets[id] = b
+		}
+		b.add(o)
+	}
+	return nil
+}
+
+// evict drops the buckets older than the window.
+func (s *MemoryStore) evict() {
+	for id := range s.buckets {
+		if s.wm.w.Late(id.bucket, s.wm.newest) {
+			delete(s.buckets, id)
+		}
+	}
+}
+
+// Flush does nothing: memory is as durable as this store gets.
+func (s *MemoryStore) Flush(context.Context) error { return nil }
+
+// Window aggregates the visitor's buckets from First(newest) to newest.
+func (s *MemoryStore) Window(_ context.Context, site, visitor uint64, newest uint32) (Aggregate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var found []*bucket
+	for _, b := range s.wm.w.Range(newest) {
+		if bk := s.buckets[bucketID{site, visitor, b}]; bk != nil {
+			found = append(found, bk)
+		}
+	}
+	return aggregate(found)
+}
+
+// Late is the number of observations dropped as older than the window.
+func (s *MemoryStore) Late() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wm.late
+}

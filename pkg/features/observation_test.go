@@ -1,0 +1,71 @@
+package features
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/anomalyd/anomalyd/pkg/keys"
+)
+
+func TestObserve(t *testing.T) {
+	secret := []byte("0123456789abcdef0123")
+	decoder, err := NewDecoder(DefaultFieldMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const event = `{"EdgeStartTimestamp":"2026-11-21T10:30:15Z","ZoneName":"Shop.Example.com",
+		"ClientIP":"203.0.113.7","ClientRequestMethod":"POST","ClientRequestPath":"/login",
+		"ClientRequestURI":"/login?next=/a&user=x","ClientRequestUserAgent":"curl/8",
+		"ClientRequestReferer":"","EdgeResponseStatus":403,"JA3Hash":"e7d705a3286e19ea42f587b344ee6865"}`
+	var ev Event
+	if err := decoder.Decode([]byte(event), &ev); err != nil {
+		t.Fatal(err)
+	}
+	w := DefaultWindow()
+	tests := []struct {
+		mode IdentityMode
+		ips  bool
+	}{
+		{IdentityIP, false},
+		{IdentityJA3, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			id, err := NewIdentity(tc.mode, secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ob := NewObserver(w, id)
+			var o Observation
+			if err := ob.Observe(&ev, &o); err != nil {
+				t.Fatal(err)
+			}
+			visitor, _ := id.Visitor(&ev)
+			want := Observation{
+				Site:    keys.SiteID("shop.example.com"),
+				Visitor: visitor,
+				Bucket:  uint32(time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC).Unix() / 60),
+				Flags:   Flag4xx | FlagNonGET,
+			}
+			want.Hashes[SketchPaths] = HashValue("/login")
+			want.Hashes[SketchUserAgents] = HashValue("curl/8")
+			want.Hashes[SketchQueryShapes] = HashValue("next&user")
+			if tc.ips {
+				ip := ev.ClientIP.As16()
+				want.Hashes[SketchIPs] = hashBytes(ip[:])
+			}
+			if o != want {
+				t.Errorf("Observe = %+v\nwant      %+v", o, want)
+			}
+			if n := testing.AllocsPerRun(100, func() { _ = ob.Observe(&ev, &o) }); n != 0 {
+				t.Errorf("Observe allocates %v times", n)
+			}
+		})
+	}
+	ja4, _ := NewIdentity(IdentityJA4, secret)
+	var o Observation
+	if err := NewObserver(w, ja4).Observe(&ev, &o); !errors.Is(err, ErrNoFingerprint) {
+		t.Errorf("JA4 identity without JA4: err = %v, want ErrNoFingerprint", err)
+	}
+}

@@ -1,0 +1,66 @@
+package features
+
+import "time"
+
+// Recency is the recency register: it lets a (site, visitor) pair be
+// re-scored at most once per interval of event time, so the read-merge-score
+// path runs a bounded number of times per visitor however many requests it
+// sends. In the reference system this gave 10x throughput.
+//
+// It lives in the detector's memory, not in Redis. The requests topic is
+// partitioned by site|visitor, so one detector replica owns a visitor at a
+// time and nobody else needs the register; keeping it local saves a Redis
+// round trip per request. The cost is that after a restart or a partition
+// rebalance a visitor may be scored once more than the interval allows,
+// which is harmless. Memory is bounded: entries older than the interval
+// (relative to the newest event seen) are pruned, because such pairs are due
+// anyway.
+//
+// A Recency is not safe for concurrent use: each detector worker has its own.
+type Recency struct {
+	interval  int64 // nanoseconds of event time
+	last      map[[2]uint64]int64
+	newest    int64 // newest event time seen, Unix nanoseconds
+	pruneSize int   // len(last) that triggers the next prune
+}
+
+// NewRecency returns a register with the given interval; an interval of 0
+// makes every request due (the register is off).
+func NewRecency(interval time.Duration) *Recency {
+	return &Recency{interval: int64(interval), last: make(map[[2]uint64]int64), pruneSize: 1024}
+}
+
+// Due reports whether the pair should be scored for a request at event time
+// t, and if so records t as its last scoring. A request older than the last
+// scoring is never due.
+func (r *Recency) Due(site, visitor uint64, t time.Time) bool {
+	now := t.UnixNano()
+	r.newest = max(r.newest, now)
+	if r.interval <= 0 {
+		return true
+	}
+	k := [2]uint64{site, visitor}
+	if last, ok := r.last[k]; ok && now-last < r.interval {
+		return false
+	}
+	r.last[k] = now
+	if len(r.last) >= r.pruneSize {
+		r.prune()
+	}
+	return true
+}
+
+// prune forgets pairs whose last scoring is an interval or more behind the
+// newest event: they are due again whenever they next appear. The next prune
+// waits until the register has doubled, so pruning costs O(1) amortized.
+func (r *Recency) prune() {
+	for k, last := range r.last {
+		if r.newest-last >= r.interval {
+			delete(r.last, k)
+		}
+	}
+	r.pruneSize = max(1024, 2*len(r.last))
+}
+
+// Len is the number of pairs the register holds.
+func (r *Recency) Len() int { return len(r.last) }

@@ -1,0 +1,306 @@
+package features
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/anomalyd/anomalyd/internal/testenv"
+	"github.com/anomalyd/anomalyd/pkg/keys"
+)
+
+// req is a hand-built request for store tests.
+type req struct {
+	bucket                           uint32
+	path, ua, referer, shape, method string
+	status                           int
+}
+
+func (r req) observation(site, visitor uint64) Observation {
+	o := Observation{Site: site, Visitor: visitor, Bucket: r.bucket}
+	if r.status >= 400 && r.status < 500 {
+		o.Flags |= Flag4xx
+	}
+	if r.method != "GET" {
+		o.Flags |= FlagNonGET
+	}
+	for i, v := range []string{r.path, r.ua, r.referer, r.shape} {
+		if v != "" {
+			o.Hashes[i] = HashValue(v)
+		}
+	}
+	return o
+}
+
+const (
+	testSite    = 0x5173
+	testVisitor = 0x7157
+	b0          = 29_000_000 // a bucket index around 2025 with 1-minute buckets
+)
+
+func observations(rs ...req) []Observation {
+	obs := make([]Observation, len(rs))
+	for i, r := range rs {
+		obs[i] = r.observation(testSite, testVisitor)
+	}
+	return obs
+}
+
+// stores runs a test against both implementations, the Redis one on a real
+// redis-server.
+func stores(t *testing.T, w Window, test func(t *testing.T, s Store)) {
+	t.Run("memory", func(t *testing.T) { test(t, NewMemoryStore(w)) })
+	t.Run("redis", func(t *testing.T) { test(t, newRedisStore(t, testenv.Redis(t).Addr(), w)) })
+}
+
+func newRedisStore(t *testing.T, addr string, w Window) *RedisStore {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	s, err := NewRedisStore(rdb, w, RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustAdd(t *testing.T, s Store, obs []Observation) {
+	t.Helper()
+	if err := s.Add(t.Context(), obs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustWindow(t *testing.T, s Store, newest uint32) Aggregate {
+	t.Helper()
+	a, err := s.Window(t.Context(), testSite, testVisitor, newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestFeatureValues(t *testing.T) {
+	traffic := observations(
+		req{b0, "/", "Firefox", "", "", "GET", 200},
+		req{b0, "/login", "Firefox", "https://a.example/", "", "POST", 401},
+		req{b0, "/login", "Firefox", "https://a.example/", "", "POST", 401},
+		req{b0 + 1, "/search", "Firefox", "https://b.example/", "q", "GET", 200},
+		req{b0 + 1, "/search", "curl/8", "", "page&q", "HEAD", 404},
+		req{b0 + 2, "/", "Firefox", "", "", "GET", 500},
+	)
+	want := Aggregate{}
+	want.Counts[CountRequests] = 6
+	want.Counts[Count4xx] = 3
+	want.Counts[CountNonGET] = 3
+	want.Distinct[SketchPaths] = 3      // /, /login, /search
+	want.Distinct[SketchUserAgents] = 2 // Firefox, curl/8
+	want.Distinct[SketchReferers] = 2   // a.example, b.example; empty is not a value
+	want.Distinct[SketchQueryShapes] = 2
+	stores(t, DefaultWindow(), func(t *testing.T, s Store) {
+		mustAdd(t, s, traffic[:3])
+		mustAdd(t, s, traffic[3:])
+		if got := mustWindow(t, s, b0+2); got != want {
+			t.Errorf("window = %+v, want %+v", got, want)
+		}
+		// Another visitor of the same site sees nothing of this one.
+		if got, _ := s.Window(t.Context(), testSite, testVisitor+1, b0+2); got != (Aggregate{}) {
+			t.Errorf("other visitor's window = %+v, want empty", got)
+		}
+	})
+}
+
+func TestWindowSlides(t *testing.T) {
+	w := Window{Buckets: 3, Width: time.Minute}
+	stores(t, w, func(t *testing.T, s Store) {
+		for i := range uint32(6) {
+			mustAdd(t, s, observations(req{bucket: b0 + i, path: fmt.Sprint("/p", i), method: "GET", status: 200}))
+			// The window ending at b0+i holds the last three buckets.
+			got := mustWindow(t, s, b0+i)
+			if want := uint64(min(i+1, 3)); got.Counts[CountRequests] != want || got.Distinct[SketchPaths] != want {
+				t.Errorf("window ending at b0+%d: %+v, want %d requests and paths", i, got, want)
+			}
+		}
+	})
+}
+
+func TestLateEvents(t *testing.T) {
+	stores(t, DefaultWindow(), func(t *testing.T, s Store) {
+		mustAdd(t, s, observations(req{bucket: b0 + 20, path: "/new", method: "GET"}))
+		mustAdd(t, s, observations(
+			req{bucket: b0 + 11, path: "/late-but-in-window", method: "GET"},
+			req{bucket: b0 + 10, path: "/too-old", method: "GET"},
+			req{bucket: b0, path: "/far-too-old", method: "GET"},
+		))
+		got := mustWindow(t, s, b0+20)
+		if got.Counts[CountRequests] != 2 || got.Distinct[SketchPaths] != 2 {
+			t.Errorf("window = %+v, want the new and the late-but-in-window request", got)
+		}
+		if late := s.(interface{ Late() uint64 }).Late(); late != 2 {
+			t.Errorf("Late() = %d, want 2", late)
+		}
+	})
+}
+
+func TestReplayKeepsDistinctCounts(t *testing.T) {
+	batch := observations(
+		req{b0, "/a", "ua1", "r1", "s1", "GET", 200},
+		req{b0, "/b", "ua2", "r2", "s2", "POST", 404},
+		req{b0 + 1, "/c", "ua1", "r1", "s1", "GET", 200},
+	)
+	stores(t, DefaultWindow(), func(t *testing.T, s Store) {
+		mustAdd(t, s, batch)
+		once := mustWindow(t, s, b0+1)
+		mustAdd(t, s, batch)
+		twice := mustWindow(t, s, b0+1)
+		if once.Distinct != twice.Distinct {
+			t.Errorf("distinct counts after replay %v, before %v", twice.Distinct, once.Distinct)
+		}
+		// Counters are not idempotent: the detector avoids replays by
+		// committing offsets only after Flush.
+		if twice.Counts[CountRequests] != 2*once.Counts[CountRequests] {
+			t.Errorf("requests after replay %d, before %d", twice.Counts[CountRequests], once.Counts[CountRequests])
+		}
+	})
+}
+
+func TestRedisStoreDurableCompactAndExpiring(t *testing.T) {
+	srv := testenv.Redis(t)
+	w := Window{Buckets: 2, Width: time.Second}
+	s := newRedisStore(t, srv.Addr(), w)
+	const ip = "203.0.113.77"
+	obs := observations(req{b0, "/x", "ua", "", "", "GET", 200}, req{b0 + 1, "/y", "ua", "", "", "GET", 200})
+	obs[0].Hashes[SketchIPs] = HashValue(ip)
+	mustAdd(t, s, obs)
+
+	// A new store (a restarted detector) reads what the first one flushed.
+	restarted := newRedisStore(t, srv.Addr(), w)
+	if got := mustWindow(t, restarted, b0+1); got.Counts[CountRequests] != 2 || got.Distinct[SketchPaths] != 2 {
+		t.Errorf("after restart: %+v", got)
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	ctx := t.Context()
+	all, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 {
+		t.Fatalf("%d keys, want one per bucket (2)", len(all))
+	}
+	for _, k := range all {
+		if _, err := keys.Decode([]byte(k)); err != nil {
+			t.Errorf("key %q is not a pkg/keys key: %v", k, err)
+		}
+		v, _ := rdb.Get(ctx, k).Result()
+		if strings.Contains(k+v, ip) {
+			t.Errorf("Redis holds the raw IP under %q", k)
+		}
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		if err != nil || ttl <= 0 || ttl > 3*time.Second {
+			t.Errorf("key TTL %v (%v), want within window+grace = 3s", ttl, err)
+		}
+	}
+	// Nothing outlives the window: the keys really expire.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := rdb.DBSize(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keys still there 5s after a 3s expiry", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestRedisGoesAwayAndComesBack(t *testing.T) {
+	srv := testenv.Redis(t)
+	s := newRedisStore(t, srv.Addr(), DefaultWindow())
+	mustAdd(t, s, observations(req{bucket: b0, path: "/before", method: "GET"}))
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Calls fail with ErrUnavailable within their deadline.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := s.Add(ctx, observations(req{bucket: b0 + 1, path: "/during", method: "GET"}))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Add with Redis down: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Window(ctx, testSite, testVisitor, b0+1); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Window with Redis down: %v, want ErrUnavailable", err)
+	}
+	if elapsed := time.Since(start); elapsed > 3*time.Second {
+		t.Errorf("failing calls took %v, past their 2s deadline", elapsed)
+	}
+
+	// An Add already folded in memory stays pending through a failed Flush.
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(t.Context(), observations(req{bucket: b0, path: "/again", method: "GET"})); err != nil {
+		t.Fatalf("Add after Redis came back: %v", err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Flush with Redis down: %v, want ErrUnavailable", err)
+	}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush after Redis came back, same client: %v", err)
+	}
+	// The restarted server lost /before (it keeps nothing on disk), but the
+	// pending bucket was written in full when Redis came back.
+	fresh := newRedisStore(t, srv.Addr(), DefaultWindow())
+	if got := mustWindow(t, fresh, b0); got.Counts[CountRequests] != 2 || got.Distinct[SketchPaths] != 2 {
+		t.Errorf("after recovery: %+v, want /before and /again", got)
+	}
+}
+
+func TestBucketEncoding(t *testing.T) {
+	var b bucket
+	for _, o := range observations(
+		req{b0, "/a", "ua", "r", "s", "POST", 404},
+		req{b0, "/b", "ua", "", "", "GET", 200},
+	) {
+		b.add(&o)
+	}
+	enc, err := b.appendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeBucket(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, _ := aggregate([]*bucket{&b})
+	a2, _ := aggregate([]*bucket{got})
+	if a1 != a2 {
+		t.Errorf("decoded bucket aggregates to %+v, want %+v", a2, a1)
+	}
+	for _, bad := range [][]byte{nil, {2}, enc[:2], enc[:len(enc)-1], append(append([]byte(nil), enc...), 0)} {
+		if _, err := decodeBucket(bad); err == nil {
+			t.Errorf("decodeBucket(%x) accepted corrupt input", bad)
+		}
+	}
+}
