@@ -46,10 +46,15 @@ type RedisStore struct {
 	buf   []byte
 }
 
-// NewRedisStore returns a store for window w in rdb.
+// NewRedisStore returns a store for window w in rdb. The client must have
+// ContextTimeoutEnabled set: without it go-redis waits for its own read
+// timeout instead of the caller's deadline when Redis is slow.
 func NewRedisStore(rdb redis.UniversalClient, w Window, opts RedisOptions) (*RedisStore, error) {
 	if err := w.Validate(); err != nil {
 		return nil, err
+	}
+	if !honoursDeadlines(rdb) {
+		return nil, errors.New("redis store: the client must set ContextTimeoutEnabled so that context deadlines are honoured")
 	}
 	if opts.Grace < 0 {
 		return nil, fmt.Errorf("redis store: negative grace %v", opts.Grace)
@@ -64,6 +69,18 @@ func NewRedisStore(rdb redis.UniversalClient, w Window, opts RedisOptions) (*Red
 		open:  make(map[bucketID]*bucket),
 		dirty: make(map[bucketID]struct{}),
 	}, nil
+}
+
+// honoursDeadlines reports whether the client is one whose options are
+// known and enable context timeouts; other UniversalClients are trusted.
+func honoursDeadlines(rdb redis.UniversalClient) bool {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return true
 }
 
 func (s *RedisStore) key(id bucketID) string {

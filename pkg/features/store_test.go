@@ -60,7 +60,7 @@ func stores(t *testing.T, w Window, test func(t *testing.T, s Store)) {
 
 func newRedisStore(t *testing.T, addr string, w Window) *RedisStore {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { rdb.Close() })
 	s, err := NewRedisStore(rdb, w, RedisOptions{})
 	if err != nil {
@@ -302,5 +302,40 @@ func TestBucketEncoding(t *testing.T) {
 		if _, err := decodeBucket(bad); err == nil {
 			t.Errorf("decodeBucket(%x) accepted corrupt input", bad)
 		}
+	}
+}
+
+func TestRedisStoreNeedsContextTimeouts(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { rdb.Close() })
+	if _, err := NewRedisStore(rdb, DefaultWindow(), RedisOptions{}); err == nil {
+		t.Error("a client without ContextTimeoutEnabled was accepted")
+	}
+}
+
+func TestRedisSlowHonoursDeadline(t *testing.T) {
+	srv := testenv.Redis(t)
+	s := newRedisStore(t, srv.Addr(), DefaultWindow())
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { admin.Close() })
+	// CLIENT PAUSE stalls every other client's commands: a slow Redis.
+	if err := admin.Do(t.Context(), "CLIENT", "PAUSE", "3000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Add(ctx, observations(req{bucket: b0, path: "/slow", method: "GET"}))
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Add against a paused Redis: %v, want ErrUnavailable wrapping the deadline", err)
+	}
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("Add returned after %v, past its 300ms deadline", elapsed)
+	}
+	if err := admin.Do(t.Context(), "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(t.Context(), observations(req{bucket: b0, path: "/after", method: "GET"})); err != nil {
+		t.Errorf("Add after the pause: %v", err)
 	}
 }
