@@ -1,0 +1,294 @@
+// Package traffic generates deterministic synthetic HTTP request logs: a
+// population of visitors spread over a few sites, with Zipf-skewed activity
+// (a few heavy visitors, a long tail), per-site path vocabularies, realistic
+// browser user agents, referers, methods and status codes. The same Config
+// always yields the same sequence, so benchmarks and replays can compare
+// designs on identical traffic.
+//
+// Every visitor is a human browsing today. Bot scenarios will be other
+// behaviours, chosen per visitor in New and produced in Generator.Next (see
+// the behaviour type).
+package traffic
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+)
+
+// Request is one HTTP request as a log line would record it.
+type Request struct {
+	Time      time.Time
+	Site      string // host name, lower case
+	ClientIP  string
+	Method    string
+	Path      string
+	Query     string // raw query string, without '?'; "" for none
+	UserAgent string
+	Referer   string // "" for none
+	Status    int
+}
+
+// Config says what traffic to generate.
+type Config struct {
+	Sites    int           // number of sites, at least 1
+	Visitors int           // visitor population, at least 1; not all need appear
+	Events   int           // number of requests to generate
+	Start    time.Time     // time of the first request
+	Duration time.Duration // requests are spread evenly over [Start, Start+Duration)
+	Seed     uint64        // same seed and config: same sequence
+	// Skew (> 1) and SkewOffset (>= 1) shape visitor activity, a Zipf law:
+	// the visitor of activity rank k (from 0) sends requests in proportion
+	// to (SkewOffset+k)^-Skew. The offset flattens the head, so that the
+	// heaviest human is a busy NAT rather than a crawler. 1.1 and 10 make
+	// the top 1% of 100k visitors send about 60% of the requests, and the
+	// heaviest one under 2%.
+	Skew, SkewOffset float64
+}
+
+// DefaultConfig is 100k visitors over 20 sites, 1M requests over 20 minutes.
+func DefaultConfig() Config {
+	return Config{
+		Sites:      20,
+		Visitors:   100_000,
+		Events:     1_000_000,
+		Start:      time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		Duration:   20 * time.Minute,
+		Seed:       1,
+		Skew:       1.1,
+		SkewOffset: 10,
+	}
+}
+
+// ErrConfig is an unusable Config.
+var ErrConfig = errors.New("invalid traffic config")
+
+// Validate reports an unusable config.
+func (c Config) Validate() error {
+	switch {
+	case c.Sites < 1:
+		return fmt.Errorf("%w: sites must be at least 1, got %d", ErrConfig, c.Sites)
+	case c.Visitors < 1:
+		return fmt.Errorf("%w: visitors must be at least 1, got %d", ErrConfig, c.Visitors)
+	case c.Events < 0:
+		return fmt.Errorf("%w: events must not be negative, got %d", ErrConfig, c.Events)
+	case c.Duration < 0:
+		return fmt.Errorf("%w: duration must not be negative, got %v", ErrConfig, c.Duration)
+	case !(c.Skew > 1):
+		return fmt.Errorf("%w: skew must be above 1, got %v", ErrConfig, c.Skew)
+	case !(c.SkewOffset >= 1):
+		return fmt.Errorf("%w: skew offset must be at least 1, got %v", ErrConfig, c.SkewOffset)
+	}
+	return nil
+}
+
+// behaviour is how a visitor produces requests. Only humans exist today;
+// bot scenarios (scrapers, credential stuffers, UA rotators...) will be new
+// values, assigned to a share of visitors in New and handled in Next.
+type behaviour uint8
+
+const human behaviour = iota
+
+// visitor is the stable identity and browsing state of one visitor.
+type visitor struct {
+	behaviour behaviour
+	site      int
+	ip        string
+	ua        string
+	last      string // previous path, the referer of same-site navigation
+}
+
+// site is a site's name and what can be requested from it.
+type site struct {
+	name  string
+	paths []string // popularity order: paths[0] is requested most
+	pop   *rand.Zipf
+}
+
+// Generator produces the requests of a Config, in time order. It is not
+// safe for concurrent use.
+type Generator struct {
+	cfg      Config
+	rng      *rand.Rand
+	activity *rand.Zipf
+	rank     []int32 // activity rank -> visitor, so heavy visitors spread over sites
+	visitors []visitor
+	sites    []site
+	n        int
+}
+
+// New returns a generator for cfg.
+func New(cfg Config) (*Generator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x7261666669632121)) // "traffic!!"
+	g := &Generator{
+		cfg:      cfg,
+		rng:      rng,
+		activity: rand.NewZipf(rng, cfg.Skew, cfg.SkewOffset, uint64(cfg.Visitors-1)),
+		sites:    make([]site, cfg.Sites),
+		visitors: make([]visitor, cfg.Visitors),
+	}
+	for i := range g.sites {
+		g.sites[i] = newSite(rng, i)
+	}
+	// Site sizes are skewed too: a few big sites, many small ones.
+	siteOf := rand.NewZipf(rng, 1.2, 2, uint64(cfg.Sites-1))
+	for i := range g.visitors {
+		g.visitors[i] = visitor{
+			behaviour: human,
+			site:      int(siteOf.Uint64()),
+			ip:        randomIP(rng),
+			ua:        userAgents[rng.IntN(len(userAgents))],
+		}
+	}
+	g.rank = make([]int32, cfg.Visitors)
+	for i := range g.rank {
+		g.rank[i] = int32(i)
+	}
+	rng.Shuffle(len(g.rank), func(i, j int) { g.rank[i], g.rank[j] = g.rank[j], g.rank[i] })
+	return g, nil
+}
+
+// Generate returns all the requests of cfg.
+func Generate(cfg Config) ([]Request, error) {
+	g, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	reqs := make([]Request, 0, cfg.Events)
+	for r, ok := g.Next(); ok; r, ok = g.Next() {
+		reqs = append(reqs, r)
+	}
+	return reqs, nil
+}
+
+// Next returns the next request, or false after Config.Events requests.
+func (g *Generator) Next() (Request, bool) {
+	if g.n >= g.cfg.Events {
+		return Request{}, false
+	}
+	t := g.cfg.Start.Add(time.Duration(int64(g.cfg.Duration) / int64(g.cfg.Events) * int64(g.n)))
+	g.n++
+	v := &g.visitors[g.rank[g.activity.Uint64()]]
+	switch v.behaviour {
+	case human:
+		return g.browse(v, t), true
+	}
+	panic("traffic: unknown behaviour") // unreachable: New assigns only known ones
+}
+
+// browse is one request of a human visitor: a popular page or asset of
+// their site, mostly from the page before.
+func (g *Generator) browse(v *visitor, t time.Time) Request {
+	s := &g.sites[v.site]
+	r := Request{
+		Time:      t,
+		Site:      s.name,
+		ClientIP:  v.ip,
+		Method:    "GET",
+		Path:      s.paths[s.pop.Uint64()],
+		UserAgent: v.ua,
+		Status:    200,
+	}
+	if g.rng.IntN(50) == 0 { // a second device or browser behind the same IP
+		r.UserAgent = userAgents[g.rng.IntN(len(userAgents))]
+	}
+	switch p := g.rng.IntN(100); {
+	case v.last != "" && p < 60:
+		r.Referer = "https://" + s.name + v.last
+	case p < 80:
+		r.Referer = searchEngines[g.rng.IntN(len(searchEngines))]
+	} // else direct: no referer
+	switch r.Path {
+	case "/search":
+		r.Query = "q=" + words[g.rng.IntN(len(words))]
+		if g.rng.IntN(4) == 0 {
+			r.Query += "&page=" + strconv.Itoa(2+g.rng.IntN(5))
+		}
+	case "/cart", "/api/cart":
+		if g.rng.IntN(3) == 0 {
+			r.Method = "POST"
+		}
+	case "/static/app.js", "/static/style.css", "/favicon.ico":
+		if g.rng.IntN(3) == 0 {
+			r.Status = 304
+		}
+	default:
+		if g.rng.IntN(20) == 0 {
+			r.Query = "utm_source=" + words[g.rng.IntN(len(words))] + "&utm_medium=email"
+		}
+	}
+	switch p := g.rng.IntN(1000); {
+	case p < 25:
+		r.Status = 404
+	case p < 35:
+		r.Status = 301
+	case p < 40:
+		r.Method = "HEAD"
+	}
+	v.last = r.Path
+	return r
+}
+
+// newSite builds site i with its own product and category vocabulary.
+func newSite(rng *rand.Rand, i int) site {
+	s := site{name: siteNames[i%len(siteNames)]}
+	if i >= len(siteNames) {
+		s.name = "site" + strconv.Itoa(i) + "." + s.name
+	}
+	s.paths = []string{"/", "/static/app.js", "/static/style.css", "/search", "/cart", "/favicon.ico", "/api/cart", "/login", "/checkout"}
+	for c := range 5 + rng.IntN(15) {
+		s.paths = append(s.paths, "/category/"+words[(i+c)%len(words)])
+	}
+	for range 50 + rng.IntN(2000) {
+		s.paths = append(s.paths, "/products/"+strconv.Itoa(1+rng.IntN(99999)))
+	}
+	s.pop = rand.NewZipf(rng, 1.05, 3, uint64(len(s.paths)-1))
+	return s
+}
+
+// randomIP returns a public-looking address: IPv4 mostly, some IPv6.
+func randomIP(rng *rand.Rand) string {
+	if rng.IntN(10) == 0 {
+		return fmt.Sprintf("2001:db8:%x:%x::%x", rng.IntN(1<<16), rng.IntN(1<<16), 1+rng.IntN(1<<16-1))
+	}
+	return fmt.Sprintf("%d.%d.%d.%d", 1+rng.IntN(222), rng.IntN(256), rng.IntN(256), 1+rng.IntN(254))
+}
+
+var siteNames = []string{
+	"shop.example.com", "news.example.org", "blog.example.net", "store.example.co.uk",
+	"tickets.example.com", "bank.example.com", "forum.example.org", "docs.example.io",
+	"travel.example.com", "games.example.net", "recipes.example.com", "jobs.example.org",
+}
+
+var searchEngines = []string{
+	"https://www.google.com/", "https://www.bing.com/", "https://duckduckgo.com/",
+	"https://search.yahoo.com/", "https://yandex.ru/",
+}
+
+var words = []string{
+	"shoes", "laptop", "coffee", "garden", "books", "phone", "camera", "bike",
+	"kitchen", "toys", "music", "sofa", "tent", "watch", "jacket", "lamp",
+	"printer", "guitar", "pillow", "backpack",
+}
+
+var userAgents = []string{
+	"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+	"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/125.0.0.0 Safari/537.36",
+	"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+	"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+	"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.6478.71 Mobile Safari/537.36",
+	"Mozilla/5.0 (Linux; Android 13; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/125.0.6422.165 Mobile Safari/537.36",
+	"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:127.0) Gecko/20100101 Firefox/127.0",
+	"Mozilla/5.0 (Macintosh; Intel Mac OS X 14.5; rv:127.0) Gecko/20100101 Firefox/127.0",
+	"Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:126.0) Gecko/20100101 Firefox/126.0",
+	"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+	"Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+	"Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+	"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.2592.68",
+	"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.2592.68",
+}

@@ -1,0 +1,144 @@
+package traffic
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func smallConfig() Config {
+	c := DefaultConfig()
+	c.Visitors = 10_000
+	c.Events = 50_000
+	return c
+}
+
+func TestDeterminism(t *testing.T) {
+	tests := []struct {
+		name     string
+		other    func(Config) Config
+		wantSame bool
+	}{
+		{"same seed", func(c Config) Config { return c }, true},
+		{"other seed", func(c Config) Config { c.Seed++; return c }, false},
+		{"other skew", func(c Config) Config { c.Skew = 1.5; return c }, false},
+	}
+	base := smallConfig()
+	want, err := Generate(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != base.Events {
+		t.Fatalf("generated %d requests, want %d", len(want), base.Events)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Generate(tt.other(base))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if same := slices.Equal(got, want); same != tt.wantSame {
+				t.Errorf("sequences equal = %v, want %v", same, tt.wantSame)
+			}
+		})
+	}
+}
+
+func TestShape(t *testing.T) {
+	cfg := DefaultConfig() // the population the benchmarks use
+	cfg.Events = 300_000
+	reqs, err := Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perVisitor := map[string]int{}
+	sites := map[string]bool{}
+	var get, ok200, withQuery, withReferer int
+	for i, r := range reqs {
+		if i > 0 && r.Time.Before(reqs[i-1].Time) {
+			t.Fatalf("request %d at %v is before request %d at %v", i, r.Time, i-1, reqs[i-1].Time)
+		}
+		if r.Time.Before(cfg.Start) || !r.Time.Before(cfg.Start.Add(cfg.Duration)) {
+			t.Fatalf("request %d at %v is outside [%v, +%v)", i, r.Time, cfg.Start, cfg.Duration)
+		}
+		if r.Site == "" || r.ClientIP == "" || r.UserAgent == "" || !strings.HasPrefix(r.Path, "/") {
+			t.Fatalf("request %d is incomplete: %+v", i, r)
+		}
+		perVisitor[r.Site+"|"+r.ClientIP]++
+		sites[r.Site] = true
+		if r.Method == "GET" {
+			get++
+		}
+		if r.Status == 200 {
+			ok200++
+		}
+		if r.Query != "" {
+			withQuery++
+		}
+		if r.Referer != "" {
+			withReferer++
+		}
+	}
+
+	// Zipf skew: the top 1% of the visitor population sends a large share.
+	counts := make([]int, 0, len(perVisitor))
+	for _, n := range perVisitor {
+		counts = append(counts, n)
+	}
+	slices.Sort(counts)
+	slices.Reverse(counts)
+	top := 0
+	for _, n := range counts[:cfg.Visitors/100] {
+		top += n
+	}
+	share := func(n int) float64 { return float64(n) / float64(len(reqs)) }
+	checks := []struct {
+		name     string
+		got      float64
+		min, max float64
+	}{
+		{"top 1% visitors' share", share(top), 0.5, 0.95},
+		{"heaviest visitor's share", share(counts[0]), 0.005, 0.05},
+		{"GET share", share(get), 0.8, 0.99},
+		{"200 share", share(ok200), 0.8, 0.99},
+		{"share with a query", share(withQuery), 0.02, 0.5},
+		{"share with a referer", share(withReferer), 0.5, 0.95},
+		{"sites seen / sites", float64(len(sites)) / float64(cfg.Sites), 1, 1},
+		{"visitors seen / population", float64(len(perVisitor)) / float64(cfg.Visitors), 0.2, 1},
+	}
+	for _, c := range checks {
+		if c.got < c.min || c.got > c.max {
+			t.Errorf("%s = %.3f, want %.2f to %.2f", c.name, c.got, c.min, c.max)
+		} else {
+			t.Logf("%s = %.3f", c.name, c.got)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*Config)
+	}{
+		{"no sites", func(c *Config) { c.Sites = 0 }},
+		{"no visitors", func(c *Config) { c.Visitors = 0 }},
+		{"negative events", func(c *Config) { c.Events = -1 }},
+		{"negative duration", func(c *Config) { c.Duration = -time.Second }},
+		{"skew 1", func(c *Config) { c.Skew = 1 }},
+		{"skew offset 0", func(c *Config) { c.SkewOffset = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tt.modify(&c)
+			if _, err := New(c); !errors.Is(err, ErrConfig) {
+				t.Errorf("New: error %v, want ErrConfig", err)
+			}
+		})
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("DefaultConfig().Validate() = %v", err)
+	}
+}
