@@ -61,11 +61,12 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	if string(ev.Method) != "GET" {
 		o.Flags |= FlagNonGET
 	}
+	ob.shape = AppendQueryShape(ob.shape[:0], ev.URI)
 	for s, v := range [...][]byte{
 		SketchPaths:       ev.Path,
 		SketchUserAgents:  ev.UserAgent,
 		SketchReferers:    ev.Referer,
-		SketchQueryShapes: AppendQueryShape(ob.shape[:0], ev.URI),
+		SketchQueryShapes: ob.shape,
 	} {
 		if len(v) > 0 {
 			o.Hashes[s] = hashBytes(v)

@@ -18,6 +18,10 @@ type RedisOptions struct {
 	// so a window read just after the bucket's last write still finds it.
 	// Default: one bucket width.
 	Grace time.Duration
+	// MaxCached bounds how many closed buckets the store remembers (their
+	// encodings, or that Redis has none); beyond it the cache starts over.
+	// Default 1<<20, some 200 MB at most for busy visitors.
+	MaxCached int
 }
 
 // RedisStore is a Store in Redis, standalone or Cluster (any
@@ -26,24 +30,34 @@ type RedisOptions struct {
 // expires Window.Span + Grace after its last write, so no visitor data
 // outlives the window.
 //
-// Writes are pre-aggregated: Add folds observations into the buckets in
-// memory (loading a bucket from Redis the first time it is touched, so
-// another replica's or an earlier run's data is kept) and Flush writes every
-// changed bucket in one pipeline. After a Flush, only the buckets of the
-// newest minute stay in memory: they are the ones still filling. Window
-// merges the window's buckets client-side, from memory where they are open
-// and from one pipelined read otherwise; Redis never runs PFMERGE.
+// The store relies on the requests topic being partitioned by site|visitor,
+// so that one store writes a visitor at a time, and keeps what it can in
+// memory:
 //
-// Calls are serialized; a detector runs one RedisStore per worker.
+//   - Open buckets, the ones of the newest minute, are pre-aggregated: Add
+//     folds a batch into them (loading a bucket from Redis the first time it
+//     is touched, so an earlier owner's data is kept) and Flush writes each
+//     changed bucket once, in one pipeline.
+//   - Closed buckets are immutable but for late events, so the store
+//     remembers their encodings, and which buckets Redis does not have,
+//     until they leave the window. Window then merges from memory, and
+//     reads Redis only for what this store has not seen: after a restart or
+//     a partition rebalance.
+//
+// Windows are merged client-side; Redis never runs PFMERGE. Calls are
+// serialized; a detector runs one RedisStore per worker.
 type RedisStore struct {
-	rdb redis.UniversalClient
-	ttl time.Duration
+	rdb       redis.UniversalClient
+	ttl       time.Duration
+	maxCached int
 
-	mu    sync.Mutex
-	wm    watermark
-	open  map[bucketID]*bucket  // loaded or created, possibly changed
-	dirty map[bucketID]struct{} // changed since the last Flush
-	buf   []byte
+	mu     sync.Mutex
+	wm     watermark
+	open   map[bucketID]*bucket  // buckets being filled, possibly changed
+	dirty  map[bucketID]struct{} // open buckets changed since the last Flush
+	closed map[bucketID][]byte   // closed buckets' encodings; nil: Redis has none
+	seen   map[bucketID]struct{} // scratch for Add
+	buf    []byte
 }
 
 // NewRedisStore returns a store for window w in rdb. The client must have
@@ -56,18 +70,24 @@ func NewRedisStore(rdb redis.UniversalClient, w Window, opts RedisOptions) (*Red
 	if !honoursDeadlines(rdb) {
 		return nil, errors.New("redis store: the client must set ContextTimeoutEnabled so that context deadlines are honoured")
 	}
-	if opts.Grace < 0 {
-		return nil, fmt.Errorf("redis store: negative grace %v", opts.Grace)
+	if opts.Grace < 0 || opts.MaxCached < 0 {
+		return nil, fmt.Errorf("redis store: negative grace %v or cache size %d", opts.Grace, opts.MaxCached)
 	}
 	if opts.Grace == 0 {
 		opts.Grace = w.Width
 	}
+	if opts.MaxCached == 0 {
+		opts.MaxCached = 1 << 20
+	}
 	return &RedisStore{
-		rdb:   rdb,
-		ttl:   w.Span() + opts.Grace,
-		wm:    watermark{w: w},
-		open:  make(map[bucketID]*bucket),
-		dirty: make(map[bucketID]struct{}),
+		rdb:       rdb,
+		ttl:       w.Span() + opts.Grace,
+		maxCached: opts.MaxCached,
+		wm:        watermark{w: w},
+		open:      make(map[bucketID]*bucket),
+		dirty:     make(map[bucketID]struct{}),
+		closed:    make(map[bucketID][]byte),
+		seen:      make(map[bucketID]struct{}),
 	}, nil
 }
 
@@ -88,24 +108,24 @@ func (s *RedisStore) key(id bucketID) string {
 	return string(s.buf)
 }
 
-// Add folds obs into their buckets in memory, first loading from Redis the
-// buckets not yet in memory. If Redis fails, nothing is added and the error
-// wraps ErrUnavailable.
+// Add folds obs into their buckets in memory, first loading the buckets not
+// yet open, from memory or Redis. If Redis fails, nothing is added and the
+// error wraps ErrUnavailable.
 func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	wm := s.wm
 	wm.advance(obs)
 	var missing []bucketID
-	seen := make(map[bucketID]struct{})
+	clear(s.seen)
 	for i := range obs {
 		o := &obs[i]
 		id := bucketID{o.Site, o.Visitor, o.Bucket}
 		if wm.w.Late(o.Bucket, wm.newest) || s.open[id] != nil {
 			continue
 		}
-		if _, ok := seen[id]; !ok {
-			seen[id] = struct{}{}
+		if _, ok := s.seen[id]; !ok {
+			s.seen[id] = struct{}{}
 			missing = append(missing, id)
 		}
 	}
@@ -115,6 +135,7 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 	}
 	for i, id := range missing {
 		s.open[id] = loaded[i]
+		delete(s.closed, id) // a late event reopened it
 	}
 	for i := range obs {
 		o := &obs[i]
@@ -125,27 +146,51 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 		s.open[id].add(o)
 		s.dirty[id] = struct{}{}
 	}
+	if wm.newest != s.wm.newest {
+		for id := range s.closed {
+			if wm.w.Late(id.bucket, wm.newest) {
+				delete(s.closed, id)
+			}
+		}
+	}
 	s.wm = wm
 	return nil
 }
 
-// load reads buckets in one pipeline; a bucket Redis does not have is new
-// and empty.
+// load returns the buckets ids, decoding those the store remembers and
+// reading the rest from Redis in one pipeline; a bucket Redis does not have
+// is new and empty.
 func (s *RedisStore) load(ctx context.Context, ids []bucketID) ([]*bucket, error) {
-	if len(ids) == 0 {
-		return nil, nil
+	out := make([]*bucket, len(ids))
+	var fetch []int // indexes into ids of the buckets to read from Redis
+	for i, id := range ids {
+		enc, ok := s.closed[id]
+		switch {
+		case !ok:
+			fetch = append(fetch, i)
+		case enc == nil:
+			out[i] = &bucket{}
+		default:
+			b, err := decodeBucket(enc)
+			if err != nil {
+				return nil, fmt.Errorf("cached bucket %s: %w", s.key(id), err)
+			}
+			out[i] = b
+		}
+	}
+	if len(fetch) == 0 {
+		return out, nil
 	}
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.Get(ctx, s.key(id))
+	cmds := make([]*redis.StringCmd, len(fetch))
+	for j, i := range fetch {
+		cmds[j] = pipe.Get(ctx, s.key(ids[i]))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("%w: reading %d buckets: %w", ErrUnavailable, len(ids), err)
+		return nil, fmt.Errorf("%w: reading %d buckets: %w", ErrUnavailable, len(fetch), err)
 	}
-	out := make([]*bucket, len(ids))
-	for i, cmd := range cmds {
-		data, err := cmd.Bytes()
+	for j, i := range fetch {
+		data, err := cmds[j].Bytes()
 		switch {
 		case errors.Is(err, redis.Nil):
 			out[i] = &bucket{}
@@ -156,12 +201,23 @@ func (s *RedisStore) load(ctx context.Context, ids []bucketID) ([]*bucket, error
 				return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, s.key(ids[i]), err)
 			}
 		}
+		if ids[i].bucket < s.wm.newest {
+			s.remember(ids[i], data) // data is nil when Redis has none
+		}
 	}
 	return out, nil
 }
 
+// remember caches a closed bucket's encoding (nil: Redis has none).
+func (s *RedisStore) remember(id bucketID, enc []byte) {
+	if len(s.closed) >= s.maxCached {
+		clear(s.closed)
+	}
+	s.closed[id] = enc
+}
+
 // Flush writes every bucket changed since the last Flush in one pipeline,
-// each with the store's expiry, then forgets the buckets older than the
+// each with the store's expiry, then closes the open buckets older than the
 // newest bucket. If Redis fails, the changes stay pending for the next Flush
 // and the error wraps ErrUnavailable.
 func (s *RedisStore) Flush(ctx context.Context) error {
@@ -182,10 +238,16 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 		}
 		clear(s.dirty)
 	}
-	for id := range s.open {
-		if id.bucket < s.wm.newest {
-			delete(s.open, id)
+	for id, b := range s.open {
+		if id.bucket >= s.wm.newest {
+			continue
 		}
+		enc, err := b.appendBinary(nil)
+		if err != nil {
+			return fmt.Errorf("closing a bucket: %w", err)
+		}
+		s.remember(id, enc)
+		delete(s.open, id)
 	}
 	return nil
 }

@@ -1,0 +1,66 @@
+package features
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigFlags(t *testing.T) {
+	var c Config
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs)
+	err := fs.Parse([]string{
+		"-window-buckets", "5", "-window-bucket-width", "30s", "-identity", "ja4",
+		"-identity-secret", "0123456789abcdef", "-fields", "nginx", "-rescore-interval", "1m",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Window{5, 30 * time.Second}, IdentityJA4, "0123456789abcdef", NginxFieldMap(), time.Minute}
+	if c != want {
+		t.Errorf("config = %+v, want %+v", c, want)
+	}
+
+	var d Config
+	fs = flag.NewFlagSet("defaults", flag.ContinueOnError)
+	d.RegisterFlags(fs)
+	if d.Window != DefaultWindow() || d.Identity != IdentityIP || d.Fields != DefaultFieldMap() || d.RescoreInterval != 30*time.Second {
+		t.Errorf("defaults = %+v", d)
+	}
+	if err := d.Validate(); !errors.Is(err, ErrIdentityKey) {
+		t.Errorf("no secret: err = %v, want ErrIdentityKey", err)
+	}
+	var help strings.Builder
+	fs.SetOutput(&help)
+	fs.PrintDefaults()
+	for _, f := range []string{"window-buckets", "window-bucket-width", "identity", "identity-secret", "fields", "rescore-interval"} {
+		if !strings.Contains(help.String(), "-"+f) {
+			t.Errorf("-h does not mention -%s", f)
+		}
+	}
+}
+
+func TestConfigFlagErrors(t *testing.T) {
+	tests := [][]string{
+		{"-identity", "cookie"},
+		{"-fields", "nosuchfield=x"},
+		{"-window-bucket-width", "soon"},
+	}
+	for _, args := range tests {
+		var c Config
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.RegisterFlags(fs)
+		if err := fs.Parse(args); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
