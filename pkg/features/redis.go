@@ -44,6 +44,10 @@ type RedisOptions struct {
 //     reads Redis only for what this store has not seen: after a restart or
 //     a partition rebalance.
 //
+// What the store remembers is only right while it owns its visitors: when
+// the detector loses partitions, it calls Reset, so that visitors that come
+// back later are read from Redis afresh.
+//
 // Windows are merged client-side; Redis never runs PFMERGE. Calls are
 // serialized; a detector runs one RedisStore per worker.
 type RedisStore struct {
@@ -272,6 +276,19 @@ func (s *RedisStore) Window(ctx context.Context, site, visitor uint64, newest ui
 		return Aggregate{}, fmt.Errorf("reading a window: %w", err)
 	}
 	return aggregate(append(found, loaded...))
+}
+
+// Reset forgets every bucket the store holds in memory but those with
+// changes not yet flushed, which the next Flush still writes.
+func (s *RedisStore) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.closed)
+	for id := range s.open {
+		if _, ok := s.dirty[id]; !ok {
+			delete(s.open, id)
+		}
+	}
 }
 
 // Late is the number of observations dropped as older than the window.

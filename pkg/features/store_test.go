@@ -369,3 +369,24 @@ func TestRedisStoreServesClosedBucketsFromMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRedisStoreResetRereadsRedis(t *testing.T) {
+	srv := testenv.Redis(t)
+	a := newRedisStore(t, srv.Addr(), DefaultWindow())
+	mustAdd(t, a, observations(req{bucket: b0, path: "/a", method: "GET"}))
+	mustAdd(t, a, observations(req{bucket: b0 + 1, path: "/b", method: "GET"}))
+	mustAdd(t, a, observations(req{bucket: b0 + 3, path: "/c", method: "GET"}))
+	mustWindow(t, a, b0+3) // a now remembers that Redis has no b0+2
+
+	// Another replica writes b0+2 for the visitor while a does not own it.
+	b := newRedisStore(t, srv.Addr(), DefaultWindow())
+	mustAdd(t, b, observations(req{bucket: b0 + 2, path: "/elsewhere", method: "GET"}))
+
+	if got := mustWindow(t, a, b0+3); got.Counts[CountRequests] != 3 {
+		t.Fatalf("before Reset a sees %d requests, want its own 3 (the test assumes it caches)", got.Counts[CountRequests])
+	}
+	a.Reset()
+	if got := mustWindow(t, a, b0+3); got.Counts[CountRequests] != 4 {
+		t.Errorf("after Reset a sees %d requests, want 4", got.Counts[CountRequests])
+	}
+}
