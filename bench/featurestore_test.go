@@ -12,7 +12,7 @@ import (
 	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
-// TestFeatureDesignsAgree checks that both designs of BenchmarkFeatureStore
+// TestFeatureDesignsAgree checks that the designs of BenchmarkFeatureStore
 // compute the visitor features exactly as defined, so that the benchmark
 // compares equal work: every window read is checked against exact counts
 // over the same requests.
@@ -36,6 +36,9 @@ func TestFeatureDesignsAgree(t *testing.T) {
 	}{
 		{"naive", featureDesign{name: "naive", run: runNaive}, func(i int) int { return i }},
 		{"anomalyd", featureDesign{name: "anomalyd", run: runAnomalyd}, func(i int) int {
+			return min((i/anomalydBatch+1)*anomalydBatch, len(events)) - 1
+		}},
+		{"pfcount", featureDesign{name: "pfcount", run: runPfcount}, func(i int) int {
 			return min((i/anomalydBatch+1)*anomalydBatch, len(events)) - 1
 		}},
 	}
