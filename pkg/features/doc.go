@@ -16,8 +16,8 @@
 // A visitor's window is the newest [Window.Buckets] buckets of
 // [Window.Width] each (default 10 x 1 minute), in event time: the bucket of a
 // request is its EdgeStartTimestamp, in Unix seconds, divided by the width. A
-// late request whose bucket is still in the window is accepted; one older
-// than the window is counted and dropped.
+// store's window ends at the newest bucket it has seen: a late request whose
+// bucket is still inside it is accepted, one older is counted and dropped.
 //
 // # Features
 //
@@ -64,7 +64,7 @@
 // 0.23-0.42x the Redis CPU and half the commands per event, and ran 1.5-2.2x
 // more events per second. A window read here is one pipelined GET of the
 // buckets the store does not remember, and the recency register makes
-// reads rare.
-// Redis never runs PFMERGE. [MemoryStore] is the same without Redis, for
-// tests and single-process use.
+// reads rare. Redis never runs PFMERGE.
+//
+// [MemoryStore] is the same without Redis, for tests and single-process use.
 package features
