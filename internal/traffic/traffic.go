@@ -11,6 +11,7 @@
 package traffic
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -291,4 +292,38 @@ var userAgents = []string{
 	"Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
 	"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.2592.68",
 	"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.2592.68",
+}
+
+// logpushEvent is a Request in Cloudflare Logpush http_requests field names,
+// the detector's input contract.
+type logpushEvent struct {
+	EdgeStartTimestamp     int64  `json:"EdgeStartTimestamp"`
+	ZoneName               string `json:"ZoneName"`
+	ClientIP               string `json:"ClientIP"`
+	ClientRequestMethod    string `json:"ClientRequestMethod"`
+	ClientRequestPath      string `json:"ClientRequestPath"`
+	ClientRequestURI       string `json:"ClientRequestURI"`
+	ClientRequestUserAgent string `json:"ClientRequestUserAgent"`
+	ClientRequestReferer   string `json:"ClientRequestReferer"`
+	EdgeResponseStatus     int    `json:"EdgeResponseStatus"`
+}
+
+// LogpushJSON returns r as a Logpush http_requests JSON event, with the
+// timestamp in Unix nanoseconds.
+func (r *Request) LogpushJSON() ([]byte, error) {
+	uri := r.Path
+	if r.Query != "" {
+		uri += "?" + r.Query
+	}
+	return json.Marshal(logpushEvent{
+		EdgeStartTimestamp:     r.Time.UnixNano(),
+		ZoneName:               r.Site,
+		ClientIP:               r.ClientIP,
+		ClientRequestMethod:    r.Method,
+		ClientRequestPath:      r.Path,
+		ClientRequestURI:       uri,
+		ClientRequestUserAgent: r.UserAgent,
+		ClientRequestReferer:   r.Referer,
+		EdgeResponseStatus:     r.Status,
+	})
 }

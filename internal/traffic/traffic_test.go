@@ -142,3 +142,20 @@ func TestValidate(t *testing.T) {
 		t.Errorf("DefaultConfig().Validate() = %v", err)
 	}
 }
+
+func TestLogpushJSON(t *testing.T) {
+	r := Request{
+		Time: time.Unix(1_700_000_000, 123), Site: "shop.example", ClientIP: "192.0.2.9",
+		Method: "GET", Path: "/search", Query: "q=a\"b", UserAgent: "UA", Referer: "", Status: 200,
+	}
+	b, err := r.LogpushJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"EdgeStartTimestamp":1700000000000000123,"ZoneName":"shop.example","ClientIP":"192.0.2.9",` +
+		`"ClientRequestMethod":"GET","ClientRequestPath":"/search","ClientRequestURI":"/search?q=a\"b",` +
+		`"ClientRequestUserAgent":"UA","ClientRequestReferer":"","EdgeResponseStatus":200}`
+	if string(b) != want {
+		t.Errorf("LogpushJSON =\n%s\nwant\n%s", b, want)
+	}
+}

@@ -1,0 +1,142 @@
+package chstore
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/anomalyd/anomalyd/internal/testenv"
+	"github.com/anomalyd/anomalyd/internal/traffic"
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+func openClickHouse(t *testing.T) driver.Conn {
+	t.Helper()
+	ch := testenv.ClickHouse(t)
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:        []string{ch.Addr()},
+		Protocol:    clickhouse.Native, // the HTTP mode cannot talk to 18.16
+		DialTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// observe turns generated traffic into rows the way ingest does: Logpush
+// JSON, decoded and observed by pkg/features.
+func observe(t *testing.T, w features.Window, reqs []traffic.Request) []Request {
+	t.Helper()
+	dec, err := features.NewDecoder(features.DefaultFieldMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := features.NewIdentity(features.IdentityIP, []byte("chstore test secret, 16+ bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := features.NewObserver(w, id)
+	rows := make([]Request, len(reqs))
+	var ev features.Event
+	for i := range reqs {
+		js, err := reqs[i].LogpushJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dec.Decode(js, &ev); err != nil {
+			t.Fatal(err)
+		}
+		r := &rows[i]
+		if err := ob.Observe(&ev, &r.Obs); err != nil {
+			t.Fatal(err)
+		}
+		r.Time, r.Site = ev.Time, ev.Site
+		r.Topic, r.Partition, r.Offset = "requests", int32(i%4), int64(i)
+	}
+	return rows
+}
+
+// TestWindowsMatchLiveFeatures is the contract between the baseline and the
+// detector: the SQL aggregation of history gives, for every visitor-window,
+// the same counts as pkg/features gives live for the same requests (distinct
+// counts compare exactly because the live sketches are exact at these
+// sizes). It also checks that replayed Kafka messages count once.
+func TestWindowsMatchLiveFeatures(t *testing.T) {
+	conn := openClickHouse(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	w := features.Window{Buckets: 5, Width: time.Minute}
+	cfg := traffic.DefaultConfig()
+	cfg.Sites, cfg.Visitors, cfg.Events, cfg.Duration = 2, 300, 6000, 30*time.Minute
+	reqs, err := traffic.Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := observe(t, w, reqs)
+	if err := CreateRequests(ctx, conn, "requests"); err != nil {
+		t.Fatal(err)
+	}
+	// A crash after inserting and before committing offsets replays the
+	// tail of the stream: the same messages arrive twice.
+	if err := InsertRequests(ctx, conn, "requests", rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := InsertRequests(ctx, conn, "requests", rows[len(rows)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM requests FINAL").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != uint64(len(rows)) {
+		t.Fatalf("%d rows after a replay, want %d: one per message", n, len(rows))
+	}
+
+	// The live side: one MemoryStore per tumbling window, so nothing is late.
+	type key struct {
+		site, visitor uint64
+		window        uint32
+	}
+	live := make(map[uint32]*features.MemoryStore)
+	for i := range rows {
+		o := &rows[i].Obs
+		win := o.Bucket / uint32(w.Buckets)
+		if live[win] == nil {
+			live[win] = features.NewMemoryStore(w)
+		}
+		if err := live[win].Add(ctx, []features.Observation{*o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sites := map[string]uint64{}
+	for i := range rows {
+		sites[rows[i].Site] = rows[i].Obs.Site
+	}
+	checked := 0
+	for site, siteID := range sites {
+		err := Windows(ctx, conn, "requests", w, site, cfg.Start, cfg.Start.Add(cfg.Duration), func(vw VisitorWindow) error {
+			last := vw.Window*uint32(w.Buckets) + uint32(w.Buckets) - 1
+			want, err := live[vw.Window].Window(ctx, siteID, vw.Visitor, last)
+			if err != nil {
+				return err
+			}
+			if vw.Agg != want {
+				t.Errorf("site %s visitor %x window %d: SQL %+v, live %+v", site, vw.Visitor, vw.Window, vw.Agg, want)
+			}
+			checked++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if checked < 100 {
+		t.Fatalf("only %d visitor-windows compared", checked)
+	}
+	t.Logf("%d visitor-windows agree", checked)
+}

@@ -1,0 +1,97 @@
+// Package chstore holds anomalyd's ClickHouse tables: their schema, batch
+// inserts, and the SQL that aggregates request history into the same
+// window features that pkg/features computes live. The SQL works on
+// ClickHouse 18.16 (what the tests run) and on current releases: explicit
+// column lists in INSERT, partitions by day and no TTL clause (old data goes
+// by dropping partitions), no async inserts.
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+// Request is one row of the requests table: an observation of pkg/features
+// with where it came from. It holds hashes, not raw values: the visitor id
+// is the keyed identity hash and paths, user agents, referers, query shapes
+// and IPs are the 64-bit hashes the detector's sketches hold, so history in
+// ClickHouse is as privacy-preserving as the live window, and distinct
+// counts in SQL count exactly what the sketches estimate.
+type Request struct {
+	Time  time.Time // second resolution in the table
+	Site  string
+	Obs   features.Observation
+	Topic string // where the request was read: with Partition and Offset,
+	// the key that makes a replayed Kafka message collapse into one row
+	Partition int32
+	Offset    int64
+}
+
+// requestsColumns is the explicit column list of every insert; ClickHouse
+// 18.16 rejects batch appends without one.
+const requestsColumns = `time, site, visitor, flags, path_hash, ua_hash, referer_hash,
+	shape_hash, ip_hash, kafka_topic, kafka_partition, kafka_offset`
+
+// RequestsDDL returns the CREATE TABLE statement of a requests table.
+//
+// ReplacingMergeTree with the Kafka position in the sorting key is the
+// exactly-once mechanism: ingest is at-least-once (offsets are committed
+// after the insert), and a message inserted twice after a crash has the same
+// (site, time, visitor, topic, partition, offset), so merges keep one row and
+// queries read with FINAL. 18.16's MergeTree has no insert deduplication of
+// its own outside replicated tables.
+func RequestsDDL(table string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	time            DateTime,
+	site            String,
+	visitor         UInt64,
+	flags           UInt8,
+	path_hash       UInt64,
+	ua_hash         UInt64,
+	referer_hash    UInt64,
+	shape_hash      UInt64,
+	ip_hash         UInt64,
+	kafka_topic     String,
+	kafka_partition Int32,
+	kafka_offset    Int64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (site, time, visitor, kafka_topic, kafka_partition, kafka_offset)`, table)
+}
+
+// CreateRequests creates the requests table if it does not exist.
+func CreateRequests(ctx context.Context, conn driver.Conn, table string) error {
+	if err := conn.Exec(ctx, RequestsDDL(table)); err != nil {
+		return fmt.Errorf("creating table %s: %w", table, err)
+	}
+	return nil
+}
+
+// InsertRequests writes rows in one batch.
+func InsertRequests(ctx context.Context, conn driver.Conn, table string, rows []Request) error {
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+requestsColumns+")")
+	if err != nil {
+		return fmt.Errorf("preparing insert into %s: %w", table, err)
+	}
+	defer batch.Abort()
+	for i := range rows {
+		r := &rows[i]
+		h := &r.Obs.Hashes
+		err := batch.Append(r.Time.UTC(), r.Site, r.Obs.Visitor, r.Obs.Flags,
+			h[features.SketchPaths], h[features.SketchUserAgents], h[features.SketchReferers],
+			h[features.SketchQueryShapes], h[features.SketchIPs],
+			r.Topic, r.Partition, r.Offset)
+		if err != nil {
+			return fmt.Errorf("appending row %d to %s: %w", i, table, err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("inserting %d rows into %s: %w", len(rows), table, err)
+	}
+	return nil
+}

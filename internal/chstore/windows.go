@@ -1,0 +1,72 @@
+package chstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+// VisitorWindow is one visitor's behaviour over one window of the history,
+// aggregated as pkg/features aggregates a live window.
+type VisitorWindow struct {
+	Visitor uint64
+	Window  uint32 // the window's index: its first bucket / Window.Buckets
+	Agg     features.Aggregate
+}
+
+// windowsSQL aggregates a site's history into per-(visitor, window) rows,
+// with exactly the definitions of the pkg/features table: counts of
+// requests, of 4xx and of non-GET requests, and exact distinct counts of
+// the non-zero hashes, which are what the live sketches estimate. Windows
+// tumble: window w holds the buckets w*B .. w*B+B-1, the same set a live
+// window ending at its last bucket covers.
+const windowsSQL = `SELECT
+	visitor,
+	toUInt32(intDiv(intDiv(toUInt32(time), %[2]d), %[3]d)) AS window,
+	count() AS requests,
+	countIf(bitAnd(flags, %[4]d) != 0) AS n4xx,
+	countIf(bitAnd(flags, %[5]d) != 0) AS non_get,
+	uniqExactIf(path_hash, path_hash != 0) AS paths,
+	uniqExactIf(ua_hash, ua_hash != 0) AS uas,
+	uniqExactIf(referer_hash, referer_hash != 0) AS referers,
+	uniqExactIf(shape_hash, shape_hash != 0) AS shapes,
+	uniqExactIf(ip_hash, ip_hash != 0) AS ips
+FROM %[1]s FINAL
+WHERE site = ? AND time >= ? AND time < ?
+GROUP BY visitor, window
+ORDER BY visitor, window`
+
+// Windows returns the visitor-windows of site whose requests fall in
+// [from, to), for window w. It streams rows to fn, so a large site costs
+// memory for one row at a time.
+func Windows(ctx context.Context, conn driver.Conn, table string, w features.Window, site string, from, to time.Time, fn func(VisitorWindow) error) error {
+	query := fmt.Sprintf(windowsSQL, table, int(w.Width/time.Second), w.Buckets, features.Flag4xx, features.FlagNonGET)
+	rows, err := conn.Query(ctx, query, site, from.UTC(), to.UTC())
+	if err != nil {
+		return fmt.Errorf("aggregating windows of %q: %w", site, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var vw VisitorWindow
+		var req, n4xx, nonGet, paths, uas, refs, shapes, ips uint64
+		if err := rows.Scan(&vw.Visitor, &vw.Window, &req, &n4xx, &nonGet, &paths, &uas, &refs, &shapes, &ips); err != nil {
+			return fmt.Errorf("reading windows of %q: %w", site, err)
+		}
+		a := &vw.Agg
+		a.Counts[features.CountRequests], a.Counts[features.Count4xx], a.Counts[features.CountNonGET] = req, n4xx, nonGet
+		a.Distinct[features.SketchPaths], a.Distinct[features.SketchUserAgents] = paths, uas
+		a.Distinct[features.SketchReferers], a.Distinct[features.SketchQueryShapes] = refs, shapes
+		a.Distinct[features.SketchIPs] = ips
+		if err := fn(vw); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading windows of %q: %w", site, err)
+	}
+	return nil
+}
