@@ -33,31 +33,8 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// binsFlag parses -n-bins: a positive count or "auto".
-type binsFlag struct{ n int }
-
-func (b *binsFlag) String() string {
-	if b.n == hbos.AutoBins {
-		return "auto"
-	}
-	return strconv.Itoa(b.n)
-}
-
-func (b *binsFlag) Set(s string) error {
-	if s == "auto" {
-		b.n = hbos.AutoBins
-		return nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return errors.New(`want a whole number of at least 1, or "auto"`)
-	}
-	b.n = n
-	return nil
-}
-
 func run(args []string, stdout, stderr io.Writer) int {
-	def := hbos.DefaultConfig()
+	cfg := hbos.DefaultConfig()
 	fs := flag.NewFlagSet("hbos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -67,16 +44,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var (
 		train = fs.String("train", "", "CSV file to fit the model on (required)")
 		score = fs.String("score", "", "CSV file to score (default: the training file)")
-		bins  = binsFlag{def.Bins}
-		cfg   = def
 		label = fs.String("label", "label", "name of the label column, excluded from the features (1 = outlier, 0 = inlier); ignored when absent")
 		roc   = fs.Bool("roc", false, "print the ROC-AUC of the scores against the label column to stderr")
 	)
-	fs.Var(&bins, "n-bins", `bins per feature: a number, or "auto" for the Birge-Rozenblac rule`)
-	fs.Float64Var(&cfg.Alpha, "alpha", def.Alpha, "added to each bin's density before log2, so empty bins score finitely")
-	fs.Float64Var(&cfg.Tol, "tol", def.Tol, "values within this many outermost-bin widths outside the training range count as that bin")
-	fs.BoolVar(&cfg.Dynamic, "dynamic", false, "use equal-frequency (dynamic-width) bins instead of equal-width ones")
-	fs.Float64Var(&cfg.Contamination, "contamination", def.Contamination, "expected share of outliers in the training data, in (0, 0.5]; sets the threshold printed with -roc")
+	cfg.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -88,7 +59,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg.Bins = bins.n
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "hbos: %v\n", err)
 		return 2

@@ -119,7 +119,8 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	}
 	checked := 0
 	for site, siteID := range sites {
-		err := Windows(ctx, conn, "requests", w, site, cfg.Start, cfg.Start.Add(cfg.Duration), func(vw VisitorWindow) error {
+		q := WindowQuery{Site: site, From: cfg.Start, To: cfg.Start.Add(cfg.Duration), Sample: 1}
+		err := Windows(ctx, conn, "requests", w, q, func(vw VisitorWindow) error {
 			last := vw.Window*uint32(w.Buckets) + uint32(w.Buckets) - 1
 			want, err := live[vw.Window].Window(ctx, siteID, vw.Visitor, last)
 			if err != nil {
@@ -139,4 +140,50 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 		t.Fatalf("only %d visitor-windows compared", checked)
 	}
 	t.Logf("%d visitor-windows agree", checked)
+
+	stats, err := Sites(ctx, conn, "requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := uint64(0)
+	for _, st := range stats {
+		total += st.Requests
+		if _, ok := sites[st.Site]; !ok || st.Newest.Before(cfg.Start) || !st.Newest.Before(cfg.Start.Add(cfg.Duration)) {
+			t.Errorf("site stats %+v", st)
+		}
+	}
+	if len(stats) != len(sites) || total != uint64(len(rows)) {
+		t.Errorf("Sites: %d sites, %d requests; want %d, %d", len(stats), total, len(sites), len(rows))
+	}
+
+	// Sampling keeps the same visitors every time; Limit caps the rows.
+	var site string
+	for s := range sites {
+		site = s
+	}
+	count := func(q WindowQuery) (n int, visitorsOK bool) {
+		visitorsOK = true
+		err := Windows(ctx, conn, "requests", w, q, func(vw VisitorWindow) error {
+			n++
+			if float64(vw.Visitor%1_000_000) >= q.Sample*1e6 {
+				visitorsOK = false
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, visitorsOK
+	}
+	q := WindowQuery{Site: site, From: cfg.Start, To: cfg.Start.Add(cfg.Duration), Sample: 1}
+	all, _ := count(q)
+	q.Sample = 0.5
+	half, ok := count(q)
+	if !ok || half == 0 || half >= all {
+		t.Errorf("sample 0.5: %d of %d windows, visitors in sample: %v", half, all, ok)
+	}
+	q.Sample, q.Limit = 1, 7
+	if n, _ := count(q); n != 7 {
+		t.Errorf("limit 7: %d windows", n)
+	}
 }

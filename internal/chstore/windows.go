@@ -36,16 +36,33 @@ const windowsSQL = `SELECT
 	uniqExactIf(shape_hash, shape_hash != 0) AS shapes,
 	uniqExactIf(ip_hash, ip_hash != 0) AS ips
 FROM %[1]s FINAL
-WHERE site = ? AND time >= ? AND time < ?
+WHERE site = ? AND time >= ? AND time < ? AND visitor %% 1000000 < ?
 GROUP BY visitor, window
-ORDER BY visitor, window`
+ORDER BY visitor, window
+LIMIT ?`
 
-// Windows returns the visitor-windows of site whose requests fall in
-// [from, to), for window w. It streams rows to fn, so a large site costs
-// memory for one row at a time.
-func Windows(ctx context.Context, conn driver.Conn, table string, w features.Window, site string, from, to time.Time, fn func(VisitorWindow) error) error {
+// WindowQuery selects the visitor-windows of one site.
+type WindowQuery struct {
+	Site     string
+	From, To time.Time // requests in [From, To)
+	// Sample keeps the visitors whose id modulo one million is below
+	// Sample * 1e6: a deterministic sample, the same visitors every build.
+	// 1 keeps all.
+	Sample float64
+	// Limit caps the rows, taken in (visitor, window) order; 0 is no cap.
+	Limit int
+}
+
+// Windows streams to fn the visitor-windows q selects, aggregated for
+// window w, so a large site costs memory for one row at a time.
+func Windows(ctx context.Context, conn driver.Conn, table string, w features.Window, q WindowQuery, fn func(VisitorWindow) error) error {
+	site := q.Site
 	query := fmt.Sprintf(windowsSQL, table, int(w.Width/time.Second), w.Buckets, features.Flag4xx, features.FlagNonGET)
-	rows, err := conn.Query(ctx, query, site, from.UTC(), to.UTC())
+	limit := uint64(q.Limit)
+	if limit == 0 {
+		limit = 1<<63 - 1
+	}
+	rows, err := conn.Query(ctx, query, site, q.From.UTC(), q.To.UTC(), uint64(q.Sample*1e6), limit)
 	if err != nil {
 		return fmt.Errorf("aggregating windows of %q: %w", site, err)
 	}
@@ -69,4 +86,32 @@ func Windows(ctx context.Context, conn driver.Conn, table string, w features.Win
 		return fmt.Errorf("reading windows of %q: %w", site, err)
 	}
 	return nil
+}
+
+// SiteStats is what the requests table holds for one site.
+type SiteStats struct {
+	Site     string
+	Requests uint64
+	Newest   time.Time // the newest request's time
+}
+
+// Sites lists the sites of the requests table, by name.
+func Sites(ctx context.Context, conn driver.Conn, table string) ([]SiteStats, error) {
+	rows, err := conn.Query(ctx, "SELECT site, count(), max(time) FROM "+table+" FINAL GROUP BY site ORDER BY site")
+	if err != nil {
+		return nil, fmt.Errorf("listing sites of %s: %w", table, err)
+	}
+	defer rows.Close()
+	var out []SiteStats
+	for rows.Next() {
+		var s SiteStats
+		if err := rows.Scan(&s.Site, &s.Requests, &s.Newest); err != nil {
+			return nil, fmt.Errorf("listing sites of %s: %w", table, err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing sites of %s: %w", table, err)
+	}
+	return out, nil
 }

@@ -2,8 +2,10 @@ package hbos
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"math"
+	"strconv"
 )
 
 // AutoBins as Config.Bins selects the Birge-Rozenblac rule, PyOD's
@@ -33,6 +35,39 @@ type Config struct {
 // tol 0.5, contamination 0.1.
 func DefaultConfig() Config {
 	return Config{Bins: 10, Alpha: 0.1, Tol: 0.5, Contamination: 0.1}
+}
+
+// RegisterFlags registers the fitting parameters as flags (-n-bins, -alpha,
+// -tol, -dynamic, -contamination), with c's current values as defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Var((*binsFlag)(&c.Bins), "n-bins", `bins per feature: a number, or "auto" for the Birge-Rozenblac rule`)
+	fs.Float64Var(&c.Alpha, "alpha", c.Alpha, "added to each bin's density before log2, so empty bins score finitely")
+	fs.Float64Var(&c.Tol, "tol", c.Tol, "values within this many outermost-bin widths outside the training range count as that bin")
+	fs.BoolVar(&c.Dynamic, "dynamic", c.Dynamic, "use equal-frequency (dynamic-width) bins instead of equal-width ones")
+	fs.Float64Var(&c.Contamination, "contamination", c.Contamination, "expected share of outliers in the training data, in (0, 0.5]; places the score threshold")
+}
+
+// binsFlag is Config.Bins as a flag: a positive count or "auto".
+type binsFlag int
+
+func (b *binsFlag) String() string {
+	if int(*b) == AutoBins {
+		return "auto"
+	}
+	return strconv.Itoa(int(*b))
+}
+
+func (b *binsFlag) Set(s string) error {
+	if s == "auto" {
+		*b = AutoBins
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return errors.New(`want a whole number of at least 1, or "auto"`)
+	}
+	*b = binsFlag(n)
+	return nil
 }
 
 // Validate reports the first invalid parameter.

@@ -2,6 +2,8 @@ package hbos
 
 import (
 	"errors"
+	"flag"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -483,6 +485,25 @@ func TestScoreMatchesReferenceRules(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+func TestConfigFlags(t *testing.T) {
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.RegisterFlags(fs)
+	if err := fs.Parse([]string{"-n-bins", "auto", "-alpha", "0.5", "-tol", "1", "-dynamic", "-contamination", "0.01"}); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Bins: AutoBins, Alpha: 0.5, Tol: 1, Contamination: 0.01, Dynamic: true}
+	if c != want {
+		t.Errorf("config %+v, want %+v", c, want)
+	}
+	for _, bad := range []string{"0", "-3", "many"} {
+		if err := fs.Parse([]string{"-n-bins", bad}); err == nil {
+			t.Errorf("-n-bins %s accepted", bad)
 		}
 	}
 }
