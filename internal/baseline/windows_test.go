@@ -1,4 +1,4 @@
-package chstore
+package baseline
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/anomalyd/anomalyd/internal/chstore"
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -28,37 +29,32 @@ func openClickHouse(t *testing.T) driver.Conn {
 	return conn
 }
 
-// observe turns generated traffic into rows the way ingest does: Logpush
-// JSON, decoded and observed by pkg/features.
-func observe(t *testing.T, w features.Window, reqs []traffic.Request) []Request {
+// testSecret keys visitor ids in tests.
+var testSecret = []byte("baseline test secret, 16+ bytes")
+
+// requestRows turns generated traffic into rows the way ingest does: Logpush JSON
+// through a Converter.
+func requestRows(t *testing.T, w features.Window, reqs []traffic.Request) []chstore.Request {
 	t.Helper()
-	dec, err := features.NewDecoder(features.DefaultFieldMap())
+	id, err := features.NewIdentity(features.IdentityIP, testSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := features.NewIdentity(features.IdentityIP, []byte("chstore test secret, 16+ bytes"))
+	conv, err := NewConverter(features.DefaultFieldMap(), w, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ob := features.NewObserver(w, id)
-	rows := make([]Request, len(reqs))
-	var ev features.Event
+	out := make([]chstore.Request, len(reqs))
 	for i := range reqs {
 		js, err := reqs[i].LogpushJSON()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := dec.Decode(js, &ev); err != nil {
+		if out[i], err = conv.Row(js, "requests", int32(i%4), int64(i)); err != nil {
 			t.Fatal(err)
 		}
-		r := &rows[i]
-		if err := ob.Observe(&ev, &r.Obs); err != nil {
-			t.Fatal(err)
-		}
-		r.Time, r.Site = ev.Time, ev.Site
-		r.Topic, r.Partition, r.Offset = "requests", int32(i%4), int64(i)
 	}
-	return rows
+	return out
 }
 
 // TestWindowsMatchLiveFeatures is the contract between the baseline and the
@@ -77,16 +73,16 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows := observe(t, w, reqs)
-	if err := CreateRequests(ctx, conn, "requests"); err != nil {
+	rows := requestRows(t, w, reqs)
+	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
 		t.Fatal(err)
 	}
 	// A crash after inserting and before committing offsets replays the
 	// tail of the stream: the same messages arrive twice.
-	if err := InsertRequests(ctx, conn, "requests", rows); err != nil {
+	if err := chstore.InsertRequests(ctx, conn, "requests", rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := InsertRequests(ctx, conn, "requests", rows[len(rows)/2:]); err != nil {
+	if err := chstore.InsertRequests(ctx, conn, "requests", rows[len(rows)/2:]); err != nil {
 		t.Fatal(err)
 	}
 	var n uint64
@@ -119,8 +115,8 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	}
 	checked := 0
 	for site, siteID := range sites {
-		q := WindowQuery{Site: site, From: cfg.Start, To: cfg.Start.Add(cfg.Duration), Sample: 1}
-		err := Windows(ctx, conn, "requests", w, q, func(vw VisitorWindow) error {
+		q := chstore.WindowQuery{Site: site, From: cfg.Start, To: cfg.Start.Add(cfg.Duration), Sample: 1}
+		err := chstore.Windows(ctx, conn, "requests", w, q, func(vw chstore.VisitorWindow) error {
 			last := vw.Window*uint32(w.Buckets) + uint32(w.Buckets) - 1
 			want, err := live[vw.Window].Window(ctx, siteID, vw.Visitor, last)
 			if err != nil {
@@ -141,7 +137,7 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	}
 	t.Logf("%d visitor-windows agree", checked)
 
-	stats, err := Sites(ctx, conn, "requests")
+	stats, err := chstore.Sites(ctx, conn, "requests")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,9 +157,9 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	for s := range sites {
 		site = s
 	}
-	count := func(q WindowQuery) (n int, visitorsOK bool) {
+	count := func(q chstore.WindowQuery) (n int, visitorsOK bool) {
 		visitorsOK = true
-		err := Windows(ctx, conn, "requests", w, q, func(vw VisitorWindow) error {
+		err := chstore.Windows(ctx, conn, "requests", w, q, func(vw chstore.VisitorWindow) error {
 			n++
 			if float64(vw.Visitor%1_000_000) >= q.Sample*1e6 {
 				visitorsOK = false
@@ -175,7 +171,7 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 		}
 		return n, visitorsOK
 	}
-	q := WindowQuery{Site: site, From: cfg.Start, To: cfg.Start.Add(cfg.Duration), Sample: 1}
+	q := chstore.WindowQuery{Site: site, From: cfg.Start, To: cfg.Start.Add(cfg.Duration), Sample: 1}
 	all, _ := count(q)
 	q.Sample = 0.5
 	half, ok := count(q)

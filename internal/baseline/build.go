@@ -1,0 +1,155 @@
+// Package baseline builds and serves per-site HBOS baselines: what the
+// ordinary visitors of a site look like, learned from the request history in
+// ClickHouse and shared by every detector replica.
+package baseline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/hbos"
+)
+
+// BuildConfig says how baselines are built.
+type BuildConfig struct {
+	// Window and IPs must match the detectors': the features are computed
+	// over the same windows, with distinct IPs under a fingerprint identity.
+	Window features.Window
+	IPs    bool
+	// Period is how much history a baseline learns from, ending at the
+	// site's newest request (so replayed history works like live traffic).
+	Period time.Duration
+	// MinWindows is the fewest visitor-windows a site needs for a baseline.
+	MinWindows int
+	// Sample and MaxWindows bound a build: Sample keeps a deterministic
+	// share of visitors, and at most MaxWindows visitor-windows are used.
+	// A build holds about 16 bytes per feature per window: 2M windows of 8
+	// features are some 256 MB.
+	Sample     float64
+	MaxWindows int
+	// HBOS fits the model; its Contamination places the threshold.
+	HBOS hbos.Config
+	// ThresholdFloor is the lowest threshold a baseline gets, so that a
+	// site of very uniform visitors does not flag trivia.
+	ThresholdFloor float64
+}
+
+// DefaultBuildConfig is 7 days of history, at least 1,000 visitor-windows,
+// all visitors up to 2M windows, 10 equal-width bins and contamination
+// 0.001.
+func DefaultBuildConfig() BuildConfig {
+	h := hbos.DefaultConfig()
+	h.Contamination = 0.001
+	return BuildConfig{
+		Window:     features.DefaultWindow(),
+		Period:     7 * 24 * time.Hour,
+		MinWindows: 1000,
+		Sample:     1,
+		MaxWindows: 2_000_000,
+		HBOS:       h,
+	}
+}
+
+// RegisterFlags registers the build's flags, with c's values as defaults.
+// The window's flags are not among them: the service registers them once
+// for both building and ingest.
+func (c *BuildConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.Period, "baseline-period", c.Period, "history a baseline learns from, ending at the site's newest request")
+	fs.IntVar(&c.MinWindows, "min-windows", c.MinWindows, "fewest visitor-windows a site needs to get a baseline")
+	fs.Float64Var(&c.Sample, "sample", c.Sample, "share of visitors (0, 1] a build uses, chosen deterministically by visitor id, to bound large sites")
+	fs.IntVar(&c.MaxWindows, "max-windows", c.MaxWindows, "most visitor-windows one build reads (about 128 bytes each in memory)")
+	fs.Float64Var(&c.ThresholdFloor, "threshold-floor", c.ThresholdFloor, "lowest score threshold a baseline may have")
+	c.HBOS.RegisterFlags(fs)
+}
+
+// Validate reports the first unusable setting, naming its flag.
+func (c *BuildConfig) Validate() error {
+	switch {
+	case c.Period <= 0:
+		return fmt.Errorf("-baseline-period must be positive, got %v", c.Period)
+	case c.MinWindows < 1:
+		return fmt.Errorf("-min-windows must be at least 1, got %d", c.MinWindows)
+	case !(c.Sample > 0 && c.Sample <= 1):
+		return fmt.Errorf("-sample must be in (0, 1], got %v", c.Sample)
+	case c.MaxWindows < c.MinWindows:
+		return fmt.Errorf("-max-windows (%d) must be at least -min-windows (%d)", c.MaxWindows, c.MinWindows)
+	}
+	if err := c.Window.Validate(); err != nil {
+		return err
+	}
+	return c.HBOS.Validate()
+}
+
+// ErrTooFewWindows is a site without enough history for a baseline.
+var ErrTooFewWindows = errors.New("too few visitor-windows for a baseline")
+
+// Baseline is one site's fitted model and where it came from.
+type Baseline struct {
+	Site     string
+	Model    *hbos.Model
+	Encoded  []byte // Model.MarshalBinary, what the API serves
+	Version  string // a digest of Encoded: the ETag
+	Windows  int    // visitor-windows the model learned from
+	From, To time.Time
+	Built    time.Time
+}
+
+// Build fits the baseline of site from the requests in table up to newest.
+func Build(ctx context.Context, conn driver.Conn, table string, cfg BuildConfig, site string, newest time.Time) (*Baseline, error) {
+	names := features.FeatureNames(cfg.IPs)
+	cols := make([][]float64, len(names))
+	q := chstore.WindowQuery{
+		Site:   site,
+		From:   newest.Add(-cfg.Period),
+		To:     newest.Add(time.Second), // newest itself is in
+		Sample: cfg.Sample,
+		Limit:  cfg.MaxWindows,
+	}
+	vec := make([]float64, 0, len(names))
+	err := chstore.Windows(ctx, conn, table, cfg.Window, q, func(vw chstore.VisitorWindow) error {
+		vec = vw.Agg.Vector(vec, cfg.IPs)
+		for j, v := range vec {
+			cols[j] = append(cols[j], v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the baseline of %q: %w", site, err)
+	}
+	n := len(cols[0])
+	if n < cfg.MinWindows {
+		return nil, fmt.Errorf("%w: %q has %d, needs %d", ErrTooFewWindows, site, n, cfg.MinWindows)
+	}
+	m, err := hbos.FitColumns(cols, cfg.HBOS)
+	if err != nil {
+		return nil, fmt.Errorf("fitting the baseline of %q: %w", site, err)
+	}
+	if err := m.SetNames(names); err != nil {
+		return nil, err
+	}
+	m.SetThreshold(max(m.Threshold(), cfg.ThresholdFloor))
+	enc, err := m.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encoding the baseline of %q: %w", site, err)
+	}
+	sum := sha256.Sum256(enc)
+	return &Baseline{
+		Site:    site,
+		Model:   m,
+		Encoded: enc,
+		Version: hex.EncodeToString(sum[:8]),
+		Windows: n,
+		From:    q.From,
+		To:      newest,
+		Built:   time.Now().UTC(),
+	}, nil
+}
