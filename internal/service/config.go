@@ -1,0 +1,308 @@
+package service
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Topic names one of the Kafka topics the services share.
+type Topic int
+
+// The topics, in data-flow order.
+const (
+	TopicRequests   Topic = iota // request events: baseline and detector read
+	TopicScores                  // score records: detector writes, publisher reads
+	TopicDetections              // detections for the edge: publisher writes
+	TopicDeadLetter              // malformed input with the reason: every service writes
+)
+
+var topicFlags = [...]struct{ flag, def, usage string }{
+	TopicRequests:   {"requests-topic", "requests", "Kafka topic of request events (JSON, key site|visitor)"},
+	TopicScores:     {"scores-topic", "scores", "Kafka topic of score records"},
+	TopicDetections: {"detections-topic", "detections", "Kafka topic of detections for the edge"},
+	TopicDeadLetter: {"deadletter-topic", "deadletter", "Kafka topic of malformed input, each with the reason"},
+}
+
+// Flag is the name of the topic's flag, e.g. "scores-topic".
+func (t Topic) Flag() string { return topicFlags[t].flag }
+
+// DefaultBrokers is the default of -brokers.
+const DefaultBrokers = "127.0.0.1:9092"
+
+// KafkaConfig is the Kafka brokers and the topics a service uses.
+type KafkaConfig struct {
+	Brokers []string
+	// The topic fields are set only for the topics passed to RegisterFlags.
+	RequestsTopic   string
+	ScoresTopic     string
+	DetectionsTopic string
+	DeadLetterTopic string
+
+	topics []Topic // the registered topics, for Validate
+}
+
+func (c *KafkaConfig) topic(t Topic) *string {
+	switch t {
+	case TopicRequests:
+		return &c.RequestsTopic
+	case TopicScores:
+		return &c.ScoresTopic
+	case TopicDetections:
+		return &c.DetectionsTopic
+	case TopicDeadLetter:
+		return &c.DeadLetterTopic
+	}
+	panic(fmt.Sprintf("service: unknown topic %d", t))
+}
+
+// RegisterFlags registers -brokers and the flags of the given topics only,
+// so that -h of a service lists just the topics it reads or writes.
+func (c *KafkaConfig) RegisterFlags(fs *flag.FlagSet, topics ...Topic) {
+	c.Brokers = strings.Split(DefaultBrokers, ",")
+	fs.Var((*addrList)(&c.Brokers), "brokers", "Kafka bootstrap brokers, `host:port[,...]`")
+	c.topics = append([]Topic(nil), topics...)
+	for _, t := range topics {
+		f := topicFlags[t]
+		fs.StringVar(c.topic(t), f.flag, f.def, f.usage)
+	}
+}
+
+// Validate reports the first unusable setting.
+func (c *KafkaConfig) Validate() error {
+	if err := checkDialAddrs("brokers", c.Brokers); err != nil {
+		return err
+	}
+	seen := make(map[string]Topic)
+	for _, t := range c.topics {
+		name := *c.topic(t)
+		if err := checkTopicName(name); err != nil {
+			return fmt.Errorf("-%s: %w", t.Flag(), err)
+		}
+		// One topic in two roles would make a service read its own output.
+		if other, ok := seen[name]; ok {
+			return fmt.Errorf("-%s and -%s are both %q", other.Flag(), t.Flag(), name)
+		}
+		seen[name] = t
+	}
+	return nil
+}
+
+// checkTopicName applies Kafka's rules for topic names.
+func checkTopicName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("a topic name is required")
+	case name == "." || name == "..":
+		return fmt.Errorf("%q is not a valid topic name", name)
+	case len(name) > 249:
+		return fmt.Errorf("topic name %.20q... is longer than 249 characters", name)
+	case strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "":
+		return fmt.Errorf("topic name %q has characters other than ASCII letters, digits, '.', '_' and '-'", name)
+	}
+	return nil
+}
+
+// DefaultListen is the -listen address when a service gives none. Loopback,
+// so that nothing is exposed until an operator decides to.
+const DefaultListen = "127.0.0.1:8080"
+
+// MinTokenLen is the shortest bearer token accepted, to refuse guessable ones.
+const MinTokenLen = 16
+
+// HTTPConfig is the service's HTTP listener and its authentication.
+type HTTPConfig struct {
+	Listen string
+	// Token, if set, is the bearer token every request needs except
+	// /healthz and /readyz.
+	Token string
+	// TLSCert and TLSKey are PEM files; both or neither.
+	TLSCert, TLSKey string
+}
+
+// RegisterFlags registers -listen (default defaultListen, or DefaultListen
+// when that is empty), -token, -tls-cert and -tls-key.
+func (c *HTTPConfig) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
+	if defaultListen == "" {
+		defaultListen = DefaultListen
+	}
+	fs.StringVar(&c.Listen, "listen", defaultListen, "`host:port` of the HTTP server: API, /metrics, /healthz, /readyz (an empty host is every interface)")
+	fs.StringVar(&c.Token, "token", "", fmt.Sprintf("bearer token required on every HTTP request except /healthz and /readyz, at least %d characters; empty disables authentication. Prefer the environment variable: command lines are visible to all users", MinTokenLen))
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate `file` (chain) for HTTPS; needs -tls-key")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key `file` for HTTPS; needs -tls-cert")
+}
+
+// Validate reports the first unusable setting.
+func (c *HTTPConfig) Validate() error {
+	if err := checkListenAddr("listen", c.Listen); err != nil {
+		return err
+	}
+	if c.Token != "" {
+		if len(c.Token) < MinTokenLen {
+			return fmt.Errorf("-token: %d characters, want at least %d", len(c.Token), MinTokenLen)
+		}
+		// It travels in a header: no spaces, no control characters.
+		for _, b := range []byte(c.Token) {
+			if b <= ' ' || b >= 0x7f {
+				return errors.New("-token: only printable ASCII characters without spaces are allowed")
+			}
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("-tls-cert and -tls-key go together: set both or neither")
+	}
+	return nil
+}
+
+// ClickHouse defaults.
+const (
+	DefaultClickHouseAddr = "127.0.0.1:9000"
+	DefaultClickHouseDB   = "default"
+	DefaultClickHouseUser = "default"
+)
+
+// ClickHouseConfig is where a service finds ClickHouse (native protocol).
+type ClickHouseConfig struct {
+	Addr     string
+	Database string
+	User     string
+	Password string
+}
+
+// RegisterFlags registers -clickhouse, -clickhouse-database,
+// -clickhouse-user and -clickhouse-password.
+func (c *ClickHouseConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "clickhouse", DefaultClickHouseAddr, "ClickHouse native-protocol `host:port`")
+	fs.StringVar(&c.Database, "clickhouse-database", DefaultClickHouseDB, "ClickHouse database of anomalyd's tables")
+	fs.StringVar(&c.User, "clickhouse-user", DefaultClickHouseUser, "ClickHouse user")
+	fs.StringVar(&c.Password, "clickhouse-password", "", "ClickHouse password; prefer the environment variable")
+}
+
+// Validate reports the first unusable setting.
+func (c *ClickHouseConfig) Validate() error {
+	if err := checkDialAddrs("clickhouse", []string{c.Addr}); err != nil {
+		return err
+	}
+	if c.Database == "" {
+		return errors.New("-clickhouse-database: a database name is required")
+	}
+	if c.User == "" {
+		return errors.New("-clickhouse-user: a user name is required")
+	}
+	return nil
+}
+
+// DefaultRedis is the default of -redis.
+const DefaultRedis = "127.0.0.1:6379"
+
+// Redis client timeouts. They apply when a caller's context has no earlier
+// deadline; go-redis's defaults are the same, but spelled out they are a
+// decision rather than an accident.
+const (
+	RedisDialTimeout = 5 * time.Second
+	RedisIOTimeout   = 3 * time.Second
+)
+
+// RedisConfig is where a service finds Redis: one address for a standalone
+// server, several for the seeds of a Redis Cluster.
+type RedisConfig struct {
+	Addrs    []string
+	User     string
+	Password string
+}
+
+// RegisterFlags registers -redis, -redis-user and -redis-password.
+func (c *RedisConfig) RegisterFlags(fs *flag.FlagSet) {
+	c.Addrs = strings.Split(DefaultRedis, ",")
+	fs.Var((*addrList)(&c.Addrs), "redis", "Redis `host:port[,...]`: one address is a standalone server, several are Redis Cluster seeds")
+	fs.StringVar(&c.User, "redis-user", "", "Redis ACL user; empty is the default user")
+	fs.StringVar(&c.Password, "redis-password", "", "Redis password; prefer the environment variable")
+}
+
+// Validate reports the first unusable setting.
+func (c *RedisConfig) Validate() error {
+	return checkDialAddrs("redis", c.Addrs)
+}
+
+// Client builds a client for a validated config: a standalone client for
+// one address, a Cluster client for several. ContextTimeoutEnabled is set
+// because features.NewRedisStore requires it: without it go-redis ignores
+// context deadlines and a dead server blocks a caller for ReadTimeout. The
+// caller closes the client.
+func (c *RedisConfig) Client() redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                 append([]string(nil), c.Addrs...),
+		Username:              c.User,
+		Password:              c.Password,
+		DialTimeout:           RedisDialTimeout,
+		ReadTimeout:           RedisIOTimeout,
+		WriteTimeout:          RedisIOTimeout,
+		ContextTimeoutEnabled: true,
+	})
+}
+
+// DefaultBaselineURL is the default of -baseline-url: the baseline service
+// on DefaultListen.
+const DefaultBaselineURL = "http://127.0.0.1:8080"
+
+// BaselineClientConfig is where a service finds the baseline service. The
+// bearer token is the client's own -token (HTTPConfig): the services of one
+// deployment share it.
+type BaselineClientConfig struct {
+	URL string
+}
+
+// RegisterFlags registers -baseline-url.
+func (c *BaselineClientConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.URL, "baseline-url", DefaultBaselineURL, "base `URL` of the baseline service (http or https)")
+}
+
+// Validate reports the first unusable setting.
+func (c *BaselineClientConfig) Validate() error {
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("-baseline-url: %q is not an http or https URL with a host", c.URL)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		// Credentials go in -token; a query or fragment would be lost when
+		// the client joins paths onto the base.
+		return fmt.Errorf("-baseline-url: %q must have no user info, query or fragment", c.URL)
+	}
+	return nil
+}
+
+// LogConfig is the format and level of the service's log.
+type LogConfig struct {
+	Level  slog.Level
+	Format string
+}
+
+// RegisterFlags registers -log-level and -log-format.
+func (c *LogConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.TextVar(&c.Level, "log-level", slog.LevelInfo, "least severe `level` logged: debug, info, warn or error")
+	fs.StringVar(&c.Format, "log-format", "text", "log format: text (logfmt) or json")
+}
+
+// Validate reports the first unusable setting.
+func (c *LogConfig) Validate() error {
+	if c.Format != "text" && c.Format != "json" {
+		return fmt.Errorf("-log-format: %q is neither text nor json", c.Format)
+	}
+	return nil
+}
+
+// Logger builds a logger for a validated config that writes to w.
+func (c *LogConfig) Logger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.Level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

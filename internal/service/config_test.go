@@ -1,0 +1,278 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/anomalyd/anomalyd/internal/testenv"
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+// validator is what every config group implements.
+type validator interface{ Validate() error }
+
+// checkValidate parses args into a fresh config and checks Validate's
+// result: wantErr "" means valid, otherwise a substring of the error.
+func checkValidate(t *testing.T, register func(*flag.FlagSet) validator, args []string, wantErr string) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := register(fs)
+	if err := ParseFlags(fs, args, env(nil)); err != nil {
+		t.Fatalf("parsing %q: %v", args, err)
+	}
+	err := c.Validate()
+	switch {
+	case wantErr == "" && err != nil:
+		t.Errorf("%q: unexpected error %v", args, err)
+	case wantErr != "" && err == nil:
+		t.Errorf("%q: valid, want an error with %q", args, wantErr)
+	case wantErr != "" && !strings.Contains(err.Error(), wantErr):
+		t.Errorf("%q: error %q, want one with %q", args, err, wantErr)
+	}
+}
+
+type validateCase struct {
+	name    string
+	args    []string
+	wantErr string
+}
+
+func TestKafkaConfig(t *testing.T) {
+	detector := func(fs *flag.FlagSet) validator {
+		c := new(KafkaConfig)
+		c.RegisterFlags(fs, TopicRequests, TopicScores, TopicDeadLetter)
+		return c
+	}
+	tests := []validateCase{
+		{"defaults", nil, ""},
+		{"several brokers", []string{"-brokers", "k1:9092,k2:9092,[::1]:9092"}, ""},
+		{"no brokers", []string{"-brokers", ""}, "-brokers: at least one host:port is required"},
+		{"no port", []string{"-brokers", "x"}, `-brokers: "x" is not host:port`},
+		{"no host", []string{"-brokers", ":9092"}, `-brokers: ":9092" is not host:port`},
+		{"port 0", []string{"-brokers", "k:0"}, `"k:0" is not host:port`},
+		{"port too big", []string{"-brokers", "k:65536"}, `"k:65536" is not host:port`},
+		{"named port", []string{"-brokers", "k:kafka"}, `"k:kafka" is not host:port`},
+		{"signed port", []string{"-brokers", "k:+80"}, `"k:+80" is not host:port`},
+		{"empty element", []string{"-brokers", "k:1,,k:2"}, `"" is not host:port`},
+		{"empty topic", []string{"-scores-topic", ""}, "-scores-topic: a topic name is required"},
+		{"bad topic characters", []string{"-requests-topic", "re quests"}, "-requests-topic: topic name"},
+		{"dot topic", []string{"-deadletter-topic", ".."}, "-deadletter-topic:"},
+		{"long topic", []string{"-scores-topic", strings.Repeat("s", 250)}, "longer than 249"},
+		{"same topic twice", []string{"-scores-topic", "requests"}, `-requests-topic and -scores-topic are both "requests"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkValidate(t, detector, tt.args, tt.wantErr) })
+	}
+}
+
+func TestKafkaConfigRegistersOnlyGivenTopics(t *testing.T) {
+	fs := flag.NewFlagSet("publisher", flag.ContinueOnError)
+	var c KafkaConfig
+	c.RegisterFlags(fs, TopicScores, TopicDetections)
+	for _, tt := range []struct {
+		flag string
+		want bool
+	}{{"scores-topic", true}, {"detections-topic", true}, {"requests-topic", false}, {"deadletter-topic", false}} {
+		if got := fs.Lookup(tt.flag) != nil; got != tt.want {
+			t.Errorf("-%s registered = %v, want %v", tt.flag, got, tt.want)
+		}
+	}
+	if c.ScoresTopic != "scores" || c.DetectionsTopic != "detections" || c.RequestsTopic != "" {
+		t.Errorf("topics = %+v, want defaults for the registered ones only", c)
+	}
+	// An unregistered topic is empty, and that is not an error.
+	if err := c.Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestHTTPConfig(t *testing.T) {
+	register := func(fs *flag.FlagSet) validator {
+		c := new(HTTPConfig)
+		c.RegisterFlags(fs, "127.0.0.1:8081")
+		return c
+	}
+	token := strings.Repeat("t", MinTokenLen)
+	tests := []validateCase{
+		{"defaults", nil, ""},
+		{"every interface", []string{"-listen", ":8080"}, ""},
+		{"any port", []string{"-listen", "127.0.0.1:0"}, ""},
+		{"no port", []string{"-listen", "localhost"}, `-listen: "localhost" is not host:port`},
+		{"bad port", []string{"-listen", ":http"}, `-listen: ":http" is not host:port`},
+		{"token", []string{"-token", token}, ""},
+		{"short token", []string{"-token", token[1:]}, "-token: 15 characters, want at least 16"},
+		{"token with space", []string{"-token", token + " x"}, "-token: only printable ASCII"},
+		{"token with non-ASCII", []string{"-token", token + "é"}, "-token: only printable ASCII"},
+		{"TLS pair", []string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, ""},
+		{"cert alone", []string{"-tls-cert", "c.pem"}, "-tls-cert and -tls-key go together"},
+		{"key alone", []string{"-tls-key", "k.pem"}, "-tls-cert and -tls-key go together"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkValidate(t, register, tt.args, tt.wantErr) })
+	}
+}
+
+func TestHTTPConfigListenDefault(t *testing.T) {
+	for given, want := range map[string]string{"": DefaultListen, "127.0.0.1:8082": "127.0.0.1:8082"} {
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		var c HTTPConfig
+		c.RegisterFlags(fs, given)
+		if c.Listen != want || fs.Lookup("listen").DefValue != want {
+			t.Errorf("RegisterFlags(%q): listen %q, default %q, want %q", given, c.Listen, fs.Lookup("listen").DefValue, want)
+		}
+	}
+}
+
+func TestClickHouseConfig(t *testing.T) {
+	register := func(fs *flag.FlagSet) validator {
+		c := new(ClickHouseConfig)
+		c.RegisterFlags(fs)
+		return c
+	}
+	tests := []validateCase{
+		{"defaults", nil, ""},
+		{"all set", []string{"-clickhouse", "ch:9440", "-clickhouse-database", "anomalyd", "-clickhouse-user", "u", "-clickhouse-password", "p"}, ""},
+		{"bad address", []string{"-clickhouse", "ch"}, `-clickhouse: "ch" is not host:port`},
+		{"no database", []string{"-clickhouse-database", ""}, "-clickhouse-database:"},
+		{"no user", []string{"-clickhouse-user", ""}, "-clickhouse-user:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkValidate(t, register, tt.args, tt.wantErr) })
+	}
+}
+
+func TestRedisConfig(t *testing.T) {
+	register := func(fs *flag.FlagSet) validator {
+		c := new(RedisConfig)
+		c.RegisterFlags(fs)
+		return c
+	}
+	tests := []validateCase{
+		{"defaults", nil, ""},
+		{"cluster seeds", []string{"-redis", "r1:6379,r2:6379"}, ""},
+		{"none", []string{"-redis", ""}, "-redis: at least one host:port is required"},
+		{"bad address", []string{"-redis", "r1:6379,r2"}, `-redis: "r2" is not host:port`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkValidate(t, register, tt.args, tt.wantErr) })
+	}
+}
+
+func TestRedisClientKind(t *testing.T) {
+	tests := []struct {
+		addrs   []string
+		cluster bool
+	}{
+		{[]string{"127.0.0.1:6379"}, false},
+		{[]string{"127.0.0.1:7000", "127.0.0.1:7001"}, true},
+	}
+	for _, tt := range tests {
+		c := RedisConfig{Addrs: tt.addrs}
+		rdb := c.Client()
+		t.Cleanup(func() { rdb.Close() })
+		switch cl := rdb.(type) {
+		case *redis.Client:
+			if tt.cluster {
+				t.Errorf("%q: standalone client, want Cluster", tt.addrs)
+			}
+			if !cl.Options().ContextTimeoutEnabled {
+				t.Errorf("%q: ContextTimeoutEnabled is off", tt.addrs)
+			}
+		case *redis.ClusterClient:
+			if !tt.cluster {
+				t.Errorf("%q: Cluster client, want standalone", tt.addrs)
+			}
+			if !cl.Options().ContextTimeoutEnabled {
+				t.Errorf("%q: ContextTimeoutEnabled is off", tt.addrs)
+			}
+		default:
+			t.Errorf("%q: client of type %T", tt.addrs, rdb)
+		}
+	}
+}
+
+// TestRedisClientServes checks the client against a real redis-server and
+// that the feature store accepts it.
+func TestRedisClientServes(t *testing.T) {
+	srv := testenv.Redis(t)
+	c := RedisConfig{Addrs: []string{srv.Addr()}}
+	rdb := c.Client()
+	t.Cleanup(func() { rdb.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING: %v", err)
+	}
+	if _, err := features.NewRedisStore(rdb, features.DefaultWindow(), features.RedisOptions{}); err != nil {
+		t.Errorf("features.NewRedisStore refused the client: %v", err)
+	}
+}
+
+func TestBaselineClientConfig(t *testing.T) {
+	register := func(fs *flag.FlagSet) validator {
+		c := new(BaselineClientConfig)
+		c.RegisterFlags(fs)
+		return c
+	}
+	tests := []validateCase{
+		{"defaults", nil, ""},
+		{"https with path", []string{"-baseline-url", "https://baseline.internal:8443/anomalyd"}, ""},
+		{"no scheme", []string{"-baseline-url", "baseline:8080"}, "-baseline-url:"},
+		{"other scheme", []string{"-baseline-url", "ftp://baseline"}, "-baseline-url:"},
+		{"no host", []string{"-baseline-url", "http:///x"}, "-baseline-url:"},
+		{"user info", []string{"-baseline-url", "http://u:p@baseline"}, "no user info"},
+		{"query", []string{"-baseline-url", "http://baseline/?a=b"}, "no user info, query or fragment"},
+		{"empty", []string{"-baseline-url", ""}, "-baseline-url:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkValidate(t, register, tt.args, tt.wantErr) })
+	}
+}
+
+func TestLogConfig(t *testing.T) {
+	register := func(fs *flag.FlagSet) validator {
+		c := new(LogConfig)
+		c.RegisterFlags(fs)
+		return c
+	}
+	tests := []validateCase{
+		{"defaults", nil, ""},
+		{"json debug", []string{"-log-format", "json", "-log-level", "debug"}, ""},
+		{"bad format", []string{"-log-format", "xml"}, `-log-format: "xml" is neither text nor json`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkValidate(t, register, tt.args, tt.wantErr) })
+	}
+}
+
+func TestLogConfigLogger(t *testing.T) {
+	var buf bytes.Buffer
+	c := LogConfig{Level: slog.LevelWarn, Format: "json"}
+	l := c.Logger(&buf)
+	l.Info("dropped")
+	l.Warn("kept", "k", 1)
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatalf("want one JSON record, got %q: %v", buf.String(), err)
+	}
+	if rec["msg"] != "kept" || rec["level"] != "WARN" {
+		t.Errorf("record = %v", rec)
+	}
+
+	buf.Reset()
+	c = LogConfig{Level: slog.LevelDebug, Format: "text"}
+	c.Logger(&buf).Debug("hello")
+	if !strings.Contains(buf.String(), "level=DEBUG msg=hello") {
+		t.Errorf("text record = %q", buf.String())
+	}
+}

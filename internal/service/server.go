@@ -1,0 +1,281 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ReadyTimeout bounds one readiness check. It stays at Kubernetes' default
+// probe timeout (1s) so that a slow dependency shows up as a 503 with its
+// reason rather than as a probe timeout with none.
+const ReadyTimeout = time.Second
+
+// Server timeouts. A slow or idle client must not hold a connection
+// forever; there is no write timeout because an API may stream large
+// responses (baselines).
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// NewRegistry returns a registry with the Go runtime, process and build
+// information collectors, which every service exports.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+	return reg
+}
+
+type serverMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newServerMetrics(r prometheus.Registerer) (*serverMetrics, error) {
+	m := &serverMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anomalyd_http_requests_total",
+			Help: "HTTP requests answered, by handler (api, metrics, healthz, readyz) and status code.",
+		}, []string{"handler", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "anomalyd_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by handler.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"handler"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+		if err := r.Register(c); err != nil {
+			return nil, fmt.Errorf("registering HTTP server metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *serverMetrics) instrument(handler string, h http.Handler) http.Handler {
+	l := prometheus.Labels{"handler": handler}
+	return promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(l),
+		promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(l), h))
+}
+
+// Server is a service's HTTP server: its API, /metrics, /healthz and
+// /readyz on one listener (see the package doc). Start it once, then call
+// Shutdown.
+type Server struct {
+	cfg    HTTPConfig
+	logger *slog.Logger
+	ready  func(context.Context) error
+	srv    *http.Server
+
+	ln       net.Listener
+	stopping <-chan struct{} // closed when the context given to Start is done
+	served   chan error      // the result of Serve
+
+	lastReady atomic.Int32 // last readiness result: 0 none yet, readyYes or readyNo
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// NewServer builds a server for a validated config. reg is served on
+// /metrics and receives the server's own metrics. ready reports whether
+// the service's dependencies are usable; nil means always ready. api
+// serves every other path; nil answers 404. A nil logger discards.
+func NewServer(cfg HTTPConfig, reg *prometheus.Registry, ready func(context.Context) error, api http.Handler, logger *slog.Logger) (*Server, error) {
+	if reg == nil {
+		return nil, errors.New("http server: a metrics registry is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if ready == nil {
+		ready = func(context.Context) error { return nil }
+	}
+	if api == nil {
+		api = http.NotFoundHandler()
+	}
+	m, err := newServerMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, logger: logger, ready: ready}
+	auth := s.authenticate
+	if cfg.Token == "" {
+		auth = func(h http.Handler) http.Handler { return h }
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", m.instrument("healthz", http.HandlerFunc(healthz)))
+	mux.Handle("/readyz", m.instrument("readyz", http.HandlerFunc(s.readyz)))
+	// /metrics is authenticated too: label values name sites, and a
+	// scraper can carry a token as easily as any other client.
+	mux.Handle("/metrics", m.instrument("metrics", auth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	}))))
+	mux.Handle("/", m.instrument("api", auth(api)))
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Start listens on the configured address and serves in the background.
+// When ctx is done /readyz answers 503, so that load balancers stop sending
+// traffic while the service drains; everything else keeps being served, and
+// requests in flight are not cancelled, until Shutdown.
+func (s *Server) Start(ctx context.Context) error {
+	if s.ln != nil {
+		return errors.New("http server: already started")
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("http server: %w", err)
+	}
+	tlsOn := s.cfg.TLSCert != ""
+	if tlsOn {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http server: loading -tls-cert and -tls-key: %w", err)
+		}
+		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	s.ln, s.stopping, s.served = ln, ctx.Done(), make(chan error, 1)
+	if s.cfg.Token == "" {
+		s.logger.Warn("http server: no -token set, every endpoint is open to anyone who can reach it", "addr", ln.Addr().String())
+	}
+	s.logger.Info("http server listening", "addr", ln.Addr().String(), "tls", tlsOn)
+	go func() {
+		var err error
+		if tlsOn {
+			err = s.srv.ServeTLS(ln, "", "")
+		} else {
+			err = s.srv.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http server stopped serving", "err", err)
+		}
+		s.served <- err
+	}()
+	return nil
+}
+
+// Addr is the address the server listens on, useful with port 0; nil
+// before Start.
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Shutdown stops accepting connections and waits for requests in flight
+// until ctx is done; then it closes the remaining connections and returns
+// ctx's error. It also returns an error that had stopped serving early.
+// Later calls return the first one's result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.ln == nil {
+		return nil
+	}
+	s.shutdownOnce.Do(func() {
+		err := s.srv.Shutdown(ctx)
+		if err != nil {
+			s.srv.Close()
+			err = fmt.Errorf("http server: graceful shutdown: %w", err)
+		}
+		if serr := <-s.served; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, fmt.Errorf("http server: serving: %w", serr))
+		}
+		s.shutdownErr = err
+	})
+	return s.shutdownErr
+}
+
+const (
+	readyYes = 1
+	readyNo  = 2
+)
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	select {
+	case <-s.stopping:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "shutting down")
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
+	defer cancel()
+	err := s.ready(ctx)
+	// Probes come every few seconds; logging only changes keeps the log
+	// readable.
+	now := int32(readyYes)
+	if err != nil {
+		now = readyNo
+	}
+	if s.lastReady.Swap(now) != now {
+		if err != nil {
+			s.logger.Warn("not ready", "err", err)
+		} else {
+			s.logger.Info("ready")
+		}
+	}
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: %v\n", err)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// authenticate lets a request through only with the configured bearer
+// token. It compares SHA-256 sums so that the constant-time comparison
+// does not reveal the token's length either.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(s.cfg.Token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			unauthorized(w, `Bearer realm="anomalyd"`, "bearer token required")
+			return
+		}
+		got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			unauthorized(w, `Bearer realm="anomalyd", error="invalid_token"`, "invalid bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func unauthorized(w http.ResponseWriter, challenge, msg string) {
+	w.Header().Set("WWW-Authenticate", challenge)
+	http.Error(w, msg, http.StatusUnauthorized)
+}
