@@ -16,7 +16,7 @@ func TestConfigFlags(t *testing.T) {
 	c.RegisterFlags(fs)
 	err := fs.Parse([]string{
 		"-window-buckets", "5", "-window-bucket-width", "30s", "-identity", "ja4",
-		"-identity-secret", "0123456789abcdef", "-fields", "nginx", "-rescore-interval", "1m",
+		"-identity-secret", "0123456789abcdef", "-fields", "nginx",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +24,7 @@ func TestConfigFlags(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Window{5, 30 * time.Second}, IdentityJA4, "0123456789abcdef", NginxFieldMap(), time.Minute}
+	want := Config{Window{5, 30 * time.Second}, IdentityJA4, "0123456789abcdef", NginxFieldMap()}
 	if c != want {
 		t.Errorf("config = %+v, want %+v", c, want)
 	}
@@ -32,7 +32,7 @@ func TestConfigFlags(t *testing.T) {
 	var d Config
 	fs = flag.NewFlagSet("defaults", flag.ContinueOnError)
 	d.RegisterFlags(fs)
-	if d.Window != DefaultWindow() || d.Identity != IdentityIP || d.Fields != DefaultFieldMap() || d.RescoreInterval != 30*time.Second {
+	if d.Window != DefaultWindow() || d.Identity != IdentityIP || d.Fields != DefaultFieldMap() {
 		t.Errorf("defaults = %+v", d)
 	}
 	if err := d.Validate(); !errors.Is(err, ErrIdentityKey) {
@@ -41,7 +41,7 @@ func TestConfigFlags(t *testing.T) {
 	var help strings.Builder
 	fs.SetOutput(&help)
 	fs.PrintDefaults()
-	for _, f := range []string{"window-buckets", "window-bucket-width", "identity", "identity-secret", "fields", "rescore-interval"} {
+	for _, f := range []string{"window-buckets", "window-bucket-width", "identity", "identity-secret", "fields"} {
 		if !strings.Contains(help.String(), "-"+f) {
 			t.Errorf("-h does not mention -%s", f)
 		}
