@@ -16,6 +16,13 @@ import (
 
 func openClickHouse(t *testing.T) driver.Conn {
 	t.Helper()
+	_, conn := clickHouse(t)
+	return conn
+}
+
+// clickHouse starts a ClickHouse server for the test and connects to it.
+func clickHouse(t *testing.T) (*testenv.ClickHouseServer, driver.Conn) {
+	t.Helper()
 	ch := testenv.ClickHouse(t)
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:        []string{ch.Addr()},
@@ -26,7 +33,7 @@ func openClickHouse(t *testing.T) driver.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return conn
+	return ch, conn
 }
 
 // testSecret keys visitor ids in tests.

@@ -1,0 +1,246 @@
+package baseline
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+// IngestConfig says how requests are batched into ClickHouse.
+type IngestConfig struct {
+	// BatchSize and Linger bound a batch: it is inserted when it holds
+	// BatchSize rows or Linger after its first message, whichever is first.
+	// ClickHouse wants few, large inserts.
+	BatchSize int
+	Linger    time.Duration
+	// Retention is how much request history is kept, counted back from the
+	// newest request; older daily partitions are dropped.
+	Retention time.Duration
+	// ShutdownTimeout bounds the flush of the last batch on shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultIngestConfig is batches of 10,000 rows or 1 s, 8 days of history
+// (the baseline period and a day), and 30 s to flush on shutdown.
+func DefaultIngestConfig() IngestConfig {
+	return IngestConfig{BatchSize: 10_000, Linger: time.Second, Retention: 8 * 24 * time.Hour, ShutdownTimeout: 30 * time.Second}
+}
+
+// RegisterFlags registers the ingest flags, with c's values as defaults.
+func (c *IngestConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most requests per ClickHouse insert")
+	fs.DurationVar(&c.Linger, "batch-linger", c.Linger, "longest a batch waits for more requests before it is inserted")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how much request history is kept, counted back from the newest request; older daily partitions are dropped")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "longest the last batch may take to insert on shutdown")
+}
+
+// Validate reports the first unusable setting, naming its flag.
+func (c *IngestConfig) Validate() error {
+	switch {
+	case c.BatchSize < 1:
+		return fmt.Errorf("-batch-size must be at least 1, got %d", c.BatchSize)
+	case c.Linger <= 0:
+		return fmt.Errorf("-batch-linger must be positive, got %v", c.Linger)
+	case c.Retention < 24*time.Hour:
+		return fmt.Errorf("-retention must be at least a day (history is dropped by daily partition), got %v", c.Retention)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("-shutdown-timeout must be positive, got %v", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+// MessageReader is what Ingester needs of a Kafka consumer-group reader
+// (*kafka.Reader).
+type MessageReader interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// MessageWriter is what Ingester needs of a Kafka writer (*kafka.Writer),
+// for the dead-letter topic.
+type MessageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Ingester moves request events from Kafka into the requests table. It is
+// at-least-once: offsets are committed only after the batch's rows are
+// inserted and its malformed messages are dead-lettered, and the table
+// collapses a replayed message into its first row (see
+// chstore.RequestsDDL), so each request lands exactly once.
+type Ingester struct {
+	cfg        IngestConfig
+	reader     MessageReader
+	deadLetter MessageWriter
+	conn       driver.Conn
+	table      string
+	conv       *Converter
+	metrics    *Metrics
+	logger     *slog.Logger
+}
+
+// NewIngester returns an Ingester; Run starts it.
+func NewIngester(cfg IngestConfig, reader MessageReader, deadLetter MessageWriter, conn driver.Conn, table string, conv *Converter, metrics *Metrics, logger *slog.Logger) *Ingester {
+	return &Ingester{cfg: cfg, reader: reader, deadLetter: deadLetter, conn: conn, table: table, conv: conv, metrics: metrics, logger: logger}
+}
+
+// Dead-letter message headers.
+const (
+	HeaderReason = "anomalyd-reason" // why the message could not be used
+	HeaderSource = "anomalyd-source" // topic/partition/offset it was read at
+)
+
+// Run ingests until ctx is done, then inserts and commits the batch in hand
+// (within ShutdownTimeout) and returns nil. While ClickHouse fails, it
+// retries the batch with backoff and commits nothing, so nothing is lost.
+func (in *Ingester) Run(ctx context.Context) error {
+	if err := chstore.CreateRequests(ctx, in.conn, in.table); err != nil {
+		return err
+	}
+	var lastDrop time.Time
+	for {
+		msgs, err := in.fetchBatch(ctx)
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			// Shutting down: the batch in hand still goes in, within bounds.
+			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ShutdownTimeout)
+			defer cancel()
+			if err := in.flush(flushCtx, msgs); err != nil {
+				in.logger.Warn("shutting down with a batch not inserted; it will be read again", "messages", len(msgs), "error", err)
+			}
+			return nil
+		}
+		if err := in.flush(ctx, msgs); err != nil {
+			if ctx.Err() != nil {
+				in.logger.Warn("shutting down with a batch not inserted; it will be read again", "messages", len(msgs), "error", err)
+				return nil
+			}
+			return err
+		}
+		if time.Since(lastDrop) > time.Hour {
+			lastDrop = time.Now()
+			in.dropOldPartitions(ctx)
+		}
+	}
+}
+
+// fetchBatch reads messages until the batch is full, Linger has passed
+// since its first message, or ctx is done.
+func (in *Ingester) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
+	var msgs []kafka.Message
+	fetchCtx := ctx
+	for len(msgs) < in.cfg.BatchSize {
+		m, err := in.reader.FetchMessage(fetchCtx)
+		if err != nil {
+			if fetchCtx.Err() != nil {
+				return msgs, nil // shutdown, or the linger is over
+			}
+			return nil, fmt.Errorf("reading requests: %w", err)
+		}
+		if len(msgs) == 0 {
+			var cancel context.CancelFunc
+			fetchCtx, cancel = context.WithTimeout(ctx, in.cfg.Linger)
+			defer cancel()
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// flush converts a batch, dead-letters what is malformed, inserts the rest,
+// and commits the offsets.
+func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	rows := make([]chstore.Request, 0, len(msgs))
+	var dead []kafka.Message
+	for _, m := range msgs {
+		r, err := in.conv.Row(m.Value, m.Topic, int32(m.Partition), m.Offset)
+		if err != nil {
+			reason := "identity"
+			if errors.Is(err, features.ErrMalformed) {
+				reason = "malformed"
+			}
+			in.metrics.DeadLetters.WithLabelValues(reason).Inc()
+			dead = append(dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+				{Key: HeaderReason, Value: []byte(err.Error())},
+				{Key: HeaderSource, Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))},
+			}})
+			continue
+		}
+		rows = append(rows, r)
+	}
+	if len(dead) > 0 {
+		if err := in.deadLetter.WriteMessages(ctx, dead...); err != nil {
+			return fmt.Errorf("writing %d dead letters: %w", len(dead), err)
+		}
+	}
+	if err := in.insert(ctx, rows); err != nil {
+		return err
+	}
+	if err := in.reader.CommitMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("committing %d offsets: %w", len(msgs), err)
+	}
+	in.metrics.OffsetCommits.Inc()
+	return nil
+}
+
+// insert writes rows, retrying with backoff while ClickHouse fails, until
+// ctx is done.
+func (in *Ingester) insert(ctx context.Context, rows []chstore.Request) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := chstore.InsertRequests(ctx, in.conn, in.table, rows)
+		if err == nil {
+			in.metrics.IngestBatchSeconds.Observe(time.Since(start).Seconds())
+			in.metrics.IngestBatches.Inc()
+			in.metrics.IngestRows.Add(float64(len(rows)))
+			return nil
+		}
+		in.metrics.ClickHouseErrors.WithLabelValues("insert").Inc()
+		in.logger.Warn("inserting requests failed; retrying, offsets not committed", "rows", len(rows), "retry_in", backoff, "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("inserting %d requests: %w", len(rows), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// dropOldPartitions enforces the retention, counted back from the newest
+// request in the table rather than from the clock, so that replayed
+// history is kept like live traffic. A failure is logged and retried at the
+// next occasion.
+func (in *Ingester) dropOldPartitions(ctx context.Context) {
+	var newest time.Time
+	err := in.conn.QueryRow(ctx, "SELECT max(time) FROM "+in.table).Scan(&newest)
+	var dropped []string
+	if err == nil && newest.Unix() > 0 {
+		dropped, err = chstore.DropPartitionsBefore(ctx, in.conn, in.table, newest.Add(-in.cfg.Retention))
+	}
+	if err != nil {
+		in.metrics.ClickHouseErrors.WithLabelValues("drop_partition").Inc()
+		in.logger.Warn("dropping old request partitions failed", "error", err)
+		return
+	}
+	if len(dropped) > 0 {
+		in.logger.Info("dropped old request partitions", "partitions", dropped)
+	}
+}

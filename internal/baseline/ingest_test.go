@@ -1,0 +1,250 @@
+package baseline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/testenv"
+	"github.com/anomalyd/anomalyd/internal/traffic"
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+// ingestEnv is a Kafka broker with the requests and dead-letter topics and
+// a ClickHouse server, and what an Ingester needs to run against them.
+type ingestEnv struct {
+	kafka   *testenv.KafkaCluster
+	ch      *testenv.ClickHouseServer
+	conn    driver.Conn
+	w       features.Window
+	metrics *Metrics
+}
+
+func newIngestEnv(t *testing.T) *ingestEnv {
+	t.Helper()
+	env := &ingestEnv{
+		kafka:   testenv.Kafka(t, "requests", "deadletter"),
+		w:       features.Window{Buckets: 5, Width: time.Minute},
+		metrics: NewMetrics(prometheus.NewRegistry()),
+	}
+	env.ch, env.conn = clickHouse(t)
+	return env
+}
+
+// produce writes messages to the requests topic, keyed like the real one.
+func (env *ingestEnv) produce(t *testing.T, values ...[]byte) {
+	t.Helper()
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	w := &kafka.Writer{
+		Addr: kafka.TCP(env.kafka.Brokers()...), Topic: "requests", Balancer: &kafka.Hash{},
+		Transport: transport, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
+	}
+	defer w.Close()
+	msgs := make([]kafka.Message, len(values))
+	for i, v := range values {
+		msgs[i] = kafka.Message{Key: fmt.Appendf(nil, "k%d", i%97), Value: v}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs an Ingester in consumer group "baseline" until the returned
+// stop is called; stop waits for Run to return and fails the test on error.
+func (env *ingestEnv) start(t *testing.T) (stop func()) {
+	t.Helper()
+	id, err := features.NewIdentity(features.IdentityIP, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv, err := NewConverter(features.DefaultFieldMap(), env.w, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: env.kafka.Brokers(), Topic: "requests", GroupID: "baseline", MaxWait: 100 * time.Millisecond,
+	})
+	transport := &kafka.Transport{}
+	dlq := &kafka.Writer{
+		Addr: kafka.TCP(env.kafka.Brokers()...), Topic: "deadletter", Transport: transport,
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
+	}
+	cfg := DefaultIngestConfig()
+	cfg.BatchSize, cfg.Linger = 500, 200*time.Millisecond
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	in := NewIngester(cfg, reader, dlq, env.conn, "requests", conv, env.metrics, logger)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Go(func() { runErr = in.Run(ctx) })
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			reader.Close()
+			dlq.Close()
+			transport.CloseIdleConnections()
+			if runErr != nil {
+				t.Errorf("Ingester.Run: %v", runErr)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// rowsIn counts the requests table's rows, each replayed message once.
+func (env *ingestEnv) rowsIn(t *testing.T) uint64 {
+	t.Helper()
+	var n uint64
+	if err := env.conn.QueryRow(t.Context(), "SELECT count() FROM requests FINAL").Scan(&n); err != nil {
+		return 0 // the table may not exist yet, or ClickHouse is down
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func events(t *testing.T, n int, seed uint64) [][]byte {
+	t.Helper()
+	cfg := traffic.DefaultConfig()
+	cfg.Sites, cfg.Visitors, cfg.Events, cfg.Duration, cfg.Seed = 3, 200, n, 20*time.Minute, seed
+	reqs, err := traffic.Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]byte, n)
+	for i := range reqs {
+		if out[i], err = reqs[i].LogpushJSON(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func TestIngestExactlyOnceAcrossRestart(t *testing.T) {
+	env := newIngestEnv(t)
+	good := events(t, 4000, 1)
+	malformed := [][]byte{
+		[]byte(`{not json`),
+		[]byte(`{"EdgeStartTimestamp":"2026-01-01T00:00:00Z","ZoneName":"a.example"}`),
+		[]byte(`{"EdgeStartTimestamp":"2026-01-01T00:00:00Z","ZoneName":"a.example","ClientIP":"192.0.2.1","EdgeResponseStatus":"200"}`),
+	}
+	env.produce(t, append(append(good[:2000:2000], malformed...), good[2000:]...)...)
+
+	// The first ingester stops part-way, as a rolling restart would stop it.
+	stop := env.start(t)
+	waitFor(t, "the first rows", 30*time.Second, func() bool { return env.rowsIn(t) > 0 })
+	stop()
+	first := env.rowsIn(t)
+	// A second one in the same group picks up from the committed offsets.
+	env.start(t)
+	waitFor(t, "every event", 60*time.Second, func() bool { return env.rowsIn(t) >= uint64(len(good)) })
+	time.Sleep(500 * time.Millisecond) // let a duplicate, if any, land
+	if n := env.rowsIn(t); n != uint64(len(good)) {
+		t.Fatalf("%d rows, want each of the %d events once", n, len(good))
+	}
+	t.Logf("first ingester inserted %d of %d before stopping", first, len(good))
+
+	// Malformed messages went to the dead-letter topic with their reason.
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: env.kafka.Brokers(), Topic: "deadletter", GroupID: "check", MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var reasons []string
+	for range malformed {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading dead letters: %v", err)
+		}
+		for _, h := range m.Headers {
+			if h.Key == HeaderReason {
+				reasons = append(reasons, string(h.Value))
+			}
+		}
+	}
+	joined := strings.Join(reasons, "\n")
+	for _, want := range []string{"invalid JSON", `field "ClientIP": missing`, `field "EdgeResponseStatus": want a number`} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("dead-letter reasons %q lack %q", joined, want)
+		}
+	}
+}
+
+func TestIngestSurvivesClickHouseRestart(t *testing.T) {
+	env := newIngestEnv(t)
+	batch1, batch2 := events(t, 1500, 2), events(t, 1500, 3)
+	env.start(t)
+	env.produce(t, batch1...)
+	waitFor(t, "the first batch", 30*time.Second, func() bool { return env.rowsIn(t) == uint64(len(batch1)) })
+
+	if err := env.ch.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	env.produce(t, batch2...)
+	time.Sleep(time.Second) // the ingester retries against a dead server
+	if err := env.ch.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := uint64(len(batch1) + len(batch2))
+	waitFor(t, "the batch held while ClickHouse was down", 60*time.Second, func() bool { return env.rowsIn(t) >= want })
+	if n := env.rowsIn(t); n != want {
+		t.Fatalf("%d rows, want %d", n, want)
+	}
+	if errs := testutil.ToFloat64(env.metrics.ClickHouseErrors.WithLabelValues("insert")); errs == 0 {
+		t.Error("no insert errors counted while ClickHouse was down")
+	}
+}
+
+func TestRetentionCountsFromTheNewestRequest(t *testing.T) {
+	conn := openClickHouse(t)
+	ctx := t.Context()
+	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
+		t.Fatal(err)
+	}
+	// Replayed history from long ago: only what is older than the retention
+	// before the newest request goes, however old all of it is by the clock.
+	newest := time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC)
+	var rows []chstore.Request
+	for i, age := range []time.Duration{0, 24 * time.Hour, 3 * 24 * time.Hour, 10 * 24 * time.Hour, 30 * 24 * time.Hour} {
+		rows = append(rows, chstore.Request{Time: newest.Add(-age), Site: "old.example", Topic: "requests", Offset: int64(i)})
+	}
+	if err := chstore.InsertRequests(ctx, conn, "requests", rows); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultIngestConfig()
+	cfg.Retention = 5 * 24 * time.Hour
+	in := NewIngester(cfg, nil, nil, conn, "requests", nil, NewMetrics(nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	in.dropOldPartitions(ctx)
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM requests").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("%d rows left, want the 3 within 5 days of the newest", n)
+	}
+}
