@@ -103,8 +103,9 @@ const (
 // (within ShutdownTimeout) and returns nil. While ClickHouse fails, it
 // retries the batch with backoff and commits nothing, so nothing is lost.
 func (in *Ingester) Run(ctx context.Context) error {
-	if err := chstore.CreateRequests(ctx, in.conn, in.table); err != nil {
-		return err
+	err := in.retry(ctx, "create_table", func() error { return chstore.CreateRequests(ctx, in.conn, in.table) })
+	if err != nil {
+		return nil // ctx is done before ClickHouse ever answered
 	}
 	var lastDrop time.Time
 	for {
@@ -203,21 +204,33 @@ func (in *Ingester) insert(ctx context.Context, rows []chstore.Request) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	return in.retry(ctx, "insert", func() error {
+		start := time.Now()
+		if err := chstore.InsertRequests(ctx, in.conn, in.table, rows); err != nil {
+			return err
+		}
+		in.metrics.IngestBatchSeconds.Observe(time.Since(start).Seconds())
+		in.metrics.IngestBatches.Inc()
+		in.metrics.IngestRows.Add(float64(len(rows)))
+		return nil
+	})
+}
+
+// retry runs f until it succeeds, backing off from 100 ms to 10 s between
+// failures, which it counts and logs as ClickHouse errors of operation op.
+// It returns f's last error once ctx is done.
+func (in *Ingester) retry(ctx context.Context, op string, f func() error) error {
 	backoff := 100 * time.Millisecond
 	for {
-		start := time.Now()
-		err := chstore.InsertRequests(ctx, in.conn, in.table, rows)
+		err := f()
 		if err == nil {
-			in.metrics.IngestBatchSeconds.Observe(time.Since(start).Seconds())
-			in.metrics.IngestBatches.Inc()
-			in.metrics.IngestRows.Add(float64(len(rows)))
 			return nil
 		}
-		in.metrics.ClickHouseErrors.WithLabelValues("insert").Inc()
-		in.logger.Warn("inserting requests failed; retrying, offsets not committed", "rows", len(rows), "retry_in", backoff, "error", err)
+		in.metrics.ClickHouseErrors.WithLabelValues(op).Inc()
+		in.logger.Warn("ClickHouse failed; retrying, offsets not committed", "op", op, "retry_in", backoff, "error", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("inserting %d requests: %w", len(rows), err)
+			return fmt.Errorf("%s: %w", op, err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 10*time.Second)

@@ -12,7 +12,8 @@ const (
 )
 
 // ClickHouse operations, the values of the ClickHouseErrors "op" label that
-// the baseline side uses. Ingest adds its own ("insert", "drop_partition").
+// the baseline side uses. Ingest adds its own ("create_table", "insert",
+// "drop_partition").
 const (
 	opListSites = "list_sites"
 	opNewest    = "newest"
@@ -29,7 +30,7 @@ const (
 //	cache_misses_total                 Get that started or waited for a build
 //	clickhouse_errors_total{op}        failed ClickHouse calls by operation:
 //	                                   list_sites, newest, build, ping (baselines),
-//	                                   insert, drop_partition (ingest)
+//	                                   create_table, insert, drop_partition (ingest)
 //	ingest_rows_total                  request rows inserted into ClickHouse
 //	ingest_batches_total               insert batches sent
 //	ingest_batch_duration_seconds      time of one insert batch

@@ -27,7 +27,7 @@ const DefaultRescoreInterval = 30 * time.Second
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Window.RegisterFlags(fs)
 	c.Fields = DefaultFieldMap()
-	fs.Var(&c.Identity, "identity", "what identifies a visitor: ip, ip+ua, ja3 or ja4 (TLS fingerprints add a distinct-IPs feature)")
+	fs.Var(&c.Identity, "identity", "what identifies a visitor: ip (the default), ip+ua, ja3 or ja4 (TLS fingerprints add a distinct-IPs feature)")
 	fs.StringVar(&c.Secret, "identity-secret", "", fmt.Sprintf("secret that keys the visitor-id hash, at least %d bytes; visitor ids are only comparable under the same secret (required)", MinIdentityKey))
 	fs.Var(&c.Fields, "fields", "JSON field map of request events: a preset (logpush, ecs, nginx) and/or name=key pairs, e.g. \"ecs,site=labels.site\"")
 }

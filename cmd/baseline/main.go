@@ -1,0 +1,158 @@
+// Command baseline is the anomalyd service that owns ClickHouse: it ingests
+// the requests topic into a ClickHouse table in large batches, builds a
+// HBOS baseline per site from that history, and serves the baselines to the
+// detectors over HTTP.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/baseline"
+	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+const description = `baseline ingests request events from Kafka into ClickHouse, builds each
+site's HBOS baseline from that history, and serves the baselines to detectors:
+GET /v1/sites/{site}/baseline (with ETag), GET /v1/sites and
+POST /v1/sites/{site}/rebuild. The window, identity, secret and field-map
+flags must match the detectors'.`
+
+func main() {
+	var a app
+	os.Exit(serviceMain(context.Background(), &a, os.Args[1:], os.Stderr))
+}
+
+// serviceMain runs the service with args and returns its exit code; tests
+// call it with their own context and output.
+func serviceMain(ctx context.Context, a *app, args []string, stderr io.Writer) int {
+	return service.Main(ctx, a.service(), args, os.Getenv, stderr)
+}
+
+// app is the baseline service's configuration and wiring.
+type app struct {
+	kafka    service.KafkaConfig
+	ch       service.ClickHouseConfig
+	http     service.HTTPConfig
+	features features.Config
+	build    baseline.BuildConfig
+	ingest   baseline.IngestConfig
+	refresh  time.Duration
+	table    string
+	group    string
+}
+
+func (a *app) service() service.Service {
+	return service.Service{Name: "baseline", Description: description, RegisterFlags: a.registerFlags, Validate: a.validate, Run: a.run}
+}
+
+func (a *app) registerFlags(fs *flag.FlagSet) {
+	a.kafka.RegisterFlags(fs, service.TopicRequests, service.TopicDeadLetter)
+	a.ch.RegisterFlags(fs)
+	a.http.RegisterFlags(fs, "127.0.0.1:8080")
+	a.features.RegisterFlags(fs)
+	a.build = baseline.DefaultBuildConfig()
+	a.build.RegisterFlags(fs)
+	a.ingest = baseline.DefaultIngestConfig()
+	a.ingest.RegisterFlags(fs)
+	fs.DurationVar(&a.refresh, "refresh", baseline.DefaultRefresh, "how old a site's baseline may get before it is built again; every site is rebuilt once per period")
+	fs.StringVar(&a.table, "requests-table", "requests", "ClickHouse table of request history, created if missing")
+	fs.StringVar(&a.group, "group", "baseline", "Kafka consumer group of the ingest")
+}
+
+var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (a *app) validate() error {
+	for _, v := range []interface{ Validate() error }{&a.kafka, &a.ch, &a.http, &a.features, &a.ingest} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	// The baseline computes the detectors' features: same window, and the
+	// distinct-IPs feature under a fingerprint identity.
+	a.build.Window, a.build.IPs = a.features.Window, a.features.Identity.Fingerprint()
+	if err := a.build.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case a.refresh <= 0:
+		return fmt.Errorf("-refresh must be positive, got %v", a.refresh)
+	case !tableName.MatchString(a.table):
+		return fmt.Errorf("-requests-table: %q is not a plain table name", a.table)
+	case a.group == "":
+		return errors.New("-group: a consumer group name is required")
+	}
+	return nil
+}
+
+func (a *app) run(ctx context.Context, logger *slog.Logger) error {
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:        []string{a.ch.Addr},
+		Auth:        clickhouse.Auth{Database: a.ch.Database, Username: a.ch.User, Password: a.ch.Password},
+		Protocol:    clickhouse.Native, // the HTTP mode cannot talk to ClickHouse 18.16
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	defer conn.Close()
+	id, err := features.NewIdentity(a.features.Identity, []byte(a.features.Secret))
+	if err != nil {
+		return err
+	}
+	conv, err := baseline.NewConverter(a.features.Fields, a.features.Window, id)
+	if err != nil {
+		return err
+	}
+	reg := service.NewRegistry()
+	metrics := baseline.NewMetrics(reg)
+	baselines := baseline.New(conn, a.table, a.build, a.refresh, metrics, logger)
+
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: a.kafka.Brokers, Topic: a.kafka.RequestsTopic, GroupID: a.group,
+		MaxWait: 500 * time.Millisecond, // bounds how long a quiet topic delays a batch's linger
+	})
+	transport := &kafka.Transport{}
+	deadLetter := &kafka.Writer{
+		Addr: kafka.TCP(a.kafka.Brokers...), Topic: a.kafka.DeadLetterTopic, Transport: transport,
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 10 * time.Millisecond, // not kafka-go's 1 s and no acks
+	}
+	ingester := baseline.NewIngester(a.ingest, reader, deadLetter, conn, a.table, conv, metrics, logger)
+
+	srv, err := service.NewServer(a.http, reg, baselines.Ready, baselines.Handler(), logger)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	ingestDone := make(chan error, 1)
+	go func() { ingestDone <- ingester.Run(ctx) }()
+	buildsDone := make(chan struct{})
+	go func() { baselines.Run(ctx); close(buildsDone) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		runErr = <-ingestDone // the last batch is inserted and committed
+	case runErr = <-ingestDone:
+		if runErr == nil {
+			runErr = errors.New("ingest stopped unexpectedly")
+		}
+	}
+	<-buildsDone
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return errors.Join(runErr, reader.Close(), deadLetter.Close(), srv.Shutdown(shutdownCtx))
+}
