@@ -95,3 +95,36 @@ func InsertRequests(ctx context.Context, conn driver.Conn, table string, rows []
 	}
 	return nil
 }
+
+// DropPartitionsBefore drops the daily partitions of table whose day ends
+// before cutoff, and returns their names (YYYYMMDD). It is how retention
+// works without a TTL clause.
+func DropPartitionsBefore(ctx context.Context, conn driver.Conn, table string, cutoff time.Time) ([]string, error) {
+	day := cutoff.UTC().Format("20060102")
+	rows, err := conn.Query(ctx, `SELECT DISTINCT partition FROM system.parts
+		WHERE database = currentDatabase() AND table = ? AND active AND partition < ?
+		ORDER BY partition`, table, day)
+	if err != nil {
+		return nil, fmt.Errorf("listing partitions of %s: %w", table, err)
+	}
+	var parts []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("listing partitions of %s: %w", table, err)
+		}
+		parts = append(parts, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing partitions of %s: %w", table, err)
+	}
+	for i, p := range parts {
+		// Partition ids of toYYYYMMDD are digits only, safe to inline.
+		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %s", table, p)); err != nil {
+			return parts[:i], fmt.Errorf("dropping partition %s of %s: %w", p, table, err)
+		}
+	}
+	return parts, nil
+}
