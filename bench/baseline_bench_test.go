@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/anomalyd/anomalyd/internal/baseline"
@@ -46,12 +45,7 @@ func baselineRows(b *testing.B, w features.Window, cfg traffic.Config) []chstore
 
 func benchClickHouse(b *testing.B) driver.Conn {
 	b.Helper()
-	ch := testenv.ClickHouse(b)
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr()}, Protocol: clickhouse.Native})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
+	_, conn := testenv.ClickHouseConn(b)
 	return conn
 }
 

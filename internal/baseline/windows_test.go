@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
@@ -16,24 +15,14 @@ import (
 
 func openClickHouse(t *testing.T) driver.Conn {
 	t.Helper()
-	_, conn := clickHouse(t)
+	_, conn := testenv.ClickHouseConn(t)
 	return conn
 }
 
 // clickHouse starts a ClickHouse server for the test and connects to it.
 func clickHouse(t *testing.T) (*testenv.ClickHouseServer, driver.Conn) {
 	t.Helper()
-	ch := testenv.ClickHouse(t)
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:        []string{ch.Addr()},
-		Protocol:    clickhouse.Native, // the HTTP mode cannot talk to 18.16
-		DialTimeout: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return ch, conn
+	return testenv.ClickHouseConn(t)
 }
 
 // testSecret keys visitor ids in tests.

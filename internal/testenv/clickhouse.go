@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // ClickHouseOptions configures StartClickHouse. The zero value is ready to
@@ -98,6 +99,16 @@ func StartClickHouse(ctx context.Context, opts ClickHouseOptions) (*ClickHouseSe
 		addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
 	}, nil
+}
+
+// Open connects to the server over the native protocol, the only one
+// clickhouse-go can speak to 18.16 with.
+func (c *ClickHouseServer) Open() (driver.Conn, error) {
+	return clickhouse.Open(&clickhouse.Options{
+		Addr:        []string{c.addr},
+		Protocol:    clickhouse.Native,
+		DialTimeout: time.Second,
+	})
 }
 
 // Addr returns the native protocol host:port, for clickhouse-go with

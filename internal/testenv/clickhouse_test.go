@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/anomalyd/anomalyd/internal/testenv"
@@ -37,23 +36,13 @@ func chRows(n int) []chRow {
 }
 
 func TestClickHouseInsertSelectRestart(t *testing.T) {
-	ch := testenv.ClickHouse(t)
+	ch, conn := testenv.ClickHouseConn(t) // clickhouse-go, native protocol
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:        []string{ch.Addr()},
-		Protocol:    clickhouse.Native, // the HTTP mode cannot talk to 18.16
-		DialTimeout: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-
 	// Syntax that 18.16 and current releases both accept: custom
 	// partitioning key, no TTL.
-	err = conn.Exec(ctx, `
+	err := conn.Exec(ctx, `
 		CREATE TABLE requests (
 			ts      DateTime,
 			site    String,

@@ -1,6 +1,10 @@
 package testenv
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
 
 // Redis starts a redis-server for the test and stops it when the test ends.
 // It fails the test if the server cannot start.
@@ -24,6 +28,20 @@ func ClickHouse(t testing.TB) *ClickHouseServer {
 	}
 	cleanup(t, c)
 	return c
+}
+
+// ClickHouseConn starts a clickhouse-server for the test, as ClickHouse
+// does, and returns it with a native-protocol connection closed when the
+// test ends.
+func ClickHouseConn(t testing.TB) (*ClickHouseServer, driver.Conn) {
+	t.Helper()
+	c := ClickHouse(t)
+	conn, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return c, conn
 }
 
 // Kafka starts an in-process Kafka broker with the given topics for the

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/anomalyd/anomalyd/internal/testenv"
 )
 
@@ -488,12 +486,7 @@ const queryShapeSQL = `SELECT arrayStringConcat(arraySort(arrayDistinct(arrayFil
 // computes the same shapes on ClickHouse 18.16, so that the baseline
 // service and the detector agree.
 func TestQueryShapeClickHouse(t *testing.T) {
-	ch := testenv.ClickHouse(t)
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr()}, Protocol: clickhouse.Native})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	_, conn := testenv.ClickHouseConn(t)
 	for _, tc := range queryShapeCases() {
 		var got string
 		if err := conn.QueryRow(t.Context(), queryShapeSQL, tc.uri).Scan(&got); err != nil {
