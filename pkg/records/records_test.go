@@ -1,0 +1,111 @@
+package records
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC)
+
+func validScore() Score {
+	return Score{
+		V: Version, Site: "shop.example", Visitor: VisitorID(0x00c0ffee00d15ea5),
+		Score: 21.5, Threshold: 18.25,
+		Features:    []Contribution{{Feature: "log1p_requests", Value: 4.2, Contribution: 3.3}},
+		WindowStart: t0.Add(-10 * time.Minute), WindowEnd: t0,
+		BaselineVersion: "0123456789abcdef", ScoredAt: t0,
+	}
+}
+
+func validDetection() Detection {
+	return Detection{
+		V: Version, Site: "shop.example", Visitor: VisitorID(1), Score: 21.5, Threshold: 18.25,
+		BaselineVersion: "0123456789abcdef", Top: []Contribution{{Feature: "share_4xx", Value: 0.9, Contribution: 6.6}},
+		DetectedAt: t0, ExpiresAt: t0.Add(time.Hour),
+	}
+}
+
+// TestScoreJSON pins the field names: they are a contract with consumers.
+func TestScoreJSON(t *testing.T) {
+	b, err := json.Marshal(validScore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":1,"site":"shop.example","visitor":"00c0ffee00d15ea5","score":21.5,"threshold":18.25,` +
+		`"features":[{"feature":"log1p_requests","value":4.2,"contribution":3.3}],` +
+		`"window_start":"2026-11-21T10:20:00Z","window_end":"2026-11-21T10:30:00Z",` +
+		`"baseline_version":"0123456789abcdef","scored_at":"2026-11-21T10:30:00Z"}`
+	if string(b) != want {
+		t.Errorf("Score JSON =\n%s\nwant\n%s", b, want)
+	}
+	var back Score
+	if err := json.Unmarshal(b, &back); err != nil || back.Validate() != nil {
+		t.Errorf("round trip: %v, %v", err, back.Validate())
+	}
+}
+
+func TestDetectionJSON(t *testing.T) {
+	b, err := json.Marshal(validDetection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":1,"site":"shop.example","visitor":"0000000000000001","score":21.5,"threshold":18.25,` +
+		`"baseline_version":"0123456789abcdef","top":[{"feature":"share_4xx","value":0.9,"contribution":6.6}],` +
+		`"detected_at":"2026-11-21T10:30:00Z","expires_at":"2026-11-21T11:30:00Z"}`
+	if string(b) != want {
+		t.Errorf("Detection JSON =\n%s\nwant\n%s", b, want)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(*Score)
+		field string
+	}{
+		{"future version", func(s *Score) { s.V = 2 }, "v"},
+		{"no site", func(s *Score) { s.Site = "" }, "site"},
+		{"short visitor", func(s *Score) { s.Visitor = "abc" }, "visitor"},
+		{"non-hex visitor", func(s *Score) { s.Visitor = "zzzzzzzzzzzzzzzz" }, "visitor"},
+		{"NaN score", func(s *Score) { s.Score = math.NaN() }, "score"},
+		{"infinite threshold", func(s *Score) { s.Threshold = math.Inf(1) }, "threshold"},
+		{"no features", func(s *Score) { s.Features = nil }, "features"},
+		{"unnamed feature", func(s *Score) { s.Features[0].Feature = "" }, "features"},
+		{"empty window", func(s *Score) { s.WindowEnd = s.WindowStart }, "window_end"},
+		{"no scored_at", func(s *Score) { s.ScoredAt = time.Time{} }, "scored_at"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := validScore()
+			tc.edit(&s)
+			err := s.Validate()
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"`+tc.field+`"`) {
+				t.Errorf("Validate = %v, want ErrInvalid naming %q", err, tc.field)
+			}
+		})
+	}
+	d := validDetection()
+	d.ExpiresAt = d.DetectedAt
+	if err := d.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("detection expiring when detected: %v", err)
+	}
+	if d := validDetection(); d.Validate() != nil {
+		t.Errorf("valid detection: %v", d.Validate())
+	}
+}
+
+func TestVisitorID(t *testing.T) {
+	for _, v := range []uint64{0, 1, 1 << 53, math.MaxUint64} {
+		got, err := ParseVisitorID(VisitorID(v))
+		if err != nil || got != v {
+			t.Errorf("round trip of %d: %d, %v", v, got, err)
+		}
+	}
+	if string(Key("a.example", "00000000000000ff")) != "a.example|00000000000000ff" {
+		t.Error("Key")
+	}
+}
