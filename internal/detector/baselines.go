@@ -1,0 +1,363 @@
+// Package detector holds the detector service's parts: what cmd/detector
+// wires together between the requests topic and the scores topic.
+package detector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/anomalyd/anomalyd/pkg/hbos"
+)
+
+// DefaultRevalidate is the default revalidation period. The baseline
+// service rebuilds a site every 10 minutes by default; asking every minute
+// picks a new baseline up soon after, at the cost of one 304 per site.
+const DefaultRevalidate = time.Minute
+
+const (
+	// fetchTimeout bounds one request to the baseline service. Its first
+	// answer for a site may wait for a build (a ClickHouse aggregation);
+	// a build outlasting this keeps running there and a retry collects it.
+	fetchTimeout = 30 * time.Second
+	// retryBase is the first wait after a failed fetch. It doubles with
+	// every further failure, up to the revalidation period, so that a
+	// down service is asked about each site a few times a period rather
+	// than once per event.
+	retryBase = time.Second
+	// maxBaselineSize bounds what is read of a 200 answer. Real models
+	// are a few KiB; this only stops a broken server from exhausting
+	// memory.
+	maxBaselineSize = 16 << 20
+)
+
+// ErrIncompatible means a fetched model does not score the features the
+// detector computes: other names, another order, or another count.
+var ErrIncompatible = errors.New("baseline incompatible with the detector's features")
+
+// Stats are cumulative counts of a Baselines, for export as counters.
+type Stats struct {
+	Fetches      uint64 // requests sent to the baseline service
+	NotModified  uint64 // 304 answers: the cached model is current
+	Errors       uint64 // failed fetches: network, 5xx, bad body, incompatible
+	Incompatible uint64 // fetched models rejected as ErrIncompatible
+	Unscored     uint64 // Gets that found no baseline for the site
+}
+
+// Baselines lazily fetches each site's baseline from the baseline service
+// (internal/baseline's API) and caches it, so that scoring costs one map
+// lookup. A cached answer is revalidated by ETag once it is a revalidation
+// period old; until the new answer arrives, callers keep getting the old
+// one without waiting. Only the first Get of a site waits for the network.
+// A failed fetch keeps the last good model and is retried after a backoff;
+// a site without a baseline (404) is remembered as such for a period.
+//
+// Site names must be lower case already, as pkg/features decodes them: the
+// service matches names in lower case, and a second spelling would only
+// cost a second cache entry. Close stops background fetches.
+type Baselines struct {
+	endpoint   string // base URL without a trailing slash
+	token      string
+	client     *http.Client
+	revalidate time.Duration
+	names      []string
+	logger     *slog.Logger
+	now        func() time.Time // time.Now; replaced by tests
+
+	// sites maps a site to its *entry. Entries are never changed, only
+	// replaced, so Get reads one without a lock; sync.Map suits keys that
+	// are written once a period and read on every event.
+	sites sync.Map
+	// first joins the callers waiting for a site's first answer.
+	first singleflight.Group
+
+	// ctx ends background fetches on Close; wg waits for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	lifeMu sync.Mutex // orders wg.Add after closed against Close's wg.Wait
+	closed bool
+	wg     sync.WaitGroup
+
+	fetches, notModified, errors, incompatible, unscored atomic.Uint64
+}
+
+// entry is what is known of one site. A nil model means the site is not
+// scored: it has no baseline (404), or no fetch has succeeded yet.
+type entry struct {
+	model    *hbos.Model
+	version  string    // the ETag's value, without quotes
+	etag     string    // the ETag as received, sent back in If-None-Match
+	expires  time.Time // when to ask the service again
+	failures int       // consecutive failed fetches, for the backoff
+
+	// refreshing is set by the one Get that starts this entry's
+	// revalidation; the entry that replaces it starts clear.
+	refreshing atomic.Bool
+}
+
+// NewBaselines returns a cache of the baselines served at baseURL (the
+// -baseline-url, validated by service.BaselineClientConfig), sending token
+// as a bearer token when it is not empty. revalidate (positive) is how long
+// an answer is used before it is checked again. featureNames are the
+// features the detector computes, in order (features.FeatureNames): a model
+// fitted on others is rejected. A nil client is a default http.Client; a
+// nil logger discards.
+func NewBaselines(baseURL, token string, client *http.Client, revalidate time.Duration, featureNames []string, logger *slog.Logger) *Baselines {
+	if revalidate <= 0 {
+		panic(fmt.Sprintf("detector.NewBaselines: revalidate must be positive, got %v", revalidate))
+	}
+	if client == nil {
+		client = &http.Client{}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Baselines{
+		endpoint:   strings.TrimRight(baseURL, "/"),
+		token:      token,
+		client:     client,
+		revalidate: revalidate,
+		names:      slices.Clone(featureNames),
+		logger:     logger,
+		now:        time.Now,
+		ctx:        ctx,
+		cancel:     cancel,
+	}
+}
+
+// Get returns the model of site and its version, or ok false when the site
+// is not to be scored: it has no baseline, or none could be fetched yet.
+// Only the first Get of a site waits for the baseline service, and at most
+// until ctx is done; concurrent first Gets share one fetch. Later Gets
+// never wait: a stale entry is returned while one background fetch
+// revalidates it. The model is shared: do not modify it.
+func (b *Baselines) Get(ctx context.Context, site string) (model *hbos.Model, version string, ok bool) {
+	var e *entry
+	if v, found := b.sites.Load(site); found {
+		e = v.(*entry)
+		// Load first so that readers of a stale entry do not all write
+		// the same cache line.
+		if !b.now().Before(e.expires) && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true) {
+			b.background(site)
+		}
+	} else {
+		e = b.waitFirst(ctx, site)
+	}
+	if e == nil || e.model == nil {
+		b.unscored.Add(1)
+		return nil, "", false
+	}
+	return e.model, e.version, true
+}
+
+// Stats returns the counts so far.
+func (b *Baselines) Stats() Stats {
+	return Stats{
+		Fetches:      b.fetches.Load(),
+		NotModified:  b.notModified.Load(),
+		Errors:       b.errors.Load(),
+		Incompatible: b.incompatible.Load(),
+		Unscored:     b.unscored.Load(),
+	}
+}
+
+// Close cancels the fetches under way and waits for them to end. Get keeps
+// answering from the cache afterwards, without fetching.
+func (b *Baselines) Close() {
+	b.lifeMu.Lock()
+	b.closed = true
+	b.lifeMu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+}
+
+// begin counts a fetch in wg unless the cache is closed.
+func (b *Baselines) begin() bool {
+	b.lifeMu.Lock()
+	defer b.lifeMu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	return true
+}
+
+// background revalidates site without making anyone wait.
+func (b *Baselines) background(site string) {
+	if !b.begin() {
+		return
+	}
+	go func() {
+		defer b.wg.Done()
+		b.refresh(site)
+	}()
+}
+
+// waitFirst fetches a site seen for the first time, or joins the fetch
+// already under way, and waits for it until ctx is done. The fetch runs
+// detached from ctx: other callers may be waiting for it, and its answer
+// is worth caching even when this caller has given up.
+func (b *Baselines) waitFirst(ctx context.Context, site string) *entry {
+	ch := b.first.DoChan(site, func() (any, error) {
+		// A caller that missed the entry just before it was stored
+		// must not fetch it again.
+		if v, ok := b.sites.Load(site); ok {
+			return v.(*entry), nil
+		}
+		if !b.begin() {
+			return (*entry)(nil), nil
+		}
+		defer b.wg.Done()
+		return b.refresh(site), nil
+	})
+	select {
+	case r := <-ch:
+		return r.Val.(*entry)
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// refresh asks the service for site's baseline, stores what the answer
+// means for the cache and returns it. Only one refresh of a site runs at a
+// time: the first one under singleflight, later ones under the entry's
+// refreshing flag, and a later one needs the entry the earlier one stored.
+func (b *Baselines) refresh(site string) *entry {
+	old := &entry{}
+	if v, ok := b.sites.Load(site); ok {
+		old = v.(*entry)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, fetchTimeout)
+	defer cancel()
+	model, etag, status, err := b.fetch(ctx, site, old.etag)
+	now := b.now()
+	next := &entry{model: old.model, version: old.version, etag: old.etag, expires: now.Add(b.revalidate)}
+	switch {
+	case errors.Is(err, ErrIncompatible):
+		// Asking again soon would fetch the same model: the detector and
+		// the baseline service disagree on the features until one of them
+		// is reconfigured. Keep the last good model meanwhile.
+		b.errors.Add(1)
+		b.incompatible.Add(1)
+		b.logger.Error("rejecting baseline", "site", site, "version", etagVersion(etag), "err", err)
+	case err != nil:
+		b.errors.Add(1)
+		next.failures = old.failures + 1
+		next.expires = now.Add(b.backoff(next.failures))
+		// The first failure is news; the retries that follow are not, and
+		// during an outage there is one per site.
+		level := slog.LevelDebug
+		if next.failures == 1 {
+			level = slog.LevelWarn
+		}
+		b.logger.Log(ctx, level, "fetching baseline", "site", site, "failures", next.failures,
+			"retry_in", b.backoff(next.failures), "keeping_version", old.version, "err", err)
+	case status == http.StatusNotModified:
+		b.notModified.Add(1)
+	case status == http.StatusNotFound:
+		// The service is the authority on whether a site has a baseline
+		// (it keeps serving its last good one while builds fail), so a
+		// 404 ends scoring with a model it no longer vouches for.
+		if old.model != nil {
+			b.logger.Info("site no longer has a baseline", "site", site, "version", old.version)
+		}
+		next.model, next.version, next.etag = nil, "", ""
+	default:
+		next.model, next.version, next.etag = model, etagVersion(etag), etag
+		b.logger.Debug("fetched baseline", "site", site, "version", next.version, "previous", old.version)
+	}
+	if err == nil && old.failures > 0 {
+		b.logger.Info("baseline service answers again", "site", site, "after_failures", old.failures)
+	}
+	b.sites.Store(site, next)
+	return next
+}
+
+// backoff is the wait after the given number of consecutive failures.
+func (b *Baselines) backoff(failures int) time.Duration {
+	d := retryBase
+	for i := 1; i < failures && d < b.revalidate; i++ {
+		d *= 2
+	}
+	return min(d, b.revalidate)
+}
+
+// fetch sends one conditional GET for site's baseline. It returns the
+// decoded model on 200, nothing else on 304 and 404, and an error for any
+// other answer or an unusable model.
+func (b *Baselines) fetch(ctx context.Context, site, etag string) (model *hbos.Model, newETag string, status int, err error) {
+	u := b.endpoint + "/v1/sites/" + url.PathEscape(site) + "/baseline"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("building request: %w", err)
+	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	if b.token != "" {
+		req.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	b.fetches.Add(1)
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, "", 0, err // already names the method and URL
+	}
+	defer resp.Body.Close()
+	// Drain what is left of small answers so the connection is reused.
+	defer io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified, http.StatusNotFound:
+		return nil, "", resp.StatusCode, nil
+	default:
+		return nil, "", resp.StatusCode, fmt.Errorf("GET %s: %s%s", u, resp.Status, apiErrorText(resp.Body))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBaselineSize+1))
+	if err != nil {
+		return nil, "", resp.StatusCode, fmt.Errorf("reading baseline of %q: %w", site, err)
+	}
+	if len(body) > maxBaselineSize {
+		return nil, "", resp.StatusCode, fmt.Errorf("baseline of %q is larger than %d bytes", site, maxBaselineSize)
+	}
+	model = new(hbos.Model)
+	if err := model.UnmarshalBinary(body); err != nil {
+		return nil, "", resp.StatusCode, fmt.Errorf("decoding baseline of %q: %w", site, err)
+	}
+	newETag = resp.Header.Get("ETag")
+	if names := model.Names(); !slices.Equal(names, b.names) {
+		return nil, newETag, resp.StatusCode, fmt.Errorf("%w: model has %d features %q, detector computes %d %q",
+			ErrIncompatible, model.Features(), names, len(b.names), b.names)
+	}
+	return model, newETag, resp.StatusCode, nil
+}
+
+// etagVersion is the baseline version an ETag names: "v1" and W/"v1" are v1.
+func etagVersion(etag string) string {
+	return strings.Trim(strings.TrimPrefix(etag, "W/"), `"`)
+}
+
+// apiErrorText is ": " and the "error" field of the service's JSON error
+// body, or nothing when the body is not one.
+func apiErrorText(r io.Reader) string {
+	var body struct {
+		Error string `json:"error"`
+	}
+	if json.NewDecoder(io.LimitReader(r, 64<<10)).Decode(&body) != nil || body.Error == "" {
+		return ""
+	}
+	return ": " + body.Error
+}
