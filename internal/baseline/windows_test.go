@@ -90,10 +90,6 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	}
 
 	// The live side: one MemoryStore per tumbling window, so nothing is late.
-	type key struct {
-		site, visitor uint64
-		window        uint32
-	}
 	live := make(map[uint32]*features.MemoryStore)
 	for i := range rows {
 		o := &rows[i].Obs
