@@ -5,16 +5,23 @@
 // always yields the same sequence, so benchmarks and replays can compare
 // designs on identical traffic.
 //
-// Every visitor is a human browsing today. Bot scenarios will be other
-// behaviours, chosen per visitor in New and produced in Generator.Next (see
-// the behaviour type).
+// Config.Bots adds labelled bot visitors (see Scenario) on top of the
+// humans, interleaved in time order. Bots draw from their own random
+// sources, so the human requests of a Config are the same with or without
+// bots. Human request rates are flat over the span: there is no diurnal
+// cycle.
 package traffic
 
 import (
+	"bufio"
+	"container/heap"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -30,13 +37,14 @@ type Request struct {
 	UserAgent string
 	Referer   string // "" for none
 	Status    int
+	Label     string // HumanLabel or the bot's Scenario; not part of the log line
 }
 
 // Config says what traffic to generate.
 type Config struct {
 	Sites    int           // number of sites, at least 1
 	Visitors int           // visitor population, at least 1; not all need appear
-	Events   int           // number of requests to generate
+	Events   int           // number of human requests to generate
 	Start    time.Time     // time of the first request
 	Duration time.Duration // requests are spread evenly over [Start, Start+Duration)
 	Seed     uint64        // same seed and config: same sequence
@@ -47,6 +55,11 @@ type Config struct {
 	// the top 1% of 100k visitors send about 60% of the requests, and the
 	// heaviest one under 2%.
 	Skew, SkewOffset float64
+	// Bots is the number of bot visitors of each scenario; absent or zero
+	// means none. Their requests come on top of Events, at each
+	// scenario's own rate, from a start in the first half of the span to
+	// its end.
+	Bots map[Scenario]int
 }
 
 // DefaultConfig is 100k visitors over 20 sites, 1M requests over 20 minutes.
@@ -82,23 +95,25 @@ func (c Config) Validate() error {
 	case !(c.SkewOffset >= 1):
 		return fmt.Errorf("%w: skew offset must be at least 1, got %v", ErrConfig, c.SkewOffset)
 	}
+	for _, s := range slices.Sorted(maps.Keys(c.Bots)) { // sorted: the same error every run
+		switch {
+		case !s.valid():
+			return fmt.Errorf("%w: unknown bot scenario %q", ErrConfig, s)
+		case c.Bots[s] < 0:
+			return fmt.Errorf("%w: %s bots must not be negative, got %d", ErrConfig, s, c.Bots[s])
+		}
+	}
 	return nil
 }
 
-// behaviour is how a visitor produces requests. Only humans exist today;
-// bot scenarios (scrapers, credential stuffers, UA rotators...) will be new
-// values, assigned to a share of visitors in New and handled in Next.
-type behaviour uint8
-
-const human behaviour = iota
-
-// visitor is the stable identity and browsing state of one visitor.
+// visitor is the stable identity and browsing state of one human visitor.
+// Bots are not visitors: they are scheduled by time (see bot), not drawn by
+// activity rank.
 type visitor struct {
-	behaviour behaviour
-	site      int
-	ip        string
-	ua        string
-	last      string // previous path, the referer of same-site navigation
+	site int
+	ip   string
+	ua   string
+	last string // previous path, the referer of same-site navigation
 }
 
 // site is a site's name and what can be requested from it.
@@ -117,7 +132,9 @@ type Generator struct {
 	rank     []int32 // activity rank -> visitor, so heavy visitors spread over sites
 	visitors []visitor
 	sites    []site
-	n        int
+	n        int      // human requests generated
+	bots     botQueue // by next request time
+	end      time.Time
 }
 
 // New returns a generator for cfg.
@@ -140,10 +157,9 @@ func New(cfg Config) (*Generator, error) {
 	siteOf := rand.NewZipf(rng, 1.2, 2, uint64(cfg.Sites-1))
 	for i := range g.visitors {
 		g.visitors[i] = visitor{
-			behaviour: human,
-			site:      int(siteOf.Uint64()),
-			ip:        randomIP(rng),
-			ua:        userAgents[rng.IntN(len(userAgents))],
+			site: int(siteOf.Uint64()),
+			ip:   randomIP(rng),
+			ua:   userAgents[rng.IntN(len(userAgents))],
 		}
 	}
 	g.rank = make([]int32, cfg.Visitors)
@@ -151,6 +167,9 @@ func New(cfg Config) (*Generator, error) {
 		g.rank[i] = int32(i)
 	}
 	rng.Shuffle(len(g.rank), func(i, j int) { g.rank[i], g.rank[j] = g.rank[j], g.rank[i] })
+	// After the humans, and from their own sources: humans stay unchanged.
+	g.bots = newBots(cfg)
+	g.end = cfg.Start.Add(cfg.Duration)
 	return g, nil
 }
 
@@ -167,19 +186,30 @@ func Generate(cfg Config) ([]Request, error) {
 	return reqs, nil
 }
 
-// Next returns the next request, or false after Config.Events requests.
+// Next returns the next request in time order, or false after Config.Events
+// human requests and every bot request in the span. At equal times a human
+// request comes first.
 func (g *Generator) Next() (Request, bool) {
-	if g.n >= g.cfg.Events {
+	human := g.n < g.cfg.Events
+	var t time.Time
+	if human {
+		t = g.cfg.Start.Add(time.Duration(int64(g.cfg.Duration) / int64(g.cfg.Events) * int64(g.n)))
+	}
+	if len(g.bots) > 0 && (!human || g.bots[0].next.Before(t)) {
+		b := g.bots[0]
+		r := b.request(&g.sites[b.site])
+		if b.next.Before(g.end) {
+			heap.Fix(&g.bots, 0)
+		} else {
+			heap.Pop(&g.bots)
+		}
+		return r, true
+	}
+	if !human {
 		return Request{}, false
 	}
-	t := g.cfg.Start.Add(time.Duration(int64(g.cfg.Duration) / int64(g.cfg.Events) * int64(g.n)))
 	g.n++
-	v := &g.visitors[g.rank[g.activity.Uint64()]]
-	switch v.behaviour {
-	case human:
-		return g.browse(v, t), true
-	}
-	panic("traffic: unknown behaviour") // unreachable: New assigns only known ones
+	return g.browse(&g.visitors[g.rank[g.activity.Uint64()]], t), true
 }
 
 // browse is one request of a human visitor: a popular page or asset of
@@ -194,6 +224,7 @@ func (g *Generator) browse(v *visitor, t time.Time) Request {
 		Path:      s.paths[s.pop.Uint64()],
 		UserAgent: v.ua,
 		Status:    200,
+		Label:     HumanLabel,
 	}
 	if g.rng.IntN(50) == 0 { // a second device or browser behind the same IP
 		r.UserAgent = userAgents[g.rng.IntN(len(userAgents))]
@@ -308,14 +339,54 @@ type logpushEvent struct {
 	EdgeResponseStatus     int    `json:"EdgeResponseStatus"`
 }
 
+// labelledEvent is a logpushEvent with the generator's label, for replays
+// that score traffic and then check the scores against the truth. The
+// pipeline ignores unknown fields, so it reads these as plain events.
+type labelledEvent struct {
+	logpushEvent
+	Label string `json:"label"`
+}
+
 // LogpushJSON returns r as a Logpush http_requests JSON event, with the
 // timestamp in Unix nanoseconds.
 func (r *Request) LogpushJSON() ([]byte, error) {
+	return json.Marshal(r.logpush())
+}
+
+// LabelledJSON is LogpushJSON with r.Label as a trailing "label" field.
+func (r *Request) LabelledJSON() ([]byte, error) {
+	return json.Marshal(labelledEvent{r.logpush(), r.Label})
+}
+
+// WriteJSONL writes reqs to w as JSON lines, labelled if labels is true.
+func WriteJSONL(w io.Writer, reqs []Request, labels bool) error {
+	encode := (*Request).LogpushJSON
+	if labels {
+		encode = (*Request).LabelledJSON
+	}
+	bw := bufio.NewWriter(w)
+	for i := range reqs {
+		b, err := encode(&reqs[i])
+		if err != nil {
+			return fmt.Errorf("encoding request %d: %w", i, err)
+		}
+		bw.Write(b) // a write error sticks, and WriteByte returns it
+		if err := bw.WriteByte('\n'); err != nil {
+			return fmt.Errorf("writing request %d: %w", i, err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("writing requests: %w", err)
+	}
+	return nil
+}
+
+func (r *Request) logpush() logpushEvent {
 	uri := r.Path
 	if r.Query != "" {
 		uri += "?" + r.Query
 	}
-	return json.Marshal(logpushEvent{
+	return logpushEvent{
 		EdgeStartTimestamp:     r.Time.UnixNano(),
 		ZoneName:               r.Site,
 		ClientIP:               r.ClientIP,
@@ -325,5 +396,5 @@ func (r *Request) LogpushJSON() ([]byte, error) {
 		ClientRequestUserAgent: r.UserAgent,
 		ClientRequestReferer:   r.Referer,
 		EdgeResponseStatus:     r.Status,
-	})
+	}
 }
