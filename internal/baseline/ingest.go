@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
@@ -93,12 +94,6 @@ func NewIngester(cfg IngestConfig, reader MessageReader, deadLetter MessageWrite
 	return &Ingester{cfg: cfg, reader: reader, deadLetter: deadLetter, conn: conn, table: table, conv: conv, metrics: metrics, logger: logger}
 }
 
-// Dead-letter message headers.
-const (
-	HeaderReason = "anomalyd-reason" // why the message could not be used
-	HeaderSource = "anomalyd-source" // topic/partition/offset it was read at
-)
-
 // Run ingests until ctx is done, then inserts and commits the batch in hand
 // (within ShutdownTimeout) and returns nil. While ClickHouse fails, it
 // retries the batch with backoff and commits nothing, so nothing is lost.
@@ -176,8 +171,8 @@ func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
 			}
 			in.metrics.DeadLetters.WithLabelValues(reason).Inc()
 			dead = append(dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
-				{Key: HeaderReason, Value: []byte(err.Error())},
-				{Key: HeaderSource, Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))},
+				{Key: service.HeaderReason, Value: []byte(err.Error())},
+				{Key: service.HeaderSource, Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))},
 			}})
 			continue
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -182,7 +183,7 @@ func TestIngestExactlyOnceAcrossRestart(t *testing.T) {
 			t.Fatalf("reading dead letters: %v", err)
 		}
 		for _, h := range m.Headers {
-			if h.Key == HeaderReason {
+			if h.Key == service.HeaderReason {
 				reasons = append(reasons, string(h.Value))
 			}
 		}
