@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -170,10 +169,7 @@ func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
 				reason = "malformed"
 			}
 			in.metrics.DeadLetters.WithLabelValues(reason).Inc()
-			dead = append(dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
-				{Key: service.HeaderReason, Value: []byte(err.Error())},
-				{Key: service.HeaderSource, Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))},
-			}})
+			dead = append(dead, service.DeadLetter(m, err))
 			continue
 		}
 		rows = append(rows, r)
