@@ -360,22 +360,52 @@ func (r *Request) LabelledJSON() ([]byte, error) {
 
 // WriteJSONL writes reqs to w as JSON lines, labelled if labels is true.
 func WriteJSONL(w io.Writer, reqs []Request, labels bool) error {
+	jw := NewJSONLWriter(w, labels)
+	for i := range reqs {
+		if err := jw.Write(&reqs[i]); err != nil {
+			return err
+		}
+	}
+	return jw.Flush()
+}
+
+// JSONLWriter writes requests as JSON lines one at a time, so that a
+// Generator's output can stream to a file in bounded memory (WriteJSONL
+// needs every request at once). It buffers: call Flush at the end.
+type JSONLWriter struct {
+	bw     *bufio.Writer
+	encode func(*Request) ([]byte, error)
+	n      int // requests written, to name the one that fails
+}
+
+// NewJSONLWriter returns a writer of LogpushJSON lines to w, or of
+// LabelledJSON lines if labels is true.
+func NewJSONLWriter(w io.Writer, labels bool) *JSONLWriter {
 	encode := (*Request).LogpushJSON
 	if labels {
 		encode = (*Request).LabelledJSON
 	}
-	bw := bufio.NewWriter(w)
-	for i := range reqs {
-		b, err := encode(&reqs[i])
-		if err != nil {
-			return fmt.Errorf("encoding request %d: %w", i, err)
-		}
-		bw.Write(b) // a write error sticks, and WriteByte returns it
-		if err := bw.WriteByte('\n'); err != nil {
-			return fmt.Errorf("writing request %d: %w", i, err)
-		}
+	return &JSONLWriter{bw: bufio.NewWriterSize(w, 64<<10), encode: encode}
+}
+
+// Write writes r as one line. After an error of the underlying writer every
+// later Write and Flush fails.
+func (w *JSONLWriter) Write(r *Request) error {
+	b, err := w.encode(r)
+	if err != nil {
+		return fmt.Errorf("encoding request %d: %w", w.n, err)
 	}
-	if err := bw.Flush(); err != nil {
+	w.bw.Write(b) // a write error sticks, and WriteByte returns it
+	if err := w.bw.WriteByte('\n'); err != nil {
+		return fmt.Errorf("writing request %d: %w", w.n, err)
+	}
+	w.n++
+	return nil
+}
+
+// Flush writes any buffered lines to the underlying writer.
+func (w *JSONLWriter) Flush() error {
+	if err := w.bw.Flush(); err != nil {
 		return fmt.Errorf("writing requests: %w", err)
 	}
 	return nil
