@@ -1,0 +1,144 @@
+package chstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// ScoreRow is one row of the scores table: a validated score record and
+// its visitor id, parsed once by the caller.
+type ScoreRow struct {
+	Record  *records.Score
+	Visitor uint64
+}
+
+// scoresColumns is the explicit column list of every insert; ClickHouse
+// 18.16 rejects batch appends without one. The feature columns avoid the
+// bare name "values", an SQL keyword.
+const scoresColumns = `scored_at, site, visitor, score, threshold, baseline_version,
+	window_start, window_end, feature_names, feature_values, feature_contributions`
+
+// ScoresDDL returns the CREATE TABLE statement of a scores table.
+//
+// A score replayed after a crash (the detector's or the publisher's, both
+// at-least-once) is the identical record, so ReplacingMergeTree ordered by
+// (site, visitor, scored_at) collapses it into one row; read with FINAL.
+// Two different scores of a visitor within one second collapse too, which
+// loses nothing that matters: the detector re-scores a visitor at most
+// once per rescore interval (30 s by default). The three arrays are
+// parallel, one entry per feature in the baseline's order.
+func ScoresDDL(table string) string {
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	scored_at             DateTime,
+	site                  String,
+	visitor               UInt64,
+	score                 Float64,
+	threshold             Float64,
+	baseline_version      String,
+	window_start          DateTime,
+	window_end            DateTime,
+	feature_names         Array(String),
+	feature_values        Array(Float64),
+	feature_contributions Array(Float64)
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMMDD(scored_at)
+ORDER BY (site, visitor, scored_at)`, table)
+}
+
+// CreateScores creates the scores table if it does not exist.
+func CreateScores(ctx context.Context, conn driver.Conn, table string) error {
+	if err := conn.Exec(ctx, ScoresDDL(table)); err != nil {
+		return fmt.Errorf("creating table %s: %w", table, err)
+	}
+	return nil
+}
+
+// The range of ClickHouse's DateTime, seconds since the epoch in a UInt32.
+var (
+	minDateTime = time.Unix(0, 0)
+	maxDateTime = time.Unix(1<<32-1, 0)
+)
+
+// ErrOutOfRange is a record whose times a DateTime column cannot hold.
+var ErrOutOfRange = errors.New("time outside ClickHouse DateTime range (1970 to 2106)")
+
+// CheckScoreTimes reports a score whose times the table cannot store.
+// Records.Score.Validate accepts any non-zero time; a row that cannot be
+// appended would fail its whole batch on every retry, so callers refuse
+// such records before they reach InsertScores.
+func CheckScoreTimes(s *records.Score) error {
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"scored_at", s.ScoredAt}, {"window_start", s.WindowStart}, {"window_end", s.WindowEnd}} {
+		if f.t.Before(minDateTime) || f.t.After(maxDateTime) {
+			return fmt.Errorf("field %q: %s: %w", f.name, f.t.Format(time.RFC3339), ErrOutOfRange)
+		}
+	}
+	return nil
+}
+
+// RowError is a row InsertScores could not append: the data, not the
+// server, is at fault, so retrying the same batch cannot succeed.
+type RowError struct {
+	Index int // into the rows given to InsertScores
+	Err   error
+}
+
+func (e *RowError) Error() string { return fmt.Sprintf("row %d: %v", e.Index, e.Err) }
+func (e *RowError) Unwrap() error { return e.Err }
+
+// InsertScores writes rows in one batch. An error wrapping *RowError names
+// a row that can never be inserted; any other error is the server's or the
+// connection's, worth retrying.
+func InsertScores(ctx context.Context, conn driver.Conn, table string, rows []ScoreRow) error {
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+scoresColumns+")")
+	if err != nil {
+		return fmt.Errorf("preparing insert into %s: %w", table, err)
+	}
+	defer batch.Abort()
+	// The driver copies array elements into its column buffers, so one set
+	// of scratch slices serves every row.
+	var names []string
+	var values, contribs []float64
+	for i := range rows {
+		s := rows[i].Record
+		names, values, contribs = names[:0], values[:0], contribs[:0]
+		for _, c := range s.Features {
+			names = append(names, c.Feature)
+			values = append(values, c.Value)
+			contribs = append(contribs, c.Contribution)
+		}
+		err := batch.Append(s.ScoredAt.UTC(), s.Site, rows[i].Visitor, s.Score, s.Threshold, s.BaselineVersion,
+			s.WindowStart.UTC(), s.WindowEnd.UTC(), names, values, contribs)
+		if err != nil {
+			return fmt.Errorf("appending to %s: %w", table, &RowError{Index: i, Err: err})
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("inserting %d rows into %s: %w", len(rows), table, err)
+	}
+	return nil
+}
+
+// DropOldScores enforces retention on a scores table: it drops the daily
+// partitions older than retention before the newest score in the table,
+// counted from the data rather than the clock (as the requests table does)
+// so that replayed history is kept like live traffic. It returns the
+// partitions dropped.
+func DropOldScores(ctx context.Context, conn driver.Conn, table string, retention time.Duration) ([]string, error) {
+	var newest time.Time
+	if err := conn.QueryRow(ctx, "SELECT max(scored_at) FROM "+table).Scan(&newest); err != nil {
+		return nil, fmt.Errorf("newest score in %s: %w", table, err)
+	}
+	if newest.Unix() <= 0 {
+		return nil, nil // empty table
+	}
+	return DropPartitionsBefore(ctx, conn, table, newest.Add(-retention))
+}

@@ -1,0 +1,135 @@
+package chstore
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anomalyd/anomalyd/internal/testenv"
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+func score(site string, visitor uint64, at time.Time, s float64) *records.Score {
+	return &records.Score{
+		V: records.Version, Site: site, Visitor: records.VisitorID(visitor),
+		Score: s, Threshold: 10,
+		Features: []records.Contribution{
+			{Feature: "requests", Value: 3.5, Contribution: s / 2},
+			{Feature: "paths", Value: 1.25, Contribution: s / 2},
+		},
+		WindowStart: at.Add(-10 * time.Minute), WindowEnd: at, BaselineVersion: `"v1"`, ScoredAt: at,
+	}
+}
+
+func TestScoresTable(t *testing.T) {
+	_, conn := testenv.ClickHouseConn(t)
+	ctx := t.Context()
+	if err := CreateScores(ctx, conn, "scores"); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateScores(ctx, conn, "scores"); err != nil {
+		t.Fatalf("creating an existing table: %v", err)
+	}
+	newest := time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC)
+	var rows []ScoreRow
+	for i, age := range []time.Duration{0, 24 * time.Hour, 3 * 24 * time.Hour, 10 * 24 * time.Hour} {
+		v := uint64(0xfedcba9876543210) + uint64(i)
+		rows = append(rows, ScoreRow{Record: score("a.example", v, newest.Add(-age), 12+float64(i)), Visitor: v})
+	}
+	// A replay of the first row, as after a crash before the commit.
+	rows = append(rows, rows[0])
+	if err := InsertScores(ctx, conn, "scores", rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := InsertScores(ctx, conn, "scores", rows[:1]); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM scores FINAL").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 {
+		t.Errorf("%d rows with FINAL, want 4 (replays collapse)", n)
+	}
+
+	var (
+		at, ws, we       time.Time
+		site, version    string
+		visitor          uint64
+		sc, th           float64
+		names            []string
+		values, contribs []float64
+	)
+	err := conn.QueryRow(ctx, `SELECT scored_at, site, visitor, score, threshold, baseline_version,
+		window_start, window_end, feature_names, feature_values, feature_contributions
+		FROM scores FINAL WHERE visitor = ?`, rows[0].Visitor).Scan(&at, &site, &visitor, &sc, &th, &version, &ws, &we, &names, &values, &contribs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := rows[0].Record
+	if !at.Equal(want.ScoredAt) || site != want.Site || visitor != rows[0].Visitor || sc != want.Score ||
+		th != want.Threshold || version != want.BaselineVersion || !ws.Equal(want.WindowStart) || !we.Equal(want.WindowEnd) {
+		t.Errorf("row read back: %v %s %x %v %v %s %v %v, want %+v", at, site, visitor, sc, th, version, ws, we, want)
+	}
+	if !slices.Equal(names, []string{"requests", "paths"}) || !slices.Equal(values, []float64{3.5, 1.25}) ||
+		!slices.Equal(contribs, []float64{6, 6}) {
+		t.Errorf("features read back: %v %v %v", names, values, contribs)
+	}
+
+	dropped, err := DropOldScores(ctx, conn, "scores", 5*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(dropped, []string{"20240310"}) {
+		t.Errorf("dropped %v, want the partition 10 days before the newest score", dropped)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count() FROM scores FINAL").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("%d rows after retention, want 3", n)
+	}
+}
+
+func TestDropOldScoresEmptyTable(t *testing.T) {
+	_, conn := testenv.ClickHouseConn(t)
+	if err := CreateScores(t.Context(), conn, "empty_scores"); err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := DropOldScores(t.Context(), conn, "empty_scores", time.Hour)
+	if err != nil || len(dropped) != 0 {
+		t.Errorf("empty table: dropped %v, %v", dropped, err)
+	}
+}
+
+func TestCheckScoreTimes(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		edit    func(*records.Score)
+		wantErr string
+	}{
+		{"ok", func(*records.Score) {}, ""},
+		{"before 1970", func(s *records.Score) { s.ScoredAt = time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC) }, `"scored_at"`},
+		{"window start year 1", func(s *records.Score) { s.WindowStart = time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC) }, `"window_start"`},
+		{"after 2106", func(s *records.Score) { s.WindowEnd = time.Date(2107, 1, 1, 0, 0, 0, 0, time.UTC) }, `"window_end"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := score("a.example", 1, now, 1)
+			tt.edit(s)
+			err := CheckScoreTimes(s)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrOutOfRange) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error %v, want ErrOutOfRange naming %s", err, tt.wantErr)
+			}
+		})
+	}
+}
