@@ -1,0 +1,168 @@
+package publisher
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"regexp"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Config is the publisher's storage, batching and policy settings.
+type Config struct {
+	// Table is the ClickHouse scores table, created if missing.
+	Table string
+	// BatchSize and Linger bound a batch of scores: it is processed when it
+	// holds BatchSize messages or Linger after its first one, whichever is
+	// first. One batch is one ClickHouse insert, one write of detections
+	// and one offset commit; ClickHouse wants few, large inserts.
+	BatchSize int
+	Linger    time.Duration
+	// Retention is how much score history is kept, counted back from the
+	// newest score; older daily partitions are dropped.
+	Retention time.Duration
+	// ShutdownTimeout bounds the flush of the last batch on shutdown.
+	ShutdownTimeout time.Duration
+	// DetectionBatchSize and DetectionLinger configure the detections
+	// topic's writer (kafka-go Writer BatchSize and BatchTimeout).
+	DetectionBatchSize int
+	DetectionLinger    time.Duration
+	// PolicyFile is the per-site policy (see Policy); empty for none.
+	PolicyFile string
+	// Select is how detections are chosen among the scores.
+	Select SelectConfig
+}
+
+// SelectConfig is how detections are chosen and de-duplicated; see
+// Selector for the rules. Times are event time.
+type SelectConfig struct {
+	TTL        time.Duration // how long a detection lasts at the edge
+	MinHits    int           // hits within TTL needed before a first detection
+	MinMargin  float64       // how far above its threshold a score must be to hit
+	RiseMargin float64       // score rise over the last published that republishes early
+	Top        int           // contributions a detection carries
+	MaxTracked int           // visitors whose state is kept at most
+}
+
+// Defaults.
+const (
+	DefaultBatchSize          = 10_000
+	DefaultLinger             = time.Second
+	DefaultRetention          = 14 * 24 * time.Hour
+	DefaultShutdownTimeout    = 30 * time.Second
+	DefaultDetectionBatchSize = 1000
+	DefaultDetectionLinger    = 5 * time.Millisecond
+	DefaultTTL                = 10 * time.Minute
+	DefaultMinHits            = 1
+	DefaultMinMargin          = 0
+	DefaultRiseMargin         = 1.0
+	DefaultTop                = 3
+	DefaultMaxTracked         = 1_000_000
+)
+
+// Limits that keep the per-visitor state and the records small.
+const (
+	maxMinHits = 100
+	maxTop     = 64
+)
+
+// DefaultConfig returns the defaults, explained in RegisterFlags.
+func DefaultConfig() Config {
+	return Config{
+		Table: "scores", BatchSize: DefaultBatchSize, Linger: DefaultLinger, Retention: DefaultRetention,
+		ShutdownTimeout: DefaultShutdownTimeout, DetectionBatchSize: DefaultDetectionBatchSize,
+		DetectionLinger: DefaultDetectionLinger, Select: DefaultSelectConfig(),
+	}
+}
+
+// DefaultSelectConfig returns the default selection settings.
+func DefaultSelectConfig() SelectConfig {
+	return SelectConfig{
+		TTL: DefaultTTL, MinHits: DefaultMinHits, MinMargin: DefaultMinMargin,
+		RiseMargin: DefaultRiseMargin, Top: DefaultTop, MaxTracked: DefaultMaxTracked,
+	}
+}
+
+// RegisterFlags registers the publisher's flags, with c's values as
+// defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Table, "scores-table", c.Table, "ClickHouse table of every score, created if missing")
+	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most scores per batch: one ClickHouse insert, one write of detections and one offset commit each")
+	fs.DurationVar(&c.Linger, "batch-linger", c.Linger, "longest a batch waits for more scores; it bounds how late a detection reaches the edge")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how much score history is kept, counted back from the newest score; older daily partitions are dropped")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "longest the last batch may take to flush and commit on shutdown")
+	fs.IntVar(&c.DetectionBatchSize, "detections-batch-size", c.DetectionBatchSize, "most detections per Kafka produce request")
+	fs.DurationVar(&c.DetectionLinger, "detections-linger", c.DetectionLinger, "longest the Kafka writer waits to fill a produce request of detections; a batch's detections are handed over at once, so this only needs to be short (kafka-go's own default, 1s, would delay every batch)")
+	fs.StringVar(&c.PolicyFile, "policy", c.PolicyFile, "per-site policy `file`: lines 'SITE off' (no detections for the site) and 'SITE allow VISITOR...' (visitor ids, 16 hex digits, never published), '#' comments; re-read on SIGHUP, keeping the previous policy if the new file is bad. Empty: no policy")
+	c.Select.RegisterFlags(fs)
+}
+
+// RegisterFlags registers the selection flags, with c's values as
+// defaults.
+func (c *SelectConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.TTL, "detection-ttl", c.TTL, "how long the edge acts on a detection (expires_at = detected_at + TTL, in event time); within it a visitor is not published again unless its score rises by -rise-margin. Ten minutes is the detector's default window: a bot that stops is released about when its evidence has left the window")
+	fs.IntVar(&c.MinHits, "min-hits", c.MinHits, fmt.Sprintf("scores above the threshold (by -min-margin) a visitor needs within -detection-ttl before it is first published, at most %d. The default 1 trusts the site's threshold, which the baseline chose for its contamination; raise it to demand repeated evidence at the cost of latency (the detector re-scores a visitor at most once per rescore interval)", maxMinHits))
+	fs.Float64Var(&c.MinMargin, "min-margin", c.MinMargin, "how far above the threshold a score must be to count, in HBOS score units (bits: +1 is a window half as likely under the baseline). The default 0 takes the threshold as it is")
+	fs.Float64Var(&c.RiseMargin, "rise-margin", c.RiseMargin, "a visitor already published within -detection-ttl is published again when its score rises at least this much over the last published score. The default 1 is one bit, a window half as likely again: a real change, not rescoring noise; 'inf' never republishes early")
+	fs.IntVar(&c.Top, "top", c.Top, fmt.Sprintf("contributions a detection carries, largest first: why the visitor is anomalous (1 to %d)", maxTop))
+	fs.IntVar(&c.MaxTracked, "max-tracked", c.MaxTracked, "most visitors whose detection state is kept in memory (about 100 bytes each); beyond it the publisher forgets arbitrary ones, which may then be published once more")
+}
+
+var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate reports the first unusable setting, naming its flag.
+func (c *Config) Validate() error {
+	switch {
+	case !tableName.MatchString(c.Table):
+		return fmt.Errorf("-scores-table: %q is not a plain table name", c.Table)
+	case c.BatchSize < 1:
+		return fmt.Errorf("-batch-size must be at least 1, got %d", c.BatchSize)
+	case c.Linger <= 0:
+		return fmt.Errorf("-batch-linger must be positive, got %v", c.Linger)
+	case c.Retention < 24*time.Hour:
+		return fmt.Errorf("-retention must be at least a day (history is dropped by daily partition), got %v", c.Retention)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("-shutdown-timeout must be positive, got %v", c.ShutdownTimeout)
+	case c.DetectionBatchSize < 1:
+		return fmt.Errorf("-detections-batch-size must be at least 1, got %d", c.DetectionBatchSize)
+	case c.DetectionLinger <= 0:
+		// kafka-go reads 0 as its 1 s default.
+		return fmt.Errorf("-detections-linger must be positive, got %v", c.DetectionLinger)
+	}
+	return c.Select.Validate()
+}
+
+// Validate reports the first unusable setting, naming its flag.
+func (c *SelectConfig) Validate() error {
+	switch {
+	case c.TTL < time.Second:
+		return fmt.Errorf("-detection-ttl must be at least 1s, got %v", c.TTL)
+	case c.MinHits < 1 || c.MinHits > maxMinHits:
+		return fmt.Errorf("-min-hits must be from 1 to %d, got %d", maxMinHits, c.MinHits)
+	case math.IsNaN(c.MinMargin) || math.IsInf(c.MinMargin, 0) || c.MinMargin < 0:
+		return fmt.Errorf("-min-margin must be a finite number at least 0, got %v", c.MinMargin)
+	case math.IsNaN(c.RiseMargin) || c.RiseMargin < 0:
+		return fmt.Errorf("-rise-margin must be at least 0 (inf never republishes early), got %v", c.RiseMargin)
+	case c.Top < 1 || c.Top > maxTop:
+		return fmt.Errorf("-top must be from 1 to %d, got %d", maxTop, c.Top)
+	case c.MaxTracked < 1:
+		return fmt.Errorf("-max-tracked must be at least 1, got %d", c.MaxTracked)
+	}
+	return nil
+}
+
+// DetectionsWriter returns the writer of the detections topic, set on
+// purpose where kafka-go's defaults are traps: every in-sync replica
+// acknowledges (the default waits for none, and offsets are committed on
+// the strength of it), and a produce request waits DetectionLinger to
+// fill, not 1 s. Keys are hashed so that a visitor's detections stay in
+// order on one partition. The caller owns transport and closes its idle
+// connections after closing the writer.
+func (c *Config) DetectionsWriter(brokers []string, topic string, transport *kafka.Transport) *kafka.Writer {
+	return &kafka.Writer{
+		Addr: kafka.TCP(brokers...), Topic: topic, Transport: transport, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchSize: c.DetectionBatchSize, BatchTimeout: c.DetectionLinger,
+	}
+}

@@ -1,0 +1,74 @@
+package publisher
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func TestConfigFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{nil, ""},
+		{[]string{"-min-hits", "3", "-min-margin", "0.5", "-rise-margin", "inf", "-top", "64", "-detection-ttl", "1s"}, ""},
+		{[]string{"-scores-table", "scores; DROP TABLE x"}, "-scores-table"},
+		{[]string{"-batch-size", "0"}, "-batch-size"},
+		{[]string{"-batch-linger", "0s"}, "-batch-linger"},
+		{[]string{"-retention", "23h"}, "-retention"},
+		{[]string{"-shutdown-timeout", "0s"}, "-shutdown-timeout"},
+		{[]string{"-detections-batch-size", "0"}, "-detections-batch-size"},
+		{[]string{"-detections-linger", "0s"}, "-detections-linger"},
+		{[]string{"-detection-ttl", "999ms"}, "-detection-ttl"},
+		{[]string{"-min-hits", "0"}, "-min-hits"},
+		{[]string{"-min-hits", "101"}, "-min-hits"},
+		{[]string{"-min-margin", "-1"}, "-min-margin"},
+		{[]string{"-min-margin", "NaN"}, "-min-margin"},
+		{[]string{"-min-margin", "inf"}, "-min-margin"},
+		{[]string{"-rise-margin", "-0.5"}, "-rise-margin"},
+		{[]string{"-rise-margin", "nan"}, "-rise-margin"},
+		{[]string{"-top", "0"}, "-top"},
+		{[]string{"-top", "65"}, "-top"},
+		{[]string{"-max-tracked", "0"}, "-max-tracked"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			cfg := DefaultConfig()
+			cfg.RegisterFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			err := cfg.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr)):
+				t.Errorf("Validate: %v, want an error naming %s", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDetectionsWriter(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DetectionBatchSize, cfg.DetectionLinger = 77, 3*time.Millisecond
+	tr := &kafka.Transport{}
+	w := cfg.DetectionsWriter([]string{"127.0.0.1:1"}, "detections", tr)
+	defer w.Close()
+	// kafka-go's defaults (no acks, 1 s linger) are traps; these are set
+	// on purpose.
+	if w.RequiredAcks != kafka.RequireAll || w.BatchTimeout != 3*time.Millisecond || w.BatchSize != 77 ||
+		w.Transport != tr || w.Topic != "detections" {
+		t.Errorf("writer %+v", w)
+	}
+	if _, ok := w.Balancer.(*kafka.Hash); !ok {
+		t.Errorf("balancer %T, want keys hashed", w.Balancer)
+	}
+}

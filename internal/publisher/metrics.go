@@ -1,0 +1,147 @@
+package publisher
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ClickHouse operations, the values of the ClickHouseErrors "op" label.
+const (
+	opCreateTable   = "create_table"
+	opInsert        = "insert"
+	opDropPartition = "drop_partition"
+	opPing          = "ping"
+)
+
+// Dead-letter reasons, the values of the DeadLetters "reason" label.
+const (
+	reasonMalformed = "malformed" // not a JSON score record
+	reasonInvalid   = "invalid"   // a record no consumer can use, or the table cannot store
+)
+
+// Policy reload results, the values of the PolicyReloads "result" label.
+const (
+	reloadOK    = "ok"
+	reloadError = "error"
+)
+
+// Metrics are the publisher's metrics, all named anomalyd_publisher_*:
+//
+//	scores_read_total                 messages read from the scores topic
+//	rows_inserted_total               score rows inserted into ClickHouse
+//	insert_batches_total              insert batches sent
+//	insert_batch_duration_seconds     time of one insert batch
+//	clickhouse_errors_total{op}       failed ClickHouse calls by operation:
+//	                                  create_table, insert, drop_partition, ping
+//	detections_published_total        detections written to the detections topic
+//	detections_suppressed_total{reason}  scores above threshold not published:
+//	                                  duplicate, allow_list, site_off, gate
+//	dead_letters_total{reason}        messages sent to the dead-letter topic:
+//	                                  malformed, invalid
+//	offset_commits_total              Kafka offset commits of the scores topic
+//	policy_reloads_total{result}      policy reloads (SIGHUP): ok, error
+//	policy_sites_off                  sites switched off by the current policy
+//	policy_allowed_visitors           (site, visitor) pairs on allow-lists
+//	tracked_visitors                  visitors whose detection state is in memory
+//	tracked_evictions_total           visitors forgotten early at -max-tracked
+type Metrics struct {
+	ScoresRead       prometheus.Counter
+	RowsInserted     prometheus.Counter
+	InsertBatches    prometheus.Counter
+	InsertSeconds    prometheus.Histogram
+	ClickHouseErrors *prometheus.CounterVec // label "op"
+	Published        prometheus.Counter
+	Suppressed       *prometheus.CounterVec // label "reason"
+	DeadLetters      *prometheus.CounterVec // label "reason"
+	OffsetCommits    prometheus.Counter
+	PolicyReloads    *prometheus.CounterVec // label "result"
+	PolicySitesOff   prometheus.Gauge
+	PolicyAllowed    prometheus.Gauge
+	Tracked          prometheus.Gauge
+	Evictions        prometheus.Counter
+}
+
+// NewMetrics builds the metrics and registers them with reg; a nil reg
+// registers nothing (tests). It panics if a metric is already registered,
+// as that is a wiring bug.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns, sub = "anomalyd", "publisher"
+	m := &Metrics{
+		ScoresRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "scores_read_total",
+			Help: "Messages read from the scores topic, valid or not.",
+		}),
+		RowsInserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "rows_inserted_total",
+			Help: "Score rows inserted into ClickHouse.",
+		}),
+		InsertBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "insert_batches_total",
+			Help: "Insert batches sent to ClickHouse.",
+		}),
+		InsertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "insert_batch_duration_seconds",
+			Help:    "Time to insert one batch of scores into ClickHouse.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		ClickHouseErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "clickhouse_errors_total",
+			Help: "Failed ClickHouse calls by operation: create_table, insert, drop_partition, ping.",
+		}, []string{"op"}),
+		Published: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "detections_published_total",
+			Help: "Detections written to the detections topic.",
+		}),
+		Suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "detections_suppressed_total",
+			Help: "Scores above their threshold not published, by reason: duplicate (within the TTL), allow_list, site_off, gate (-min-margin or -min-hits).",
+		}, []string{"reason"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
+			Help: "Messages sent to the dead-letter topic, by reason: malformed, invalid.",
+		}, []string{"reason"}),
+		OffsetCommits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "offset_commits_total",
+			Help: "Kafka offset commits of the scores topic.",
+		}),
+		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "policy_reloads_total",
+			Help: "Reloads of the -policy file by result: ok, error (the previous policy stays).",
+		}, []string{"result"}),
+		PolicySitesOff: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "policy_sites_off",
+			Help: "Sites whose detections the current policy switches off.",
+		}),
+		PolicyAllowed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "policy_allowed_visitors",
+			Help: "(site, visitor) pairs on the current policy's allow-lists.",
+		}),
+		Tracked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "tracked_visitors",
+			Help: "Visitors whose detection state (hits, live detection) is kept in memory.",
+		}),
+		Evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "tracked_evictions_total",
+			Help: "Visitors forgotten early because -max-tracked were tracked; each may be published once more.",
+		}),
+	}
+	// Known label values start at 0, so that rate() and alerts see a
+	// series before the first event.
+	for _, op := range []string{opCreateTable, opInsert, opDropPartition, opPing} {
+		m.ClickHouseErrors.WithLabelValues(op)
+	}
+	for _, o := range []Outcome{SuppressedDuplicate, SuppressedAllowList, SuppressedSiteOff, SuppressedGate} {
+		m.Suppressed.WithLabelValues(o.String())
+	}
+	for _, r := range []string{reasonMalformed, reasonInvalid} {
+		m.DeadLetters.WithLabelValues(r)
+	}
+	for _, r := range []string{reloadOK, reloadError} {
+		m.PolicyReloads.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.ScoresRead, m.RowsInserted, m.InsertBatches, m.InsertSeconds, m.ClickHouseErrors,
+			m.Published, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.PolicyReloads, m.PolicySitesOff,
+			m.PolicyAllowed, m.Tracked, m.Evictions)
+	}
+	return m
+}

@@ -1,0 +1,397 @@
+// Package publisher holds the publisher service's parts: what cmd/publisher
+// wires together between the scores topic, ClickHouse and the detections
+// topic.
+//
+// For every batch of score records read (consumer group "publisher" by
+// default) the Publisher decodes and validates each one, sending what it
+// cannot use to the dead-letter topic; lets a Selector pick the detections
+// under the current Policy and writes them to the detections topic, keyed
+// site|visitor; inserts every valid score into the ClickHouse scores table;
+// and only then commits the batch's offsets. Detections go out before the
+// insert so that the edge does not wait for ClickHouse; while ClickHouse
+// fails the insert is retried with backoff and nothing is committed, so
+// nothing is lost and the stream waits. After a crash the uncommitted batch
+// is read again: its rows collapse in the table (see chstore.ScoresDDL) and
+// its detections may be published once more, which the edge tolerates.
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// maxFuture is how far a score's ScoredAt may be ahead of the clock. Event
+// time drives retention and forgetting, so one record from the far future
+// would drop every partition and every visitor's state; no real score is
+// more than clock skew ahead.
+const maxFuture = time.Hour
+
+// dropEvery is how often old partitions are looked for.
+const dropEvery = time.Hour
+
+// MessageReader is what a Publisher needs of a Kafka consumer-group reader
+// (*kafka.Reader).
+type MessageReader interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// MessageWriter is what a Publisher needs of a Kafka writer (*kafka.Writer)
+// with RequiredAcks set: WriteMessages returns once the messages are
+// acknowledged.
+type MessageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Publisher moves score records from Kafka into ClickHouse and detections
+// to the edge; see the package doc.
+type Publisher struct {
+	cfg        Config
+	reader     MessageReader
+	detections MessageWriter
+	deadLetter MessageWriter
+	conn       driver.Conn
+	sel        *Selector
+	metrics    *Metrics
+	logger     *slog.Logger
+	now        func() time.Time
+
+	policy   atomic.Pointer[Policy]
+	reloadMu sync.Mutex // one reload at a time, so the last file read wins
+
+	lastDrop    time.Time
+	lastEvicted uint64
+}
+
+// New returns a Publisher for a validated config, with no policy; Run
+// starts it.
+func New(cfg Config, reader MessageReader, detections, deadLetter MessageWriter, conn driver.Conn, metrics *Metrics, logger *slog.Logger) *Publisher {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Publisher{
+		cfg: cfg, reader: reader, detections: detections, deadLetter: deadLetter, conn: conn,
+		sel: NewSelector(cfg.Select), metrics: metrics, logger: logger, now: time.Now,
+	}
+}
+
+// SetPolicy makes pol (nil: none) the policy of the scores read from now
+// on. It is safe to call while Run runs.
+func (p *Publisher) SetPolicy(pol *Policy) {
+	p.policy.Store(pol)
+	p.metrics.PolicySitesOff.Set(float64(pol.SitesOff()))
+	p.metrics.PolicyAllowed.Set(float64(pol.AllowedVisitors()))
+}
+
+// Policy returns the current policy.
+func (p *Publisher) Policy() *Policy { return p.policy.Load() }
+
+// ReloadPolicy reads Config.PolicyFile again and makes it the policy. If
+// the file cannot be read or parsed, the previous policy stays, and the
+// error (naming file and line) is logged, counted and returned. Without a
+// policy file it does nothing. It is safe to call while Run runs (SIGHUP).
+func (p *Publisher) ReloadPolicy() error {
+	if p.cfg.PolicyFile == "" {
+		p.logger.Info("no -policy file to reload")
+		return nil
+	}
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
+	pol, err := LoadPolicy(p.cfg.PolicyFile)
+	if err != nil {
+		p.metrics.PolicyReloads.WithLabelValues(reloadError).Inc()
+		p.logger.Error("policy reload failed; keeping the previous policy", "file", p.cfg.PolicyFile, "err", err)
+		return err
+	}
+	p.SetPolicy(pol)
+	p.metrics.PolicyReloads.WithLabelValues(reloadOK).Inc()
+	p.logger.Info("policy reloaded", "file", p.cfg.PolicyFile, "sites_off", pol.SitesOff(), "allowed_visitors", pol.AllowedVisitors())
+	return nil
+}
+
+// Ready reports whether ClickHouse answers, for /readyz: without it no
+// batch can be committed.
+func (p *Publisher) Ready(ctx context.Context) error {
+	if err := p.conn.Ping(ctx); err != nil {
+		p.metrics.ClickHouseErrors.WithLabelValues(opPing).Inc()
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	return nil
+}
+
+// Run publishes until ctx is done, then flushes and commits the batch in
+// hand (within ShutdownTimeout) and returns nil. It returns an error when
+// reading, writing to Kafka or committing fails; ClickHouse failures are
+// retried.
+func (p *Publisher) Run(ctx context.Context) error {
+	err := p.retry(ctx, opCreateTable, func() error { return chstore.CreateScores(ctx, p.conn, p.cfg.Table) })
+	if err != nil {
+		return nil // ctx is done before ClickHouse ever answered
+	}
+	for {
+		msgs, err := p.fetchBatch(ctx)
+		if err != nil {
+			return err
+		}
+		if err := p.flushInTime(ctx, msgs); err != nil {
+			if ctx.Err() != nil {
+				p.logger.Warn("shutting down with a batch not committed; it will be read again", "messages", len(msgs), "err", err)
+				return nil
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if p.now().Sub(p.lastDrop) > dropEvery {
+			p.lastDrop = p.now()
+			p.dropOldPartitions(ctx)
+		}
+	}
+}
+
+// fetchBatch reads messages until the batch is full, Linger has passed
+// since its first message, or ctx is done.
+func (p *Publisher) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
+	var msgs []kafka.Message
+	fetchCtx := ctx
+	for len(msgs) < p.cfg.BatchSize {
+		m, err := p.reader.FetchMessage(fetchCtx)
+		if err != nil {
+			if fetchCtx.Err() != nil {
+				return msgs, nil // shutdown, or the linger is over
+			}
+			return nil, fmt.Errorf("reading scores: %w", err)
+		}
+		if len(msgs) == 0 {
+			var cancel context.CancelFunc
+			fetchCtx, cancel = context.WithTimeout(ctx, p.cfg.Linger)
+			defer cancel()
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// flushInTime flushes msgs with a context that outlives ctx by
+// ShutdownTimeout, so that the batch in hand when shutdown begins is still
+// inserted and committed, but a dead dependency cannot hold the shutdown.
+func (p *Publisher) flushInTime(ctx context.Context, msgs []kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	flushCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(p.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-flushCtx.Done():
+		}
+	})
+	defer stop()
+	return p.flush(flushCtx, msgs)
+}
+
+// batch is one batch of messages on its way through flush.
+type batch struct {
+	msgs       []kafka.Message
+	scores     []records.Score    // backing store of rows
+	rows       []chstore.ScoreRow // the valid scores
+	rowMsg     []int              // rows[i] came from msgs[rowMsg[i]]
+	detections []kafka.Message
+	dead       []kafka.Message
+	deadBy     map[string]int // dead letters by reason, counted once written
+}
+
+// flush decodes the batch, publishes its detections, inserts its scores,
+// dead-letters what cannot be used and commits the offsets, in that order.
+func (p *Publisher) flush(ctx context.Context, msgs []kafka.Message) error {
+	p.metrics.ScoresRead.Add(float64(len(msgs)))
+	b, err := p.prepare(msgs)
+	if err != nil {
+		return err
+	}
+	if len(b.detections) > 0 {
+		if err := p.detections.WriteMessages(ctx, b.detections...); err != nil {
+			return fmt.Errorf("writing %d detections: %w", len(b.detections), err)
+		}
+		p.metrics.Published.Add(float64(len(b.detections)))
+	}
+	if err := p.insert(ctx, b); err != nil {
+		return err
+	}
+	if len(b.dead) > 0 {
+		if err := p.deadLetter.WriteMessages(ctx, b.dead...); err != nil {
+			return fmt.Errorf("writing %d dead letters: %w", len(b.dead), err)
+		}
+		for reason, n := range b.deadBy {
+			p.metrics.DeadLetters.WithLabelValues(reason).Add(float64(n))
+		}
+	}
+	if err := p.reader.CommitMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("committing %d offsets: %w", len(msgs), err)
+	}
+	p.metrics.OffsetCommits.Inc()
+	p.logger.Debug("batch committed", "messages", len(msgs), "rows", len(b.rows),
+		"detections", len(b.detections), "dead_letters", len(b.dead))
+	return nil
+}
+
+// prepare decodes and validates every message and runs the valid scores
+// through the selector, in order, under the current policy.
+func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
+	b := &batch{
+		msgs:   msgs,
+		scores: make([]records.Score, len(msgs)),
+		rows:   make([]chstore.ScoreRow, 0, len(msgs)),
+		rowMsg: make([]int, 0, len(msgs)),
+	}
+	pol := p.policy.Load()
+	for i := range msgs {
+		s := &b.scores[i]
+		visitor, reason, err := p.decode(msgs[i].Value, s)
+		if err != nil {
+			b.deadLetter(msgs[i], reason, err)
+			continue
+		}
+		b.rows = append(b.rows, chstore.ScoreRow{Record: s, Visitor: visitor})
+		b.rowMsg = append(b.rowMsg, i)
+		d, outcome := p.sel.Select(s, visitor, pol)
+		switch outcome {
+		case Below:
+		case Published:
+			js, err := json.Marshal(&d)
+			if err != nil {
+				return nil, fmt.Errorf("encoding the detection of %s|%s: %w", d.Site, d.Visitor, err)
+			}
+			b.detections = append(b.detections, kafka.Message{Key: records.Key(d.Site, d.Visitor), Value: js})
+		default:
+			p.metrics.Suppressed.WithLabelValues(outcome.String()).Inc()
+		}
+	}
+	p.metrics.Tracked.Set(float64(p.sel.Tracked()))
+	if ev := p.sel.Evicted(); ev > p.lastEvicted {
+		p.metrics.Evictions.Add(float64(ev - p.lastEvicted))
+		p.lastEvicted = ev
+	}
+	return b, nil
+}
+
+// decode fills s from a message's value and returns the parsed visitor id,
+// or the dead-letter reason and the error.
+func (p *Publisher) decode(value []byte, s *records.Score) (uint64, string, error) {
+	if err := json.Unmarshal(value, s); err != nil {
+		return 0, reasonMalformed, fmt.Errorf("decoding score record: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return 0, reasonInvalid, err
+	}
+	if err := chstore.CheckScoreTimes(s); err != nil {
+		return 0, reasonInvalid, fmt.Errorf("%w: %w", records.ErrInvalid, err)
+	}
+	if limit := p.now().Add(maxFuture); s.ScoredAt.After(limit) {
+		return 0, reasonInvalid, fmt.Errorf("%w: field \"scored_at\": %s is more than %v ahead of the clock",
+			records.ErrInvalid, s.ScoredAt.Format(time.RFC3339), maxFuture)
+	}
+	visitor, err := records.ParseVisitorID(s.Visitor)
+	if err != nil { // Validate checked it; kept so a change there cannot slip through
+		return 0, reasonInvalid, err
+	}
+	return visitor, "", nil
+}
+
+// deadLetter queues m for the dead-letter topic with the reason.
+func (b *batch) deadLetter(m kafka.Message, reason string, err error) {
+	if b.deadBy == nil {
+		b.deadBy = make(map[string]int)
+	}
+	b.deadBy[reason]++
+	b.dead = append(b.dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+		{Key: service.HeaderReason, Value: []byte(err.Error())},
+		{Key: service.HeaderSource, Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))},
+	}})
+}
+
+// insert writes the batch's rows, retrying with backoff while ClickHouse
+// fails, until ctx is done. A row the driver refuses (chstore.RowError)
+// goes to the dead letters instead, as retrying it could never succeed.
+func (p *Publisher) insert(ctx context.Context, b *batch) error {
+	return p.retry(ctx, opInsert, func() error {
+		for len(b.rows) > 0 {
+			start := time.Now()
+			err := chstore.InsertScores(ctx, p.conn, p.cfg.Table, b.rows)
+			var rowErr *chstore.RowError
+			if errors.As(err, &rowErr) && rowErr.Index < len(b.rows) {
+				i := rowErr.Index
+				b.deadLetter(b.msgs[b.rowMsg[i]], reasonInvalid, fmt.Errorf("%w: %w", records.ErrInvalid, err))
+				b.rows, b.rowMsg = slices.Delete(b.rows, i, i+1), slices.Delete(b.rowMsg, i, i+1)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			p.metrics.InsertSeconds.Observe(time.Since(start).Seconds())
+			p.metrics.InsertBatches.Inc()
+			p.metrics.RowsInserted.Add(float64(len(b.rows)))
+			return nil
+		}
+		return nil
+	})
+}
+
+// retry runs f until it succeeds, backing off from 100 ms to 10 s between
+// failures, which it counts and logs as ClickHouse errors of operation op.
+// It returns f's last error once ctx is done.
+func (p *Publisher) retry(ctx context.Context, op string, f func() error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		p.metrics.ClickHouseErrors.WithLabelValues(op).Inc()
+		p.logger.Warn("ClickHouse failed; retrying, offsets not committed", "op", op, "retry_in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: %w", op, err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// dropOldPartitions enforces the retention (chstore.DropOldScores). A
+// failure is logged and retried at the next occasion.
+func (p *Publisher) dropOldPartitions(ctx context.Context) {
+	dropped, err := chstore.DropOldScores(ctx, p.conn, p.cfg.Table, p.cfg.Retention)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.metrics.ClickHouseErrors.WithLabelValues(opDropPartition).Inc()
+			p.logger.Warn("dropping old score partitions failed", "err", err)
+		}
+		return
+	}
+	if len(dropped) > 0 {
+		p.logger.Info("dropped old score partitions", "partitions", dropped)
+	}
+}

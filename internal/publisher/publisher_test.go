@@ -1,0 +1,474 @@
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/internal/testenv"
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// env is a Kafka broker with the publisher's topics and a ClickHouse
+// server, and what a Publisher needs to run against them.
+type env struct {
+	kafka   *testenv.KafkaCluster
+	ch      *testenv.ClickHouseServer
+	conn    driver.Conn
+	cfg     Config
+	metrics *Metrics
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{
+		kafka:   testenv.Kafka(t, "scores", "detections", "deadletter"),
+		cfg:     DefaultConfig(),
+		metrics: NewMetrics(prometheus.NewRegistry()),
+	}
+	e.cfg.BatchSize, e.cfg.Linger = 300, 100*time.Millisecond
+	e.ch, e.conn = testenv.ClickHouseConn(t)
+	return e
+}
+
+// produce writes values to the scores topic, keyed as the detector keys
+// them when the value is a score record.
+func (e *env) produce(t *testing.T, values ...[]byte) {
+	t.Helper()
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	w := &kafka.Writer{
+		Addr: kafka.TCP(e.kafka.Brokers()...), Topic: "scores", Balancer: &kafka.Hash{},
+		Transport: transport, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
+	}
+	defer w.Close()
+	msgs := make([]kafka.Message, len(values))
+	for i, v := range values {
+		var s records.Score
+		key := []byte("unkeyed")
+		if json.Unmarshal(v, &s) == nil && s.Site != "" {
+			key = records.Key(s.Site, s.Visitor)
+		}
+		msgs[i] = kafka.Message{Key: key, Value: v}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs a Publisher in consumer group "publisher" until the returned
+// stop is called; stop waits for Run to return and fails the test on error.
+func (e *env) start(t *testing.T, pol *Policy) (p *Publisher, stop func()) {
+	t.Helper()
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: e.kafka.Brokers(), Topic: "scores", GroupID: "publisher", MaxWait: 100 * time.Millisecond,
+	})
+	transport := &kafka.Transport{}
+	detections := e.cfg.DetectionsWriter(e.kafka.Brokers(), "detections", transport)
+	dlq := &kafka.Writer{
+		Addr: kafka.TCP(e.kafka.Brokers()...), Topic: "deadletter", Transport: transport,
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p = New(e.cfg, reader, detections, dlq, e.conn, e.metrics, logger)
+	p.SetPolicy(pol)
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Go(func() { runErr = p.Run(ctx) })
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			reader.Close()
+			detections.Close()
+			dlq.Close()
+			transport.CloseIdleConnections()
+			if runErr != nil {
+				t.Errorf("Publisher.Run: %v", runErr)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return p, stop
+}
+
+// rows counts the scores table's rows, each replayed score once.
+func (e *env) rows(t *testing.T) uint64 {
+	t.Helper()
+	var n uint64
+	if err := e.conn.QueryRow(t.Context(), "SELECT count() FROM scores FINAL").Scan(&n); err != nil {
+		return 0 // the table may not exist yet, or ClickHouse is down
+	}
+	return n
+}
+
+// committed is the number of messages of the scores topic whose offsets
+// the publisher's group has committed.
+func (e *env) committed(t *testing.T) int64 {
+	t.Helper()
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(e.kafka.Brokers()...), Transport: transport, Timeout: 10 * time.Second}
+	parts := make([]int, testenv.DefaultKafkaPartitions)
+	for i := range parts {
+		parts[i] = i
+	}
+	resp, err := client.OffsetFetch(t.Context(), &kafka.OffsetFetchRequest{GroupID: "publisher", Topics: map[string][]int{"scores": parts}})
+	if err != nil {
+		t.Fatalf("fetching committed offsets: %v", err)
+	}
+	var n int64
+	for _, p := range resp.Topics["scores"] {
+		n += max(p.CommittedOffset, 0) // -1: nothing committed
+	}
+	return n
+}
+
+// read reads n messages of topic with a fresh consumer group, then makes
+// sure no further one arrives within quiet.
+func (e *env) read(t *testing.T, topic string, n int, quiet time.Duration) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: e.kafka.Brokers(), Topic: topic, GroupID: "check-" + t.Name(), MaxWait: 100 * time.Millisecond,
+	})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var msgs []kafka.Message
+	for len(msgs) < n {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading %s: %d of %d messages: %v", topic, len(msgs), n, err)
+		}
+		msgs = append(msgs, m)
+	}
+	if quiet > 0 {
+		qctx, qcancel := context.WithTimeout(t.Context(), quiet)
+		defer qcancel()
+		if m, err := r.ReadMessage(qctx); err == nil {
+			t.Errorf("%s: a message beyond the %d expected: key %s, %s", topic, n, m.Key, m.Value)
+		}
+	}
+	return msgs
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// recent is a time an hour ago, whole seconds: a score time the publisher
+// accepts and the table stores exactly.
+func recent() time.Time { return time.Now().UTC().Truncate(time.Second).Add(-time.Hour) }
+
+// scores returns JSON score records of n visitors of site at base, every
+// third one above the threshold, and the number above it.
+func scores(t *testing.T, site string, firstVisitor uint64, n int, base time.Time) (values [][]byte, above int) {
+	t.Helper()
+	for i := range n {
+		score := 5.0
+		if i%3 == 0 {
+			score, above = 15+float64(i%7), above+1
+		}
+		s := testScore(site, firstVisitor+uint64(i), 0, score)
+		at := base.Add(time.Duration(i) * time.Second)
+		s.ScoredAt, s.WindowStart, s.WindowEnd = at, at.Add(-10*time.Minute), at
+		js, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		values = append(values, js)
+	}
+	return values, above
+}
+
+func header(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestPublish(t *testing.T) {
+	e := newEnv(t)
+	base := recent()
+	good, above := scores(t, "a.example", 0x1000, 600, base)
+	// One visitor above the threshold is allow-listed.
+	pol := mustPolicy(t, "a.example allow "+records.VisitorID(0x1000))
+	invalid := testScore("a.example", 1, 0, 20)
+	invalid.V = 2
+	oldScore := testScore("a.example", 2, 0, 20)
+	oldScore.ScoredAt = time.Date(1969, 7, 20, 20, 17, 0, 0, time.UTC)
+	bad := [][]byte{[]byte(`{"v":1,"site":`), mustJSON(t, invalid), mustJSON(t, oldScore)}
+
+	// Bad messages in the middle, then the whole stream replayed, as a
+	// detector that crashed before its commit would.
+	stream := append(append(append([][]byte{}, good[:300]...), bad...), good[300:]...)
+	e.produce(t, stream...)
+	e.start(t, pol)
+	waitFor(t, "every score", 30*time.Second, func() bool { return e.rows(t) == uint64(len(good)) })
+	e.produce(t, good...)
+	total := float64(len(stream) + len(good))
+	waitFor(t, "the replay", 30*time.Second, func() bool { return testutil.ToFloat64(e.metrics.ScoresRead) == total })
+	waitFor(t, "the commit of the replay", 10*time.Second, func() bool { return e.committed(t) == int64(total) })
+	if n := e.rows(t); n != uint64(len(good)) {
+		t.Errorf("%d rows with FINAL, want %d: replays collapse", n, len(good))
+	}
+	if n := testutil.ToFloat64(e.metrics.RowsInserted); n != float64(2*len(good)) {
+		t.Errorf("rows_inserted_total %v, want %d", n, 2*len(good))
+	}
+
+	// Each visitor above the threshold once, but the allow-listed one;
+	// the replay is suppressed as duplicates.
+	want := above - 1
+	dets := e.read(t, "detections", want, 500*time.Millisecond)
+	seen := make(map[string]bool)
+	for _, m := range dets {
+		var d records.Detection
+		if err := json.Unmarshal(m.Value, &d); err != nil {
+			t.Fatalf("detection %s: %v", m.Value, err)
+		}
+		if err := d.Validate(); err != nil {
+			t.Errorf("detection %s: %v", m.Value, err)
+		}
+		if string(m.Key) != string(records.Key(d.Site, d.Visitor)) {
+			t.Errorf("detection keyed %q, want %q", m.Key, records.Key(d.Site, d.Visitor))
+		}
+		if d.Visitor == records.VisitorID(0x1000) {
+			t.Errorf("the allow-listed visitor was published")
+		}
+		if seen[d.Visitor] {
+			t.Errorf("visitor %s published twice", d.Visitor)
+		}
+		seen[d.Visitor] = true
+		if d.Score <= d.Threshold || len(d.Top) != 3 || d.Top[0].Feature != "paths" ||
+			!d.ExpiresAt.Equal(d.DetectedAt.Add(DefaultTTL)) || d.DetectedAt.Before(base) {
+			t.Errorf("detection %+v", d)
+		}
+	}
+	for name, c := range map[string]struct {
+		got  prometheus.Collector
+		want float64
+	}{
+		"published":  {e.metrics.Published, float64(want)},
+		"duplicate":  {e.metrics.Suppressed.WithLabelValues("duplicate"), float64(want)},
+		"allow_list": {e.metrics.Suppressed.WithLabelValues("allow_list"), 2},
+		"malformed":  {e.metrics.DeadLetters.WithLabelValues("malformed"), 1},
+		"invalid":    {e.metrics.DeadLetters.WithLabelValues("invalid"), 2},
+	} {
+		if got := testutil.ToFloat64(c.got); got != c.want {
+			t.Errorf("%s: %v, want %v", name, got, c.want)
+		}
+	}
+
+	dead := e.read(t, "deadletter", len(bad), 0)
+	var reasons []string
+	for _, m := range dead {
+		reasons = append(reasons, header(m, service.HeaderReason))
+		if src := header(m, service.HeaderSource); !strings.HasPrefix(src, "scores/") {
+			t.Errorf("dead letter source %q, want scores/partition/offset", src)
+		}
+	}
+	joined := strings.Join(reasons, "\n")
+	for _, want := range []string{"decoding score record", `field "v": version 2`, `field "scored_at": 1969-07-20T20:17:00Z`} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("dead-letter reasons %q lack %q", joined, want)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	js, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestClickHouseDown checks that nothing is committed while ClickHouse is
+// down, that detections still reach the edge meanwhile, and that nothing
+// is lost once it is back.
+func TestClickHouseDown(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Linger = time.Second // each produce is one batch, so all its detections go out at once
+	base := recent()
+	first, above1 := scores(t, "a.example", 0x1000, 300, base)
+	second, above2 := scores(t, "b.example", 0x2000, 300, base)
+	e.start(t, nil)
+	e.produce(t, first...)
+	waitFor(t, "the first scores", 30*time.Second, func() bool { return e.rows(t) == uint64(len(first)) })
+	waitFor(t, "the first commit", 10*time.Second, func() bool { return e.committed(t) == int64(len(first)) })
+
+	if err := e.ch.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(t, second...)
+	// Detections do not wait for ClickHouse.
+	e.read(t, "detections", above1+above2, 0)
+	waitFor(t, "insert errors", 30*time.Second, func() bool {
+		return testutil.ToFloat64(e.metrics.ClickHouseErrors.WithLabelValues(opInsert)) > 0
+	})
+	time.Sleep(300 * time.Millisecond) // a retry or two
+	if n := e.committed(t); n != int64(len(first)) {
+		t.Fatalf("%d offsets committed while ClickHouse is down, want %d", n, len(first))
+	}
+
+	if err := e.ch.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := len(first) + len(second)
+	waitFor(t, "the scores held while ClickHouse was down", 30*time.Second, func() bool { return e.rows(t) == uint64(want) })
+	waitFor(t, "the commit", 10*time.Second, func() bool { return e.committed(t) == int64(want) })
+}
+
+// TestShutdownFlushes checks that a batch still lingering when shutdown
+// begins is inserted and committed, and that Run returns promptly.
+func TestShutdownFlushes(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.BatchSize, e.cfg.Linger = 100_000, time.Minute
+	values, _ := scores(t, "a.example", 1, 200, recent())
+	_, stop := e.start(t, nil)
+	e.produce(t, values...)
+	// The batch lingers: nothing is inserted until shutdown.
+	waitFor(t, "the table", 30*time.Second, func() bool {
+		var n uint64
+		return e.conn.QueryRow(t.Context(), "SELECT count() FROM system.tables WHERE name = 'scores'").Scan(&n) == nil && n == 1
+	})
+	time.Sleep(time.Second) // let the reader fetch what was produced
+	if n := e.rows(t); n != 0 {
+		t.Fatalf("%d rows before the linger is over", n)
+	}
+	start := time.Now()
+	stop()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+	if n := e.rows(t); n != uint64(len(values)) {
+		t.Errorf("%d rows after shutdown, want %d", n, len(values))
+	}
+	if n := e.committed(t); n != int64(len(values)) {
+		t.Errorf("%d offsets committed after shutdown, want %d", n, len(values))
+	}
+}
+
+// TestDecode checks what goes to the dead letters and why, without servers.
+func TestDecode(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	p := New(DefaultConfig(), nil, nil, nil, nil, NewMetrics(nil), nil)
+	p.now = func() time.Time { return now }
+	valid := func(edit func(*records.Score)) []byte {
+		s := testScore("a.example", 42, 0, 12)
+		edit(s)
+		return mustJSON(t, s)
+	}
+	tests := []struct {
+		name       string
+		value      []byte
+		wantReason string
+		wantErr    string
+	}{
+		{"valid", valid(func(*records.Score) {}), "", ""},
+		{"unknown fields are ignored", []byte(strings.Replace(string(valid(func(*records.Score) {})), `{`, `{"new_field":[1,2],`, 1)), "", ""},
+		{"not JSON", []byte("scores!"), reasonMalformed, "decoding score record"},
+		{"trailing data", append(valid(func(*records.Score) {}), " {}"...), reasonMalformed, "decoding score record"},
+		{"wrong type", []byte(`{"v":"1"}`), reasonMalformed, "decoding score record"},
+		{"null", []byte(`null`), reasonInvalid, `field "v"`},
+		{"no features", valid(func(s *records.Score) { s.Features = nil }), reasonInvalid, `field "features"`},
+		{"bad visitor", valid(func(s *records.Score) { s.Visitor = "42" }), reasonInvalid, `field "visitor"`},
+		{"window before 1970", valid(func(s *records.Score) { s.WindowStart = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC) }), reasonInvalid, `field "window_start"`},
+		{"far future", valid(func(s *records.Score) { s.ScoredAt = now.Add(2 * time.Hour); s.WindowEnd = s.ScoredAt }), reasonInvalid, "ahead of the clock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s records.Score
+			visitor, reason, err := p.decode(tt.value, &s)
+			if tt.wantErr == "" {
+				if err != nil || visitor != 42 {
+					t.Fatalf("decode: %d, %v", visitor, err)
+				}
+				return
+			}
+			if err == nil || reason != tt.wantReason || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("decode: reason %q, error %v; want %q and an error with %q", reason, err, tt.wantReason, tt.wantErr)
+			}
+			if reason == reasonInvalid && !errors.Is(err, records.ErrInvalid) {
+				t.Errorf("error %v does not wrap records.ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestReloadPolicy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy")
+	write := func(text string) {
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.PolicyFile = path
+	m := NewMetrics(prometheus.NewRegistry())
+	p := New(cfg, nil, nil, nil, nil, m, nil)
+
+	write("a.example off\nb.example allow 0000000000000001 0000000000000002\n")
+	if err := p.ReloadPolicy(); err != nil {
+		t.Fatal(err)
+	}
+	if !p.Policy().SiteOff("a.example") || testutil.ToFloat64(m.PolicySitesOff) != 1 || testutil.ToFloat64(m.PolicyAllowed) != 2 {
+		t.Fatalf("policy not loaded: %+v", p.Policy())
+	}
+
+	write("a.example off\nb.example allow 0000000000000001\nc.example of\n")
+	err := p.ReloadPolicy()
+	if err == nil || !strings.Contains(err.Error(), path+":3: field 2 (action)") {
+		t.Errorf("bad file: %v, want an error naming %s:3", err, path)
+	}
+	if !p.Policy().Allowed("b.example", 2) || testutil.ToFloat64(m.PolicyAllowed) != 2 {
+		t.Error("the previous policy was not kept")
+	}
+
+	write("# everything back on\n")
+	if err := p.ReloadPolicy(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Policy().SiteOff("a.example") || testutil.ToFloat64(m.PolicySitesOff) != 0 {
+		t.Error("the new policy was not taken")
+	}
+	if ok, bad := testutil.ToFloat64(m.PolicyReloads.WithLabelValues(reloadOK)), testutil.ToFloat64(m.PolicyReloads.WithLabelValues(reloadError)); ok != 2 || bad != 1 {
+		t.Errorf("reloads ok %v, error %v; want 2 and 1", ok, bad)
+	}
+
+	// Without a file, a reload (a stray SIGHUP) changes nothing.
+	p2 := New(DefaultConfig(), nil, nil, nil, nil, NewMetrics(nil), nil)
+	p2.SetPolicy(mustPolicy(t, "a.example off"))
+	if err := p2.ReloadPolicy(); err != nil || !p2.Policy().SiteOff("a.example") {
+		t.Errorf("reload without a file: %v", err)
+	}
+}

@@ -1,0 +1,262 @@
+package publisher
+
+import (
+	"slices"
+
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// Outcome is what the Selector decided about one score.
+type Outcome uint8
+
+// The outcomes. Every suppressed one is a score above its threshold that
+// did not become a detection.
+const (
+	Below               Outcome = iota // not above its threshold: no candidate
+	Published                          // a detection for the edge
+	SuppressedDuplicate                // published within the TTL, score not risen enough
+	SuppressedAllowList                // the visitor is on the site's allow-list
+	SuppressedSiteOff                  // the site's detections are switched off
+	SuppressedGate                     // an evidence gate: -min-margin or -min-hits
+)
+
+var outcomeNames = [...]string{
+	Below:               "below",
+	Published:           "published",
+	SuppressedDuplicate: "duplicate",
+	SuppressedAllowList: "allow_list",
+	SuppressedSiteOff:   "site_off",
+	SuppressedGate:      "gate",
+}
+
+// String is the outcome's name, the "reason" label of the suppressed
+// metric.
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// Selector picks the detections among the scores, in event time. A score
+// is a candidate when it is above its record's threshold (the site's). Then,
+// in order:
+//
+//  1. the policy: a site switched off or a visitor on the site's
+//     allow-list is suppressed (site_off, allow_list);
+//  2. the margin gate: a score less than MinMargin above the threshold is
+//     suppressed (gate); the others are hits;
+//  3. a visitor with a detection that has not expired (ScoredAt before its
+//     ExpiresAt) is published again only if the score is at least
+//     RiseMargin above the last published score, else suppressed
+//     (duplicate);
+//  4. otherwise the hits gate: the visitor is published when it has at
+//     least MinHits hits within TTL before this score, this one included,
+//     else suppressed (gate).
+//
+// A detection lasts TTL from its score's ScoredAt.
+//
+// The state is in memory, per visitor: its last MinHits hits (when
+// MinHits > 1) and its live detection. It is forgotten once the detection
+// has expired and its hits are older than TTL, by more than a further TTL
+// behind the newest event time seen (slack for partitions whose event time
+// lags), and arbitrary visitors are forgotten when more than MaxTracked are
+// tracked. A forgotten visitor, like every visitor after a restart or a
+// partition rebalance, may be published once more within its TTL; the edge
+// takes the later record, which changes nothing for it.
+//
+// A Selector is not safe for concurrent use.
+type Selector struct {
+	cfg       SelectConfig
+	ttl       int64 // cfg.TTL in ns
+	sites     map[string]map[uint64]*visitorState
+	tracked   int
+	newest    int64 // newest ScoredAt seen, Unix ns: the event-time clock
+	lastSweep int64
+	evicted   uint64
+}
+
+type visitorState struct {
+	hits      []int64 // event times of the latest hits, at most MinHits; nil when MinHits is 1
+	expires   int64   // ExpiresAt of the live or last detection, Unix ns; 0 before the first
+	published float64 // score of the last detection
+}
+
+// NewSelector returns a Selector for a validated config.
+func NewSelector(cfg SelectConfig) *Selector {
+	return &Selector{cfg: cfg, ttl: int64(cfg.TTL), sites: make(map[string]map[uint64]*visitorState)}
+}
+
+// Tracked is the number of visitors whose state is kept.
+func (s *Selector) Tracked() int { return s.tracked }
+
+// Evicted is the number of visitors forgotten early because more than
+// MaxTracked were tracked.
+func (s *Selector) Evicted() uint64 { return s.evicted }
+
+// Select decides about sc, a validated score whose visitor id is visitor,
+// under policy p (nil allows everything). For Published it returns the
+// detection.
+func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records.Detection, Outcome) {
+	t := sc.ScoredAt.UnixNano()
+	s.advance(t)
+	if !(sc.Score > sc.Threshold) {
+		return records.Detection{}, Below
+	}
+	if p.SiteOff(sc.Site) {
+		return records.Detection{}, SuppressedSiteOff
+	}
+	if p.Allowed(sc.Site, visitor) {
+		return records.Detection{}, SuppressedAllowList
+	}
+	if sc.Score-sc.Threshold < s.cfg.MinMargin {
+		return records.Detection{}, SuppressedGate
+	}
+	st := s.state(sc.Site, visitor)
+	s.hit(st, t)
+	if t < st.expires {
+		if !(sc.Score >= st.published+s.cfg.RiseMargin) {
+			return records.Detection{}, SuppressedDuplicate
+		}
+	} else if s.hitsSince(st, t-s.ttl) < s.cfg.MinHits {
+		return records.Detection{}, SuppressedGate
+	}
+	st.expires = max(st.expires, t+s.ttl)
+	st.published = sc.Score
+	return s.detection(sc, visitor), Published
+}
+
+// hit records a hit at t; only the latest MinHits matter.
+func (s *Selector) hit(st *visitorState, t int64) {
+	if s.cfg.MinHits <= 1 {
+		return // the hit being decided is all the evidence needed
+	}
+	if len(st.hits) == s.cfg.MinHits {
+		copy(st.hits, st.hits[1:])
+		st.hits = st.hits[:len(st.hits)-1]
+	}
+	st.hits = append(st.hits, t)
+}
+
+// hitsSince counts the hits after cut; the one being decided always counts.
+func (s *Selector) hitsSince(st *visitorState, cut int64) int {
+	if s.cfg.MinHits <= 1 {
+		return 1
+	}
+	n := 0
+	for _, h := range st.hits {
+		if h > cut {
+			n++
+		}
+	}
+	return n
+}
+
+// state returns the visitor's state, creating it, and making room first
+// when MaxTracked are tracked.
+func (s *Selector) state(site string, visitor uint64) *visitorState {
+	visitors := s.sites[site]
+	if st := visitors[visitor]; st != nil {
+		return st
+	}
+	if s.tracked >= s.cfg.MaxTracked {
+		s.sweep()
+		// Sweeping an almost full, live state at every new visitor would
+		// cost a scan each; leaving a tenth free spreads the cost.
+		if s.tracked >= s.cfg.MaxTracked {
+			s.evict(s.tracked - s.cfg.MaxTracked*9/10)
+		}
+		visitors = s.sites[site] // the sweep may have removed the site
+	}
+	if visitors == nil {
+		visitors = make(map[uint64]*visitorState)
+		s.sites[site] = visitors
+	}
+	st := &visitorState{}
+	if s.cfg.MinHits > 1 {
+		st.hits = make([]int64, 0, s.cfg.MinHits)
+	}
+	visitors[visitor] = st
+	s.tracked++
+	return st
+}
+
+// advance moves the event-time clock to t if it is newer, and forgets
+// stale state every half TTL of event time.
+func (s *Selector) advance(t int64) {
+	if t <= s.newest {
+		return
+	}
+	s.newest = t
+	if s.newest-s.lastSweep >= s.ttl/2 {
+		s.sweep()
+	}
+}
+
+// sweep forgets the visitors whose state no longer matters: a detection
+// that expired and hits too old to count, both a further TTL behind the
+// newest event time.
+func (s *Selector) sweep() {
+	s.lastSweep = s.newest
+	cut := s.newest - 2*s.ttl
+	for site, visitors := range s.sites {
+		for v, st := range visitors {
+			last := st.expires - s.ttl // the detection's score time
+			if n := len(st.hits); n > 0 {
+				last = max(last, st.hits[n-1])
+			}
+			if last < cut {
+				delete(visitors, v)
+				s.tracked--
+			}
+		}
+		if len(visitors) == 0 {
+			delete(s.sites, site)
+		}
+	}
+}
+
+// evict forgets n arbitrary visitors (Go's map order is randomised).
+func (s *Selector) evict(n int) {
+	for site, visitors := range s.sites {
+		for v := range visitors {
+			if n <= 0 {
+				return
+			}
+			delete(visitors, v)
+			s.tracked--
+			s.evicted++
+			n--
+		}
+		if len(visitors) == 0 {
+			delete(s.sites, site)
+		}
+	}
+}
+
+// detection builds the record for the edge.
+func (s *Selector) detection(sc *records.Score, visitor uint64) records.Detection {
+	at := sc.ScoredAt.UTC()
+	return records.Detection{
+		V: records.Version, Site: sc.Site, Visitor: records.VisitorID(visitor),
+		Score: sc.Score, Threshold: sc.Threshold, BaselineVersion: sc.BaselineVersion,
+		Top:        Top(sc.Features, s.cfg.Top),
+		DetectedAt: at, ExpiresAt: at.Add(s.cfg.TTL),
+	}
+}
+
+// Top returns the n largest contributions, largest first; ties keep the
+// features' order.
+func Top(features []records.Contribution, n int) []records.Contribution {
+	top := slices.Clone(features)
+	slices.SortStableFunc(top, func(a, b records.Contribution) int {
+		switch {
+		case a.Contribution > b.Contribution:
+			return -1
+		case a.Contribution < b.Contribution:
+			return 1
+		}
+		return 0
+	})
+	return top[:min(n, len(top))]
+}

@@ -1,0 +1,379 @@
+package publisher
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+const threshold = 10.0
+
+// testScore is a valid score of visitor on site at t0+at.
+func testScore(site string, visitor uint64, at time.Duration, score float64) *records.Score {
+	return &records.Score{
+		V: records.Version, Site: site, Visitor: records.VisitorID(visitor),
+		Score: score, Threshold: threshold,
+		Features: []records.Contribution{
+			{Feature: "requests", Value: 2, Contribution: score * 0.1},
+			{Feature: "paths", Value: 3, Contribution: score * 0.4},
+			{Feature: "user_agents", Value: 1, Contribution: score * 0.2},
+			{Feature: "status_4xx", Value: 0.5, Contribution: score * 0.3},
+		},
+		WindowStart: t0.Add(at - 10*time.Minute), WindowEnd: t0.Add(at),
+		BaselineVersion: `"b1"`, ScoredAt: t0.Add(at),
+	}
+}
+
+func mustPolicy(t *testing.T, text string) *Policy {
+	t.Helper()
+	p, err := ParsePolicy(strings.NewReader(text), "test.policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSelect(t *testing.T) {
+	const a, b = "a.example", "b.example"
+	type step struct {
+		site    string
+		visitor uint64
+		at      time.Duration // event time after t0
+		score   float64
+		want    Outcome
+	}
+	tests := []struct {
+		name   string
+		cfg    func(*SelectConfig)
+		policy string
+		steps  []step
+	}{
+		{
+			name: "at or below the threshold is no candidate",
+			steps: []step{
+				{a, 1, 0, threshold, Below},
+				{a, 1, time.Second, 3, Below},
+				{a, 1, 2 * time.Second, math.Nextafter(threshold, 20), Published},
+			},
+		},
+		{
+			name: "de-duplicated within the TTL, again after it expires",
+			steps: []step{
+				{a, 1, 0, 12, Published},
+				{a, 1, 30 * time.Second, 12, SuppressedDuplicate},
+				{a, 1, 9*time.Minute + 59*time.Second, 11, SuppressedDuplicate},
+				{a, 1, 10 * time.Minute, 11, Published}, // expires_at is exclusive
+				{a, 1, 11 * time.Minute, 11, SuppressedDuplicate},
+			},
+		},
+		{
+			name: "a rise of -rise-margin over the last published score republishes",
+			steps: []step{
+				{a, 1, 0, 12, Published},
+				{a, 1, time.Minute, 12.99, SuppressedDuplicate},
+				{a, 1, 2 * time.Minute, 12.5, SuppressedDuplicate},
+				{a, 1, 3 * time.Minute, 13, Published},
+				{a, 1, 4 * time.Minute, 13.5, SuppressedDuplicate}, // measured from 13 now
+				{a, 1, 5 * time.Minute, 14.2, Published},
+				// The latest detection, at 5m, sets the expiry.
+				{a, 1, 14 * time.Minute, 11, SuppressedDuplicate},
+				{a, 1, 15 * time.Minute, 11, Published},
+			},
+		},
+		{
+			name: "-rise-margin inf never republishes early",
+			cfg:  func(c *SelectConfig) { c.RiseMargin = math.Inf(1) },
+			steps: []step{
+				{a, 1, 0, 12, Published},
+				{a, 1, time.Minute, 1e300, SuppressedDuplicate},
+				{a, 1, 10 * time.Minute, 12, Published},
+			},
+		},
+		{
+			name: "-rise-margin 0 republishes any score not below the last",
+			cfg:  func(c *SelectConfig) { c.RiseMargin = 0 },
+			steps: []step{
+				{a, 1, 0, 12, Published},
+				{a, 1, time.Minute, 11.9, SuppressedDuplicate},
+				{a, 1, 2 * time.Minute, 12, Published},
+			},
+		},
+		{
+			name: "-min-margin gates scores just above the threshold",
+			cfg:  func(c *SelectConfig) { c.MinMargin = 0.5 },
+			steps: []step{
+				{a, 1, 0, 10.49, SuppressedGate},
+				{a, 1, time.Second, 10.5, Published},
+			},
+		},
+		{
+			name: "-min-hits counts hits within the TTL before the first detection",
+			cfg:  func(c *SelectConfig) { c.MinHits = 3 },
+			steps: []step{
+				{a, 1, 0, 12, SuppressedGate},
+				{a, 1, time.Minute, 9, Below}, // not a hit
+				{a, 1, 2 * time.Minute, 12, SuppressedGate},
+				{a, 2, 3 * time.Minute, 12, SuppressedGate}, // another visitor's hits are its own
+				{a, 1, 3 * time.Minute, 12, Published},
+				{a, 1, 4 * time.Minute, 12, SuppressedDuplicate},
+			},
+		},
+		{
+			name: "-min-hits forgets hits older than the TTL",
+			cfg:  func(c *SelectConfig) { c.MinHits = 2 },
+			steps: []step{
+				{a, 1, 0, 12, SuppressedGate},
+				{a, 1, 10 * time.Minute, 12, SuppressedGate}, // the first is a TTL old
+				{a, 1, 19 * time.Minute, 12, Published},
+			},
+		},
+		{
+			name: "-min-hits with -min-margin: only scores past the margin are hits",
+			cfg:  func(c *SelectConfig) { c.MinHits, c.MinMargin = 2, 1 },
+			steps: []step{
+				{a, 1, 0, 10.5, SuppressedGate},
+				{a, 1, time.Minute, 11, SuppressedGate},
+				{a, 1, 2 * time.Minute, 10.9, SuppressedGate},
+				{a, 1, 3 * time.Minute, 11, Published},
+			},
+		},
+		{
+			name: "a visitor who keeps hitting is published again when the detection expires",
+			cfg:  func(c *SelectConfig) { c.MinHits = 2 },
+			steps: []step{
+				{a, 1, 0, 12, SuppressedGate},
+				{a, 1, time.Minute, 12, Published},
+				{a, 1, 6 * time.Minute, 12, SuppressedDuplicate},
+				{a, 1, 11 * time.Minute, 12, Published}, // hits at 6m and 11m
+			},
+		},
+		{
+			name:   "allow-list is per site",
+			policy: "a.example allow 0000000000000001",
+			steps: []step{
+				{a, 1, 0, 50, SuppressedAllowList},
+				{a, 1, time.Second, 9, Below},
+				{a, 2, 0, 50, Published},
+				{b, 1, 0, 50, Published},
+			},
+		},
+		{
+			name:   "a site switched off publishes nothing",
+			policy: "A.Example off",
+			steps: []step{
+				{a, 1, 0, 50, SuppressedSiteOff},
+				{a, 2, 0, 50, SuppressedSiteOff},
+				{b, 1, 0, 50, Published},
+			},
+		},
+		{
+			name: "visitors and sites are independent",
+			steps: []step{
+				{a, 1, 0, 12, Published},
+				{a, 2, 0, 12, Published},
+				{b, 1, 0, 12, Published},
+				{a, 1, time.Second, 12, SuppressedDuplicate},
+				{b, 1, time.Second, 12, SuppressedDuplicate},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultSelectConfig()
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			var pol *Policy
+			if tt.policy != "" {
+				pol = mustPolicy(t, tt.policy)
+			}
+			sel := NewSelector(cfg)
+			for i, st := range tt.steps {
+				sc := testScore(st.site, st.visitor, st.at, st.score)
+				d, got := sel.Select(sc, st.visitor, pol)
+				if got != st.want {
+					t.Fatalf("step %d (%s|%d at %v, score %v): %v, want %v", i, st.site, st.visitor, st.at, st.score, got, st.want)
+				}
+				if (got == Published) != (d.V != 0) {
+					t.Errorf("step %d: %v with detection %+v", i, got, d)
+				}
+			}
+		})
+	}
+}
+
+// TestSelectAfterPolicyChange checks that suppression by policy leaves no
+// state behind: once the policy is lifted, the next hit publishes.
+func TestSelectAfterPolicyChange(t *testing.T) {
+	sel := NewSelector(DefaultSelectConfig())
+	off := mustPolicy(t, "a.example off\nb.example allow 0000000000000007")
+	for _, site := range []string{"a.example", "b.example"} {
+		if _, got := sel.Select(testScore(site, 7, 0, 20), 7, off); got == Published {
+			t.Fatalf("%s: published under the policy", site)
+		}
+		if _, got := sel.Select(testScore(site, 7, time.Second, 20), 7, nil); got != Published {
+			t.Errorf("%s: %v once the policy is lifted, want published", site, got)
+		}
+	}
+	if n := sel.Tracked(); n != 2 {
+		t.Errorf("tracking %d visitors, want 2", n)
+	}
+}
+
+func TestDetectionRecord(t *testing.T) {
+	cfg := DefaultSelectConfig()
+	cfg.TTL = 7 * time.Minute
+	sel := NewSelector(cfg)
+	sc := testScore("a.example", 0xABCDEF0123456789, 90*time.Second, 20)
+	sc.Visitor = strings.ToUpper(sc.Visitor) // parsed the same; the detection carries the canonical form
+	sc.ScoredAt = sc.ScoredAt.In(time.FixedZone("X", 3600))
+	d, got := sel.Select(sc, 0xABCDEF0123456789, nil)
+	if got != Published {
+		t.Fatalf("%v, want published", got)
+	}
+	want := records.Detection{
+		V: records.Version, Site: "a.example", Visitor: "abcdef0123456789", Score: 20, Threshold: threshold,
+		BaselineVersion: `"b1"`,
+		Top: []records.Contribution{
+			{Feature: "paths", Value: 3, Contribution: 8},
+			{Feature: "status_4xx", Value: 0.5, Contribution: 6},
+			{Feature: "user_agents", Value: 1, Contribution: 4},
+		},
+		DetectedAt: t0.Add(90 * time.Second), ExpiresAt: t0.Add(90*time.Second + 7*time.Minute),
+	}
+	if d.DetectedAt.Location() != time.UTC {
+		t.Errorf("detected_at in %v, want UTC", d.DetectedAt.Location())
+	}
+	if !reflect.DeepEqual(d, want) {
+		t.Errorf("detection\n got %+v\nwant %+v", d, want)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("the detection does not validate: %v", err)
+	}
+}
+
+func TestTop(t *testing.T) {
+	cs := []records.Contribution{
+		{Feature: "a", Contribution: 1}, {Feature: "b", Contribution: 3}, {Feature: "c", Contribution: 3},
+		{Feature: "d", Contribution: -1}, {Feature: "e", Contribution: 2},
+	}
+	names := func(cs []records.Contribution) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Feature)
+		}
+		return out
+	}
+	tests := []struct {
+		n    int
+		want []string
+	}{
+		{1, []string{"b"}},
+		{3, []string{"b", "c", "e"}}, // ties keep the features' order
+		{10, []string{"b", "c", "e", "a", "d"}},
+	}
+	for _, tt := range tests {
+		if got := names(Top(cs, tt.n)); !slices.Equal(got, tt.want) {
+			t.Errorf("Top(%d) = %v, want %v", tt.n, got, tt.want)
+		}
+	}
+	if cs[0].Feature != "a" || cs[1].Feature != "b" {
+		t.Error("Top reordered its argument")
+	}
+}
+
+func TestSelectorForgetsExpiredState(t *testing.T) {
+	cfg := DefaultSelectConfig()
+	cfg.MinHits = 2
+	sel := NewSelector(cfg)
+	for v := range uint64(100) {
+		sel.Select(testScore("a.example", v, 0, 12), v, nil)
+		sel.Select(testScore("a.example", v, time.Second, 12), v, nil) // published
+	}
+	sel.Select(testScore("a.example", 1000, 9*time.Minute, 12), 1000, nil) // one hit, unpublished
+	if n := sel.Tracked(); n != 101 {
+		t.Fatalf("tracking %d, want 101", n)
+	}
+	// Event time moves on with scores below the threshold. Nothing is
+	// forgotten within a TTL after expiry: a lagging partition may still
+	// have a duplicate to suppress.
+	sel.Select(testScore("b.example", 1, 2*cfg.TTL-time.Second, 1), 1, nil)
+	if n := sel.Tracked(); n != 101 {
+		t.Errorf("tracking %d a TTL after expiry, want all 101", n)
+	}
+	// State goes at the next sweep, every half TTL of event time.
+	sel.Select(testScore("b.example", 1, 2*cfg.TTL+cfg.TTL/2, 1), 1, nil)
+	if n := sel.Tracked(); n != 1 {
+		t.Errorf("tracking %d 2.5 TTLs after the detections, want the 1 with a recent hit", n)
+	}
+	sel.Select(testScore("b.example", 1, 4*cfg.TTL, 1), 1, nil)
+	if n := sel.Tracked(); n != 0 {
+		t.Errorf("tracking %d, want none", n)
+	}
+	if sel.Evicted() != 0 {
+		t.Errorf("%d evicted, want none: expiry is not eviction", sel.Evicted())
+	}
+}
+
+func TestSelectorMaxTracked(t *testing.T) {
+	cfg := DefaultSelectConfig()
+	cfg.MaxTracked = 50
+	sel := NewSelector(cfg)
+	for v := range uint64(500) {
+		if _, got := sel.Select(testScore("a.example", v, 0, 12), v, nil); got != Published {
+			t.Fatalf("visitor %d: %v", v, got)
+		}
+		if n := sel.Tracked(); n > cfg.MaxTracked {
+			t.Fatalf("tracking %d, above -max-tracked %d", n, cfg.MaxTracked)
+		}
+	}
+	if sel.Evicted() < 500-50 {
+		t.Errorf("%d evicted, want at least 450", sel.Evicted())
+	}
+	// The newest visitor is still known.
+	if _, got := sel.Select(testScore("a.example", 499, time.Second, 12), 499, nil); got != SuppressedDuplicate {
+		t.Errorf("newest visitor: %v, want duplicate", got)
+	}
+}
+
+func TestOutcomeString(t *testing.T) {
+	for o, want := range map[Outcome]string{
+		Below: "below", Published: "published", SuppressedDuplicate: "duplicate",
+		SuppressedAllowList: "allow_list", SuppressedSiteOff: "site_off", SuppressedGate: "gate", Outcome(99): "unknown",
+	} {
+		if got := o.String(); got != want {
+			t.Errorf("Outcome(%d) = %q, want %q", o, got, want)
+		}
+	}
+}
+
+func BenchmarkSelect(b *testing.B) {
+	for _, minHits := range []int{1, 3} {
+		b.Run(fmt.Sprintf("min-hits=%d", minHits), func(b *testing.B) {
+			cfg := DefaultSelectConfig()
+			cfg.MinHits = minHits
+			sel := NewSelector(cfg)
+			scores := make([]*records.Score, 10_000)
+			for i := range scores {
+				scores[i] = testScore("a.example", uint64(i%2000), time.Duration(i)*10*time.Millisecond, 8+float64(i%5))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				sc := scores[i%len(scores)]
+				sel.Select(sc, uint64(i%len(scores)%2000), nil)
+			}
+		})
+	}
+}
