@@ -91,7 +91,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Table, "scores-table", c.Table, "ClickHouse table of every score, created if missing")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most scores per batch: one ClickHouse insert, one write of detections and one offset commit each")
 	fs.DurationVar(&c.Linger, "batch-linger", c.Linger, "longest a batch waits for more scores; it bounds how late a detection reaches the edge")
-	fs.DurationVar(&c.Retention, "retention", c.Retention, "how much score history is kept, counted back from the newest score; older daily partitions are dropped")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how much score history is kept, counted back from the newest score; older daily partitions are dropped. Two weeks by default: enough to compare a week with the one before when tuning thresholds")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "longest the last batch may take to flush and commit on shutdown")
 	fs.IntVar(&c.DetectionBatchSize, "detections-batch-size", c.DetectionBatchSize, "most detections per Kafka produce request")
 	fs.DurationVar(&c.DetectionLinger, "detections-linger", c.DetectionLinger, "longest the Kafka writer waits to fill a produce request of detections; a batch's detections are handed over at once, so this only needs to be short (kafka-go's own default, 1s, would delay every batch)")

@@ -1,0 +1,161 @@
+// Command publisher is the anomalyd service between the detectors and the
+// edge: it stores every score record in ClickHouse for later analysis and
+// publishes the detections among them to the edge's topic.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/publisher"
+	"github.com/anomalyd/anomalyd/internal/service"
+)
+
+const description = `publisher reads score records from Kafka, stores every one in ClickHouse in
+large batches, and publishes the detections among them to the edge's topic,
+keyed site|visitor: scores above their site's threshold that pass the evidence
+gates (-min-margin, -min-hits), once per visitor per -detection-ttl unless the
+score rises by -rise-margin. Sites switched off and visitors allow-listed in
+the -policy file are never published; SIGHUP re-reads that file. Offsets are
+committed only after the scores are stored and the detections acknowledged.`
+
+// DefaultListen is the publisher's -listen default: beside the baseline
+// service's 8080, so that both can run on one host as they come.
+const DefaultListen = "127.0.0.1:8082"
+
+func main() {
+	var a app
+	os.Exit(serviceMain(context.Background(), &a, os.Args[1:], os.Stderr))
+}
+
+// serviceMain runs the service with args and returns its exit code; tests
+// call it with their own context and output.
+func serviceMain(ctx context.Context, a *app, args []string, stderr io.Writer) int {
+	return service.Main(ctx, a.service(), args, os.Getenv, stderr)
+}
+
+// app is the publisher's configuration and wiring.
+type app struct {
+	kafka service.KafkaConfig
+	ch    service.ClickHouseConfig
+	http  service.HTTPConfig
+	pub   publisher.Config
+	group string
+
+	policy *publisher.Policy // the -policy file, read by validate
+	// reload, if set, replaces SIGHUP as the policy reload trigger, so
+	// that tests need not signal their own process.
+	reload <-chan os.Signal
+}
+
+func (a *app) service() service.Service {
+	return service.Service{Name: "publisher", Description: description, RegisterFlags: a.registerFlags, Validate: a.validate, Run: a.run}
+}
+
+func (a *app) registerFlags(fs *flag.FlagSet) {
+	a.kafka.RegisterFlags(fs, service.TopicScores, service.TopicDetections, service.TopicDeadLetter)
+	a.ch.RegisterFlags(fs)
+	a.http.RegisterFlags(fs, DefaultListen)
+	a.pub = publisher.DefaultConfig()
+	a.pub.RegisterFlags(fs)
+	fs.StringVar(&a.group, "group", "publisher", "Kafka consumer group on the scores topic; replicas in one group share the partitions")
+}
+
+// validate checks the flags and reads the policy file: a bad file at
+// start is a configuration error, reported like a bad flag (exit 2).
+func (a *app) validate() error {
+	for _, v := range []interface{ Validate() error }{&a.kafka, &a.ch, &a.http, &a.pub} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	if a.group == "" {
+		return errors.New("-group: a consumer group name is required")
+	}
+	if a.pub.PolicyFile != "" {
+		p, err := publisher.LoadPolicy(a.pub.PolicyFile)
+		if err != nil {
+			return fmt.Errorf("-policy: %w", err)
+		}
+		a.policy = p
+	}
+	return nil
+}
+
+func (a *app) run(ctx context.Context, logger *slog.Logger) error {
+	// Catch SIGHUP first: its default action would kill the process.
+	reload := a.reload
+	if reload == nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		reload = hup
+	}
+
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:        []string{a.ch.Addr},
+		Auth:        clickhouse.Auth{Database: a.ch.Database, Username: a.ch.User, Password: a.ch.Password},
+		Protocol:    clickhouse.Native, // the HTTP mode cannot talk to ClickHouse 18.16
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	defer conn.Close()
+	reg := service.NewRegistry()
+	metrics := publisher.NewMetrics(reg)
+
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: a.kafka.Brokers, Topic: a.kafka.ScoresTopic, GroupID: a.group,
+		MaxWait: 500 * time.Millisecond, // bounds how long a quiet topic delays a batch's linger
+	})
+	// The writers' own transport: kafka-go's shared default would keep
+	// idle connections after Close.
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	detections := a.pub.DetectionsWriter(a.kafka.Brokers, a.kafka.DetectionsTopic, transport)
+	deadLetter := &kafka.Writer{
+		Addr: kafka.TCP(a.kafka.Brokers...), Topic: a.kafka.DeadLetterTopic, Transport: transport,
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 10 * time.Millisecond, // not kafka-go's 1 s and no acks
+	}
+	pub := publisher.New(a.pub, reader, detections, deadLetter, conn, metrics, logger)
+	pub.SetPolicy(a.policy)
+
+	srv, err := service.NewServer(a.http, reg, pub.Ready, nil, logger)
+	if err != nil {
+		return errors.Join(err, reader.Close(), detections.Close(), deadLetter.Close())
+	}
+	if err := srv.Start(ctx); err != nil {
+		return errors.Join(err, reader.Close(), detections.Close(), deadLetter.Close())
+	}
+	done := make(chan error, 1)
+	go func() { done <- pub.Run(ctx) }()
+
+	var runErr error
+wait:
+	for {
+		select {
+		case <-reload:
+			pub.ReloadPolicy() // logs and counts a failure, and keeps the old policy
+		case runErr = <-done: // after ctx is done: the last batch is flushed and committed
+			if runErr == nil && ctx.Err() == nil {
+				runErr = errors.New("publisher stopped unexpectedly")
+			}
+			break wait
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return errors.Join(runErr, reader.Close(), detections.Close(), deadLetter.Close(), srv.Shutdown(shutdownCtx))
+}

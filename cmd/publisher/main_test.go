@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/testenv"
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+const token = "test-token-0123456789"
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// score is a score record of visitor on site, above the threshold.
+func score(t *testing.T, site string, visitor uint64) []byte {
+	t.Helper()
+	at := time.Now().UTC().Truncate(time.Second).Add(-time.Minute)
+	js, err := json.Marshal(records.Score{
+		V: records.Version, Site: site, Visitor: records.VisitorID(visitor), Score: 20, Threshold: 10,
+		Features: []records.Contribution{
+			{Feature: "requests", Value: 5, Contribution: 8},
+			{Feature: "paths", Value: 4, Contribution: 12},
+		},
+		WindowStart: at.Add(-10 * time.Minute), WindowEnd: at, BaselineVersion: `"v1"`, ScoredAt: at,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestService runs the publisher as its main does, against a real
+// ClickHouse and an in-process Kafka broker: scores in, detections out,
+// the policy reloaded as by SIGHUP, and its HTTP endpoints.
+func TestService(t *testing.T) {
+	kf := testenv.Kafka(t, "scores", "detections", "deadletter")
+	ch := testenv.ClickHouse(t)
+	listen := freeAddr(t)
+	policy := filepath.Join(t.TempDir(), "policy")
+	writePolicy := func(text string) {
+		if err := os.WriteFile(policy, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePolicy("off.example off\n")
+	args := []string{
+		"-brokers", strings.Join(kf.Brokers(), ","), "-clickhouse", ch.Addr(), "-listen", listen,
+		"-token", token, "-policy", policy, "-batch-linger", "100ms", "-log-level", "warn",
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var stderr syncBuffer
+	exit := make(chan int, 1)
+	reload := make(chan os.Signal)
+	a := app{reload: reload}
+	go func() { exit <- serviceMain(ctx, &a, args, &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-exit:
+			if code != 0 {
+				t.Errorf("exit code %d, stderr:\n%s", code, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("the service did not stop within 30 s of its context")
+		}
+	})
+
+	transport := &kafka.Transport{}
+	t.Cleanup(transport.CloseIdleConnections)
+	w := &kafka.Writer{Addr: kafka.TCP(kf.Brokers()...), Topic: "scores", Balancer: &kafka.Hash{},
+		Transport: transport, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond}
+	t.Cleanup(func() { w.Close() })
+	produce := func(values ...[]byte) {
+		t.Helper()
+		msgs := make([]kafka.Message, len(values))
+		for i, v := range values {
+			msgs[i] = kafka.Message{Value: v}
+		}
+		if err := w.WriteMessages(ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	detections := kafka.NewReader(kafka.ReaderConfig{Brokers: kf.Brokers(), Topic: "detections", GroupID: "edge", MaxWait: 100 * time.Millisecond})
+	t.Cleanup(func() { detections.Close() })
+	// next returns the next detection's key.
+	next := func() string {
+		t.Helper()
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer rcancel()
+		m, err := detections.ReadMessage(rctx)
+		if err != nil {
+			t.Fatalf("reading detections: %v\n%s", err, stderr.String())
+		}
+		return string(m.Key)
+	}
+
+	base := "http://" + listen
+	get := func(path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	waitMetric := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, body := get("/metrics")
+			if strings.Contains(body, want+"\n") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/metrics never showed %q\n%s", want, stderr.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	// The site switched off at start publishes nothing; the message after
+	// a malformed one goes through.
+	produce(score(t, "off.example", 1), []byte("{not json"), score(t, "on.example", 1))
+	if key := next(); key != "on.example|0000000000000001" {
+		t.Errorf("detection keyed %q, want on.example's visitor 1", key)
+	}
+	waitMetric(`anomalyd_publisher_detections_suppressed_total{reason="site_off"} 1`)
+	waitMetric(`anomalyd_publisher_dead_letters_total{reason="malformed"} 1`)
+	waitMetric(`anomalyd_publisher_rows_inserted_total 2`)
+
+	// A reload switches the other site off instead.
+	writePolicy("on.example off\n")
+	reload <- syscall.SIGHUP
+	waitMetric(`anomalyd_publisher_policy_reloads_total{result="ok"} 1`)
+	produce(score(t, "on.example", 2), score(t, "off.example", 2))
+	if key := next(); key != "off.example|0000000000000002" {
+		t.Errorf("detection keyed %q after the reload, want off.example's visitor 2", key)
+	}
+
+	// A bad file keeps the policy in force.
+	writePolicy("on.example off\noff.example of\n")
+	reload <- syscall.SIGHUP
+	waitMetric(`anomalyd_publisher_policy_reloads_total{result="error"} 1`)
+	produce(score(t, "on.example", 3), score(t, "off.example", 3))
+	if key := next(); key != "off.example|0000000000000003" {
+		t.Errorf("detection keyed %q after a failed reload, want off.example's visitor 3", key)
+	}
+	waitMetric(`anomalyd_publisher_detections_suppressed_total{reason="site_off"} 3`)
+	if !strings.Contains(stderr.String(), policy+":2: field 2 (action)") {
+		t.Errorf("the failed reload's log does not name the file and line:\n%s", stderr.String())
+	}
+
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz: %d %s", code, body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d", code)
+	}
+	conn, err := ch.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var rows uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM scores FINAL").Scan(&rows); err != nil || rows != 6 {
+		t.Errorf("scores table: %d rows, %v; want all 6 scores", rows, err)
+	}
+}
+
+func TestStartupErrors(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "policy")
+	if err := os.WriteFile(bad, []byte("# ok\na.example allow 123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"help", []string{"-h"}, 0, "-rise-margin"},
+		{"bad policy file", []string{"-policy", bad}, 2, bad + `:2: field 3 (visitor id): visitor id "123"`},
+		{"missing policy file", []string{"-policy", bad + ".missing"}, 2, "-policy: reading policy"},
+		{"bad gate", []string{"-min-hits", "0"}, 2, "-min-hits"},
+		{"same topic twice", []string{"-detections-topic", "scores"}, 2, "-scores-topic and -detections-topic"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			var a app
+			if code := serviceMain(t.Context(), &a, tt.args, &stderr); code != tt.code {
+				t.Errorf("exit code %d, want %d\n%s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, stderr.String())
+			}
+		})
+	}
+}
+
+// syncBuffer is the service's stderr, which the test reads while the
+// service writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestSIGHUP sends the process a real SIGHUP once the service has caught
+// it (its HTTP server answers only after), with ClickHouse unreachable:
+// the policy is reloaded, /readyz says why the service is not ready, and
+// shutdown is still clean.
+func TestSIGHUP(t *testing.T) {
+	policy := filepath.Join(t.TempDir(), "policy")
+	if err := os.WriteFile(policy, []byte("a.example off\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	args := []string{"-brokers", freeAddr(t), "-clickhouse", freeAddr(t), "-listen", listen, "-policy", policy}
+	ctx, cancel := context.WithCancel(t.Context())
+	var stderr syncBuffer
+	exit := make(chan int, 1)
+	var a app
+	go func() { exit <- serviceMain(ctx, &a, args, &stderr) }()
+	defer func() {
+		cancel()
+		if code := <-exit; code != 0 {
+			t.Errorf("exit code %d, stderr:\n%s", code, stderr.String())
+		}
+	}()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s:\n%s", what, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var readyz string
+	waitFor("/readyz", func() bool {
+		resp, err := http.Get("http://" + listen + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		readyz = string(body)
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	if !strings.Contains(readyz, "clickhouse") {
+		t.Errorf("/readyz with ClickHouse down: %q, want the reason", readyz)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the reload", func() bool { return strings.Contains(stderr.String(), "policy reloaded") })
+}
