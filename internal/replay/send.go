@@ -85,10 +85,10 @@ func DefaultConfig() Config {
 // RegisterFlags registers -fields, -identity, -rate, -batch and -progress,
 // with c's values as defaults (call DefaultConfig first).
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.Var(&c.Fields, "fields", "JSON field map of the events, as the detectors' -fields: a preset (logpush, ecs, nginx) and/or name=key pairs, e.g. \"ecs,site=labels.site\"")
-	fs.Var(&c.Identity, "identity", "visitor identity of the detectors' -identity, which picks the key: ip and ip+ua key on site|ClientIP, ja3 and ja4 on site|fingerprint")
-	fs.Float64Var(&c.Rate, "rate", c.Rate, "most events sent per second, on average; 0 is as fast as the brokers acknowledge them")
-	fs.IntVar(&c.Batch, "batch", c.Batch, fmt.Sprintf("events per write to Kafka, 1 to %d (with -rate, at most a tenth of a second's worth)", MaxBatch))
+	fs.Var(&c.Fields, "fields", "JSON field `map` of the events, as the detectors' -fields: a preset (logpush, ecs, nginx) and/or name=key pairs, e.g. \"ecs,site=labels.site\"")
+	fs.Var(&c.Identity, "identity", "visitor identity `mode` of the detectors' -identity, which picks the key: ip (the default) and ip+ua key on site|ClientIP, ja3 and ja4 on site|fingerprint")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "most events sent per second, on average; 0 (the default) is as fast as the brokers acknowledge them")
+	fs.IntVar(&c.Batch, "batch", c.Batch, fmt.Sprintf("events per write to Kafka, up to %d; larger for brokers far away (with -rate, at most a tenth of a second's worth)", MaxBatch))
 	fs.DurationVar(&c.Progress, "progress", c.Progress, "interval of progress lines on stderr; 0 disables them")
 }
 
