@@ -21,6 +21,7 @@ func TestKafkaRoundTrip(t *testing.T) {
 	k := testenv.Kafka(t, topic)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
+	started := time.Now().Add(-time.Second).Truncate(time.Millisecond) // Kafka keeps milliseconds
 
 	cfg := DefaultGenerateConfig()
 	cfg.Traffic.Sites, cfg.Traffic.Visitors, cfg.Traffic.Events = 5, 2000, 8000
@@ -79,6 +80,11 @@ func TestKafkaRoundTrip(t *testing.T) {
 		key, ok := want[string(m.Value)]
 		if !ok {
 			t.Fatalf("message %q was not sent, or arrived twice", m.Value)
+		}
+		// kafka-go stamps a zero Message.Time with the send time; a
+		// timestamp of 0 would let retention delete the events at once.
+		if m.Time.Before(started) {
+			t.Fatalf("message timestamp %v is before the test started (%v)", m.Time, started)
 		}
 		delete(want, string(m.Value))
 		if string(m.Key) != key || (key == "") != (m.Key == nil) {

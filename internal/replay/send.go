@@ -30,13 +30,17 @@ const (
 	DefaultBatch = 4096
 	// MaxBatch bounds Config.Batch, and so the memory a Sender holds.
 	MaxBatch = 1 << 20
-	// MaxLine is the longest line sent: kafka-go's default BatchBytes,
-	// beyond which a message cannot be produced at all.
+	// MaxLine is the longest line read: kafka-go's default BatchBytes
+	// (1 MiB), which a message and its key must fit, so a longer line could
+	// never be produced.
 	MaxLine = 1 << 20
 	// MaxWarnings is how many unkeyed lines (malformed, or without the
 	// identity's source) a Sender passes to Config.Warn; later ones are
 	// only counted.
 	MaxWarnings = 5
+	// MinRate is the lowest Config.Rate but 0: one event in 1000 s. Lower
+	// rates would overflow the pacer's schedule.
+	MinRate = 0.001
 	// maxLag is how far behind its schedule a rate-limited Sender may fall
 	// (a slow broker) before it starts a new schedule instead of bursting
 	// to catch up.
@@ -95,10 +99,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate reports the first unusable setting.
 func (c *Config) Validate() error {
 	switch {
-	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0:
-		return fmt.Errorf("-rate: %v events/s, want 0 (no limit) or more", c.Rate)
+	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0 || (c.Rate > 0 && c.Rate < MinRate):
+		return fmt.Errorf("-rate: %v events/s, want 0 (no limit) or at least %v", c.Rate, MinRate)
 	case c.Batch < 0 || c.Batch > MaxBatch:
-		return fmt.Errorf("-batch: %d, want 1 to %d", c.Batch, MaxBatch)
+		return fmt.Errorf("-batch: %d, want 1 to %d (0 for %d)", c.Batch, MaxBatch, DefaultBatch)
 	case c.Progress < 0:
 		return fmt.Errorf("-progress: %v, want 0 (none) or more", c.Progress)
 	case c.Identity > features.IdentityJA4:
@@ -298,6 +302,9 @@ func (s *Sender) read(ctx context.Context, source string, r io.Reader, full chan
 	)
 	for {
 		if c == nil {
+			if ctx.Err() != nil { // select would pick at random
+				return
+			}
 			select {
 			case c = <-s.free:
 				c.reset(source)

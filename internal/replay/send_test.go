@@ -425,6 +425,7 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		{"negative rate", func(c *Config) { c.Rate = -1 }, "-rate"},
+		{"rate too low", func(c *Config) { c.Rate = MinRate / 2 }, "at least 0.001"},
 		{"batch too big", func(c *Config) { c.Batch = MaxBatch + 1 }, "-batch"},
 		{"negative batch", func(c *Config) { c.Batch = -1 }, "-batch"},
 		{"negative progress", func(c *Config) { c.Progress = -time.Second }, "-progress"},
