@@ -67,6 +67,7 @@ type Publisher struct {
 	deadLetter MessageWriter
 	conn       driver.Conn
 	sel        *Selector
+	dec        *scoreDecoder
 	metrics    *Metrics
 	logger     *slog.Logger
 	now        func() time.Time
@@ -86,7 +87,7 @@ func New(cfg Config, reader MessageReader, detections, deadLetter MessageWriter,
 	}
 	return &Publisher{
 		cfg: cfg, reader: reader, detections: detections, deadLetter: deadLetter, conn: conn,
-		sel: NewSelector(cfg.Select), metrics: metrics, logger: logger, now: time.Now,
+		sel: NewSelector(cfg.Select), dec: newScoreDecoder(), metrics: metrics, logger: logger, now: time.Now,
 	}
 }
 
@@ -265,6 +266,7 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 		rowMsg: make([]int, 0, len(msgs)),
 	}
 	pol := p.policy.Load()
+	p.dec.reset(len(msgs))
 	for i := range msgs {
 		s := &b.scores[i]
 		visitor, reason, err := p.decode(msgs[i].Value, s)
@@ -298,7 +300,7 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 // decode fills s from a message's value and returns the parsed visitor id,
 // or the dead-letter reason and the error.
 func (p *Publisher) decode(value []byte, s *records.Score) (uint64, string, error) {
-	if err := json.Unmarshal(value, s); err != nil {
+	if err := p.dec.decode(value, s); err != nil {
 		return 0, reasonMalformed, fmt.Errorf("decoding score record: %w", err)
 	}
 	if err := s.Validate(); err != nil {

@@ -1,0 +1,138 @@
+package publisher
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// decodeInputs are records and near-records for comparing scoreDecoder
+// with encoding/json.
+func decodeInputs(t testing.TB) map[string]string {
+	valid := testScore("a.example", 0xfedcba9876543210, 0, 12.5)
+	js, err := json.Marshal(valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := string(js)
+	return map[string]string{
+		"valid":                rec,
+		"unknown fields":       strings.Replace(rec, `{`, `{"extra":{"a":[1,{"b":null}]},"more":"x",`, 1),
+		"nulls are absent":     `{"v":1,"site":null,"features":[null,{"feature":"x","value":null,"contribution":1}],"scored_at":null}`,
+		"escapes":              `{"site":"a\u002eexample","baseline_version":"\"v\\1\"","features":[{"feature":"p\u00e4ths","value":1,"contribution":2}]}`,
+		"time zones":           `{"scored_at":"2025-06-01T14:00:00.123456789+02:00","window_start":"2025-06-01T12:00:00Z","window_end":"2025-06-01T11:59:59-00:30"}`,
+		"duplicate keys":       `{"site":"a.example","site":"b.example","score":1,"score":2}`,
+		"numbers":              `{"v":1,"score":-1.5e3,"threshold":0,"features":[{"value":1E-2,"contribution":-0}]}`,
+		"empty object":         `{}`,
+		"empty features":       `{"features":[]}`,
+		"not an object":        `[1,2]`,
+		"a string":             `"score"`,
+		"truncated":            rec[:len(rec)/2],
+		"trailing data":        rec + ` {}`,
+		"v not a number":       `{"v":"1"}`,
+		"v fractional":         `{"v":1.5}`,
+		"score a string":       `{"score":"12"}`,
+		"features an object":   `{"features":{"feature":"x"}}`,
+		"feature not a string": `{"features":[{"feature":1}]}`,
+		"feature entry number": `{"features":[1]}`,
+		"time not RFC 3339":    `{"scored_at":"2025-06-01 12:00:00"}`,
+		"time a number":        `{"scored_at":1717243200}`,
+		"visitor a number":     `{"visitor":1}`,
+	}
+}
+
+// TestDecodeMatchesEncodingJSON checks that the fast decoder accepts and
+// rejects what encoding/json does, and decodes the same values.
+func TestDecodeMatchesEncodingJSON(t *testing.T) {
+	d := newScoreDecoder()
+	for name, in := range decodeInputs(t) {
+		t.Run(name, func(t *testing.T) {
+			var want, got records.Score
+			wantErr := json.Unmarshal([]byte(in), &want)
+			d.reset(1)
+			gotErr := d.decode([]byte(in), &got)
+			if (wantErr == nil) != (gotErr == nil) {
+				t.Fatalf("encoding/json: %v; scoreDecoder: %v", wantErr, gotErr)
+			}
+			if gotErr == nil && !sameScore(got, want) {
+				t.Errorf("decoded\n %+v\nencoding/json\n %+v", got, want)
+			}
+		})
+	}
+}
+
+// sameScore compares records, times by instant and offset, and treats nil
+// and empty feature lists alike.
+func sameScore(a, b records.Score) bool {
+	sameTime := func(x, y time.Time) bool {
+		_, ox := x.Zone()
+		_, oy := y.Zone()
+		return x.Equal(y) && ox == oy
+	}
+	if !sameTime(a.ScoredAt, b.ScoredAt) || !sameTime(a.WindowStart, b.WindowStart) || !sameTime(a.WindowEnd, b.WindowEnd) {
+		return false
+	}
+	if len(a.Features) != len(b.Features) || (len(a.Features) > 0 && !reflect.DeepEqual(a.Features, b.Features)) {
+		return false
+	}
+	a.ScoredAt, a.WindowStart, a.WindowEnd, a.Features = time.Time{}, time.Time{}, time.Time{}, nil
+	b.ScoredAt, b.WindowStart, b.WindowEnd, b.Features = time.Time{}, time.Time{}, time.Time{}, nil
+	return reflect.DeepEqual(a, b)
+}
+
+// TestDecodeArena checks that records of one batch keep their own
+// features.
+func TestDecodeArena(t *testing.T) {
+	d := newScoreDecoder()
+	d.reset(1) // too small: the arena grows
+	var scores [50]records.Score
+	for i := range scores {
+		s := testScore("a.example", uint64(i), 0, float64(i))
+		js, _ := json.Marshal(s)
+		if err := d.decode(js, &scores[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range scores {
+		if c := scores[i].Features[1].Contribution; c != float64(i)*0.4 || len(scores[i].Features) != 4 || cap(scores[i].Features) != 4 {
+			t.Fatalf("record %d: features %+v", i, scores[i].Features)
+		}
+	}
+}
+
+// FuzzDecode checks that the decoder never panics and that what it
+// accepts, re-encoded, reads back the same through encoding/json.
+func FuzzDecode(f *testing.F) {
+	for _, in := range decodeInputs(f) {
+		f.Add([]byte(in))
+	}
+	d := newScoreDecoder()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d.reset(1)
+		var s records.Score
+		if d.decode(data, &s) != nil || s.Validate() != nil {
+			return
+		}
+		js, err := json.Marshal(&s)
+		if err != nil {
+			t.Fatalf("re-encoding %+v: %v", s, err)
+		}
+		var back records.Score
+		if err := json.Unmarshal(js, &back); err != nil {
+			t.Fatalf("reading back %s: %v", js, err)
+		}
+		// encoding/json replaces invalid UTF-8, which the decoder keeps.
+		valid := utf8.ValidString(s.Site) && utf8.ValidString(s.BaselineVersion)
+		for _, c := range s.Features {
+			valid = valid && utf8.ValidString(c.Feature)
+		}
+		if valid && !sameScore(s, back) {
+			t.Errorf("decoded %+v, read back %+v", s, back)
+		}
+	})
+}
