@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,10 +325,7 @@ func (b *batch) deadLetter(m kafka.Message, reason string, err error) {
 		b.deadBy = make(map[string]int)
 	}
 	b.deadBy[reason]++
-	b.dead = append(b.dead, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
-		{Key: service.HeaderReason, Value: []byte(err.Error())},
-		{Key: service.HeaderSource, Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))},
-	}})
+	b.dead = append(b.dead, service.DeadLetter(m, err))
 }
 
 // insert writes the batch's rows, retrying with backoff while ClickHouse
