@@ -30,9 +30,10 @@ score rises by -rise-margin. Sites switched off and visitors allow-listed in
 the -policy file are never published; SIGHUP re-reads that file. Offsets are
 committed only after the scores are stored and the detections acknowledged.`
 
-// DefaultListen is the publisher's -listen default: beside the baseline
-// service's 8080, so that both can run on one host as they come.
-const DefaultListen = "127.0.0.1:8082"
+// defaultListen is the publisher's -listen default: next to the baseline
+// service's 8080 and the detector's 8081, so that all three can run on one
+// host as they come.
+const defaultListen = "127.0.0.1:8082"
 
 func main() {
 	var a app
@@ -66,7 +67,7 @@ func (a *app) service() service.Service {
 func (a *app) registerFlags(fs *flag.FlagSet) {
 	a.kafka.RegisterFlags(fs, service.TopicScores, service.TopicDetections, service.TopicDeadLetter)
 	a.ch.RegisterFlags(fs)
-	a.http.RegisterFlags(fs, DefaultListen)
+	a.http.RegisterFlags(fs, defaultListen)
 	a.pub = publisher.DefaultConfig()
 	a.pub.RegisterFlags(fs)
 	fs.StringVar(&a.group, "group", "publisher", "Kafka consumer group on the scores topic; replicas in one group share the partitions")
