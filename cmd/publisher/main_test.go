@@ -182,6 +182,8 @@ func TestService(t *testing.T) {
 	if code, _ := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz: %d", code)
 	}
+	// Detections go out before the insert: wait for the last batch's rows.
+	waitMetric(`anomalyd_publisher_rows_inserted_total 6`)
 	conn, err := ch.Open()
 	if err != nil {
 		t.Fatal(err)
