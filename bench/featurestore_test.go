@@ -91,6 +91,9 @@ func exactWindow(events []traffic.Request, w features.Window, site, ip string, n
 		if r.Method != "GET" {
 			agg.Counts[features.CountNonGET]++
 		}
+		if r.Referer == "" {
+			agg.Counts[features.CountNoReferer]++
+		}
 		shape := string(features.AppendQueryShape(nil, []byte("?"+r.Query)))
 		for s, v := range map[features.Sketch]string{
 			features.SketchPaths:       r.Path,

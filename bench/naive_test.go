@@ -56,7 +56,8 @@ var naiveSketches = [...]string{
 var naiveCounters = [...]string{
 	features.CountRequests: "requests",
 	features.Count4xx:      "4xx",
-	features.CountNonGET:   "non_get",
+	features.CountNonGET:    "non_get",
+	features.CountNoReferer: "no_referer",
 }
 
 // naiveGrace is how long a key outlives the window, so a late read of the
@@ -108,6 +109,9 @@ func (s *naiveStore) Process(ctx context.Context, r *traffic.Request) (features.
 	}
 	if r.Method != "GET" {
 		incr(features.CountNonGET)
+	}
+	if r.Referer == "" {
+		incr(features.CountNoReferer)
 	}
 
 	var counts [len(naiveSketches)]*redis.IntCmd
@@ -169,7 +173,7 @@ func TestNaiveKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := features.Aggregate{Counts: [features.NumCounters]uint64{1, 1, 1}, Distinct: [features.NumSketches]uint64{1, 1, 0, 1, 0}}
+	want := features.Aggregate{Counts: [features.NumCounters]uint64{1, 1, 1, 1}, Distinct: [features.NumSketches]uint64{1, 1, 0, 1, 0}}
 	if agg != want {
 		t.Errorf("aggregate %+v, want %+v", agg, want)
 	}

@@ -113,6 +113,9 @@ func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 			if o.Flags&features.FlagNonGET != 0 {
 				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountNonGET), o.Bucket)]++
 			}
+			if o.Flags&features.FlagNoReferer != 0 {
+				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountNoReferer), o.Bucket)]++
+			}
 		}
 
 		pipe := p.rdb.Pipeline()

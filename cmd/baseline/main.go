@@ -79,9 +79,10 @@ func (a *app) validate() error {
 			return err
 		}
 	}
-	// The baseline computes the detectors' features: same window, and the
-	// distinct-IPs feature under a fingerprint identity.
-	a.build.Window, a.build.IPs = a.features.Window, a.features.Identity.Fingerprint()
+	// The baseline computes the detectors' features: same window, the
+	// distinct-IPs feature under a fingerprint identity, and only windows
+	// the detectors would score.
+	a.build.Window, a.build.IPs, a.build.MinRequests = a.features.Window, a.features.Identity.Fingerprint(), a.features.MinRequests
 	if err := a.build.Validate(); err != nil {
 		return err
 	}

@@ -30,6 +30,11 @@ type BuildConfig struct {
 	Period time.Duration
 	// MinWindows is the fewest visitor-windows a site needs for a baseline.
 	MinWindows int
+	// MinRequests leaves windows of fewer requests out of the fit: the
+	// detectors score no smaller window, so the threshold must be placed
+	// among the ones they score. The service sets it, with Window and IPs,
+	// from its features.Config.
+	MinRequests int
 	// Sample and MaxWindows bound a build: Sample keeps a deterministic
 	// share of visitors, and at most MaxWindows visitor-windows are used.
 	// A build holds about 16 bytes per feature per window: 2M windows of 8
@@ -49,8 +54,10 @@ type BuildConfig struct {
 func DefaultBuildConfig() BuildConfig {
 	h := hbos.DefaultConfig()
 	h.Contamination = 0.001
+	h.LeftClosed = true // window features are mostly log1p of small counts
 	return BuildConfig{
-		Window:     features.DefaultWindow(),
+		Window:      features.DefaultWindow(),
+		MinRequests: features.DefaultMinRequests,
 		Period:     7 * 24 * time.Hour,
 		MinWindows: 1000,
 		Sample:     1,
@@ -78,6 +85,8 @@ func (c *BuildConfig) Validate() error {
 		return fmt.Errorf("-baseline-period must be positive, got %v", c.Period)
 	case c.MinWindows < 1:
 		return fmt.Errorf("-min-windows must be at least 1, got %d", c.MinWindows)
+	case c.MinRequests < 1:
+		return fmt.Errorf("-min-requests must be at least 1, got %d", c.MinRequests)
 	case !(c.Sample > 0 && c.Sample <= 1):
 		return fmt.Errorf("-sample must be in (0, 1], got %v", c.Sample)
 	case c.MaxWindows < c.MinWindows:
@@ -111,8 +120,9 @@ func Build(ctx context.Context, conn driver.Conn, table string, cfg BuildConfig,
 		Site:   site,
 		From:   newest.Add(-cfg.Period),
 		To:     newest.Add(time.Second), // newest itself is in
-		Sample: cfg.Sample,
-		Limit:  cfg.MaxWindows,
+		Sample:      cfg.Sample,
+		MinRequests: cfg.MinRequests,
+		Limit:       cfg.MaxWindows,
 	}
 	vec := make([]float64, 0, len(names))
 	err := chstore.Windows(ctx, conn, table, cfg.Window, q, func(vw chstore.VisitorWindow) error {
@@ -126,17 +136,10 @@ func Build(ctx context.Context, conn driver.Conn, table string, cfg BuildConfig,
 		return nil, fmt.Errorf("building the baseline of %q: %w", site, err)
 	}
 	n := len(cols[0])
-	if n < cfg.MinWindows {
-		return nil, fmt.Errorf("%w: %q has %d, needs %d", ErrTooFewWindows, site, n, cfg.MinWindows)
-	}
-	m, err := hbos.FitColumns(cols, cfg.HBOS)
+	m, err := Fit(cols, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("fitting the baseline of %q: %w", site, err)
+		return nil, fmt.Errorf("the baseline of %q: %w", site, err)
 	}
-	if err := m.SetNames(names); err != nil {
-		return nil, err
-	}
-	m.SetThreshold(max(m.Threshold(), cfg.ThresholdFloor))
 	enc, err := m.MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("encoding the baseline of %q: %w", site, err)
@@ -152,4 +155,27 @@ func Build(ctx context.Context, conn driver.Conn, table string, cfg BuildConfig,
 		To:      newest,
 		Built:   time.Now().UTC(),
 	}, nil
+}
+
+// Fit fits a site's model to the feature columns of its visitor-windows,
+// in features.FeatureNames(cfg.IPs) order: the HBOS fit, the feature names
+// and the threshold floor. Build feeds it from ClickHouse; the evaluation
+// harness feeds it from generated traffic.
+func Fit(cols [][]float64, cfg BuildConfig) (*hbos.Model, error) {
+	names := features.FeatureNames(cfg.IPs)
+	if len(cols) != len(names) {
+		return nil, fmt.Errorf("%d feature columns, want %d", len(cols), len(names))
+	}
+	if n := len(cols[0]); n < cfg.MinWindows {
+		return nil, fmt.Errorf("%w: has %d, needs %d", ErrTooFewWindows, n, cfg.MinWindows)
+	}
+	m, err := hbos.FitColumns(cols, cfg.HBOS)
+	if err != nil {
+		return nil, fmt.Errorf("fitting: %w", err)
+	}
+	if err := m.SetNames(names); err != nil {
+		return nil, err
+	}
+	m.SetThreshold(max(m.Threshold(), cfg.ThresholdFloor))
+	return m, nil
 }

@@ -20,7 +20,7 @@ type VisitorWindow struct {
 
 // windowsSQL aggregates a site's history into per-(visitor, window) rows,
 // with exactly the definitions of the pkg/features table: counts of
-// requests, of 4xx and of non-GET requests, and exact distinct counts of
+// requests, of 4xx, non-GET and referer-less requests, and exact distinct counts of
 // the non-zero hashes, which are what the live sketches estimate. Windows
 // tumble: window w holds the buckets w*B .. w*B+B-1, the same set a live
 // window ending at its last bucket covers.
@@ -30,6 +30,7 @@ const windowsSQL = `SELECT
 	count() AS requests,
 	countIf(bitAnd(flags, %[4]d) != 0) AS n4xx,
 	countIf(bitAnd(flags, %[5]d) != 0) AS non_get,
+	countIf(referer_hash = 0) AS no_referer,
 	uniqExactIf(path_hash, path_hash != 0) AS paths,
 	uniqExactIf(ua_hash, ua_hash != 0) AS uas,
 	uniqExactIf(referer_hash, referer_hash != 0) AS referers,
@@ -38,6 +39,7 @@ const windowsSQL = `SELECT
 FROM %[1]s FINAL
 WHERE site = ? AND time >= ? AND time < ? AND visitor %% 1000000 < ?
 GROUP BY visitor, window
+HAVING requests >= ?
 ORDER BY visitor, window
 LIMIT ?`
 
@@ -49,6 +51,10 @@ type WindowQuery struct {
 	// Sample * 1e6: a deterministic sample, the same visitors every build.
 	// 1 keeps all.
 	Sample float64
+	// MinRequests leaves out windows of fewer requests: the detector does
+	// not score those, so a baseline should not learn from them. 0 keeps
+	// all.
+	MinRequests int
 	// Limit caps the rows, taken in (visitor, window) order; 0 is no cap.
 	Limit int
 }
@@ -62,19 +68,20 @@ func Windows(ctx context.Context, conn driver.Conn, table string, w features.Win
 	if limit == 0 {
 		limit = 1<<63 - 1
 	}
-	rows, err := conn.Query(ctx, query, site, q.From.UTC(), q.To.UTC(), uint64(q.Sample*1e6), limit)
+	rows, err := conn.Query(ctx, query, site, q.From.UTC(), q.To.UTC(), uint64(q.Sample*1e6), uint64(q.MinRequests), limit)
 	if err != nil {
 		return fmt.Errorf("aggregating windows of %q: %w", site, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var vw VisitorWindow
-		var req, n4xx, nonGet, paths, uas, refs, shapes, ips uint64
-		if err := rows.Scan(&vw.Visitor, &vw.Window, &req, &n4xx, &nonGet, &paths, &uas, &refs, &shapes, &ips); err != nil {
+		var req, n4xx, nonGet, noRef, paths, uas, refs, shapes, ips uint64
+		if err := rows.Scan(&vw.Visitor, &vw.Window, &req, &n4xx, &nonGet, &noRef, &paths, &uas, &refs, &shapes, &ips); err != nil {
 			return fmt.Errorf("reading windows of %q: %w", site, err)
 		}
 		a := &vw.Agg
 		a.Counts[features.CountRequests], a.Counts[features.Count4xx], a.Counts[features.CountNonGET] = req, n4xx, nonGet
+		a.Counts[features.CountNoReferer] = noRef
 		a.Distinct[features.SketchPaths], a.Distinct[features.SketchUserAgents] = paths, uas
 		a.Distinct[features.SketchReferers], a.Distinct[features.SketchQueryShapes] = refs, shapes
 		a.Distinct[features.SketchIPs] = ips

@@ -31,6 +31,9 @@ func (b *bucket) add(o *Observation) {
 	if o.Flags&FlagNonGET != 0 {
 		b.counts[CountNonGET]++
 	}
+	if o.Flags&FlagNoReferer != 0 {
+		b.counts[CountNoReferer]++
+	}
 	for i, h := range o.Hashes {
 		if h == 0 {
 			continue
@@ -78,14 +81,15 @@ func aggregate(buckets []*bucket) (Aggregate, error) {
 	return a, nil
 }
 
-// The bucket encoding stored in Redis, version 1:
+// The bucket encoding stored in Redis, version 2 (version 1 had three
+// counters; its buckets expired with their window):
 //
-//	version   1 byte  (1)
+//	version   1 byte  (2)
 //	counts    NumCounters uvarints
 //	present   1 byte  bitmap of the sketches that follow, bit i = Sketch i
 //	sketches  for each present sketch: uvarint length, then the axiomhq
 //	          hyperloglog encoding
-const bucketVersion = 1
+const bucketVersion = 2
 
 var errBucketEncoding = errors.New("invalid bucket encoding")
 

@@ -16,7 +16,7 @@ func TestConfigFlags(t *testing.T) {
 	c.RegisterFlags(fs)
 	err := fs.Parse([]string{
 		"-window-buckets", "5", "-window-bucket-width", "30s", "-identity", "ja4",
-		"-identity-secret", "0123456789abcdef", "-fields", "nginx",
+		"-identity-secret", "0123456789abcdef", "-fields", "nginx", "-min-requests", "3",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +24,7 @@ func TestConfigFlags(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Window{5, 30 * time.Second}, IdentityJA4, "0123456789abcdef", NginxFieldMap()}
+	want := Config{Window{5, 30 * time.Second}, IdentityJA4, "0123456789abcdef", NginxFieldMap(), 3}
 	if c != want {
 		t.Errorf("config = %+v, want %+v", c, want)
 	}
@@ -32,7 +32,7 @@ func TestConfigFlags(t *testing.T) {
 	var d Config
 	fs = flag.NewFlagSet("defaults", flag.ContinueOnError)
 	d.RegisterFlags(fs)
-	if d.Window != DefaultWindow() || d.Identity != IdentityIP || d.Fields != DefaultFieldMap() {
+	if d.Window != DefaultWindow() || d.Identity != IdentityIP || d.Fields != DefaultFieldMap() || d.MinRequests != DefaultMinRequests {
 		t.Errorf("defaults = %+v", d)
 	}
 	if err := d.Validate(); !errors.Is(err, ErrIdentityKey) {
@@ -41,7 +41,7 @@ func TestConfigFlags(t *testing.T) {
 	var help strings.Builder
 	fs.SetOutput(&help)
 	fs.PrintDefaults()
-	for _, f := range []string{"window-buckets", "window-bucket-width", "identity", "identity-secret", "fields"} {
+	for _, f := range []string{"window-buckets", "window-bucket-width", "identity", "identity-secret", "fields", "min-requests"} {
 		if !strings.Contains(help.String(), "-"+f) {
 			t.Errorf("-h does not mention -%s", f)
 		}
@@ -53,13 +53,14 @@ func TestConfigFlagErrors(t *testing.T) {
 		{"-identity", "cookie"},
 		{"-fields", "nosuchfield=x"},
 		{"-window-bucket-width", "soon"},
+		{"-identity-secret", "0123456789abcdef", "-min-requests", "0"},
 	}
 	for _, args := range tests {
 		var c Config
 		fs := flag.NewFlagSet("test", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		c.RegisterFlags(fs)
-		if err := fs.Parse(args); err == nil {
+		if err := fs.Parse(args); err == nil && c.Validate() == nil {
 			t.Errorf("%v: no error", args)
 		}
 	}

@@ -21,7 +21,7 @@
 //
 // # Features
 //
-// Each bucket keeps three counters and up to five HyperLogLog sketches per
+// Each bucket keeps four counters and up to five HyperLogLog sketches per
 // (site, visitor). Over a window the counters are summed and the sketches
 // merged, and [Aggregate.Vector] turns the result into the scored features.
 // The baseline service computes the same features in SQL, so these
@@ -32,7 +32,8 @@
 //	log1p_requests                number of requests                              ln(1 + n)
 //	log1p_distinct_paths          distinct non-empty ClientRequestPath values     ln(1 + n)
 //	log1p_distinct_user_agents    distinct non-empty ClientRequestUserAgent       ln(1 + n)
-//	log1p_distinct_referers       distinct non-empty ClientRequestReferer         ln(1 + n)
+//	share_no_referer              requests with an empty ClientRequestReferer,    none
+//	                              divided by requests
 //	log1p_distinct_query_shapes   distinct non-empty query shapes                 ln(1 + n)
 //	                              (AppendQueryShape of ClientRequestURI)
 //	share_4xx                     requests with EdgeResponseStatus 400..499,      none
@@ -45,7 +46,10 @@
 // Distinct counts are HyperLogLog estimates in the detector and may be exact
 // counts in SQL; the difference is the sketch's error. Counts are log1p'd
 // because they are heavy-tailed and HBOS bins them with equal widths; shares
-// are already in [0, 1].
+// are already in [0, 1]. Referers are scored as a share rather than a
+// distinct count: a visitor that never sends one stands out whatever its
+// volume, while distinct referers mostly repeat the distinct paths. The
+// referer sketch is still kept, for analysis.
 //
 // # Store
 //

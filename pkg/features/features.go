@@ -10,10 +10,11 @@ type Counter uint8
 
 // The counters, in the order of the stored bucket encoding: never renumber.
 const (
-	CountRequests Counter = iota // every accepted request
-	Count4xx                     // responses with status 400 to 499
-	CountNonGET                  // requests whose method is not GET
-	NumCounters   = iota
+	CountRequests  Counter = iota // every accepted request
+	Count4xx                      // responses with status 400 to 499
+	CountNonGET                   // requests whose method is not GET
+	CountNoReferer                // requests without a referer
+	NumCounters    = iota
 )
 
 // Sketch is a per-bucket HyperLogLog of distinct values kept for each
@@ -38,6 +39,8 @@ func (c Counter) String() string {
 		return "4xx"
 	case CountNonGET:
 		return "non_get"
+	case CountNoReferer:
+		return "no_referer"
 	}
 	return fmt.Sprintf("counter(%d)", uint8(c))
 }
@@ -72,7 +75,7 @@ func FeatureNames(ips bool) []string {
 		"log1p_requests",
 		"log1p_distinct_paths",
 		"log1p_distinct_user_agents",
-		"log1p_distinct_referers",
+		"share_no_referer",
 		"log1p_distinct_query_shapes",
 		"share_4xx",
 		"share_non_get",
@@ -92,7 +95,7 @@ func (a *Aggregate) Vector(dst []float64, ips bool) []float64 {
 		math.Log1p(float64(req)),
 		math.Log1p(float64(a.Distinct[SketchPaths])),
 		math.Log1p(float64(a.Distinct[SketchUserAgents])),
-		math.Log1p(float64(a.Distinct[SketchReferers])),
+		share(a.Counts[CountNoReferer], req),
 		math.Log1p(float64(a.Distinct[SketchQueryShapes])),
 		share(a.Counts[Count4xx], req),
 		share(a.Counts[CountNonGET], req),

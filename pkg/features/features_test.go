@@ -12,6 +12,7 @@ func TestVector(t *testing.T) {
 	a.Counts[CountRequests] = 20
 	a.Counts[Count4xx] = 5
 	a.Counts[CountNonGET] = 2
+	a.Counts[CountNoReferer] = 4
 	a.Distinct[SketchPaths] = 12
 	a.Distinct[SketchUserAgents] = 1
 	a.Distinct[SketchReferers] = 0
@@ -22,8 +23,8 @@ func TestVector(t *testing.T) {
 		ips  bool
 		want []float64
 	}{
-		{"address identity", false, []float64{math.Log(21), math.Log(13), math.Log(2), 0, math.Log(4), 0.25, 0.1}},
-		{"fingerprint identity", true, []float64{math.Log(21), math.Log(13), math.Log(2), 0, math.Log(4), 0.25, 0.1, math.Log(8)}},
+		{"address identity", false, []float64{math.Log(21), math.Log(13), math.Log(2), 0.2, math.Log(4), 0.25, 0.1}},
+		{"fingerprint identity", true, []float64{math.Log(21), math.Log(13), math.Log(2), 0.2, math.Log(4), 0.25, 0.1, math.Log(8)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,6 +19,9 @@ func NewMemoryStore(w Window) *MemoryStore {
 	return &MemoryStore{wm: watermark{w: w}, buckets: make(map[bucketID]*bucket)}
 }
 
+// Prefetch does nothing: everything is in memory.
+func (s *MemoryStore) Prefetch(context.Context, []Observation) error { return nil }
+
 // Add folds obs into their buckets. It never fails.
 func (s *MemoryStore) Add(_ context.Context, obs []Observation) error {
 	s.mu.Lock()

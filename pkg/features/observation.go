@@ -20,8 +20,9 @@ type Observation struct {
 
 // Observation flags: which counters besides CountRequests a request adds to.
 const (
-	Flag4xx    uint8 = 1 << iota // EdgeResponseStatus 400..499
-	FlagNonGET                   // ClientRequestMethod is not "GET"
+	Flag4xx       uint8 = 1 << iota // EdgeResponseStatus 400..499
+	FlagNonGET                      // ClientRequestMethod is not "GET"
+	FlagNoReferer                   // ClientRequestReferer is empty
 )
 
 // HashValue is the 64-bit hash a sketch stores for a value: xxHash64, which
@@ -60,6 +61,9 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	}
 	if string(ev.Method) != "GET" {
 		o.Flags |= FlagNonGET
+	}
+	if len(ev.Referer) == 0 {
+		o.Flags |= FlagNoReferer
 	}
 	ob.shape = AppendQueryShape(ob.shape[:0], ev.URI)
 	for s, v := range [...][]byte{

@@ -46,7 +46,7 @@ func TestObserve(t *testing.T) {
 				Site:    keys.SiteID("shop.example.com"),
 				Visitor: visitor,
 				Bucket:  uint32(time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC).Unix() / 60),
-				Flags:   Flag4xx | FlagNonGET,
+				Flags:   Flag4xx | FlagNonGET | FlagNoReferer,
 			}
 			want.Hashes[SketchPaths] = HashValue("/login")
 			want.Hashes[SketchUserAgents] = HashValue("curl/8")

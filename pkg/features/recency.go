@@ -50,6 +50,13 @@ func (r *Recency) Due(site, visitor uint64, t time.Time) bool {
 	return true
 }
 
+// Forget makes the pair due at its next request, undoing the scoring Due
+// just recorded: the detector calls it when a due visitor turns out to have
+// too few requests to score, so it is scored as soon as it has enough.
+func (r *Recency) Forget(site, visitor uint64) {
+	delete(r.last, [2]uint64{site, visitor})
+}
+
 // prune forgets pairs whose last scoring is an interval or more behind the
 // newest event: they are due again whenever they next appear. The next prune
 // waits until the register has doubled, so pruning costs O(1) amortized.

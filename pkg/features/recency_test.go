@@ -50,6 +50,10 @@ func TestRecencyPairsAndOrder(t *testing.T) {
 	if !r.Due(1, 1, t0.Add(30*time.Second)) {
 		t.Error("not due after the interval")
 	}
+	r.Forget(1, 1)
+	if !r.Due(1, 1, t0.Add(31*time.Second)) {
+		t.Error("not due right after Forget")
+	}
 }
 
 func TestRecencyMemoryIsBounded(t *testing.T) {

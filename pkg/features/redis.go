@@ -161,6 +161,65 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 	return nil
 }
 
+// Prefetch reads from Redis, in one pipeline, every bucket that Add or
+// Window will need for obs and that the store does not hold: each
+// observation's bucket and the rest of its visitor's window up to it. It
+// remembers them like closed buckets, so that the Adds and Windows that
+// follow, however finely split, make no round trip. It adds nothing; if
+// Redis fails, the error wraps ErrUnavailable and the store is unchanged.
+func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.wm.w
+	var ids []bucketID
+	want := make(map[bucketID]struct{})
+	for i := range obs {
+		o := &obs[i]
+		for b := w.First(o.Bucket); b <= o.Bucket; b++ {
+			id := bucketID{o.Site, o.Visitor, b}
+			if s.open[id] != nil {
+				continue
+			}
+			if _, ok := s.closed[id]; ok {
+				continue
+			}
+			if _, ok := want[id]; !ok {
+				want[id] = struct{}{}
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if len(s.closed)+len(ids) > s.maxCached {
+		clear(s.closed) // as remember would, but before rather than midway
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.Get(ctx, s.key(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("%w: prefetching %d buckets: %w", ErrUnavailable, len(ids), err)
+	}
+	encs := make([][]byte, len(ids))
+	for i, id := range ids {
+		data, err := cmds[i].Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+		case err != nil:
+			return fmt.Errorf("%w: prefetching bucket %s: %w", ErrUnavailable, s.key(id), err)
+		default:
+			encs[i] = data // decoded, and checked, when used
+		}
+	}
+	for i, id := range ids {
+		s.closed[id] = encs[i] // nil: Redis has none
+	}
+	return nil
+}
+
 // load returns the buckets ids, decoding those the store remembers and
 // reading the rest from Redis in one pipeline; a bucket Redis does not have
 // is new and empty.

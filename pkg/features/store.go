@@ -14,7 +14,13 @@ import (
 // An observation older than the window of the newest bucket the store has
 // seen (its watermark) is late: it is counted and dropped. The
 // implementations are safe for concurrent use.
+//
+// Prefetch is an optimisation for callers that Add and read windows one
+// request at a time, as the detector does so that a score reflects exactly
+// the requests up to the one that triggered it: it loads, in one round trip,
+// what those calls for obs will need, and adds nothing.
 type Store interface {
+	Prefetch(ctx context.Context, obs []Observation) error
 	Add(ctx context.Context, obs []Observation) error
 	Flush(ctx context.Context) error
 	Window(ctx context.Context, site, visitor uint64, newest uint32) (Aggregate, error)

@@ -29,6 +29,9 @@ func (r req) observation(site, visitor uint64) Observation {
 	if r.method != "GET" {
 		o.Flags |= FlagNonGET
 	}
+	if r.referer == "" {
+		o.Flags |= FlagNoReferer
+	}
 	for i, v := range []string{r.path, r.ua, r.referer, r.shape} {
 		if v != "" {
 			o.Hashes[i] = HashValue(v)
@@ -105,6 +108,7 @@ func TestFeatureValues(t *testing.T) {
 	want.Counts[CountRequests] = 6
 	want.Counts[Count4xx] = 3
 	want.Counts[CountNonGET] = 3
+	want.Counts[CountNoReferer] = 3
 	want.Distinct[SketchPaths] = 3      // /, /login, /search
 	want.Distinct[SketchUserAgents] = 2 // Firefox, curl/8
 	want.Distinct[SketchReferers] = 2   // a.example, b.example; empty is not a value
@@ -388,5 +392,58 @@ func TestRedisStoreResetRereadsRedis(t *testing.T) {
 	a.Reset()
 	if got := mustWindow(t, a, b0+3); got.Counts[CountRequests] != 4 {
 		t.Errorf("after Reset a sees %d requests, want 4", got.Counts[CountRequests])
+	}
+}
+
+// TestRedisStorePrefetchMakesNoRoundTrips: after a Prefetch of a batch, the
+// Adds and Windows of its observations, one at a time, work with Redis
+// down, and see what an earlier owner wrote.
+func TestRedisStorePrefetchMakesNoRoundTrips(t *testing.T) {
+	srv := testenv.Redis(t)
+	earlier := newRedisStore(t, srv.Addr(), DefaultWindow())
+	mustAdd(t, earlier, observations(req{bucket: b0, path: "/a", method: "GET"}))
+	mustAdd(t, earlier, observations(req{bucket: b0 + 2, path: "/b", method: "GET"}))
+
+	s := newRedisStore(t, srv.Addr(), DefaultWindow())
+	batch := observations(
+		req{bucket: b0 + 2, path: "/c", method: "GET"},
+		req{bucket: b0 + 3, path: "/d", method: "GET"},
+	)
+	if err := s.Prefetch(t.Context(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{3, 4} // requests in the window after each Add
+	for i := range batch {
+		if err := s.Add(t.Context(), batch[i:i+1]); err != nil {
+			t.Fatalf("Add %d with Redis down after Prefetch: %v", i, err)
+		}
+		a, err := s.Window(t.Context(), testSite, testVisitor, batch[i].Bucket)
+		if err != nil {
+			t.Fatalf("Window %d with Redis down after Prefetch: %v", i, err)
+		}
+		if a.Counts[CountRequests] != want[i] {
+			t.Errorf("window after Add %d has %d requests, want %d", i, a.Counts[CountRequests], want[i])
+		}
+	}
+	// Prefetch changes nothing, and fails cleanly with Redis down.
+	other := observations(req{bucket: b0 + 3, path: "/e", method: "GET"})
+	other[0].Visitor++
+	if err := s.Prefetch(t.Context(), other); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Prefetch with Redis down: %v, want ErrUnavailable", err)
+	}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The restarted Redis (no persistence) holds only what s flushed: its
+	// two buckets, b0+2 with the earlier owner's /b kept.
+	fresh := newRedisStore(t, srv.Addr(), DefaultWindow())
+	if got := mustWindow(t, fresh, b0+3); got.Counts[CountRequests] != 3 || got.Distinct[SketchPaths] != 3 {
+		t.Errorf("window in Redis = %+v, want 3 requests on 3 paths", got)
 	}
 }

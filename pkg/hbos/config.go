@@ -29,6 +29,13 @@ type Config struct {
 	// Dynamic selects equal-frequency (dynamic-width) bins, as in the
 	// original HBOS paper, instead of PyOD's equal-width bins.
 	Dynamic bool
+	// LeftClosed scores a value in the bin np.histogram counted it in,
+	// [a, b), instead of PyOD's numpy.digitize(right=True), (a, b], which
+	// puts a value on an inner edge in the bin to its left. The two differ
+	// only on edges, but features of small integers (log1p of a count)
+	// fall on edges often, and there PyOD's rule scores a common value
+	// with a neighbouring, often empty, bin.
+	LeftClosed bool
 }
 
 // DefaultConfig returns PyOD's defaults: 10 equal-width bins, alpha 0.1,
@@ -38,12 +45,13 @@ func DefaultConfig() Config {
 }
 
 // RegisterFlags registers the fitting parameters as flags (-n-bins, -alpha,
-// -tol, -dynamic, -contamination), with c's current values as defaults.
+// -tol, -dynamic, -left-closed, -contamination), with c's current values as defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var((*binsFlag)(&c.Bins), "n-bins", `bins per feature: a number, or "auto" for the Birge-Rozenblac rule`)
 	fs.Float64Var(&c.Alpha, "alpha", c.Alpha, "added to each bin's density before log2, so empty bins score finitely")
 	fs.Float64Var(&c.Tol, "tol", c.Tol, "values within this many outermost-bin widths outside the training range count as that bin")
 	fs.BoolVar(&c.Dynamic, "dynamic", c.Dynamic, "use equal-frequency (dynamic-width) bins instead of equal-width ones")
+	fs.BoolVar(&c.LeftClosed, "left-closed", c.LeftClosed, "score a value on a bin edge with the bin above it, where the histogram counted it, instead of PyOD's bin below (matters for features of small counts)")
 	fs.Float64Var(&c.Contamination, "contamination", c.Contamination, "expected share of outliers in the training data, in (0, 0.5]; places the score threshold")
 }
 

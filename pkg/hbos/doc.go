@@ -27,6 +27,12 @@
 // are not split, and inner edges sit halfway between neighbouring values.
 // Scoring rules are the same.
 //
+// Config.LeftClosed departs from PyOD on purpose: a value on an inner edge
+// scores with the bin to its right, where np.histogram counted it. PyOD's
+// rule scores it with the bin to its left, which for features of small
+// integers (log1p of a count, whose values often fall on equal-width edges)
+// can be an empty bin and makes a common value look rare.
+//
 // PyOD's decision_function recomputes the Birge-Rozenblac count on the
 // scored data to detect values above the range; this package uses the
 // fitted bins throughout, which is what PyOD means and gives the same

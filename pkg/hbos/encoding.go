@@ -12,7 +12,8 @@ import (
 //
 //	magic         4  "HBOS"
 //	version       1  1
-//	flags         1  bit 0: dynamic bins; bit 1: feature names follow
+//	flags         1  bit 0: dynamic bins; bit 1: feature names follow;
+//	                 bit 2: left-closed bins
 //	bins          4  int32: the configured bins, or -1 for auto
 //	alpha         8  float64
 //	tol           8  float64
@@ -34,6 +35,7 @@ const (
 
 	flagDynamic = 1 << 0
 	flagNames   = 1 << 1
+	flagLeft    = 1 << 2
 
 	headerSize = 4 + 1 + 1 + 4 + 4*8 + 4
 	crcSize    = 4
@@ -57,6 +59,9 @@ func (m *Model) AppendBinary(b []byte) ([]byte, error) {
 	}
 	if m.names != nil {
 		flags |= flagNames
+	}
+	if m.cfg.LeftClosed {
+		flags |= flagLeft
 	}
 	b = append(b, encodingMagic...)
 	b = append(b, encodingVersion, flags)
@@ -155,11 +160,12 @@ func decode(data []byte) (*Model, error) {
 	}
 	d := &decoder{b: body, off: 5}
 	flags := d.next(1)[0]
-	if flags&^(flagDynamic|flagNames) != 0 {
+	if flags&^(flagDynamic|flagNames|flagLeft) != 0 {
 		return nil, fmt.Errorf("unknown flags %#x", flags)
 	}
 	m := &Model{}
 	m.cfg.Dynamic = flags&flagDynamic != 0
+	m.cfg.LeftClosed = flags&flagLeft != 0
 	m.cfg.Bins = int(int32(d.u32()))
 	m.cfg.Alpha, m.cfg.Tol, m.cfg.Contamination = d.f64(), d.f64(), d.f64()
 	m.threshold = d.f64()

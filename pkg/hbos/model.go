@@ -135,7 +135,7 @@ func nonFinite(x []float64) error {
 
 // prepare derives the scoring tables from the histograms.
 func (m *Model) prepare() {
-	m.lookups, m.table = buildTable(m.hists, m.cfg.Alpha, m.cfg.Tol)
+	m.lookups, m.table = buildTable(m.hists, m.cfg.Alpha, m.cfg.Tol, m.cfg.LeftClosed)
 }
 
 // Predict reports whether the sample is an outlier: its score is above the

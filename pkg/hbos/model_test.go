@@ -225,11 +225,12 @@ func TestRowsAndColumnsAgree(t *testing.T) {
 }
 
 func testConfigs() []Config {
-	auto, dyn, dynAuto := DefaultConfig(), DefaultConfig(), DefaultConfig()
+	auto, dyn, dynAuto, left := DefaultConfig(), DefaultConfig(), DefaultConfig(), DefaultConfig()
 	auto.Bins = AutoBins
 	dyn.Dynamic = true
 	dynAuto.Dynamic, dynAuto.Bins = true, AutoBins
-	return []Config{DefaultConfig(), auto, dyn, dynAuto}
+	left.LeftClosed = true
+	return []Config{DefaultConfig(), auto, dyn, dynAuto, left}
 }
 
 func TestThresholdIsContaminationPercentile(t *testing.T) {
@@ -423,8 +424,9 @@ func TestROCAUC(t *testing.T) {
 // referenceLogLikelihood is PyOD's per-feature rule written the slow, obvious
 // way (_calculate_outlier_scores): digitize(right=True) by binary search,
 // then the tolerance rule by distance. The fast table must agree with it on
-// every value, including at edges and at the tolerance boundaries.
-func referenceLogLikelihood(edges, density []float64, alpha, tol, x float64) float64 {
+// every value, including at edges and at the tolerance boundaries. With
+// leftClosed, a value on an inner edge belongs to the bin to its right.
+func referenceLogLikelihood(edges, density []float64, alpha, tol float64, leftClosed bool, x float64) float64 {
 	n := len(density)
 	logs := make([]float64, n)
 	for i, d := range density {
@@ -432,6 +434,9 @@ func referenceLogLikelihood(edges, density []float64, alpha, tol, x float64) flo
 	}
 	minLog := slices.Min(logs)
 	i, _ := slices.BinarySearch(edges, x) // first edge >= x: digitize(right=True)
+	if leftClosed && i > 0 && i < n && edges[i] == x {
+		i++
+	}
 	switch {
 	case i == 0:
 		if edges[0]-x <= (edges[1]-edges[0])*tol {
@@ -479,7 +484,7 @@ func TestScoreMatchesReferenceRules(t *testing.T) {
 				}
 				probes = append(probes, -math.MaxFloat64, math.MaxFloat64, 0)
 				for _, x := range probes {
-					want := -referenceLogLikelihood(edges, density, cfg.Alpha, tol, x)
+					want := -referenceLogLikelihood(edges, density, cfg.Alpha, tol, cfg.LeftClosed, x)
 					if got := mustScore(t, m, x); got != want {
 						t.Fatalf("%+v column %d: Score(%v) = %v, PyOD's rules give %v (edges %v)", cfg, c, x, got, want, edges)
 					}
@@ -494,16 +499,54 @@ func TestConfigFlags(t *testing.T) {
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.RegisterFlags(fs)
-	if err := fs.Parse([]string{"-n-bins", "auto", "-alpha", "0.5", "-tol", "1", "-dynamic", "-contamination", "0.01"}); err != nil {
+	if err := fs.Parse([]string{"-n-bins", "auto", "-alpha", "0.5", "-tol", "1", "-dynamic", "-left-closed", "-contamination", "0.01"}); err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Bins: AutoBins, Alpha: 0.5, Tol: 1, Contamination: 0.01, Dynamic: true}
+	want := Config{Bins: AutoBins, Alpha: 0.5, Tol: 1, Contamination: 0.01, Dynamic: true, LeftClosed: true}
 	if c != want {
 		t.Errorf("config %+v, want %+v", c, want)
 	}
 	for _, bad := range []string{"0", "-3", "many"} {
 		if err := fs.Parse([]string{"-n-bins", bad}); err == nil {
 			t.Errorf("-n-bins %s accepted", bad)
+		}
+	}
+}
+
+// TestLeftClosedScoresValuesOnEdgesAsCounted: log1p of small counts lands
+// on equal-width edges. PyOD's rule scores such a value with the empty bin
+// to its left; LeftClosed scores it with the bin np.histogram counted it in.
+func TestLeftClosedScoresValuesOnEdgesAsCounted(t *testing.T) {
+	// log1p(0..3): with 10 bins over [0, ln 4], ln 2 is edge 5 exactly.
+	var col []float64
+	for i, n := range []int{50, 30, 15, 5} {
+		for range n {
+			col = append(col, math.Log1p(float64(i)))
+		}
+	}
+	edge := math.Log1p(1)
+	for _, tc := range []struct {
+		leftClosed bool
+		want       float64 // -log2(density + alpha) of the bin scored
+	}{
+		{false, -math.Log2(0 + 0.1)},                    // (e4, e5]: empty
+		{true, -math.Log2(0.30/(math.Log(4)/10) + 0.1)}, // [e5, e6): 30 of 100
+	} {
+		cfg := DefaultConfig()
+		cfg.LeftClosed = tc.leftClosed
+		m := mustFit(t, [][]float64{col}, cfg)
+		edges, _ := m.Histogram(0)
+		if edges[5] != edge {
+			t.Fatalf("edge 5 = %v, want ln 2 = %v: the test's premise", edges[5], edge)
+		}
+		if got := mustScore(t, m, edge); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("LeftClosed %v: score of ln 2 = %v, want %v", tc.leftClosed, got, tc.want)
+		}
+		// Off the edges both rules agree.
+		other := DefaultConfig()
+		other.LeftClosed = !tc.leftClosed
+		if a, b := mustScore(t, m, 1.2), mustScore(t, mustFit(t, [][]float64{col}, other), 1.2); a != b {
+			t.Errorf("off an edge the rules disagree: %v and %v", a, b)
 		}
 	}
 }

@@ -27,7 +27,11 @@ type lookup struct {
 // lower edge is stored as NaN and the sentinel's as +Inf: no value compares
 // past either, so they bound the lookup's walks without index checks, even
 // for NaN and ±Inf.
-func buildTable(hists []histogram, alpha, tol float64) ([]lookup, []float64) {
+//
+// With leftClosed, each inner edge is lowered by one ulp, which turns the
+// intervals into [e[k-1], e[k]): a value on an inner edge then scores with
+// the bin to its right, the one np.histogram counted it in.
+func buildTable(hists []histogram, alpha, tol float64, leftClosed bool) ([]lookup, []float64) {
 	size := 0
 	for _, h := range hists {
 		size += 2 * (len(h.density) + 3)
@@ -47,7 +51,11 @@ func buildTable(hists []histogram, alpha, tol float64) ([]lookup, []float64) {
 		table = append(table, math.NaN(), minLog)
 		table = append(table, belowTolerance(lo, (h.edges[1]-lo)*tol), logs[0])
 		for i := 1; i < n; i++ {
-			table = append(table, h.edges[i], logs[i])
+			e := h.edges[i]
+			if leftClosed {
+				e = math.Nextafter(e, math.Inf(-1))
+			}
+			table = append(table, e, logs[i])
 		}
 		table = append(table, aboveTolerance(hi, (hi-h.edges[n-1])*tol), minLog)
 		table = append(table, math.Inf(1), 0)
