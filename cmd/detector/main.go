@@ -1,0 +1,181 @@
+// Command detector is the anomalyd service that scores visitors: it reads
+// request events from Kafka, keeps each visitor's window features in Redis,
+// scores the window against its site's HBOS baseline (fetched from the
+// baseline service and cached) and writes a score record for every scoring
+// to the scores topic.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/detector"
+	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+const description = `detector reads request events from Kafka, updates each visitor's sliding
+window features in Redis, scores the visitor against its site's HBOS
+baseline (from the baseline service, cached and revalidated by ETag) at most
+once per -rescore-interval, and writes a score record for every scoring to
+the scores topic; malformed events go to the dead-letter topic. The window,
+identity, secret and field-map flags must match the baseline service's.`
+
+func main() {
+	var a app
+	os.Exit(serviceMain(context.Background(), &a, os.Args[1:], os.Stderr))
+}
+
+// serviceMain runs the service with args and returns its exit code; tests
+// call it with their own context and output.
+func serviceMain(ctx context.Context, a *app, args []string, stderr io.Writer) int {
+	return service.Main(ctx, a.service(), args, os.Getenv, stderr)
+}
+
+// app is the detector's configuration and wiring.
+type app struct {
+	kafka      service.KafkaConfig
+	redis      service.RedisConfig
+	http       service.HTTPConfig
+	baseline   service.BaselineClientConfig
+	features   features.Config
+	detector   detector.Config
+	revalidate time.Duration
+	group      string
+}
+
+func (a *app) service() service.Service {
+	return service.Service{Name: "detector", Description: description, RegisterFlags: a.registerFlags, Validate: a.validate, Run: a.run}
+}
+
+func (a *app) registerFlags(fs *flag.FlagSet) {
+	a.kafka.RegisterFlags(fs, service.TopicRequests, service.TopicScores, service.TopicDeadLetter)
+	a.redis.RegisterFlags(fs)
+	a.http.RegisterFlags(fs, "127.0.0.1:8081")
+	a.baseline.RegisterFlags(fs)
+	a.features.RegisterFlags(fs)
+	a.detector = detector.DefaultConfig()
+	a.detector.RegisterFlags(fs)
+	fs.DurationVar(&a.revalidate, "baseline-revalidate", detector.DefaultRevalidate, "how long a fetched baseline is used before it is revalidated (by ETag); the last good one is kept while the baseline service is down")
+	fs.StringVar(&a.group, "group", "detector", "Kafka consumer group; replicas in one group share the requests topic's partitions")
+}
+
+func (a *app) validate() error {
+	for _, v := range []interface{ Validate() error }{&a.kafka, &a.redis, &a.http, &a.baseline, &a.features, &a.detector} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case a.revalidate <= 0:
+		return fmt.Errorf("-baseline-revalidate must be positive, got %v", a.revalidate)
+	case a.group == "":
+		return errors.New("-group: a consumer group name is required")
+	}
+	return nil
+}
+
+func (a *app) run(ctx context.Context, logger *slog.Logger) error {
+	rdb := a.redis.Client()
+	defer rdb.Close()
+	reg := service.NewRegistry()
+	metrics := detector.NewMetrics(reg)
+
+	names := features.FeatureNames(a.features.Identity.Fingerprint())
+	baselines := detector.NewBaselines(a.baseline.URL, a.http.Token, &http.Client{}, a.revalidate, names, logger)
+	defer baselines.Close()
+	registerBaselineStats(reg, baselines)
+
+	var stores []*features.RedisStore
+	proc, err := detector.NewProcessor(a.detector, a.features, func() (detector.Store, error) {
+		s, err := features.NewRedisStore(rdb, a.features.Window, features.RedisOptions{})
+		if err == nil {
+			stores = append(stores, s)
+		}
+		return s, err
+	}, baselines, metrics)
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "anomalyd", Subsystem: "detector", Name: "late_events_total",
+		Help: "Events older than the window of the newest event seen, dropped by the feature stores.",
+	}, func() float64 {
+		var n uint64
+		for _, s := range stores {
+			n += s.Late()
+		}
+		return float64(n)
+	}))
+
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: a.kafka.Brokers, Topic: a.kafka.RequestsTopic, GroupID: a.group,
+		MinBytes: 1, MaxBytes: 16 << 20,
+		QueueCapacity: a.detector.BatchSize, // keeps a batch's worth read ahead
+		MaxWait:       100 * time.Millisecond,
+	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "anomalyd", Subsystem: "detector", Name: "lag",
+		Help: "Messages behind the end of the partition last fetched from, as the Kafka reader last saw it.",
+	}, func() float64 { return float64(reader.Lag()) }))
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	writer := func(topic string) *kafka.Writer {
+		return &kafka.Writer{
+			Addr: kafka.TCP(a.kafka.Brokers...), Topic: topic, Transport: transport,
+			Balancer:     &kafka.Hash{}, // by key, site|visitor: a visitor's records stay in order
+			RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, // not kafka-go's no acks and 1 s
+			BatchSize: a.detector.BatchSize, BatchBytes: 64 << 20,
+		}
+	}
+	scores, deadLetter := writer(a.kafka.ScoresTopic), writer(a.kafka.DeadLetterTopic)
+	det := detector.New(a.detector, proc, reader, scores, deadLetter, metrics, logger)
+
+	ready := func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return nil
+	}
+	srv, err := service.NewServer(a.http, reg, ready, nil, logger)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	runErr := det.Run(ctx)
+	if runErr == nil && ctx.Err() == nil {
+		runErr = errors.New("detector stopped unexpectedly")
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return errors.Join(runErr, reader.Close(), scores.Close(), deadLetter.Close(), srv.Shutdown(shutdownCtx))
+}
+
+// registerBaselineStats exports the baseline cache's counts.
+func registerBaselineStats(reg prometheus.Registerer, b *detector.Baselines) {
+	for _, c := range []struct {
+		name, help string
+		value      func(detector.Stats) uint64
+	}{
+		{"fetches", "Requests sent to the baseline service.", func(s detector.Stats) uint64 { return s.Fetches }},
+		{"not_modified", "Baseline revalidations answered 304: the cached model is current.", func(s detector.Stats) uint64 { return s.NotModified }},
+		{"errors", "Failed baseline fetches (network, 5xx, bad body, incompatible model); the last good model is kept.", func(s detector.Stats) uint64 { return s.Errors }},
+		{"incompatible", "Fetched baselines rejected because they score other features than the detector computes.", func(s detector.Stats) uint64 { return s.Incompatible }},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "anomalyd", Subsystem: "detector", Name: "baseline_" + c.name + "_total", Help: c.help,
+		}, func() float64 { return float64(c.value(b.Stats())) }))
+	}
+}

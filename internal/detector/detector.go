@@ -1,0 +1,195 @@
+package detector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+// MessageReader is what the detector needs of a Kafka consumer-group
+// reader (*kafka.Reader).
+type MessageReader interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// MessageWriter is what the detector needs of a Kafka writer
+// (*kafka.Writer): WriteMessages returns once every message is
+// acknowledged.
+type MessageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Detector moves request events from the requests topic to score records
+// on the scores topic. It is at-least-once: a batch's offsets are committed
+// only after its score records and dead letters are acknowledged and its
+// features are written to the store. A batch read again after a crash adds
+// its requests once more: distinct counts do not change, request counts of
+// that batch's minute may.
+type Detector struct {
+	cfg        Config
+	proc       *Processor
+	reader     MessageReader
+	scores     MessageWriter
+	deadLetter MessageWriter
+	metrics    *Metrics
+	logger     *slog.Logger
+
+	// next is, per partition, the offset after the last one processed: a
+	// message elsewhere means another replica read the partition
+	// meanwhile (or this one reads it again), so cached features may be
+	// stale.
+	next map[int]int64
+}
+
+// New returns a Detector; Run starts it.
+func New(cfg Config, proc *Processor, reader MessageReader, scores, deadLetter MessageWriter, metrics *Metrics, logger *slog.Logger) *Detector {
+	return &Detector{cfg: cfg, proc: proc, reader: reader, scores: scores, deadLetter: deadLetter, metrics: metrics, logger: logger, next: make(map[int]int64)}
+}
+
+// Run detects until ctx is done, then finishes the batch in hand within
+// ShutdownTimeout and returns nil. While Redis or Kafka fail, it retries
+// with backoff and commits nothing. It returns an error only when it
+// cannot go on without losing data: the reader fails, or the feature store
+// fails midway through a batch (ErrPartial); the batch is then read again
+// after a restart.
+func (d *Detector) Run(ctx context.Context) error {
+	for {
+		msgs, err := d.fetchBatch(ctx)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return nil // ctx is done
+		}
+		batchCtx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			batchCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), d.cfg.ShutdownTimeout)
+			defer cancel()
+		}
+		if err := d.handle(batchCtx, msgs); err != nil {
+			if errors.Is(err, ErrPartial) {
+				return err
+			}
+			d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(msgs), "error", err)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// fetchBatch reads messages until the batch is full, BatchLinger has
+// passed since its first message, or ctx is done.
+func (d *Detector) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
+	var msgs []kafka.Message
+	fetchCtx := ctx
+	for len(msgs) < d.cfg.BatchSize {
+		m, err := d.reader.FetchMessage(fetchCtx)
+		if err != nil {
+			if fetchCtx.Err() != nil {
+				return msgs, nil // shutdown, or the linger is over
+			}
+			return nil, fmt.Errorf("reading requests: %w", err)
+		}
+		if len(msgs) == 0 {
+			var cancel context.CancelFunc
+			fetchCtx, cancel = context.WithTimeout(ctx, d.cfg.BatchLinger)
+			defer cancel()
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// handle processes one batch and commits it. It returns an error only when
+// ctx ends first (nothing committed), or wrapping ErrPartial.
+func (d *Detector) handle(ctx context.Context, msgs []kafka.Message) error {
+	start := time.Now()
+	d.checkOwnership(msgs)
+	var out Batch
+	err := d.retry(ctx, "prefetch", d.metrics.StoreErrors, func() error {
+		var err error
+		out, err = d.proc.Process(ctx, msgs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(out.DeadLetters) > 0 {
+		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return d.deadLetter.WriteMessages(ctx, out.DeadLetters...) })
+		if err != nil {
+			return fmt.Errorf("writing %d dead letters: %w", len(out.DeadLetters), err)
+		}
+	}
+	if len(out.Scores) > 0 {
+		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return d.scores.WriteMessages(ctx, out.Scores...) })
+		if err != nil {
+			return fmt.Errorf("writing %d score records: %w", len(out.Scores), err)
+		}
+	}
+	if err := d.retry(ctx, "flush", d.metrics.StoreErrors, func() error { return d.proc.Flush(ctx) }); err != nil {
+		return fmt.Errorf("writing features: %w", err)
+	}
+	if err := d.reader.CommitMessages(ctx, msgs...); err != nil {
+		// The batch's effects are durable; at worst it is read again.
+		d.metrics.KafkaErrors.WithLabelValues("commit").Inc()
+		d.logger.Warn("committing offsets failed; the batch may be read again", "events", len(msgs), "error", err)
+	}
+	d.metrics.Batches.Inc()
+	d.metrics.BatchSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// checkOwnership resets the stores' caches when a partition's offsets do
+// not follow on from the last batch: another replica owned it meanwhile
+// and may have written its visitors' features.
+func (d *Detector) checkOwnership(msgs []kafka.Message) {
+	reset := false
+	for _, m := range msgs {
+		if next, ok := d.next[m.Partition]; ok && m.Offset != next {
+			reset = true
+		}
+		d.next[m.Partition] = m.Offset + 1
+	}
+	if reset {
+		d.metrics.PartitionResets.Inc()
+		d.logger.Info("a partition's offsets jumped; dropping cached features")
+		d.proc.Reset()
+	}
+}
+
+// retry runs f until it succeeds, backing off from 100 ms to 10 s between
+// failures, which it counts under op in errs and logs. It returns f's last
+// error once ctx is done, or at once if it wraps ErrPartial.
+func (d *Detector) retry(ctx context.Context, op string, errs *prometheus.CounterVec, f func() error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrPartial) {
+			return err
+		}
+		errs.WithLabelValues(op).Inc()
+		d.logger.Warn("retrying; offsets not committed", "op", op, "retry_in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", op, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+var _ Store = (*features.RedisStore)(nil)

@@ -1,0 +1,48 @@
+package detector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the detector's Prometheus metrics, anomalyd_detector_*.
+type Metrics struct {
+	Events          prometheus.Counter
+	DeadLetters     *prometheus.CounterVec // by reason: malformed, identity
+	Scored          prometheus.Counter
+	Outliers        prometheus.Counter     // scored above the threshold
+	Unscored        *prometheus.CounterVec // by reason: no_baseline, too_few_requests, error
+	RecencySkips    prometheus.Counter
+	Batches         prometheus.Counter
+	BatchSeconds    prometheus.Histogram
+	StoreErrors     *prometheus.CounterVec // by operation: prefetch, flush
+	KafkaErrors     *prometheus.CounterVec // by operation: produce, commit
+	PartitionResets prometheus.Counter
+}
+
+// NewMetrics registers the detector's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns, sub = "anomalyd", "detector"
+	opts := func(name, help string) prometheus.CounterOpts {
+		return prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}
+	}
+	m := &Metrics{
+		Events:       prometheus.NewCounter(opts("events_total", "Request events read from the requests topic.")),
+		DeadLetters:  prometheus.NewCounterVec(opts("dead_letters_total", "Events sent to the dead-letter topic, by reason."), []string{"reason"}),
+		Scored:       prometheus.NewCounter(opts("scored_total", "Visitors scored: score records produced.")),
+		Outliers:     prometheus.NewCounter(opts("outliers_total", "Scores above their threshold.")),
+		Unscored:     prometheus.NewCounterVec(opts("unscored_total", "Due scorings not made, by reason: the site has no baseline, the window has too few requests, or an error."), []string{"reason"}),
+		RecencySkips: prometheus.NewCounter(opts("recency_skips_total", "Events not scored because their visitor was scored within the rescore interval.")),
+		Batches:      prometheus.NewCounter(opts("batches_total", "Batches processed and committed.")),
+		BatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "batch_seconds",
+			Help:    "Time from a batch's last event read to its offsets committed.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		StoreErrors:     prometheus.NewCounterVec(opts("store_errors_total", "Feature store (Redis) failures, by operation; each is retried."), []string{"op"}),
+		KafkaErrors:     prometheus.NewCounterVec(opts("kafka_errors_total", "Kafka failures, by operation; produces are retried."), []string{"op"}),
+		PartitionResets: prometheus.NewCounter(opts("partition_resets_total", "Times the feature stores dropped their caches because a partition's offsets jumped: another replica owned it meanwhile.")),
+	}
+	reg.MustRegister(m.Events, m.DeadLetters, m.Scored, m.Outliers, m.Unscored, m.RecencySkips,
+		m.Batches, m.BatchSeconds, m.StoreErrors, m.KafkaErrors, m.PartitionResets)
+	return m
+}

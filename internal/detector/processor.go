@@ -1,0 +1,312 @@
+package detector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// Store is what a shard needs of its feature store: features.Store, and
+// Reset for when another replica may have written its visitors.
+type Store interface {
+	features.Store
+	Reset()
+}
+
+// BaselineSource gives a site's model (*Baselines).
+type BaselineSource interface {
+	Get(ctx context.Context, site string) (model *hbos.Model, version string, ok bool)
+}
+
+// Processor turns batches of request events into score records and dead
+// letters, keeping the visitors' window features in its stores. Events are
+// decoded in parallel, then each visitor's events go, in order, to one of
+// Workers shards (by visitor id), each with its own store and recency
+// register. A shard adds a visitor's requests one at a time and scores the
+// window right after the request that made it due, so a score reflects
+// exactly the requests up to that one, whatever the batch boundaries: the
+// same input gives the same scores.
+//
+// A Processor is not safe for concurrent use.
+type Processor struct {
+	cfg      Config
+	window   features.Window
+	ips      bool // distinct IPs are a feature (fingerprint identities)
+	minReqs  uint64
+	names    []string
+	decoders []*decodeWorker
+	shards   []*shard
+	source   BaselineSource
+	metrics  *Metrics
+
+	items []item
+}
+
+// decodeWorker decodes a slice of a batch.
+type decodeWorker struct {
+	decoder  *features.Decoder
+	observer *features.Observer
+	ev       features.Event
+}
+
+// item is one event of a batch after decoding.
+type item struct {
+	obs  features.Observation
+	site string
+	time time.Time
+	err  error // why it is a dead letter
+}
+
+// shard is one worker's share of the visitors.
+type shard struct {
+	store   Store
+	recency *features.Recency
+	obs     []features.Observation
+	idx     []int // batch indexes of obs
+	vec     []float64
+	contrib []float64
+	scores  []kafka.Message
+	counts  shardCounts
+}
+
+// shardCounts are a shard's counts for one batch, added to the metrics
+// after the batch so the shards share no counters.
+type shardCounts struct {
+	scored, outliers, recencySkips, noBaseline, tooFew, errors uint64
+}
+
+// NewProcessor returns a Processor for the detector's features config.
+// newStore is called once per worker.
+func NewProcessor(cfg Config, fc features.Config, newStore func() (Store, error), source BaselineSource, metrics *Metrics) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := fc.Validate(); err != nil {
+		return nil, err
+	}
+	id, err := features.NewIdentity(fc.Identity, []byte(fc.Secret))
+	if err != nil {
+		return nil, err
+	}
+	p := &Processor{
+		cfg: cfg, window: fc.Window, ips: fc.Identity.Fingerprint(), minReqs: uint64(fc.MinRequests), source: source, metrics: metrics,
+	}
+	p.names = features.FeatureNames(p.ips)
+	for range cfg.Workers {
+		dec, err := features.NewDecoder(fc.Fields)
+		if err != nil {
+			return nil, err
+		}
+		p.decoders = append(p.decoders, &decodeWorker{decoder: dec, observer: features.NewObserver(fc.Window, id)})
+		store, err := newStore()
+		if err != nil {
+			return nil, err
+		}
+		p.shards = append(p.shards, &shard{store: store, recency: features.NewRecency(cfg.RescoreInterval)})
+	}
+	return p, nil
+}
+
+// Names are the features the detector computes, in order: a baseline must
+// be fitted on these.
+func (p *Processor) Names() []string { return append([]string(nil), p.names...) }
+
+// Batch is what a processed batch produced.
+type Batch struct {
+	Scores      []kafka.Message // score records, keyed site|visitor
+	DeadLetters []kafka.Message // malformed events with the reason
+}
+
+// ErrPartial means Process failed with part of the batch added to the
+// stores: the Processor must not flush or process anything more. The
+// caller stops, and the uncommitted batch is read again by a fresh one.
+var ErrPartial = errors.New("batch partly processed")
+
+// Process decodes and scores msgs. If the feature store fails before
+// anything is added (Redis down: the error wraps features.ErrUnavailable
+// and not ErrPartial), nothing changed and Process may be called again with
+// the same batch.
+func (p *Processor) Process(ctx context.Context, msgs []kafka.Message) (Batch, error) {
+	p.items = append(p.items[:0], make([]item, len(msgs))...)
+	p.parallel(len(p.decoders), func(w int) {
+		lo, hi := w*len(msgs)/len(p.decoders), (w+1)*len(msgs)/len(p.decoders)
+		for i := lo; i < hi; i++ {
+			p.decoders[w].decode(msgs[i].Value, &p.items[i])
+		}
+	})
+	var out Batch
+	var deadReasons []string
+	for _, sh := range p.shards {
+		sh.scores, sh.obs, sh.idx = sh.scores[:0], sh.obs[:0], sh.idx[:0]
+	}
+	for i := range p.items {
+		it := &p.items[i]
+		if it.err != nil {
+			reason := "identity"
+			if errors.Is(it.err, features.ErrMalformed) {
+				reason = "malformed"
+			}
+			deadReasons = append(deadReasons, reason)
+			out.DeadLetters = append(out.DeadLetters, service.DeadLetter(msgs[i], it.err))
+			continue
+		}
+		sh := p.shards[it.obs.Visitor%uint64(len(p.shards))]
+		sh.obs = append(sh.obs, it.obs)
+		sh.idx = append(sh.idx, i)
+	}
+
+	errs := make([]error, len(p.shards))
+	p.parallel(len(p.shards), func(s int) {
+		if sh := p.shards[s]; len(sh.obs) > 0 {
+			errs[s] = sh.store.Prefetch(ctx, sh.obs)
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return Batch{}, fmt.Errorf("prefetching features: %w", err)
+	}
+	p.parallel(len(p.shards), func(s int) { errs[s] = p.shards[s].process(ctx, p) })
+	if err := errors.Join(errs...); err != nil {
+		return Batch{}, fmt.Errorf("%w: %w", ErrPartial, err)
+	}
+
+	p.metrics.Events.Add(float64(len(msgs)))
+	for _, r := range deadReasons {
+		p.metrics.DeadLetters.WithLabelValues(r).Inc()
+	}
+	for _, sh := range p.shards {
+		c := &sh.counts
+		p.metrics.Scored.Add(float64(c.scored))
+		p.metrics.Outliers.Add(float64(c.outliers))
+		p.metrics.RecencySkips.Add(float64(c.recencySkips))
+		p.metrics.Unscored.WithLabelValues("no_baseline").Add(float64(c.noBaseline))
+		p.metrics.Unscored.WithLabelValues("too_few_requests").Add(float64(c.tooFew))
+		p.metrics.Unscored.WithLabelValues("error").Add(float64(c.errors))
+		sh.counts = shardCounts{}
+		out.Scores = append(out.Scores, sh.scores...)
+	}
+	return out, nil
+}
+
+// parallel runs f(0..n-1) on n goroutines and waits for them.
+func (p *Processor) parallel(n int, f func(int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { f(i) })
+	}
+	wg.Wait()
+}
+
+func (d *decodeWorker) decode(data []byte, it *item) {
+	if err := d.decoder.Decode(data, &d.ev); err != nil {
+		it.err = err
+		return
+	}
+	if err := d.observer.Observe(&d.ev, &it.obs); err != nil {
+		it.err = err
+		return
+	}
+	it.site, it.time = d.ev.Site, d.ev.Time
+}
+
+// process adds the shard's events of the batch, prefetched, and scores the
+// visitors that are due.
+func (sh *shard) process(ctx context.Context, p *Processor) error {
+	for k := range sh.obs {
+		o := &sh.obs[k]
+		if err := sh.store.Add(ctx, sh.obs[k:k+1]); err != nil {
+			return fmt.Errorf("adding features: %w", err)
+		}
+		it := &p.items[sh.idx[k]]
+		if !sh.recency.Due(o.Site, o.Visitor, it.time) {
+			sh.counts.recencySkips++
+			continue
+		}
+		if err := sh.score(ctx, p, o, it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// score scores the window of o's visitor ending at o's bucket, and appends
+// its record to sh.scores.
+func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observation, it *item) error {
+	agg, err := sh.store.Window(ctx, o.Site, o.Visitor, o.Bucket)
+	if err != nil {
+		return fmt.Errorf("reading a window: %w", err)
+	}
+	if agg.Counts[features.CountRequests] < p.minReqs {
+		sh.counts.tooFew++
+		sh.recency.Forget(o.Site, o.Visitor) // due again at its next request
+		return nil
+	}
+	model, version, ok := p.source.Get(ctx, it.site)
+	if !ok {
+		sh.counts.noBaseline++
+		return nil
+	}
+	sh.vec = agg.Vector(sh.vec, p.ips)
+	sh.contrib = append(sh.contrib[:0], sh.vec...)
+	score, err := model.Explain(sh.vec, sh.contrib)
+	if err != nil {
+		sh.counts.errors++ // the cache admits only models of these features
+		return nil
+	}
+	threshold := model.Threshold()
+	if p.cfg.Threshold > 0 {
+		threshold = p.cfg.Threshold
+	}
+	rec := records.Score{
+		V:               records.Version,
+		Site:            it.site,
+		Visitor:         records.VisitorID(o.Visitor),
+		Score:           score,
+		Threshold:       threshold,
+		Features:        make([]records.Contribution, len(sh.vec)),
+		WindowStart:     p.window.Start(p.window.First(o.Bucket)),
+		WindowEnd:       p.window.Start(o.Bucket).Add(p.window.Width),
+		BaselineVersion: version,
+		ScoredAt:        it.time,
+	}
+	for j, v := range sh.vec {
+		rec.Features[j] = records.Contribution{Feature: p.names[j], Value: v, Contribution: sh.contrib[j]}
+	}
+	value, err := json.Marshal(&rec)
+	if err != nil {
+		return fmt.Errorf("encoding a score record: %w", err)
+	}
+	sh.scores = append(sh.scores, kafka.Message{Key: records.Key(rec.Site, rec.Visitor), Value: value})
+	sh.counts.scored++
+	if score > threshold {
+		sh.counts.outliers++
+	}
+	return nil
+}
+
+// Flush writes every shard's features to the store.
+func (p *Processor) Flush(ctx context.Context) error {
+	errs := make([]error, len(p.shards))
+	p.parallel(len(p.shards), func(s int) { errs[s] = p.shards[s].store.Flush(ctx) })
+	return errors.Join(errs...)
+}
+
+// Reset makes every store forget what another replica may have changed.
+func (p *Processor) Reset() {
+	for _, sh := range p.shards {
+		sh.store.Reset()
+	}
+}
