@@ -1,0 +1,387 @@
+package detector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// memStore is a MemoryStore as a Store: it holds everything, so Reset has
+// nothing to forget.
+type memStore struct{ *features.MemoryStore }
+
+func (memStore) Reset() {}
+
+type staticSource map[string]*hbos.Model
+
+func (s staticSource) Get(_ context.Context, site string) (*hbos.Model, string, bool) {
+	m, ok := s[site]
+	return m, "v1", ok
+}
+
+var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+
+func testFeatures() features.Config {
+	return features.Config{
+		Window: features.DefaultWindow(), Identity: features.IdentityIP,
+		Secret: "detector test secret 0123", Fields: features.DefaultFieldMap(), MinRequests: 3,
+	}
+}
+
+// testModel fits a model of the detector's features on ordinary visitors.
+func testModel(t testing.TB) *hbos.Model {
+	t.Helper()
+	names := features.FeatureNames(false)
+	cols := make([][]float64, len(names))
+	for i := range 500 {
+		a := features.Aggregate{}
+		a.Counts[features.CountRequests] = uint64(3 + i%20)
+		a.Counts[features.CountNoReferer] = uint64(i % 3)
+		a.Distinct[features.SketchPaths] = uint64(2 + i%9)
+		a.Distinct[features.SketchUserAgents] = 1
+		for j, v := range a.Vector(nil, false) {
+			cols[j] = append(cols[j], v)
+		}
+	}
+	cfg := hbos.DefaultConfig()
+	cfg.Contamination = 0.01
+	m, err := hbos.FitColumns(cols, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetNames(names); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// event is a Logpush request of ip at t0+sec on site.
+func event(site, ip string, sec int, path string) kafka.Message {
+	return kafka.Message{Key: []byte(site + "|" + ip), Value: fmt.Appendf(nil,
+		`{"EdgeStartTimestamp":%q,"ClientRequestHost":%q,"ClientIP":%q,"ClientRequestMethod":"GET","ClientRequestPath":%q,"ClientRequestUserAgent":"Mozilla/5.0","ClientRequestReferer":"https://%s/","EdgeResponseStatus":200}`,
+		t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339), site, ip, path, site)}
+}
+
+// trafficMessages is a few visitors over two sites, one without a
+// baseline, and a scraper.
+func trafficMessages() []kafka.Message {
+	var msgs []kafka.Message
+	for s := range 300 {
+		for v := range 5 {
+			if (s+v)%7 == 0 {
+				msgs = append(msgs, event("shop.example", fmt.Sprintf("192.0.2.%d", v+1), s, fmt.Sprintf("/p/%d", s%4)))
+			}
+		}
+		if s%3 == 0 {
+			msgs = append(msgs, event("other.example", "198.51.100.7", s, "/"))
+		}
+		msgs = append(msgs, event("shop.example", "203.0.113.66", s, fmt.Sprintf("/products/%d", s)))
+	}
+	return msgs
+}
+
+func newTestProcessor(t testing.TB, cfg Config, source BaselineSource) (*Processor, *Metrics) {
+	t.Helper()
+	metrics := NewMetrics(prometheus.NewRegistry())
+	p, err := NewProcessor(cfg, testFeatures(), func() (Store, error) {
+		return memStore{features.NewMemoryStore(features.DefaultWindow())}, nil
+	}, source, metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, metrics
+}
+
+// runBatches processes msgs in batches of size and returns the score
+// records.
+func runBatches(t *testing.T, p *Processor, msgs []kafka.Message, size int) []records.Score {
+	t.Helper()
+	var out []records.Score
+	for start := 0; start < len(msgs); start += size {
+		b, err := p.Process(t.Context(), msgs[start:min(start+size, len(msgs))])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range b.Scores {
+			var s records.Score
+			if err := json.Unmarshal(m.Value, &s); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Validate(); err != nil {
+				t.Fatalf("invalid score record %s: %v", m.Value, err)
+			}
+			if want := string(records.Key(s.Site, s.Visitor)); string(m.Key) != want {
+				t.Fatalf("key %q, want %q", m.Key, want)
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// TestScoresDoNotDependOnBatches: a score reflects exactly the requests up
+// to the one that triggered it, so any batching gives the same records,
+// with any number of workers.
+func TestScoresDoNotDependOnBatches(t *testing.T) {
+	source := staticSource{"shop.example": testModel(t)}
+	msgs := trafficMessages()
+	var want []records.Score
+	for _, tc := range []struct{ workers, batch int }{{1, len(msgs)}, {1, 1}, {3, 7}, {2, 1000}} {
+		cfg := DefaultConfig()
+		cfg.Workers = tc.workers
+		p, _ := newTestProcessor(t, cfg, source)
+		got := runBatches(t, p, msgs, tc.batch)
+		// Shards interleave visitors differently; a visitor's own records
+		// keep their order.
+		slices.SortStableFunc(got, func(a, b records.Score) int { return strings.Compare(a.Visitor, b.Visitor) })
+		if want == nil {
+			want = got
+			if len(want) == 0 {
+				t.Fatal("no scores")
+			}
+			continue
+		}
+		if !slices.EqualFunc(got, want, func(a, b records.Score) bool {
+			ja, _ := json.Marshal(a)
+			jb, _ := json.Marshal(b)
+			return string(ja) == string(jb)
+		}) {
+			t.Errorf("workers %d, batches of %d: %d records differ from the first run's %d", tc.workers, tc.batch, len(got), len(want))
+		}
+	}
+}
+
+func TestRecencyAndMinRequests(t *testing.T) {
+	source := staticSource{"shop.example": testModel(t)}
+	// One visitor, a request a second for 100 s.
+	var msgs []kafka.Message
+	for s := range 100 {
+		msgs = append(msgs, event("shop.example", "192.0.2.9", s, "/"))
+	}
+	tests := []struct {
+		rescore time.Duration
+		want    []int // seconds of the scored requests
+	}{
+		// Not before the third request (-min-requests 3), then every
+		// request, or once per 30 s of event time.
+		{0, nil},
+		{30 * time.Second, []int{2, 32, 62, 92}},
+	}
+	for _, tc := range tests {
+		cfg := DefaultConfig()
+		cfg.RescoreInterval = tc.rescore
+		p, m := newTestProcessor(t, cfg, source)
+		got := runBatches(t, p, msgs, 16)
+		var secs []int
+		for _, s := range got {
+			secs = append(secs, int(s.ScoredAt.Sub(t0)/time.Second))
+		}
+		want := tc.want
+		if want == nil {
+			for s := 2; s < 100; s++ {
+				want = append(want, s)
+			}
+		}
+		if !slices.Equal(secs, want) {
+			t.Errorf("rescore %v: scored at %v, want %v", tc.rescore, secs, want)
+		}
+		if n := testutil.ToFloat64(m.Unscored.WithLabelValues("too_few_requests")); n != 2 {
+			t.Errorf("rescore %v: %v too-few-requests, want 2", tc.rescore, n)
+		}
+		if n := testutil.ToFloat64(m.RecencySkips); n != float64(100-2-len(want)) {
+			t.Errorf("rescore %v: %v recency skips, want %d", tc.rescore, n, 100-2-len(want))
+		}
+	}
+}
+
+func TestScoreRecordFields(t *testing.T) {
+	model := testModel(t)
+	source := staticSource{"shop.example": model}
+	for _, override := range []float64{0, 4.5} {
+		cfg := DefaultConfig()
+		cfg.Threshold = override
+		p, m := newTestProcessor(t, cfg, source)
+		got := runBatches(t, p, trafficMessages(), 50)
+		if len(got) == 0 {
+			t.Fatal("no scores")
+		}
+		for _, s := range got {
+			if s.Site == "other.example" {
+				t.Fatalf("scored a site without a baseline: %+v", s)
+			}
+			want := model.Threshold()
+			if override > 0 {
+				want = override
+			}
+			if s.Threshold != want || s.BaselineVersion != "v1" || s.V != records.Version {
+				t.Fatalf("record %+v: want threshold %v, version v1", s, want)
+			}
+			if !s.WindowEnd.After(s.ScoredAt) || s.WindowEnd.Sub(s.WindowStart) != features.DefaultWindow().Span() {
+				t.Fatalf("window [%v, %v) for a request at %v", s.WindowStart, s.WindowEnd, s.ScoredAt)
+			}
+			var sum float64
+			for j, f := range s.Features {
+				if f.Feature != model.Names()[j] {
+					t.Fatalf("feature %d is %q, want %q", j, f.Feature, model.Names()[j])
+				}
+				sum += f.Contribution
+			}
+			if d := sum - s.Score; d > 1e-9 || d < -1e-9 {
+				t.Fatalf("contributions sum to %v, score %v", sum, s.Score)
+			}
+		}
+		if n := testutil.ToFloat64(m.Unscored.WithLabelValues("no_baseline")); n == 0 {
+			t.Error("the site without a baseline was not counted")
+		}
+	}
+}
+
+func TestDeadLetters(t *testing.T) {
+	p, m := newTestProcessor(t, DefaultConfig(), staticSource{})
+	msgs := []kafka.Message{
+		{Value: []byte(`{not json`), Topic: "requests", Partition: 2, Offset: 17},
+		event("shop.example", "192.0.2.1", 0, "/"),
+		{Value: []byte(`{"EdgeStartTimestamp":"2026-03-02T10:00:00Z","ClientRequestHost":"a.example"}`)},
+	}
+	b, err := p.Process(t.Context(), msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.DeadLetters) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(b.DeadLetters))
+	}
+	header := func(m kafka.Message, key string) string {
+		for _, h := range m.Headers {
+			if h.Key == key {
+				return string(h.Value)
+			}
+		}
+		return ""
+	}
+	if r := header(b.DeadLetters[0], service.HeaderReason); !strings.Contains(r, "invalid JSON") {
+		t.Errorf("reason %q", r)
+	}
+	if s := header(b.DeadLetters[0], service.HeaderSource); s != "requests/2/17" {
+		t.Errorf("source %q", s)
+	}
+	if r := header(b.DeadLetters[1], service.HeaderReason); !strings.Contains(r, `"ClientIP": missing`) {
+		t.Errorf("reason %q", r)
+	}
+	if string(b.DeadLetters[0].Value) != `{not json` {
+		t.Error("the dead letter does not keep the original value")
+	}
+	if n := testutil.ToFloat64(m.DeadLetters.WithLabelValues("malformed")); n != 2 {
+		t.Errorf("%v malformed counted, want 2", n)
+	}
+	if n := testutil.ToFloat64(m.Events); n != 3 {
+		t.Errorf("%v events counted, want 3", n)
+	}
+}
+
+// fakeReader serves msgs once, then blocks, and records commits.
+type fakeReader struct {
+	mu        sync.Mutex
+	msgs      []kafka.Message
+	committed []kafka.Message
+}
+
+func (r *fakeReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	r.mu.Lock()
+	if len(r.msgs) > 0 {
+		m := r.msgs[0]
+		r.msgs = r.msgs[1:]
+		r.mu.Unlock()
+		return m, nil
+	}
+	r.mu.Unlock()
+	<-ctx.Done()
+	return kafka.Message{}, ctx.Err()
+}
+
+func (r *fakeReader) CommitMessages(_ context.Context, msgs ...kafka.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.committed = append(r.committed, msgs...)
+	return nil
+}
+
+func (r *fakeReader) commits() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.committed)
+}
+
+// fakeWriter fails its first failures writes, then records what it gets.
+type fakeWriter struct {
+	mu       sync.Mutex
+	failures int
+	written  []kafka.Message
+}
+
+func (w *fakeWriter) WriteMessages(_ context.Context, msgs ...kafka.Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failures > 0 {
+		w.failures--
+		return errors.New("broker unavailable")
+	}
+	w.written = append(w.written, msgs...)
+	return nil
+}
+
+// TestCommitsOnlyAfterAcknowledgements: while the scores cannot be
+// written, nothing is committed; once they are, every offset is.
+func TestCommitsOnlyAfterAcknowledgements(t *testing.T) {
+	msgs := trafficMessages()
+	for i := range msgs {
+		msgs[i].Partition, msgs[i].Offset = 0, int64(i)
+	}
+	reader := &fakeReader{msgs: msgs}
+	scores := &fakeWriter{failures: 2}
+	dead := &fakeWriter{}
+	cfg := DefaultConfig()
+	cfg.BatchSize = len(msgs)
+	p, metrics := newTestProcessor(t, cfg, staticSource{"shop.example": testModel(t)})
+	d := New(cfg, p, reader, scores, dead, metrics, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for reader.commits() < len(msgs) && time.Now().Before(deadline) {
+		scores.mu.Lock()
+		if scores.failures > 0 && reader.commits() > 0 {
+			t.Error("committed while the score records were failing")
+		}
+		scores.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if reader.commits() != len(msgs) {
+		t.Fatalf("%d of %d offsets committed", reader.commits(), len(msgs))
+	}
+	if len(scores.written) == 0 {
+		t.Fatal("no score records written")
+	}
+	if n := testutil.ToFloat64(metrics.KafkaErrors.WithLabelValues("produce")); n != 2 {
+		t.Errorf("%v produce errors counted, want 2", n)
+	}
+}
