@@ -133,7 +133,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	writer := func(topic string) *kafka.Writer {
 		return &kafka.Writer{
 			Addr: kafka.TCP(a.kafka.Brokers...), Topic: topic, Transport: transport,
-			Balancer:     &kafka.Hash{},                                        // by key, site|visitor: a visitor's records stay in order
+			Balancer:     &kafka.Murmur2Balancer{},                             // by key, site|visitor, as the Java client: a visitor's records stay in order
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, // not kafka-go's no acks and 1 s
 			BatchSize: a.detector.BatchSize, BatchBytes: 64 << 20,
 		}
