@@ -15,9 +15,10 @@ import (
 	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
-// TestHumanSequencePinned pins the human traffic of smallConfig as it was
-// before bots existed: benchmarks and baselines compare runs on it, so any
-// change to it must be deliberate.
+// TestHumanSequencePinned pins the human traffic of smallConfig, with or
+// without bots: benchmarks and baselines compare runs on it, so any change
+// to it must be deliberate. It last changed when humans started browsing in
+// sessions (page views, their assets, diurnal session starts).
 func TestHumanSequencePinned(t *testing.T) {
 	tests := []struct {
 		name string
@@ -27,21 +28,20 @@ func TestHumanSequencePinned(t *testing.T) {
 		{"zero bots", map[Scenario]int{Scraper: 0, LowAndSlow: 0}},
 		{"humans among bots", map[Scenario]int{Scraper: 3, CredentialStuffing: 2, UARotation: 2, LowAndSlow: 5}},
 	}
-	const wantSum = "4b287338bbe880430e78083497524d9504bfb33f7b3342ce77698abf0c1ed008"
+	const wantSum = "0441804b5fa440d597c36a16fa78216c2fbb6bf8d9cd613f8a3681af9eda87a9"
 	wantLines := map[int]string{
-		0: `{"EdgeStartTimestamp":1767225600000000000,"ZoneName":"site19.docs.example.io","ClientIP":"47.4.142.100",` +
-			`"ClientRequestMethod":"GET","ClientRequestPath":"/products/50709","ClientRequestURI":"/products/50709",` +
-			`"ClientRequestUserAgent":"Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:126.0) Gecko/20100101 Firefox/126.0",` +
-			`"ClientRequestReferer":"https://www.google.com/","EdgeResponseStatus":200}`,
-		1: `{"EdgeStartTimestamp":1767225600024000000,"ZoneName":"travel.example.com","ClientIP":"153.39.67.174",` +
-			`"ClientRequestMethod":"GET","ClientRequestPath":"/products/14599",` +
-			`"ClientRequestURI":"/products/14599?utm_source=toys\u0026utm_medium=email",` +
+		0: `{"EdgeStartTimestamp":1767225600002150053,"ZoneName":"tickets.example.com","ClientIP":"185.101.12.95",` +
+			`"ClientRequestMethod":"GET","ClientRequestPath":"/api/search","ClientRequestURI":"/api/search?q=printer",` +
+			`"ClientRequestUserAgent":"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.6478.71 Mobile Safari/537.36",` +
+			`"ClientRequestReferer":"https://tickets.example.com/search?q=printer","EdgeResponseStatus":200}`,
+		1: `{"EdgeStartTimestamp":1767225600026375689,"ZoneName":"news.example.org","ClientIP":"99.118.96.235",` +
+			`"ClientRequestMethod":"GET","ClientRequestPath":"/search","ClientRequestURI":"/search?q=backpack",` +
+			`"ClientRequestUserAgent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",` +
+			`"ClientRequestReferer":"https://news.example.org/","EdgeResponseStatus":200}`,
+		49999: `{"EdgeStartTimestamp":1767226799996954591,"ZoneName":"shop.example.com","ClientIP":"204.189.55.75",` +
+			`"ClientRequestMethod":"GET","ClientRequestPath":"/static/app.js","ClientRequestURI":"/static/app.js",` +
 			`"ClientRequestUserAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",` +
-			`"ClientRequestReferer":"https://duckduckgo.com/","EdgeResponseStatus":200}`,
-		49999: `{"EdgeStartTimestamp":1767226799976000000,"ZoneName":"games.example.net","ClientIP":"123.214.233.62",` +
-			`"ClientRequestMethod":"GET","ClientRequestPath":"/products/39220","ClientRequestURI":"/products/39220",` +
-			`"ClientRequestUserAgent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.2592.68",` +
-			`"ClientRequestReferer":"","EdgeResponseStatus":200}`,
+			`"ClientRequestReferer":"https://shop.example.com/products/71889","EdgeResponseStatus":304}`,
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

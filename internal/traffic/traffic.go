@@ -5,11 +5,28 @@
 // always yields the same sequence, so benchmarks and replays can compare
 // designs on identical traffic.
 //
+// Humans browse in sessions. Activity picks the visitor who starts the
+// next session; a visitor keeps its site, IP address and user agent (now
+// and then a session comes from a second device behind the same address).
+// A session lands on a page from a search engine, directly (no referer),
+// from another site or social network, or from a page of the site seen
+// earlier, then follows a geometric number of links (mean 5) after
+// lognormal think times (median 15 s): categories and products by
+// popularity, searches and their result pages, the cart (adding to it is a
+// POST), checkout, and rarely a login (a POST, mistyped now and then: 401).
+// Each page loads its assets within a second or two with the page as
+// referer, skipped or revalidated (304) once the browser has them cached.
+// Some product links are dead (404), typed http:// URLs redirect (301).
+// Session starts follow a diurnal curve in each site's local time, peaking
+// at 15:00 four times above 03:00, and their rate is steered so that
+// exactly Config.Events human requests fill [Start, Start+Duration).
+// Sessions are planned as they start and only those in progress are kept,
+// so a Generator's memory does not grow with Events. See humans.go.
+//
 // Config.Bots adds labelled bot visitors (see Scenario) on top of the
 // humans, interleaved in time order. Bots draw from their own random
 // sources, so the human requests of a Config are the same with or without
-// bots. Human request rates are flat over the span: there is no diurnal
-// cycle.
+// bots.
 package traffic
 
 import (
@@ -23,6 +40,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -45,15 +63,16 @@ type Config struct {
 	Sites    int           // number of sites, at least 1
 	Visitors int           // visitor population, at least 1; not all need appear
 	Events   int           // number of human requests to generate
-	Start    time.Time     // time of the first request
-	Duration time.Duration // requests are spread evenly over [Start, Start+Duration)
+	Start    time.Time     // start of the span: no request is earlier
+	Duration time.Duration // human requests fill [Start, Start+Duration) at a diurnal rate; 0: all at Start
 	Seed     uint64        // same seed and config: same sequence
 	// Skew (> 1) and SkewOffset (>= 1) shape visitor activity, a Zipf law:
-	// the visitor of activity rank k (from 0) sends requests in proportion
-	// to (SkewOffset+k)^-Skew. The offset flattens the head, so that the
-	// heaviest human is a busy NAT rather than a crawler. 1.1 and 10 make
-	// the top 1% of 100k visitors send about 60% of the requests, and the
-	// heaviest one under 2%.
+	// the visitor of activity rank k (from 0) starts browsing sessions in
+	// proportion to (SkewOffset+k)^-Skew, so that heavy visitors have
+	// several at once. The offset flattens the head, so that the heaviest
+	// human is a busy NAT rather than a crawler. 1.1 and 10 make the top
+	// 1% of 100k visitors send about 65% of the requests, and the heaviest
+	// one about 2%.
 	Skew, SkewOffset float64
 	// Bots is the number of bot visitors of each scenario; absent or zero
 	// means none. Their requests come on top of Events, at each
@@ -106,25 +125,37 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// visitor is the stable identity and browsing state of one human visitor.
+// visitor is the stable identity and browser state of one human visitor.
 // Bots are not visitors: they are scheduled by time (see bot), not drawn by
 // activity rank.
 type visitor struct {
 	site int
 	ip   string
 	ua   string
-	last string // previous path, the referer of same-site navigation
+	// seen is set by the visitor's first session: from then on its
+	// browser has the site's assets cached.
+	seen bool
+	// noReferer is a visitor behind a proxy or privacy extension that
+	// strips the Referer header from every request.
+	noReferer bool
 }
 
 // site is a site's name and what can be requested from it.
 type site struct {
-	name  string
-	paths []string // popularity order: paths[0] is requested most
-	pop   *rand.Zipf
+	name       string
+	paths      []string // popularity order: what bots sample and walk
+	categories []string // popularity order
+	products   []string // popularity order
+	category   *rand.Zipf
+	product    *rand.Zipf
+	// phase is the site's diurnal phase at Config.Start, from its time
+	// zone (see site.diurnal).
+	phase float64
 }
 
 // Generator produces the requests of a Config, in time order. It is not
-// safe for concurrent use.
+// safe for concurrent use. Its memory holds the visitor population and the
+// sessions in progress, not the requests: see Next.
 type Generator struct {
 	cfg      Config
 	rng      *rand.Rand
@@ -132,9 +163,10 @@ type Generator struct {
 	rank     []int32 // activity rank -> visitor, so heavy visitors spread over sites
 	visitors []visitor
 	sites    []site
-	n        int      // human requests generated
+	n        int      // human requests returned
 	bots     botQueue // by next request time
 	end      time.Time
+	humans   humans
 }
 
 // New returns a generator for cfg.
@@ -149,6 +181,7 @@ func New(cfg Config) (*Generator, error) {
 		activity: rand.NewZipf(rng, cfg.Skew, cfg.SkewOffset, uint64(cfg.Visitors-1)),
 		sites:    make([]site, cfg.Sites),
 		visitors: make([]visitor, cfg.Visitors),
+		end:      cfg.Start.Add(cfg.Duration),
 	}
 	for i := range g.sites {
 		g.sites[i] = newSite(rng, i)
@@ -167,9 +200,12 @@ func New(cfg Config) (*Generator, error) {
 		g.rank[i] = int32(i)
 	}
 	rng.Shuffle(len(g.rank), func(i, j int) { g.rank[i], g.rank[j] = g.rank[j], g.rank[i] })
+	for i := range g.visitors {
+		g.visitors[i].noReferer = rng.IntN(25) == 0
+	}
+	g.initHumans()
 	// After the humans, and from their own sources: humans stay unchanged.
 	g.bots = newBots(cfg)
-	g.end = cfg.Start.Add(cfg.Duration)
 	return g, nil
 }
 
@@ -188,13 +224,11 @@ func Generate(cfg Config) ([]Request, error) {
 
 // Next returns the next request in time order, or false after Config.Events
 // human requests and every bot request in the span. At equal times a human
-// request comes first.
+// request comes first. It plans each human session when the session starts
+// and keeps only the sessions in progress, so memory grows with the
+// session start rate times the session length, not with Config.Events.
 func (g *Generator) Next() (Request, bool) {
-	human := g.n < g.cfg.Events
-	var t time.Time
-	if human {
-		t = g.cfg.Start.Add(time.Duration(int64(g.cfg.Duration) / int64(g.cfg.Events) * int64(g.n)))
-	}
+	t, human := g.nextHuman()
 	if len(g.bots) > 0 && (!human || g.bots[0].next.Before(t)) {
 		b := g.bots[0]
 		r := b.request(&g.sites[b.site])
@@ -208,62 +242,7 @@ func (g *Generator) Next() (Request, bool) {
 	if !human {
 		return Request{}, false
 	}
-	g.n++
-	return g.browse(&g.visitors[g.rank[g.activity.Uint64()]], t), true
-}
-
-// browse is one request of a human visitor: a popular page or asset of
-// their site, mostly from the page before.
-func (g *Generator) browse(v *visitor, t time.Time) Request {
-	s := &g.sites[v.site]
-	r := Request{
-		Time:      t,
-		Site:      s.name,
-		ClientIP:  v.ip,
-		Method:    "GET",
-		Path:      s.paths[s.pop.Uint64()],
-		UserAgent: v.ua,
-		Status:    200,
-		Label:     HumanLabel,
-	}
-	if g.rng.IntN(50) == 0 { // a second device or browser behind the same IP
-		r.UserAgent = userAgents[g.rng.IntN(len(userAgents))]
-	}
-	switch p := g.rng.IntN(100); {
-	case v.last != "" && p < 60:
-		r.Referer = "https://" + s.name + v.last
-	case p < 80:
-		r.Referer = searchEngines[g.rng.IntN(len(searchEngines))]
-	} // else direct: no referer
-	switch r.Path {
-	case "/search":
-		r.Query = "q=" + words[g.rng.IntN(len(words))]
-		if g.rng.IntN(4) == 0 {
-			r.Query += "&page=" + strconv.Itoa(2+g.rng.IntN(5))
-		}
-	case "/cart", "/api/cart":
-		if g.rng.IntN(3) == 0 {
-			r.Method = "POST"
-		}
-	case "/static/app.js", "/static/style.css", "/favicon.ico":
-		if g.rng.IntN(3) == 0 {
-			r.Status = 304
-		}
-	default:
-		if g.rng.IntN(20) == 0 {
-			r.Query = "utm_source=" + words[g.rng.IntN(len(words))] + "&utm_medium=email"
-		}
-	}
-	switch p := g.rng.IntN(1000); {
-	case p < 25:
-		r.Status = 404
-	case p < 35:
-		r.Status = 301
-	case p < 40:
-		r.Method = "HEAD"
-	}
-	v.last = r.Path
-	return r
+	return g.emit(), true
 }
 
 // newSite builds site i with its own product and category vocabulary.
@@ -279,7 +258,16 @@ func newSite(rng *rand.Rand, i int) site {
 	for range 50 + rng.IntN(2000) {
 		s.paths = append(s.paths, "/products/"+strconv.Itoa(1+rng.IntN(99999)))
 	}
-	s.pop = rand.NewZipf(rng, 1.05, 3, uint64(len(s.paths)-1))
+	for _, p := range s.paths {
+		switch {
+		case strings.HasPrefix(p, "/category/"):
+			s.categories = append(s.categories, p)
+		case strings.HasPrefix(p, "/products/"):
+			s.products = append(s.products, p)
+		}
+	}
+	s.category = rand.NewZipf(rng, 1.3, 1, uint64(len(s.categories)-1))
+	s.product = rand.NewZipf(rng, 1.05, 3, uint64(len(s.products)-1))
 	return s
 }
 
