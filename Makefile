@@ -17,10 +17,13 @@ DEPS := redis-server:redis-server clickhouse-server:clickhouse-server clickhouse
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-demo: ## fit HBOS on example traffic and score humans and bots (prints ROC-AUC)
-	@mkdir -p bin
-	$(GO) run ./cmd/hbos -train testdata/visitors-train.csv -score testdata/visitors-test.csv -roc > bin/visitors-test.scores
-	@echo "scores of the 530 test visitors: bin/visitors-test.scores"
+# Flags of bin/demo, e.g. DEMO_FLAGS='-duration 0 -report-json bin/demo.json';
+# `bin/demo -h` lists them.
+DEMO_FLAGS ?=
+
+demo: deps ## run the whole pipeline locally on traffic with labelled bots; report rates, precision, recall (DEMO_FLAGS)
+	$(GO) build -o bin/ ./cmd/...
+	bin/demo $(DEMO_FLAGS)
 
 deps: ## install redis-server and clickhouse-server from apt when missing (idempotent)
 	@missing=""; \

@@ -78,6 +78,11 @@ const (
 	// services' own -shutdown-timeout (30 s) would be pointless in tests;
 	// below it, a slow flush is cut short, which Stop reports.
 	DefaultStopTimeout = 30 * time.Second
+	// InterruptStopTimeout bounds the graceful stop of the services when
+	// the stack closes because Start's context ended (Ctrl-C): the
+	// terminal's SIGINT has usually stopped Redis and ClickHouse already,
+	// so a service's flush could only wait for them.
+	InterruptStopTimeout = 5 * time.Second
 )
 
 // Name names one of the three services; it is also its binary's name.
@@ -152,8 +157,8 @@ type Stack struct {
 
 // Start starts the stack and returns once every service answers /readyz.
 // The stack runs until Close, or until ctx is done (Ctrl-C in the demo),
-// which closes it too. If anything fails to start, what did start is
-// stopped again.
+// which closes it too, giving the services InterruptStopTimeout to stop.
+// If anything fails to start, what did start is stopped again.
 func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, fmt.Errorf("starting the pipeline: %w", err)
@@ -239,7 +244,11 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		s.Close()
 		return nil, fmt.Errorf("starting the pipeline: %w", err)
 	}
-	s.stopWatch = context.AfterFunc(ctx, func() { s.Close() })
+	s.stopWatch = context.AfterFunc(ctx, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), InterruptStopTimeout)
+		defer cancel()
+		s.close(ctx)
+	})
 	return s, nil
 }
 
@@ -347,7 +356,10 @@ func (s *Stack) LogDir() string { return s.logDir }
 // Config.StopTimeout), then the broker, ClickHouse and Redis, and removes
 // the stack's directory if Start made it and KeepDir is false. It returns
 // every error met on the way; calling it again returns the same result.
-func (s *Stack) Close() error {
+func (s *Stack) Close() error { return s.close(context.Background()) }
+
+// close is Close; the services are killed when ctx ends.
+func (s *Stack) close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		if s.stopWatch != nil {
 			s.stopWatch()
@@ -359,7 +371,7 @@ func (s *Stack) Close() error {
 		var mu sync.Mutex
 		for _, svc := range s.services {
 			wg.Go(func() {
-				if err := svc.Stop(context.Background()); err != nil {
+				if err := svc.Stop(ctx); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()

@@ -1,0 +1,708 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/anomalyd/anomalyd/internal/pipeline"
+	"github.com/anomalyd/anomalyd/internal/replay"
+	"github.com/anomalyd/anomalyd/internal/traffic"
+	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// Settings the demo gives the services before the -X-flags.
+const (
+	// The baselines are built once, from the history, when the demo asks;
+	// a refresh during the live phase would learn the bots.
+	baselineRefresh = "1h"
+	// The detector asks the baseline service about a site during the
+	// history, before the site has a baseline, and remembers the 404 for
+	// this long; short, so that the live phase is scored from its start.
+	detectorRevalidate = "2s"
+	// progressEvery is how often the live phase shows progress.
+	progressEvery = 2 * time.Second
+	// pollEvery is how often waits scrape the services' metrics.
+	pollEvery = 200 * time.Millisecond
+)
+
+// Metric names the demo reads.
+const (
+	metricDetectorEvents  = "anomalyd_detector_events_total"
+	metricDetectorScored  = "anomalyd_detector_scored_total"
+	metricBaselineRows    = "anomalyd_baseline_ingest_rows_total"
+	metricBaselineDead    = "anomalyd_baseline_dead_letters_total"
+	metricPublisherRead   = "anomalyd_publisher_scores_read_total"
+	metricPublisherPublic = "anomalyd_publisher_detections_published_total"
+)
+
+// demo is one run.
+type demo struct {
+	opts           options
+	stdout, stderr io.Writer
+	started        time.Time
+
+	dir      string // logs, data and generated traffic
+	secret   string
+	identity *features.Identity
+	replay   replay.Config
+	stack    *pipeline.Stack
+	dets     *detectionReader
+	report   Report
+}
+
+// run runs the phases, prints the report and stops everything.
+func (d *demo) run(ctx context.Context) (err error) {
+	d.started = time.Now()
+	d.replay = replay.DefaultConfig()
+	secret := make([]byte, 16)
+	if _, err := rand.Read(secret); err != nil {
+		return fmt.Errorf("generating the identity secret: %w", err)
+	}
+	d.secret = hex.EncodeToString(secret)
+	if d.identity, err = features.NewIdentity(d.replay.Identity, []byte(d.secret)); err != nil {
+		return fmt.Errorf("visitor identity: %w", err)
+	}
+	bin, err := d.opts.binDir()
+	if err != nil {
+		return err
+	}
+	if d.dir, err = os.MkdirTemp("", "anomalyd-demo-"); err != nil {
+		return fmt.Errorf("creating the demo directory: %w", err)
+	}
+	d.logf("demo: logs, data and traffic in %s", d.dir)
+	defer func() {
+		if d.stack != nil {
+			if cerr := d.stack.Close(); cerr != nil && ctx.Err() == nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+		// Kept after a failure, for its logs; not after Ctrl-C.
+		if d.opts.keepLogs || (err != nil && ctx.Err() == nil) {
+			d.logf("demo: kept %s (service logs in %s)", d.dir, filepath.Join(d.dir, "logs"))
+		} else {
+			os.RemoveAll(d.dir)
+		}
+	}()
+
+	// The servers and the traffic files are independent: prepare both at
+	// once.
+	var hist, live input
+	g, gctx := errgroup.WithContext(ctx)
+	// Not gctx: the stack lives until ctx ends, and gctx ends with Wait.
+	g.Go(func() error { return d.startStack(ctx, bin) })
+	g.Go(func() (err error) {
+		hist, live, err = d.prepareTraffic(gctx)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if d.dets, err = startDetectionReader(ctx, d.stack.Brokers()); err != nil {
+		return err
+	}
+	defer d.dets.close()
+
+	if err := d.history(ctx, hist); err != nil {
+		return err
+	}
+	if err := d.live(ctx, live); err != nil {
+		return err
+	}
+	d.finish(live)
+	if err := d.writeReport(); err != nil {
+		return err
+	}
+	if d.opts.hold {
+		d.logf("demo: the stack keeps running; Ctrl-C stops it")
+		<-ctx.Done()
+		return nil
+	}
+	if len(d.report.Sites) > 0 && !anyBaseline(d.report.Sites) {
+		return errors.New("no site got a baseline, so nothing was scored: give the history more visitor-windows (-events, -history-span) or lower -baseline-flags \"-min-windows N\"")
+	}
+	return nil
+}
+
+// startStack starts the pipeline with the demo's service settings.
+func (d *demo) startStack(ctx context.Context, bin string) error {
+	flags := map[pipeline.Name][]string{
+		pipeline.Baseline: {"-refresh", baselineRefresh},
+		pipeline.Detector: {"-baseline-revalidate", detectorRevalidate},
+	}
+	for _, n := range pipeline.Names() {
+		flags[n] = append(flags[n], strings.Fields(*d.opts.serviceFlags[n])...)
+	}
+	st, err := pipeline.Start(ctx, pipeline.Config{
+		BinDir:         bin,
+		Dir:            d.dir,
+		KafkaAddr:      d.opts.kafka,
+		IdentitySecret: d.secret,
+		Flags:          flags,
+	})
+	if err != nil {
+		return err
+	}
+	d.stack = st
+	brokers := strings.Join(st.Brokers(), ",")
+	d.logf("demo: stack ready: kafka %s (topics requests, scores, detections, deadletter), redis %s, clickhouse %s",
+		brokers, st.Redis().Addr(), st.ClickHouse().Addr())
+	for _, n := range pipeline.Names() {
+		svc := st.Service(n)
+		d.logf("demo:   %-9s %s  log %s", n, svc.URL(), svc.LogPath())
+	}
+	d.logf("demo: while it runs, watch detections with  kcat -C -b %s -t detections -o beginning", brokers)
+	d.logf("demo: and produce requests (key site|client IP, murmur2 like the services expect) with")
+	d.logf("demo:   printf 'shop.example.com|192.0.2.1\\t%%s\\n' \"$EVENT_JSON\" | kcat -P -b %s -t requests -K '\\t' -X partitioner=murmur2_random", brokers)
+	return nil
+}
+
+// input is one phase's traffic file and what is known of it.
+type input struct {
+	path string
+	scan scan
+}
+
+// prepareTraffic generates the history and live traffic files that -history
+// and -traffic do not name, in the past: the publisher refuses scores more
+// than an hour in the future, and the live phase must follow the history.
+// The live traffic is scanned for its labels.
+func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error) {
+	o := d.opts
+	end := time.Now().UTC().Add(-time.Hour).Truncate(time.Minute)
+	liveStart := end.Add(-o.liveSpan)
+	gen := func(path string, start time.Time, span time.Duration, events int, bots map[traffic.Scenario]int) (input, error) {
+		cfg := replay.GenerateConfig{Labels: true, Traffic: traffic.Config{
+			Sites: o.sites, Visitors: o.visitors, Events: events, Start: start, Duration: span,
+			Seed: o.seed, Skew: traffic.DefaultConfig().Skew, SkewOffset: traffic.DefaultConfig().SkewOffset, Bots: bots,
+		}}
+		f, err := os.Create(path)
+		if err != nil {
+			return input{}, fmt.Errorf("generating traffic: %w", err)
+		}
+		defer f.Close()
+		if _, err := replay.Generate(ctx, cfg, f); err != nil {
+			return input{}, err
+		}
+		if err := f.Close(); err != nil {
+			return input{}, fmt.Errorf("generating traffic: %w", err)
+		}
+		return input{path: path}, nil
+	}
+	histEvents := int(float64(o.events) * o.historySpan.Seconds() / o.liveSpan.Seconds())
+	dir := filepath.Join(d.dir, "traffic")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return hist, live, fmt.Errorf("generating traffic: %w", err)
+	}
+
+	switch {
+	case o.trafficFile != "":
+		live.path = o.trafficFile
+		if live.scan, err = scanFile(ctx, live.path, d.replay, d.identity); err != nil {
+			return hist, live, err
+		}
+		if live.scan.first.IsZero() {
+			return hist, live, fmt.Errorf("%s: no event decodes", live.path)
+		}
+		liveStart = live.scan.first.Truncate(time.Second)
+	default:
+		if live, err = gen(filepath.Join(dir, "live.jsonl"), liveStart, o.liveSpan, o.events, o.bots); err != nil {
+			return hist, live, err
+		}
+		if live.scan, err = scanFile(ctx, live.path, d.replay, d.identity); err != nil {
+			return hist, live, err
+		}
+	}
+	if o.historyFile != "" {
+		hist.path = o.historyFile
+		if o.trafficFile == "" {
+			// A live phase generated before this history's end would
+			// be late for the detector's windows: check rather than
+			// pay a second generation.
+			if hist.scan, err = scanFile(ctx, hist.path, d.replay, d.identity); err != nil {
+				return hist, live, err
+			}
+			if hist.scan.last.After(liveStart) {
+				return hist, live, fmt.Errorf("-history %s ends at %s, after the generated live traffic starts (%s): give -traffic too, or a history that ends earlier",
+					hist.path, hist.scan.last.Format(time.RFC3339), liveStart.Format(time.RFC3339))
+			}
+		}
+		return hist, live, nil
+	}
+	hist, err = gen(filepath.Join(dir, "history.jsonl"), liveStart.Add(-o.historySpan), o.historySpan, histEvents, nil)
+	return hist, live, err
+}
+
+// history replays the history, waits until the baseline service has stored
+// it, builds every site's baseline and waits until the detector has read
+// it, so that the live phase starts on a quiet pipeline.
+func (d *demo) history(ctx context.Context, in input) error {
+	d.logf("demo: history: replaying %s as fast as possible", in.path)
+	det := d.stack.Service(pipeline.Detector)
+	start := time.Now()
+	stats, err := d.send(ctx, "history", in.path, 0)
+	if err != nil {
+		return err
+	}
+	r := &d.report.History
+	r.Events, r.SendSeconds, r.EventsPerSecond = stats.Events, stats.Elapsed.Seconds(), stats.Rate()
+	d.progressDone()
+	d.logf("demo: history: %s", stats)
+
+	bl := d.stack.Service(pipeline.Baseline)
+	err = d.waitFor(ctx, "the baseline service to store the history", func(ctx context.Context) (bool, string, error) {
+		m, err := bl.Metrics(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		rows, _ := m.Value(metricBaselineRows)
+		dead, _ := m.Value(metricBaselineDead)
+		return int64(rows+dead) >= stats.Events, fmt.Sprintf("%s of %s rows stored", num(int64(rows)), num(stats.Events)), nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := d.rebuild(ctx); err != nil {
+		return err
+	}
+	var detDone time.Time
+	err = d.waitFor(ctx, "the detector to read the history", func(ctx context.Context) (bool, string, error) {
+		v, err := det.MetricsValue(ctx, metricDetectorEvents)
+		if err != nil {
+			return false, "", err
+		}
+		detDone = time.Now()
+		return int64(v) >= stats.Events, fmt.Sprintf("%s of %s events read", num(int64(v)), num(stats.Events)), nil
+	})
+	if err != nil {
+		return err
+	}
+	r.DetectorEventsPerSecond = float64(stats.Events) / detDone.Sub(start).Seconds()
+	d.logf("demo: history: the detector read it at %s events/s (%.1fs after the replay began)",
+		num(int64(r.DetectorEventsPerSecond)), detDone.Sub(start).Seconds())
+	return nil
+}
+
+// siteStatus is what the demo reads of the baseline API's SiteStatus.
+type siteStatus struct {
+	Site    string `json:"site"`
+	Status  string `json:"status"`
+	Windows int    `json:"windows"`
+	Error   string `json:"error"`
+}
+
+// rebuild builds the baseline of every site the baseline service knows.
+func (d *demo) rebuild(ctx context.Context) error {
+	bl := d.stack.Service(pipeline.Baseline)
+	var sites []siteStatus
+	if err := getJSON(ctx, bl, http.MethodGet, "/v1/sites", &sites); err != nil {
+		return fmt.Errorf("listing sites: %w", err)
+	}
+	if len(sites) == 0 {
+		return errors.New("the baseline service knows no site after the history")
+	}
+	start := time.Now()
+	for _, s := range sites {
+		var st siteStatus
+		var answer struct {
+			Error  string      `json:"error"`
+			Status *siteStatus `json:"status"`
+		}
+		err := getJSON(ctx, bl, http.MethodPost, "/v1/sites/"+s.Site+"/rebuild", &st)
+		var he *httpError
+		switch {
+		case errors.As(err, &he) && json.Unmarshal(he.body, &answer) == nil && answer.Status != nil:
+			st = *answer.Status
+			st.Error = answer.Error
+		case err != nil:
+			return fmt.Errorf("rebuilding %s: %w", s.Site, err)
+		}
+		d.report.Sites = append(d.report.Sites, SiteReport{Site: st.Site, Status: st.Status, Windows: st.Windows, Error: st.Error})
+		if st.Status == "ok" {
+			d.logf("demo: baseline %-22s ok, from %s visitor-windows", st.Site, num(int64(st.Windows)))
+		} else {
+			d.logf("demo: baseline %-22s NONE: %s", st.Site, st.Error)
+			d.report.Warnings = append(d.report.Warnings, fmt.Sprintf("%s has no baseline: %s", st.Site, st.Error))
+		}
+	}
+	d.logf("demo: built %d baselines in %.1fs", len(sites), time.Since(start).Seconds())
+	return nil
+}
+
+func anyBaseline(sites []SiteReport) bool {
+	for _, s := range sites {
+		if s.Status == "ok" {
+			return true
+		}
+	}
+	return false
+}
+
+// live streams the live traffic, paced to -duration, then waits for the
+// pipeline to drain.
+func (d *demo) live(ctx context.Context, in input) error {
+	det := d.stack.Service(pipeline.Detector)
+	pub := d.stack.Service(pipeline.Publisher)
+	base, err := det.Metrics(ctx)
+	if err != nil {
+		return err
+	}
+	detBase, _ := base.Value(metricDetectorEvents)
+	scoredBase, _ := base.Value(metricDetectorScored)
+	d.dets.since(in.scan.first)
+
+	var rate float64
+	if d.opts.duration > 0 {
+		rate = max(float64(in.scan.events)/d.opts.duration.Seconds(), replay.MinRate)
+		d.logf("demo: live: streaming %s events at %s/s for about %s", num(in.scan.events), num(int64(rate)), d.opts.duration)
+	} else {
+		d.logf("demo: live: streaming %s events as fast as possible", num(in.scan.events))
+	}
+	start := time.Now()
+	stats, err := d.send(ctx, "live", in.path, rate)
+	d.progressDone()
+	if err != nil {
+		return err
+	}
+	r := &d.report
+	r.Events, r.DurationSeconds, r.EventsPerSecond = stats.Events, stats.Elapsed.Seconds(), stats.Rate()
+	d.logf("demo: live: %s", stats)
+
+	// Drain: every event read by the detector, every score by the
+	// publisher, and every detection published read back.
+	var detDone time.Time
+	var stable int
+	var lastDets int64 = -1
+	err = d.waitFor(ctx, "the pipeline to drain", func(ctx context.Context) (bool, string, error) {
+		dm, err := det.Metrics(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		pm, err := pub.Metrics(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		events, _ := dm.Value(metricDetectorEvents)
+		scored, _ := dm.Value(metricDetectorScored)
+		read, _ := pm.Value(metricPublisherRead)
+		published, _ := pm.Value(metricPublisherPublic)
+		got := d.dets.total()
+		status := fmt.Sprintf("detector %s of %s events, publisher %s of %s scores, %s of %s detections read back",
+			num(int64(events-detBase)), num(stats.Events), num(int64(read)), num(int64(scored)), num(got), num(int64(published)))
+		if int64(events-detBase) < stats.Events {
+			return false, status, nil
+		}
+		if detDone.IsZero() {
+			detDone = time.Now()
+		}
+		if read < scored || got < int64(published) {
+			stable = 0
+			return false, status, nil
+		}
+		// The publisher lingers up to a second before a batch: done when
+		// nothing changes for a while.
+		if got == lastDets {
+			stable++
+		} else {
+			stable, lastDets = 0, got
+		}
+		return stable*int(pollEvery/time.Millisecond) >= 2500, status, nil
+	})
+	if err == nil {
+		d.logf("demo: drained %.1fs after the live phase ended", time.Since(start.Add(stats.Elapsed)).Seconds())
+	}
+	if !detDone.IsZero() {
+		r.DetectorEventsPerSecond = float64(stats.Events) / detDone.Sub(start).Seconds()
+	}
+	if m, merr := det.Metrics(ctx); merr == nil {
+		scored, _ := m.Value(metricDetectorScored)
+		r.Scores = int64(scored - scoredBase)
+	}
+	if err != nil {
+		r.Warnings = append(r.Warnings, err.Error())
+		d.finish(in)
+		d.writeReport()
+		return err
+	}
+	return nil
+}
+
+// finish computes the report's detection figures.
+func (d *demo) finish(live input) {
+	dets, early, bad := d.dets.live()
+	if bad > 0 {
+		d.report.Warnings = append(d.report.Warnings, fmt.Sprintf("%d detection records did not decode", bad))
+	}
+	d.report.HistoryDetections = early
+	d.report.evaluate(dets, live.scan.labels)
+	d.report.WallSeconds = time.Since(d.started).Seconds()
+	if d.opts.keepLogs {
+		d.report.LogDir = filepath.Join(d.dir, "logs")
+	}
+}
+
+// writeReport prints the report and writes -report-json.
+func (d *demo) writeReport() error {
+	d.report.writeText(d.stdout)
+	if d.opts.reportJSON == "" {
+		return nil
+	}
+	js, err := json.MarshalIndent(&d.report, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the report: %w", err)
+	}
+	if err := os.WriteFile(d.opts.reportJSON, append(js, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing the report: %w", err)
+	}
+	d.logf("demo: report written to %s", d.opts.reportJSON)
+	return nil
+}
+
+// send replays path into the requests topic at rate events/s (0: as fast
+// as possible), showing progress every progressEvery.
+func (d *demo) send(ctx context.Context, phase, path string, rate float64) (replay.Stats, error) {
+	f, err := replay.Open(path, os.Stdin)
+	if err != nil {
+		return replay.Stats{}, fmt.Errorf("%s: %w", phase, err)
+	}
+	defer f.Close()
+	var sent atomic.Int64
+	cfg := d.replay
+	cfg.Rate = rate
+	cfg.Progress = time.Millisecond // every write: a tenth of a second's events at most
+	cfg.OnProgress = func(s replay.Stats) { sent.Store(s.Events) }
+	cfg.Warn = func(e *replay.LineError) {
+		d.logf("demo: %s: %v (sent unkeyed; the pipeline dead-letters it)", phase, e)
+	}
+	w := replay.NewKafkaWriter(d.stack.Brokers(), pipeline.TopicRequests, cfg.Batch)
+	defer w.Close()
+	s, err := replay.NewSender(cfg, w)
+	if err != nil {
+		return replay.Stats{}, fmt.Errorf("%s: %w", phase, err)
+	}
+
+	pctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { d.progress(pctx, phase, &sent) })
+	err = s.Send(ctx, path, f)
+	stop()
+	wg.Wait()
+	if err != nil {
+		return s.Stats(), fmt.Errorf("%s: sending %s: %w", phase, path, err)
+	}
+	if err := w.Close(); err != nil {
+		return s.Stats(), fmt.Errorf("%s: %w", phase, err)
+	}
+	return s.Stats(), nil
+}
+
+// progress shows, on one line, the events sent and read by the detector,
+// their rates, the lag between them, and the scores and detections.
+func (d *demo) progress(ctx context.Context, phase string, sent *atomic.Int64) {
+	det := d.stack.Service(pipeline.Detector)
+	begin := time.Now()
+	var prevSent, prevRead, readBase, scoredBase float64
+	if m, err := det.Metrics(ctx); err == nil {
+		readBase, _ = m.Value(metricDetectorEvents)
+		scoredBase, _ = m.Value(metricDetectorScored)
+		prevRead = readBase
+	}
+	prevAt := begin
+	t := time.NewTicker(progressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m, err := det.Metrics(ctx)
+			if err != nil {
+				continue
+			}
+			read, _ := m.Value(metricDetectorEvents)
+			scored, _ := m.Value(metricDetectorScored)
+			s := float64(sent.Load())
+			secs := now.Sub(prevAt).Seconds()
+			d.progressLine(fmt.Sprintf("%s %5.1fs  sent %s (%s/s)  detector %s (%s/s)  lag %s  scores %s  detections %s",
+				phase, now.Sub(begin).Seconds(), num(int64(s)), num(int64((s-prevSent)/secs)),
+				num(int64(read-readBase)), num(int64((read-prevRead)/secs)), num(max(0, int64(s-(read-readBase)))),
+				num(int64(scored-scoredBase)), num(d.dets.total())))
+			prevSent, prevRead, prevAt = s, read, now
+		}
+	}
+}
+
+// progressLine rewrites the progress line on a terminal, else prints it.
+func (d *demo) progressLine(line string) {
+	if isTerminal(d.stderr) {
+		fmt.Fprintf(d.stderr, "\r\033[K%s", line)
+		return
+	}
+	fmt.Fprintln(d.stderr, line)
+}
+
+// progressDone ends the progress line on a terminal.
+func (d *demo) progressDone() {
+	if isTerminal(d.stderr) {
+		fmt.Fprint(d.stderr, "\n")
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// waitFor polls done until it reports true, for at most -drain-timeout.
+// done's status says how far it got, for the timeout's error.
+func (d *demo) waitFor(ctx context.Context, what string, done func(context.Context) (bool, string, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.drainTimeout)
+	defer cancel()
+	var status string
+	var last error
+	for {
+		ok, s, err := done(ctx)
+		if err == nil && ok {
+			return nil
+		}
+		if s != "" {
+			status = s
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				status += fmt.Sprintf(" (last error: %v)", last)
+			}
+			return fmt.Errorf("waiting for %s: %w: %s", what, ctx.Err(), status)
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+func (d *demo) logf(format string, args ...any) {
+	fmt.Fprintf(d.stderr, format+"\n", args...)
+}
+
+// httpError is an answer other than 200.
+type httpError struct {
+	status int
+	body   []byte
+}
+
+func (e *httpError) Error() string {
+	return fmt.Sprintf("status %d: %s", e.status, strings.TrimSpace(string(e.body)))
+}
+
+// getJSON sends a request to svc and decodes a 200 answer into v.
+func getJSON(ctx context.Context, svc *pipeline.Service, method, path string, v any) error {
+	resp, err := svc.Do(ctx, method, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %w", method, path, &httpError{status: resp.StatusCode, body: body})
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// detectionReader reads the detections topic from its beginning, as the
+// edge would, and keeps every record.
+type detectionReader struct {
+	r      *kafka.Reader
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	dets   []records.Detection
+	bad    int
+	from   time.Time // detections before this event time are not live
+	loaded atomic.Int64
+}
+
+func startDetectionReader(ctx context.Context, brokers []string) (*detectionReader, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: brokers, Topic: pipeline.TopicDetections, GroupID: "demo-report",
+		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(ctx)
+	dr := &detectionReader{r: r, cancel: cancel}
+	dr.wg.Go(func() {
+		for {
+			m, err := r.FetchMessage(ctx)
+			if err != nil {
+				return // ctx is done or the reader closed
+			}
+			var det records.Detection
+			dr.mu.Lock()
+			if err := json.Unmarshal(m.Value, &det); err != nil || det.Validate() != nil {
+				dr.bad++
+			} else {
+				dr.dets = append(dr.dets, det)
+			}
+			dr.mu.Unlock()
+			dr.loaded.Add(1)
+		}
+	})
+	return dr, nil
+}
+
+// total is the number of detection records read.
+func (dr *detectionReader) total() int64 { return dr.loaded.Load() }
+
+// since marks detections before t (event time) as not live.
+func (dr *detectionReader) since(t time.Time) {
+	dr.mu.Lock()
+	dr.from = t
+	dr.mu.Unlock()
+}
+
+// live returns the detections of the live phase, the number of earlier
+// ones and of records that did not decode.
+func (dr *detectionReader) live() (live []records.Detection, early, bad int) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	for _, det := range dr.dets {
+		if det.DetectedAt.Before(dr.from) {
+			early++
+			continue
+		}
+		live = append(live, det)
+	}
+	return live, early, dr.bad
+}
+
+func (dr *detectionReader) close() {
+	dr.cancel()
+	dr.wg.Wait()
+	dr.r.Close()
+}
