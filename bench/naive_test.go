@@ -54,8 +54,8 @@ var naiveSketches = [...]string{
 
 // naiveCounters are the feature names of the counters, by features.Counter.
 var naiveCounters = [...]string{
-	features.CountRequests: "requests",
-	features.Count4xx:      "4xx",
+	features.CountRequests:  "requests",
+	features.Count4xx:       "4xx",
 	features.CountNonGET:    "non_get",
 	features.CountNoReferer: "no_referer",
 }

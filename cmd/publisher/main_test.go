@@ -68,6 +68,7 @@ func TestService(t *testing.T) {
 	args := []string{
 		"-brokers", strings.Join(kf.Brokers(), ","), "-clickhouse", ch.Addr(), "-listen", listen,
 		"-token", token, "-policy", policy, "-batch-linger", "100ms", "-log-level", "warn",
+		"-min-hits", "1", // one score makes a detection: this test is about wiring, not gates
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	var stderr syncBuffer

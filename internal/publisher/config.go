@@ -55,7 +55,7 @@ const (
 	DefaultDetectionBatchSize = 1000
 	DefaultDetectionLinger    = 5 * time.Millisecond
 	DefaultTTL                = 10 * time.Minute
-	DefaultMinHits            = 1
+	DefaultMinHits            = 3
 	DefaultMinMargin          = 0
 	DefaultRiseMargin         = 1.0
 	DefaultTop                = 3
@@ -103,7 +103,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // defaults.
 func (c *SelectConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TTL, "detection-ttl", c.TTL, "how long the edge acts on a detection (expires_at = detected_at + TTL, in event time); within it a visitor is not published again unless its score rises by -rise-margin. Ten minutes is the detector's default window: a bot that stops is released about when its evidence has left the window")
-	fs.IntVar(&c.MinHits, "min-hits", c.MinHits, fmt.Sprintf("scores above the threshold (by -min-margin) a visitor needs within -detection-ttl before it is first published, at most %d. The default 1 trusts the site's threshold, which the baseline chose for its contamination; raise it to demand repeated evidence at the cost of latency (the detector re-scores a visitor at most once per rescore interval)", maxMinHits))
+	fs.IntVar(&c.MinHits, "min-hits", c.MinHits, fmt.Sprintf("scores above the threshold (by -min-margin) a visitor needs within -detection-ttl before it is first published, at most %d. The default 3 demands repeated evidence: bots stay outliers score after score, while most people above the threshold are there once; it delays a first detection by two rescore intervals", maxMinHits))
 	fs.Float64Var(&c.MinMargin, "min-margin", c.MinMargin, "how far above the threshold a score must be to count, in HBOS score units (bits: +1 is a window half as likely under the baseline). The default 0 takes the threshold as it is")
 	fs.Float64Var(&c.RiseMargin, "rise-margin", c.RiseMargin, "a visitor already published within -detection-ttl is published again when its score rises at least this much over the last published score. The default 1 is one bit, a window half as likely again: a real change, not rescoring noise; 'inf' never republishes early")
 	fs.IntVar(&c.Top, "top", c.Top, fmt.Sprintf("contributions a detection carries, largest first: why the visitor is anomalous (1 to %d)", maxTop))
