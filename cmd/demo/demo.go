@@ -168,7 +168,9 @@ func (d *demo) startStack(ctx context.Context, bin string) error {
 	}
 	d.logf("demo: while it runs, watch detections with  kcat -C -b %s -t detections -o beginning", brokers)
 	d.logf("demo: and produce requests (key site|client IP, murmur2 like the services expect) with")
-	d.logf("demo:   printf 'shop.example.com|192.0.2.1\\t%%s\\n' \"$EVENT_JSON\" | kcat -P -b %s -t requests -K '\\t' -X partitioner=murmur2_random", brokers)
+	d.logf("demo:   echo 'shop.example.com|192.0.2.1#{\"EdgeStartTimestamp\":\"%s\",\"ZoneName\":\"shop.example.com\",\"ClientIP\":\"192.0.2.1\",\"ClientRequestPath\":\"/\"}' | kcat -P -b %s -t requests -K '#' -X partitioner=murmur2_random",
+		time.Now().UTC().Add(-time.Hour).Format(time.RFC3339), brokers)
+	d.logf("demo:   or replay a JSONL file: bin/replay send -brokers %s FILE", brokers)
 	return nil
 }
 

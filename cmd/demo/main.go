@@ -85,14 +85,14 @@ type options struct {
 }
 
 func main() {
-	// The first Ctrl-C cancels ctx and the demo stops what it started; a
-	// second one, after stop, kills the demo the default way.
+	// Ctrl-C cancels ctx and the demo stops what it started, which takes
+	// a few seconds at most. Later signals are ignored meanwhile rather
+	// than fatal: some senders (timeout(1), process-group kills) deliver
+	// two, and dying halfway would leave the temporary directory behind.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // run runs the demo with args and returns the exit status.

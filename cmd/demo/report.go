@@ -185,7 +185,7 @@ func (r *Report) writeText(w io.Writer) {
 		if s.Status == "ok" {
 			ok = append(ok, fmt.Sprintf("%s (%s windows)", s.Site, num(int64(s.Windows))))
 		} else {
-			ok = append(ok, fmt.Sprintf("%s: NO BASELINE, %s", s.Site, cmp.Or(s.Error, s.Status)))
+			ok = append(ok, fmt.Sprintf("%s (NO BASELINE: %s)", s.Site, s.Status))
 		}
 	}
 	p("baselines %d sites: %s\n", len(r.Sites), strings.Join(ok, ", "))
