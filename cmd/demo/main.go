@@ -150,7 +150,7 @@ func (o *options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 90*time.Second, "longest wait for the services to catch up after a phase")
 	o.serviceFlags = make(map[pipeline.Name]*string)
 	for _, n := range pipeline.Names() {
-		o.serviceFlags[n] = fs.String(string(n)+"-flags", "", fmt.Sprintf("extra flags of the %s service, space-separated (e.g. \"%s\"), after the demo's own, so they win; `%s -h` lists them", n, exampleFlags[n], n))
+		o.serviceFlags[n] = fs.String(string(n)+"-flags", "", fmt.Sprintf("extra `flags` of the %s service, space-separated (e.g. \"%s\"), after the demo's own, so they win; bin/%s -h lists them", n, exampleFlags[n], n))
 	}
 	return fs
 }
