@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +8,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // ErrNoMetric is wrapped by MetricsValue's error when /metrics has no such
@@ -309,40 +310,45 @@ func (s *Service) MetricsValue(ctx context.Context, name string) (float64, error
 	return v, nil
 }
 
-// parseMetrics reads the Prometheus text format: "series value
-// [timestamp]" lines, '#' comments.
+// parseMetrics reads the Prometheus text format with the Prometheus
+// parser. Counters, gauges and untyped samples are kept by series;
+// histograms and summaries by their _count and _sum.
 func parseMetrics(text string) (Metrics, error) {
-	m := make(Metrics)
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		// Label values may hold spaces: the series ends at the '}'.
-		end := strings.IndexAny(line, " {")
-		if end > 0 && line[end] == '{' {
-			close := strings.LastIndexByte(line, '}')
-			if close < end {
-				return nil, fmt.Errorf("line %d: unterminated labels: %q", n, line)
-			}
-			end = close + 1
-		}
-		if end <= 0 || end >= len(line) {
-			return nil, fmt.Errorf("line %d: no value: %q", n, line)
-		}
-		fields := strings.Fields(line[end:])
-		if len(fields) == 0 {
-			return nil, fmt.Errorf("line %d: no value: %q", n, line)
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		m[line[:end]] = v
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		return nil, err
 	}
-	return m, sc.Err()
+	m := make(Metrics)
+	for name, f := range families {
+		for _, metric := range f.GetMetric() {
+			var labels []string
+			for _, l := range metric.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			series := func(name string) string {
+				if len(labels) == 0 {
+					return name
+				}
+				return name + "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case metric.Counter != nil:
+				m[series(name)] = metric.GetCounter().GetValue()
+			case metric.Gauge != nil:
+				m[series(name)] = metric.GetGauge().GetValue()
+			case metric.Untyped != nil:
+				m[series(name)] = metric.GetUntyped().GetValue()
+			case metric.Histogram != nil:
+				m[series(name+"_count")] = float64(metric.GetHistogram().GetSampleCount())
+				m[series(name+"_sum")] = metric.GetHistogram().GetSampleSum()
+			case metric.Summary != nil:
+				m[series(name+"_count")] = float64(metric.GetSummary().GetSampleCount())
+				m[series(name+"_sum")] = metric.GetSummary().GetSampleSum()
+			}
+		}
+	}
+	return m, nil
 }
 
 // tail returns at most limit bytes of path from offset on, without
