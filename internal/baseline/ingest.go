@@ -103,9 +103,9 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}
 	var lastDrop time.Time
 	for {
-		msgs, err := in.fetchBatch(ctx)
+		msgs, err := service.FetchBatch(ctx, in.reader, in.cfg.BatchSize, in.cfg.Linger)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading requests: %w", err)
 		}
 		if ctx.Err() != nil {
 			// Shutting down: the batch in hand still goes in, within bounds.
@@ -128,29 +128,6 @@ func (in *Ingester) Run(ctx context.Context) error {
 			in.dropOldPartitions(ctx)
 		}
 	}
-}
-
-// fetchBatch reads messages until the batch is full, Linger has passed
-// since its first message, or ctx is done.
-func (in *Ingester) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
-	var msgs []kafka.Message
-	fetchCtx := ctx
-	for len(msgs) < in.cfg.BatchSize {
-		m, err := in.reader.FetchMessage(fetchCtx)
-		if err != nil {
-			if fetchCtx.Err() != nil {
-				return msgs, nil // shutdown, or the linger is over
-			}
-			return nil, fmt.Errorf("reading requests: %w", err)
-		}
-		if len(msgs) == 0 {
-			var cancel context.CancelFunc
-			fetchCtx, cancel = context.WithTimeout(ctx, in.cfg.Linger)
-			defer cancel()
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs, nil
 }
 
 // flush converts a batch, dead-letters what is malformed, inserts the rest,
@@ -207,27 +184,6 @@ func (in *Ingester) insert(ctx context.Context, rows []chstore.Request) error {
 	})
 }
 
-// retry runs f until it succeeds, backing off from 100 ms to 10 s between
-// failures, which it counts and logs as ClickHouse errors of operation op.
-// It returns f's last error once ctx is done.
-func (in *Ingester) retry(ctx context.Context, op string, f func() error) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		in.metrics.ClickHouseErrors.WithLabelValues(op).Inc()
-		in.logger.Warn("ClickHouse failed; retrying, offsets not committed", "op", op, "retry_in", backoff, "error", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", op, err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
-}
-
 // dropOldPartitions enforces the retention, counted back from the newest
 // request in the table rather than from the clock, so that replayed
 // history is kept like live traffic. A failure is logged and retried at the
@@ -247,4 +203,13 @@ func (in *Ingester) dropOldPartitions(ctx context.Context) {
 	if len(dropped) > 0 {
 		in.logger.Info("dropped old request partitions", "partitions", dropped)
 	}
+}
+
+// retry runs f with service.Retry, counting and logging each failure as a
+// ClickHouse error of operation op.
+func (in *Ingester) retry(ctx context.Context, op string, f func() error) error {
+	return service.Retry(ctx, f, func(err error, wait time.Duration) {
+		in.metrics.ClickHouseErrors.WithLabelValues(op).Inc()
+		in.logger.Warn("ClickHouse failed; retrying, offsets not committed", "op", op, "retry_in", wait, "error", err)
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
@@ -62,9 +63,9 @@ func New(cfg Config, proc *Processor, reader MessageReader, scores, deadLetter M
 // after a restart.
 func (d *Detector) Run(ctx context.Context) error {
 	for {
-		msgs, err := d.fetchBatch(ctx)
+		msgs, err := service.FetchBatch(ctx, d.reader, d.cfg.BatchSize, d.cfg.BatchLinger)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading requests: %w", err)
 		}
 		if len(msgs) == 0 {
 			return nil // ctx is done
@@ -88,29 +89,6 @@ func (d *Detector) Run(ctx context.Context) error {
 	}
 }
 
-// fetchBatch reads messages until the batch is full, BatchLinger has
-// passed since its first message, or ctx is done.
-func (d *Detector) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
-	var msgs []kafka.Message
-	fetchCtx := ctx
-	for len(msgs) < d.cfg.BatchSize {
-		m, err := d.reader.FetchMessage(fetchCtx)
-		if err != nil {
-			if fetchCtx.Err() != nil {
-				return msgs, nil // shutdown, or the linger is over
-			}
-			return nil, fmt.Errorf("reading requests: %w", err)
-		}
-		if len(msgs) == 0 {
-			var cancel context.CancelFunc
-			fetchCtx, cancel = context.WithTimeout(ctx, d.cfg.BatchLinger)
-			defer cancel()
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs, nil
-}
-
 // handle processes one batch and commits it. It returns an error only when
 // ctx ends first (nothing committed), or wrapping ErrPartial.
 func (d *Detector) handle(ctx context.Context, msgs []kafka.Message) error {
@@ -119,7 +97,9 @@ func (d *Detector) handle(ctx context.Context, msgs []kafka.Message) error {
 	var out Batch
 	err := d.retry(ctx, "prefetch", d.metrics.StoreErrors, func() error {
 		var err error
-		out, err = d.proc.Process(ctx, msgs)
+		if out, err = d.proc.Process(ctx, msgs); errors.Is(err, ErrPartial) {
+			return service.Permanent(err)
+		}
 		return err
 	})
 	if err != nil {
@@ -168,28 +148,13 @@ func (d *Detector) checkOwnership(msgs []kafka.Message) {
 	}
 }
 
-// retry runs f until it succeeds, backing off from 100 ms to 10 s between
-// failures, which it counts under op in errs and logs. It returns f's last
-// error once ctx is done, or at once if it wraps ErrPartial.
+var _ Store = (*features.RedisStore)(nil)
+
+// retry runs f with service.Retry, counting each failure under op in errs
+// and logging it.
 func (d *Detector) retry(ctx context.Context, op string, errs *prometheus.CounterVec, f func() error) error {
-	wait := 100 * time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, ErrPartial) {
-			return err
-		}
+	return service.Retry(ctx, f, func(err error, wait time.Duration) {
 		errs.WithLabelValues(op).Inc()
 		d.logger.Warn("retrying; offsets not committed", "op", op, "retry_in", wait, "error", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", op, err)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 10*time.Second)
-	}
+	})
 }
-
-var _ Store = (*features.RedisStore)(nil)

@@ -144,9 +144,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 		return nil // ctx is done before ClickHouse ever answered
 	}
 	for {
-		msgs, err := p.fetchBatch(ctx)
+		msgs, err := service.FetchBatch(ctx, p.reader, p.cfg.BatchSize, p.cfg.Linger)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading scores: %w", err)
 		}
 		if err := p.flushInTime(ctx, msgs); err != nil {
 			if ctx.Err() != nil {
@@ -163,29 +163,6 @@ func (p *Publisher) Run(ctx context.Context) error {
 			p.dropOldPartitions(ctx)
 		}
 	}
-}
-
-// fetchBatch reads messages until the batch is full, Linger has passed
-// since its first message, or ctx is done.
-func (p *Publisher) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
-	var msgs []kafka.Message
-	fetchCtx := ctx
-	for len(msgs) < p.cfg.BatchSize {
-		m, err := p.reader.FetchMessage(fetchCtx)
-		if err != nil {
-			if fetchCtx.Err() != nil {
-				return msgs, nil // shutdown, or the linger is over
-			}
-			return nil, fmt.Errorf("reading scores: %w", err)
-		}
-		if len(msgs) == 0 {
-			var cancel context.CancelFunc
-			fetchCtx, cancel = context.WithTimeout(ctx, p.cfg.Linger)
-			defer cancel()
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs, nil
 }
 
 // flushInTime flushes msgs with a context that outlives ctx by
@@ -355,29 +332,6 @@ func (p *Publisher) insert(ctx context.Context, b *batch) error {
 	})
 }
 
-// retry runs f until it succeeds, backing off from 100 ms to 10 s between
-// failures, which it counts and logs as ClickHouse errors of operation op.
-// It returns f's last error once ctx is done.
-func (p *Publisher) retry(ctx context.Context, op string, f func() error) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		p.metrics.ClickHouseErrors.WithLabelValues(op).Inc()
-		p.logger.Warn("ClickHouse failed; retrying, offsets not committed", "op", op, "retry_in", backoff, "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s: %w", op, err)
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
-}
-
 // dropOldPartitions enforces the retention (chstore.DropOldScores). A
 // failure is logged and retried at the next occasion.
 func (p *Publisher) dropOldPartitions(ctx context.Context) {
@@ -392,4 +346,13 @@ func (p *Publisher) dropOldPartitions(ctx context.Context) {
 	if len(dropped) > 0 {
 		p.logger.Info("dropped old score partitions", "partitions", dropped)
 	}
+}
+
+// retry runs f with service.Retry, counting and logging each failure as a
+// ClickHouse error of operation op.
+func (p *Publisher) retry(ctx context.Context, op string, f func() error) error {
+	return service.Retry(ctx, f, func(err error, wait time.Duration) {
+		p.metrics.ClickHouseErrors.WithLabelValues(op).Inc()
+		p.logger.Warn("ClickHouse failed; retrying, offsets not committed", "op", op, "retry_in", wait, "err", err)
+	})
 }

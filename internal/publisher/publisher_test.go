@@ -41,6 +41,7 @@ func newEnv(t *testing.T) *env {
 		metrics: NewMetrics(prometheus.NewRegistry()),
 	}
 	e.cfg.BatchSize, e.cfg.Linger = 300, 100*time.Millisecond
+	e.cfg.Select = oneHitConfig() // one score above the threshold publishes
 	e.ch, e.conn = testenv.ClickHouseConn(t)
 	return e
 }

@@ -187,7 +187,7 @@ func TestSelect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultSelectConfig()
+			cfg := oneHitConfig()
 			if tt.cfg != nil {
 				tt.cfg(&cfg)
 			}
@@ -216,7 +216,7 @@ func TestSelect(t *testing.T) {
 // TestSelectAfterPolicyChange checks that suppression by policy leaves no
 // state behind: once the policy is lifted, the next hit publishes.
 func TestSelectAfterPolicyChange(t *testing.T) {
-	sel := NewSelector(DefaultSelectConfig())
+	sel := NewSelector(oneHitConfig())
 	off := mustPolicy(t, "a.example off\nb.example allow 0000000000000007")
 	for _, site := range []string{"a.example", "b.example"} {
 		if _, got := sel.Select(testScore(site, 7, 0, 20), 7, off); got == Published {
@@ -232,7 +232,7 @@ func TestSelectAfterPolicyChange(t *testing.T) {
 }
 
 func TestDetectionRecord(t *testing.T) {
-	cfg := DefaultSelectConfig()
+	cfg := oneHitConfig()
 	cfg.TTL = 7 * time.Minute
 	sel := NewSelector(cfg)
 	sc := testScore("a.example", 0xABCDEF0123456789, 90*time.Second, 20)
@@ -294,7 +294,7 @@ func TestTop(t *testing.T) {
 }
 
 func TestSelectorForgetsExpiredState(t *testing.T) {
-	cfg := DefaultSelectConfig()
+	cfg := oneHitConfig()
 	cfg.MinHits = 2
 	sel := NewSelector(cfg)
 	for v := range uint64(100) {
@@ -327,7 +327,7 @@ func TestSelectorForgetsExpiredState(t *testing.T) {
 }
 
 func TestSelectorMaxTracked(t *testing.T) {
-	cfg := DefaultSelectConfig()
+	cfg := oneHitConfig()
 	cfg.MaxTracked = 50
 	sel := NewSelector(cfg)
 	for v := range uint64(500) {
@@ -361,7 +361,7 @@ func TestOutcomeString(t *testing.T) {
 func BenchmarkSelect(b *testing.B) {
 	for _, minHits := range []int{1, 3} {
 		b.Run(fmt.Sprintf("min-hits=%d", minHits), func(b *testing.B) {
-			cfg := DefaultSelectConfig()
+			cfg := oneHitConfig()
 			cfg.MinHits = minHits
 			sel := NewSelector(cfg)
 			scores := make([]*records.Score, 10_000)
@@ -376,4 +376,12 @@ func BenchmarkSelect(b *testing.B) {
 			}
 		})
 	}
+}
+
+// oneHitConfig is the default selection with -min-hits 1, so that one score
+// above the threshold publishes: the tests of the other rules start from it.
+func oneHitConfig() SelectConfig {
+	c := DefaultSelectConfig()
+	c.MinHits = 1
+	return c
 }

@@ -1,0 +1,82 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// MessageFetcher is what FetchBatch needs of a Kafka reader (*kafka.Reader).
+type MessageFetcher interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+}
+
+// FetchBatch reads from r until it holds size messages, linger has passed
+// since the first one, or ctx is done; then it returns what it has. Every
+// service reads this way: a batch is what it commits at once, and the
+// linger bounds how long a quiet topic delays the first message's effects.
+func FetchBatch(ctx context.Context, r MessageFetcher, size int, linger time.Duration) ([]kafka.Message, error) {
+	var msgs []kafka.Message
+	fetchCtx := ctx
+	for len(msgs) < size {
+		m, err := r.FetchMessage(fetchCtx)
+		if err != nil {
+			if fetchCtx.Err() != nil {
+				return msgs, nil // shutdown, or the linger is over
+			}
+			return nil, err
+		}
+		if len(msgs) == 0 {
+			var cancel context.CancelFunc
+			fetchCtx, cancel = context.WithTimeout(ctx, linger)
+			defer cancel()
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// Retry backoff: the first wait, doubled after every failure up to the
+// last.
+const (
+	RetryFirstWait = 100 * time.Millisecond
+	RetryMaxWait   = 10 * time.Second
+)
+
+// permanent marks an error that Retry must not retry.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent wraps err so that Retry returns it at once instead of retrying.
+func Permanent(err error) error { return permanent{err} }
+
+// Retry runs f until it succeeds, waiting RetryFirstWait, then twice as
+// long after each failure up to RetryMaxWait. After each failure it calls
+// failed (to count and log it) with the wait ahead. It returns f's last
+// error when ctx is done, or at once an error marked Permanent (unwrapped).
+func Retry(ctx context.Context, f func() error, failed func(err error, wait time.Duration)) error {
+	wait := RetryFirstWait
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		var p permanent
+		if errors.As(err, &p) {
+			return p.err
+		}
+		failed(err, wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, RetryMaxWait)
+	}
+}

@@ -1,0 +1,82 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// sliceFetcher serves n messages, then waits for its context.
+type sliceFetcher struct{ n int }
+
+func (f *sliceFetcher) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	if f.n > 0 {
+		f.n--
+		return kafka.Message{Offset: int64(f.n)}, nil
+	}
+	<-ctx.Done()
+	return kafka.Message{}, ctx.Err()
+}
+
+type failingFetcher struct{}
+
+func (failingFetcher) FetchMessage(context.Context) (kafka.Message, error) {
+	return kafka.Message{}, errors.New("broken")
+}
+
+func TestFetchBatch(t *testing.T) {
+	tests := []struct {
+		name      string
+		available int
+		size      int
+		want      int
+	}{
+		{"full", 10, 4, 4},
+		{"lingers out", 3, 10, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs, err := FetchBatch(t.Context(), &sliceFetcher{n: tc.available}, tc.size, 20*time.Millisecond)
+			if err != nil || len(msgs) != tc.want {
+				t.Errorf("%d messages, %v; want %d", len(msgs), err, tc.want)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if msgs, err := FetchBatch(ctx, &sliceFetcher{}, 5, time.Hour); err != nil || len(msgs) != 0 {
+		t.Errorf("cancelled: %d messages, %v; want none and no error", len(msgs), err)
+	}
+	if _, err := FetchBatch(t.Context(), failingFetcher{}, 5, time.Hour); err == nil {
+		t.Error("a failing reader gave no error")
+	}
+}
+
+func TestRetry(t *testing.T) {
+	var waits []time.Duration
+	calls := 0
+	err := Retry(t.Context(), func() error {
+		if calls++; calls < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}, func(_ error, wait time.Duration) { waits = append(waits, wait) })
+	if err != nil || calls != 3 || len(waits) != 2 || waits[0] != RetryFirstWait || waits[1] != 2*RetryFirstWait {
+		t.Errorf("err %v after %d calls, waits %v", err, calls, waits)
+	}
+
+	stop := errors.New("stop")
+	calls = 0
+	if err := Retry(t.Context(), func() error { calls++; return Permanent(stop) }, func(error, time.Duration) {}); err != stop || calls != 1 {
+		t.Errorf("permanent: err %v after %d calls", err, calls)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := Retry(ctx, func() error { return errors.New("down") }, func(error, time.Duration) {}); err == nil || err.Error() != "down" {
+		t.Errorf("ctx done: err %v, want the last error", err)
+	}
+}
