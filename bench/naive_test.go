@@ -186,6 +186,7 @@ func TestNaiveKeys(t *testing.T) {
 	prefix, bucket := "ad:{shop.example.com:203.0.113.77}:", ":30000000"
 	wantKeys := []string{
 		prefix + "4xx" + bucket,
+		prefix + "no_referer" + bucket,
 		prefix + "non_get" + bucket,
 		prefix + "paths" + bucket,
 		prefix + "query_shapes" + bucket,
