@@ -288,6 +288,11 @@ func (s *Sender) Send(ctx context.Context, source string, r io.Reader) error {
 		}
 		s.free <- c
 	}
+	if err == nil {
+		// The reader stops early when the caller cancels, even between
+		// writes that all succeeded: the input was not all sent.
+		err = ctx.Err()
+	}
 	return err
 }
 
