@@ -103,7 +103,7 @@ func runDetector(b *testing.B, mode string, fc features.Config, models staticBas
 	}
 	reader := &countingReader{Reader: kafka.NewReader(kafka.ReaderConfig{
 		Brokers: brokers, Topic: "requests", GroupID: group,
-		MinBytes: 1, MaxBytes: 16 << 20, QueueCapacity: cfg.BatchSize, MaxWait: 100 * time.Millisecond,
+		MinBytes: 1, MaxBytes: 1 << 20, QueueCapacity: cfg.BatchSize, MaxWait: 500 * time.Millisecond, // as cmd/detector
 		StartOffset: kafka.FirstOffset,
 	})}
 	defer reader.Close()

@@ -120,9 +120,12 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: a.kafka.Brokers, Topic: a.kafka.RequestsTopic, GroupID: a.group,
-		MinBytes: 1, MaxBytes: 16 << 20,
+		MinBytes: 1, MaxBytes: 1 << 20,
 		QueueCapacity: a.detector.BatchSize, // keeps a batch's worth read ahead
-		MaxWait:       100 * time.Millisecond,
+		// kafka-go also uses MaxWait as the deadline for the broker's answer:
+		// a slow broker building a large fetch times out and is asked again
+		// forever, so the wait is generous and fetches are 1 MiB.
+		MaxWait:       500 * time.Millisecond,
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "anomalyd", Subsystem: "detector", Name: "lag",
