@@ -125,7 +125,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 		// kafka-go also uses MaxWait as the deadline for the broker's answer:
 		// a slow broker building a large fetch times out and is asked again
 		// forever, so the wait is generous and fetches are 1 MiB.
-		MaxWait:       500 * time.Millisecond,
+		MaxWait: 500 * time.Millisecond,
 	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "anomalyd", Subsystem: "detector", Name: "lag",
