@@ -444,33 +444,6 @@ func drain(ctx context.Context, st *pipeline.Stack, kc *kafkaClient) error {
 	})
 }
 
-// poll calls check until it reports done, at most timeout; the error names
-// what it waited for and check's last status and error.
-func poll(ctx context.Context, timeout time.Duration, what string, check func(context.Context) (done bool, status string, err error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	start := time.Now()
-	var status string
-	var last error
-	for {
-		done, s, err := check(ctx)
-		if err == nil && done {
-			return nil
-		}
-		if s != "" {
-			status = s
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: gave up after %.0fs: %s (last error: %v)", what, time.Since(start).Seconds(), status, last)
-		case <-time.After(pollEvery):
-		}
-	}
-}
-
 // readScores reads the scores topic from the offsets in from.
 func readScores(ctx context.Context, kc *kafkaClient, from map[int]int64) ([]records.Score, error) {
 	msgs, _, err := kc.read(ctx, pipeline.TopicScores, from)
@@ -539,4 +512,9 @@ func value(tb testing.TB, n pipeline.Name, m pipeline.Metrics, name string) floa
 		tb.Fatalf("%s /metrics has no series %s", n, name)
 	}
 	return v
+}
+
+// poll is pipeline.Poll every pollEvery.
+func poll(ctx context.Context, timeout time.Duration, what string, check func(context.Context) (done bool, status string, err error)) error {
+	return pipeline.Poll(ctx, timeout, pollEvery, what, check)
 }

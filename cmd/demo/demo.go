@@ -574,35 +574,6 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// waitFor polls done until it reports true, for at most -drain-timeout.
-// done's status says how far it got, for the timeout's error.
-func (d *demo) waitFor(ctx context.Context, what string, done func(context.Context) (bool, string, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, d.opts.drainTimeout)
-	defer cancel()
-	var status string
-	var last error
-	for {
-		ok, s, err := done(ctx)
-		if err == nil && ok {
-			return nil
-		}
-		if s != "" {
-			status = s
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				status += fmt.Sprintf(" (last error: %v)", last)
-			}
-			return fmt.Errorf("waiting for %s: %w: %s", what, ctx.Err(), status)
-		case <-time.After(pollEvery):
-		}
-	}
-}
-
 func (d *demo) logf(format string, args ...any) {
 	fmt.Fprintf(d.stderr, format+"\n", args...)
 }
@@ -707,4 +678,9 @@ func (dr *detectionReader) close() {
 	dr.cancel()
 	dr.wg.Wait()
 	dr.r.Close()
+}
+
+// waitFor polls done until it reports true, for at most -drain-timeout.
+func (d *demo) waitFor(ctx context.Context, what string, done func(context.Context) (bool, string, error)) error {
+	return pipeline.Poll(ctx, d.opts.drainTimeout, pollEvery, what, done)
 }
