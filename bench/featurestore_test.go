@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -94,12 +95,16 @@ func exactWindow(events []traffic.Request, w features.Window, site, ip string, n
 		if r.Referer == "" {
 			agg.Counts[features.CountNoReferer]++
 		}
+		if features.IsAsset([]byte(r.Path)) {
+			agg.Counts[features.CountAssets]++
+		}
 		shape := string(features.AppendQueryShape(nil, []byte("?"+r.Query)))
 		for s, v := range map[features.Sketch]string{
 			features.SketchPaths:       r.Path,
 			features.SketchUserAgents:  r.UserAgent,
 			features.SketchReferers:    r.Referer,
 			features.SketchQueryShapes: shape,
+			features.SketchSeconds:     strconv.FormatInt(r.Time.Unix(), 10),
 		} {
 			if v != "" {
 				distinct[s][v] = true

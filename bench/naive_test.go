@@ -44,12 +44,14 @@ type naiveStore struct {
 }
 
 // naiveSketches are the feature names of the sketches, by features.Sketch.
-// The v1 system had no IP sketch (identities were IPs).
+// The v1 system had no IP sketch (identities were IPs): its entry is empty
+// and skipped.
 var naiveSketches = [...]string{
 	features.SketchPaths:       "paths",
 	features.SketchUserAgents:  "user_agents",
 	features.SketchReferers:    "referers",
 	features.SketchQueryShapes: "query_shapes",
+	features.SketchSeconds:     "seconds",
 }
 
 // naiveCounters are the feature names of the counters, by features.Counter.
@@ -58,6 +60,7 @@ var naiveCounters = [...]string{
 	features.Count4xx:       "4xx",
 	features.CountNonGET:    "non_get",
 	features.CountNoReferer: "no_referer",
+	features.CountAssets:    "assets",
 }
 
 // naiveGrace is how long a key outlives the window, so a late read of the
@@ -87,11 +90,12 @@ func (s *naiveStore) Process(ctx context.Context, r *traffic.Request) (features.
 		features.SketchUserAgents:  r.UserAgent,
 		features.SketchReferers:    r.Referer,
 		features.SketchQueryShapes: string(s.shape),
+		features.SketchSeconds:     strconv.FormatInt(r.Time.Unix(), 10),
 	}
 
 	pipe := s.rdb.Pipeline()
 	for f, v := range values {
-		if v == "" {
+		if v == "" || naiveSketches[f] == "" {
 			continue
 		}
 		k := naiveKey(prefix, naiveSketches[f], bucket)
@@ -113,9 +117,15 @@ func (s *naiveStore) Process(ctx context.Context, r *traffic.Request) (features.
 	if r.Referer == "" {
 		incr(features.CountNoReferer)
 	}
+	if features.IsAsset([]byte(r.Path)) {
+		incr(features.CountAssets)
+	}
 
 	var counts [len(naiveSketches)]*redis.IntCmd
 	for f, name := range naiveSketches {
+		if name == "" { // SketchIPs
+			continue
+		}
 		s.keys = s.keys[:0]
 		for b := first; b <= bucket; b++ {
 			s.keys = append(s.keys, naiveKey(prefix, name, b))
@@ -138,7 +148,9 @@ func (s *naiveStore) Process(ctx context.Context, r *traffic.Request) (features.
 	}
 	var agg features.Aggregate
 	for f, c := range counts {
-		agg.Distinct[f] = uint64(c.Val())
+		if c != nil {
+			agg.Distinct[f] = uint64(c.Val())
+		}
 	}
 	for i, v := range mget.Val() {
 		if v == nil {
@@ -173,7 +185,7 @@ func TestNaiveKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := features.Aggregate{Counts: [features.NumCounters]uint64{1, 1, 1, 1}, Distinct: [features.NumSketches]uint64{1, 1, 0, 1, 0}}
+	want := features.Aggregate{Counts: [features.NumCounters]uint64{1, 1, 1, 1, 0}, Distinct: [features.NumSketches]uint64{1, 1, 0, 1, 0, 1}}
 	if agg != want {
 		t.Errorf("aggregate %+v, want %+v", agg, want)
 	}
@@ -191,6 +203,7 @@ func TestNaiveKeys(t *testing.T) {
 		prefix + "paths" + bucket,
 		prefix + "query_shapes" + bucket,
 		prefix + "requests" + bucket,
+		prefix + "seconds" + bucket,
 		prefix + "user_agents" + bucket,
 	}
 	if !slices.Equal(got, wantKeys) {

@@ -75,9 +75,11 @@ func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 		return 0, err
 	}
 	// An IP identity keeps no IP sketch, as in anomalyd.
-	sketches := features.NumSketches
-	if !identity.Mode().Fingerprint() {
-		sketches = int(features.SketchIPs)
+	var sketches []features.Sketch
+	for sk := range features.Sketch(features.NumSketches) {
+		if sk != features.SketchIPs || identity.Mode().Fingerprint() {
+			sketches = append(sketches, sk)
+		}
 	}
 	observer := features.NewObserver(w, identity)
 	obs := make([]features.Observation, anomalydBatch)
@@ -100,9 +102,9 @@ func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 			if err := observer.Observe(&ev, o); err != nil {
 				return 0, err
 			}
-			for s, h := range o.Hashes[:sketches] {
-				if h != 0 {
-					k := pfcountKey(o.Site, o.Visitor, byte(s), o.Bucket)
+			for _, sk := range sketches {
+				if h := o.Hashes[sk]; h != 0 {
+					k := pfcountKey(o.Site, o.Visitor, byte(sk), o.Bucket)
 					hlls[k] = append(hlls[k], pfcountMember(h))
 				}
 			}
@@ -115,6 +117,9 @@ func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 			}
 			if o.Flags&features.FlagNoReferer != 0 {
 				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountNoReferer), o.Bucket)]++
+			}
+			if o.Flags&features.FlagAsset != 0 {
+				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountAssets), o.Bucket)]++
 			}
 		}
 
@@ -151,16 +156,16 @@ func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 
 // pfcountWindow reads o's visitor's window ending at o.Bucket in one round
 // trip. keys is scratch.
-func pfcountWindow(ctx context.Context, rdb *redis.Client, w features.Window, o *features.Observation, sketches int, keys *[]string) (features.Aggregate, error) {
+func pfcountWindow(ctx context.Context, rdb *redis.Client, w features.Window, o *features.Observation, sketches []features.Sketch, keys *[]string) (features.Aggregate, error) {
 	first := w.First(o.Bucket)
 	pipe := rdb.Pipeline()
 	var counts [features.NumSketches]*redis.IntCmd
-	for s := range sketches {
+	for _, sk := range sketches {
 		*keys = (*keys)[:0]
 		for b := first; b <= o.Bucket; b++ {
-			*keys = append(*keys, pfcountKey(o.Site, o.Visitor, byte(s), b))
+			*keys = append(*keys, pfcountKey(o.Site, o.Visitor, byte(sk), b))
 		}
-		counts[s] = pipe.PFCount(ctx, *keys...)
+		counts[sk] = pipe.PFCount(ctx, *keys...)
 	}
 	*keys = (*keys)[:0]
 	for b := first; b <= o.Bucket; b++ {
@@ -173,8 +178,8 @@ func pfcountWindow(ctx context.Context, rdb *redis.Client, w features.Window, o 
 		return features.Aggregate{}, fmt.Errorf("pfcount store: window: %w", err)
 	}
 	var agg features.Aggregate
-	for s, c := range counts[:sketches] {
-		agg.Distinct[s] = uint64(c.Val())
+	for _, sk := range sketches {
+		agg.Distinct[sk] = uint64(counts[sk].Val())
 	}
 	for i, v := range mget.Val() {
 		if v == nil {

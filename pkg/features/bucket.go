@@ -34,6 +34,9 @@ func (b *bucket) add(o *Observation) {
 	if o.Flags&FlagNoReferer != 0 {
 		b.counts[CountNoReferer]++
 	}
+	if o.Flags&FlagAsset != 0 {
+		b.counts[CountAssets]++
+	}
 	for i, h := range o.Hashes {
 		if h == 0 {
 			continue
@@ -81,15 +84,15 @@ func aggregate(buckets []*bucket) (Aggregate, error) {
 	return a, nil
 }
 
-// The bucket encoding stored in Redis, version 2 (version 1 had three
-// counters; its buckets expired with their window):
+// The bucket encoding stored in Redis, version 3 (versions 1 and 2 had
+// fewer counters and sketches; their buckets expired with their window):
 //
-//	version   1 byte  (2)
+//	version   1 byte  (3)
 //	counts    NumCounters uvarints
 //	present   1 byte  bitmap of the sketches that follow, bit i = Sketch i
 //	sketches  for each present sketch: uvarint length, then the axiomhq
 //	          hyperloglog encoding
-const bucketVersion = 2
+const bucketVersion = 3
 
 var errBucketEncoding = errors.New("invalid bucket encoding")
 

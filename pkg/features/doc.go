@@ -21,35 +21,50 @@
 //
 // # Features
 //
-// Each bucket keeps four counters and up to five HyperLogLog sketches per
+// Each bucket keeps five counters and up to six HyperLogLog sketches per
 // (site, visitor). Over a window the counters are summed and the sketches
 // merged, and [Aggregate.Vector] turns the result into the scored features.
 // The baseline service computes the same features in SQL, so these
-// definitions are exact and are the contract between the two:
+// definitions are exact and are the contract between the two. Every share
+// is divided by the window's requests, capped at 1, and 0 for no requests:
 //
-//	feature                       definition over the window's requests           transform
-//	----------------------------  ----------------------------------------------  ---------
-//	log1p_requests                number of requests                              ln(1 + n)
-//	log1p_distinct_paths          distinct non-empty ClientRequestPath values     ln(1 + n)
-//	log1p_distinct_user_agents    distinct non-empty ClientRequestUserAgent       ln(1 + n)
-//	share_no_referer              requests with an empty ClientRequestReferer,    none
-//	                              divided by requests
-//	log1p_distinct_query_shapes   distinct non-empty query shapes                 ln(1 + n)
-//	                              (AppendQueryShape of ClientRequestURI)
-//	share_4xx                     requests with EdgeResponseStatus 400..499,      none
-//	                              divided by requests (0 for no requests)
-//	share_non_get                 requests whose ClientRequestMethod is not       none
-//	                              exactly "GET", divided by requests
-//	log1p_distinct_ips            distinct ClientIP values; only when the         ln(1 + n)
-//	                              identity is a TLS fingerprint (JA3 or JA4)
+//	feature                 definition over the window's requests              transform
+//	----------------------  -------------------------------------------------  ---------
+//	log1p_requests          number of requests                                 ln(1 + n)
+//	share_new_paths         distinct non-empty ClientRequestPath values        share
+//	share_new_user_agents   distinct non-empty ClientRequestUserAgent values   share
+//	share_new_query_shapes  distinct non-empty query shapes (AppendQueryShape  share
+//	                        of ClientRequestURI)
+//	share_no_referer        requests with an empty ClientRequestReferer        share
+//	share_4xx               requests with EdgeResponseStatus 400..499          share
+//	share_non_get           requests whose ClientRequestMethod is not          share
+//	                        exactly "GET"
+//	share_assets            requests for a static file: a ClientRequestPath    share
+//	                        with an extension of IsAsset (css, js, png, ...)
+//	share_same_second       requests minus the distinct seconds of their       share
+//	                        EdgeStartTimestamp: requests sent in a second the
+//	                        visitor had already sent one in
+//	log1p_distinct_ips      distinct ClientIP values; only when the identity   ln(1 + n)
+//	                        is a TLS fingerprint (JA3 or JA4)
+//
+// A distinct count divided by requests is the share of requests that
+// brought a value not seen before in the window: a scraper asks for a new
+// path every time, a user-agent rotator claims a new browser every time.
 //
 // Distinct counts are HyperLogLog estimates in the detector and may be exact
-// counts in SQL; the difference is the sketch's error. Counts are log1p'd
-// because they are heavy-tailed and HBOS bins them with equal widths; shares
-// are already in [0, 1]. Referers are scored as a share rather than a
-// distinct count: a visitor that never sends one stands out whatever its
-// volume, while distinct referers mostly repeat the distinct paths. The
-// referer sketch is still kept, for analysis.
+// counts in SQL; the difference is the sketch's error. The request count is
+// log1p'd because it is heavy-tailed and HBOS bins it with equal widths.
+//
+// Only the request count grows with volume. When the distinct counts were
+// scored as counts too, a busy address shared by many people (an office, a
+// carrier's NAT) was unusual on four features at once, and such addresses
+// were most of the false positives; as shares, they look like the people
+// behind them. share_assets and share_same_second describe
+// how a browser fetches: the styles, scripts and images of each page it
+// shows, most within a second of the page. They are what sets a crawler
+// that asks for one page at a time, slowly, apart from people. The referer sketch is kept,
+// for analysis, but not scored: distinct referers mostly repeat the
+// distinct paths.
 //
 // # Store
 //

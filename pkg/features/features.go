@@ -14,6 +14,7 @@ const (
 	Count4xx                      // responses with status 400 to 499
 	CountNonGET                   // requests whose method is not GET
 	CountNoReferer                // requests without a referer
+	CountAssets                   // requests for static files (IsAsset)
 	NumCounters    = iota
 )
 
@@ -28,6 +29,7 @@ const (
 	SketchReferers                  // ClientRequestReferer
 	SketchQueryShapes               // the query-string shape of ClientRequestURI
 	SketchIPs                       // ClientIP, kept only for fingerprint identities
+	SketchSeconds                   // the request's time, truncated to the second
 	NumSketches       = iota
 )
 
@@ -41,6 +43,8 @@ func (c Counter) String() string {
 		return "non_get"
 	case CountNoReferer:
 		return "no_referer"
+	case CountAssets:
+		return "assets"
 	}
 	return fmt.Sprintf("counter(%d)", uint8(c))
 }
@@ -57,6 +61,8 @@ func (s Sketch) String() string {
 		return "query_shapes"
 	case SketchIPs:
 		return "ips"
+	case SketchSeconds:
+		return "seconds"
 	}
 	return fmt.Sprintf("sketch(%d)", uint8(s))
 }
@@ -73,12 +79,14 @@ type Aggregate struct {
 func FeatureNames(ips bool) []string {
 	names := []string{
 		"log1p_requests",
-		"log1p_distinct_paths",
-		"log1p_distinct_user_agents",
+		"share_new_paths",
+		"share_new_user_agents",
+		"share_new_query_shapes",
 		"share_no_referer",
-		"log1p_distinct_query_shapes",
 		"share_4xx",
 		"share_non_get",
+		"share_assets",
+		"share_same_second",
 	}
 	if ips {
 		names = append(names, "log1p_distinct_ips")
@@ -93,12 +101,14 @@ func (a *Aggregate) Vector(dst []float64, ips bool) []float64 {
 	req := a.Counts[CountRequests]
 	dst = append(dst[:0],
 		math.Log1p(float64(req)),
-		math.Log1p(float64(a.Distinct[SketchPaths])),
-		math.Log1p(float64(a.Distinct[SketchUserAgents])),
+		share(a.Distinct[SketchPaths], req),
+		share(a.Distinct[SketchUserAgents], req),
+		share(a.Distinct[SketchQueryShapes], req),
 		share(a.Counts[CountNoReferer], req),
-		math.Log1p(float64(a.Distinct[SketchQueryShapes])),
 		share(a.Counts[Count4xx], req),
 		share(a.Counts[CountNonGET], req),
+		share(a.Counts[CountAssets], req),
+		share(req-min(req, a.Distinct[SketchSeconds]), req),
 	)
 	if ips {
 		dst = append(dst, math.Log1p(float64(a.Distinct[SketchIPs])))
@@ -106,10 +116,11 @@ func (a *Aggregate) Vector(dst []float64, ips bool) []float64 {
 	return dst
 }
 
-// share is part/total, 0 for an empty window.
+// share is part/total, at most 1 (a distinct-count estimate can exceed the
+// requests it counts), and 0 for an empty window.
 func share(part, total uint64) float64 {
 	if total == 0 {
 		return 0
 	}
-	return float64(part) / float64(total)
+	return float64(min(part, total)) / float64(total)
 }

@@ -13,18 +13,20 @@ func TestVector(t *testing.T) {
 	a.Counts[Count4xx] = 5
 	a.Counts[CountNonGET] = 2
 	a.Counts[CountNoReferer] = 4
+	a.Counts[CountAssets] = 6
 	a.Distinct[SketchPaths] = 12
 	a.Distinct[SketchUserAgents] = 1
 	a.Distinct[SketchReferers] = 0
 	a.Distinct[SketchQueryShapes] = 3
 	a.Distinct[SketchIPs] = 7
+	a.Distinct[SketchSeconds] = 15
 	tests := []struct {
 		name string
 		ips  bool
 		want []float64
 	}{
-		{"address identity", false, []float64{math.Log(21), math.Log(13), math.Log(2), 0.2, math.Log(4), 0.25, 0.1}},
-		{"fingerprint identity", true, []float64{math.Log(21), math.Log(13), math.Log(2), 0.2, math.Log(4), 0.25, 0.1, math.Log(8)}},
+		{"address identity", false, []float64{math.Log(21), 0.6, 0.05, 0.15, 0.2, 0.25, 0.1, 0.3, 0.25}},
+		{"fingerprint identity", true, []float64{math.Log(21), 0.6, 0.05, 0.15, 0.2, 0.25, 0.1, 0.3, 0.25, math.Log(8)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -40,8 +42,17 @@ func TestVector(t *testing.T) {
 		})
 	}
 	var empty Aggregate
-	if got := empty.Vector(nil, false); !slices.Equal(got, make([]float64, 7)) {
+	if got := empty.Vector(nil, false); !slices.Equal(got, make([]float64, 9)) {
 		t.Errorf("empty window = %v, want zeros", got)
+	}
+	// HyperLogLog estimates may exceed the requests they count: the shares
+	// stay within [0, 1].
+	over := Aggregate{}
+	over.Counts[CountRequests] = 100
+	over.Distinct[SketchPaths] = 102
+	over.Distinct[SketchSeconds] = 101
+	if got := over.Vector(nil, false); got[1] != 1 || got[8] != 0 {
+		t.Errorf("share_new_paths %v, share_same_second %v for estimates above the requests, want 1 and 0", got[1], got[8])
 	}
 	buf := make([]float64, 0, 8)
 	if n := testing.AllocsPerRun(100, func() { buf = a.Vector(buf, true) }); n != 0 {

@@ -1,6 +1,9 @@
 package features
 
 import (
+	"encoding/binary"
+	"strings"
+
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/anomalyd/anomalyd/pkg/keys"
@@ -12,7 +15,7 @@ type Observation struct {
 	Site    uint64 // keys.SiteID of the site
 	Visitor uint64 // the visitor's keyed identity hash
 	Bucket  uint32 // Window.Bucket of the request's time
-	Flags   uint8  // Flag4xx, FlagNonGET
+	Flags   uint8  // the Flag bits below
 	// Hashes holds HashValue of each sketch's value (SketchPaths...), or 0
 	// where the request has none (an empty referer, say).
 	Hashes [NumSketches]uint64
@@ -23,6 +26,7 @@ const (
 	Flag4xx       uint8 = 1 << iota // EdgeResponseStatus 400..499
 	FlagNonGET                      // ClientRequestMethod is not "GET"
 	FlagNoReferer                   // ClientRequestReferer is empty
+	FlagAsset                       // ClientRequestPath is a static file (IsAsset)
 )
 
 // HashValue is the 64-bit hash a sketch stores for a value: xxHash64, which
@@ -65,6 +69,9 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	if len(ev.Referer) == 0 {
 		o.Flags |= FlagNoReferer
 	}
+	if IsAsset(ev.Path) {
+		o.Flags |= FlagAsset
+	}
 	ob.shape = AppendQueryShape(ob.shape[:0], ev.URI)
 	for s, v := range [...][]byte{
 		SketchPaths:       ev.Path,
@@ -76,9 +83,44 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 			o.Hashes[s] = hashBytes(v)
 		}
 	}
+	// The second is hashed like any value: the sketch counts the distinct
+	// seconds the visitor sent requests in.
+	var sec [8]byte
+	binary.LittleEndian.PutUint64(sec[:], uint64(ev.Time.Unix()))
+	o.Hashes[SketchSeconds] = hashBytes(sec[:])
 	if ob.identity.Mode().Fingerprint() && ev.ClientIP.IsValid() {
 		ip := ev.ClientIP.As16()
 		o.Hashes[SketchIPs] = hashBytes(ip[:])
 	}
 	return nil
+}
+
+// assetExtensions are the file extensions of what a browser fetches for a
+// page it renders: styles, scripts, images, fonts.
+var assetExtensions = [...]string{
+	"css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "webp", "avif",
+	"svg", "ico", "woff", "woff2", "ttf", "otf", "eot",
+}
+
+// IsAsset reports whether path names a static file by its extension,
+// compared without regard to case. Browsers fetch such files for the pages
+// they render; most crawlers and scripts never do.
+func IsAsset(path []byte) bool {
+	dot := -1
+	for i := len(path) - 1; i >= 0 && path[i] != '/'; i-- {
+		if path[i] == '.' {
+			dot = i
+			break
+		}
+	}
+	if dot < 0 {
+		return false
+	}
+	ext := path[dot+1:]
+	for _, a := range assetExtensions {
+		if len(a) == len(ext) && strings.EqualFold(a, string(ext)) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package features
 
 import (
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -51,6 +52,9 @@ func TestObserve(t *testing.T) {
 			want.Hashes[SketchPaths] = HashValue("/login")
 			want.Hashes[SketchUserAgents] = HashValue("curl/8")
 			want.Hashes[SketchQueryShapes] = HashValue("next&user")
+			var sec [8]byte
+			binary.LittleEndian.PutUint64(sec[:], uint64(time.Date(2026, 11, 21, 10, 30, 15, 0, time.UTC).Unix()))
+			want.Hashes[SketchSeconds] = hashBytes(sec[:])
 			if tc.ips {
 				ip := ev.ClientIP.As16()
 				want.Hashes[SketchIPs] = hashBytes(ip[:])
@@ -67,5 +71,67 @@ func TestObserve(t *testing.T) {
 	var o Observation
 	if err := NewObserver(w, ja4).Observe(&ev, &o); !errors.Is(err, ErrNoFingerprint) {
 		t.Errorf("JA4 identity without JA4: err = %v, want ErrNoFingerprint", err)
+	}
+}
+
+func TestObserveAsset(t *testing.T) {
+	decoder, err := NewDecoder(DefaultFieldMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := NewIdentity(IdentityIP, []byte("0123456789abcdef0123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := NewObserver(DefaultWindow(), id)
+	for _, tc := range []struct {
+		path  string
+		asset bool
+	}{
+		{"/static/app.js", true},
+		{"/products/12", false},
+	} {
+		var ev Event
+		event := `{"EdgeStartTimestamp":"2026-11-21T10:30:15Z","ZoneName":"shop.example.com","ClientIP":"203.0.113.7",
+			"ClientRequestMethod":"GET","ClientRequestPath":"` + tc.path + `","ClientRequestReferer":"https://shop.example.com/"}`
+		if err := decoder.Decode([]byte(event), &ev); err != nil {
+			t.Fatal(err)
+		}
+		var o Observation
+		if err := ob.Observe(&ev, &o); err != nil {
+			t.Fatal(err)
+		}
+		if got := o.Flags&FlagAsset != 0; got != tc.asset {
+			t.Errorf("%s: FlagAsset %v, want %v (flags %b)", tc.path, got, tc.asset, o.Flags)
+		}
+	}
+}
+
+func TestIsAsset(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		want bool
+	}{
+		{"/static/style.css", true},
+		{"/static/app.JS", true},
+		{"/favicon.ico", true},
+		{"/img/logo.webp", true},
+		{"/fonts/a.woff2", true},
+		{"/", false},
+		{"/products/123", false},
+		{"/index.html", false},
+		{"/v1.2/products", false}, // the dot is in a directory, not the file
+		{"/archive.tar.gz", false},
+		{"/.css", true},
+		{"/css", false},
+		{"", false},
+		{"/file.", false},
+	} {
+		if got := IsAsset([]byte(tc.path)); got != tc.want {
+			t.Errorf("IsAsset(%q) = %v, want %v", tc.path, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = IsAsset([]byte("/static/app.js")) }); n != 0 {
+		t.Errorf("IsAsset allocates %v times", n)
 	}
 }
