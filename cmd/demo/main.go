@@ -59,7 +59,7 @@ Examples:
   make demo
   make demo DEMO_FLAGS='-duration 0'                      # as fast as it goes
   make demo DEMO_FLAGS='-bots 30 -report-json bin/demo.json'
-  make demo DEMO_FLAGS='-baseline-flags "-min-windows 500 -contamination 0.005"'
+  make demo DEMO_FLAGS='-baseline-flags "-min-windows 500 -contamination 0.01"'
   bin/demo -traffic traffic.jsonl.gz -history history.jsonl.gz
 `
 
@@ -157,7 +157,7 @@ func (o *options) flagSet(out io.Writer) *flag.FlagSet {
 
 // exampleFlags illustrate each -X-flags in -h.
 var exampleFlags = map[pipeline.Name]string{
-	pipeline.Baseline:  "-min-windows 500 -contamination 0.005",
+	pipeline.Baseline:  "-min-windows 500 -contamination 0.01",
 	pipeline.Detector:  "-rescore-interval 10s",
 	pipeline.Publisher: "-min-hits 2",
 }

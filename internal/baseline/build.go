@@ -49,18 +49,18 @@ type BuildConfig struct {
 }
 
 // DefaultBuildConfig is 7 days of history, at least 1,000 visitor-windows,
-// all visitors up to 2M windows, and HBOS with 20 left-closed equal-width
-// bins, alpha 1e-4 and contamination 0.003: the best of the grid that
+// all visitors up to 2M windows, and HBOS with 10 left-closed equal-width
+// bins, alpha 1e-4 and contamination 0.005: the best of the grid that
 // bench/eval_test.go's harness measured on generated traffic (see the
 // README's detection figures).
 func DefaultBuildConfig() BuildConfig {
 	h := hbos.DefaultConfig()
-	h.Bins = 20
+	h.Bins = 10
 	// A small alpha lets an empty bin (a value no ordinary visitor had)
 	// weigh more than PyOD's 0.1 allows, which caps every feature's term
 	// at -log2(0.1) = 3.3.
 	h.Alpha = 1e-4
-	h.Contamination = 0.003
+	h.Contamination = 0.005
 	h.LeftClosed = true // window features are mostly log1p of small counts
 	return BuildConfig{
 		Window:      features.DefaultWindow(),
