@@ -111,8 +111,9 @@ func (s staticBaselines) Get(_ context.Context, site string) (*hbos.Model, strin
 
 // windowAcc accumulates one exact visitor-window, as windowsSQL does.
 type windowAcc struct {
-	counts [features.NumCounters]uint64
-	sets   [features.NumSketches]map[uint64]struct{}
+	counts  [features.NumCounters]uint64
+	sets    [features.NumSketches]map[uint64]struct{}
+	seconds map[uint32]struct{}
 }
 
 func runEval(tb testing.TB, cfg evalConfig) evalResult {
@@ -295,13 +296,14 @@ func fitBaselines(tb testing.TB, fc features.Config, build baseline.BuildConfig,
 		k := winKey{ev.Site, o.Visitor, o.Bucket / uint32(w.Buckets)}
 		a := wins[k]
 		if a == nil {
-			a = &windowAcc{}
+			a = &windowAcc{seconds: make(map[uint32]struct{})}
 			for j := range a.sets {
 				a.sets[j] = make(map[uint64]struct{})
 			}
 			wins[k] = a
 		}
 		a.counts[features.CountRequests]++
+		a.seconds[o.Second] = struct{}{}
 		for _, c := range []struct {
 			flag    uint8
 			counter features.Counter
@@ -324,6 +326,7 @@ func fitBaselines(tb testing.TB, fc features.Config, build baseline.BuildConfig,
 			continue
 		}
 		agg := features.Aggregate{Counts: a.counts}
+		agg.Counts[features.CountSameSecond] = a.counts[features.CountRequests] - uint64(len(a.seconds))
 		for j, s := range a.sets {
 			agg.Distinct[j] = uint64(len(s))
 		}

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
@@ -80,9 +79,11 @@ func exactWindow(events []traffic.Request, w features.Window, site, ip string, n
 	for i := range distinct {
 		distinct[i] = make(map[string]bool)
 	}
+	last := make(map[uint32]int64) // bucket -> second of its latest request
 	for i := range events {
 		r := &events[i]
-		if b := w.Bucket(r.Time); r.Site != site || r.ClientIP != ip || b < w.First(newest) || b > newest {
+		b := w.Bucket(r.Time)
+		if r.Site != site || r.ClientIP != ip || b < w.First(newest) || b > newest {
 			continue
 		}
 		agg.Counts[features.CountRequests]++
@@ -98,13 +99,15 @@ func exactWindow(events []traffic.Request, w features.Window, site, ip string, n
 		if features.IsAsset([]byte(r.Path)) {
 			agg.Counts[features.CountAssets]++
 		}
+		if sec, ok := last[b]; ok && sec == r.Time.Unix() {
+			agg.Counts[features.CountSameSecond]++
+		}
+		last[b] = r.Time.Unix()
 		shape := string(features.AppendQueryShape(nil, []byte("?"+r.Query)))
 		for s, v := range map[features.Sketch]string{
 			features.SketchPaths:       r.Path,
 			features.SketchUserAgents:  r.UserAgent,
-			features.SketchReferers:    r.Referer,
 			features.SketchQueryShapes: shape,
-			features.SketchSeconds:     strconv.FormatInt(r.Time.Unix(), 10),
 		} {
 			if v != "" {
 				distinct[s][v] = true

@@ -33,34 +33,50 @@ import (
 //     window's buckets.
 //   - All of an event's commands go in one pipeline: one round trip per
 //     event, the best a per-event design can do.
+//   - Whether a request came in the same second as the visitor's previous
+//     one is decided in process, as anomalyd does, from the last second
+//     seen per visitor.
 type naiveStore struct {
-	rdb *redis.Client
-	w   features.Window
-	ttl time.Duration
+	rdb  *redis.Client
+	w    features.Window
+	ttl  time.Duration
+	last map[string]lastSecond // by key prefix (site and IP)
 	// Reused per event; a naiveStore serves one worker goroutine.
 	shape []byte
 	query []byte
 	keys  []string
 }
 
+// lastSecond is the second of a visitor's latest request, and its bucket.
+type lastSecond struct {
+	bucket uint32
+	second int64
+}
+
+// sameSecond reports whether a request at second sec of bucket b came in
+// the same second as the visitor's previous request in b, and remembers it.
+func sameSecond(last map[string]lastSecond, visitor string, b uint32, sec int64) bool {
+	prev, ok := last[visitor]
+	last[visitor] = lastSecond{b, sec}
+	return ok && prev.bucket == b && prev.second == sec
+}
+
 // naiveSketches are the feature names of the sketches, by features.Sketch.
-// The v1 system had no IP sketch (identities were IPs): its entry is empty
-// and skipped.
+// The v1 system had no IP sketch (identities were IPs).
 var naiveSketches = [...]string{
 	features.SketchPaths:       "paths",
 	features.SketchUserAgents:  "user_agents",
-	features.SketchReferers:    "referers",
 	features.SketchQueryShapes: "query_shapes",
-	features.SketchSeconds:     "seconds",
 }
 
 // naiveCounters are the feature names of the counters, by features.Counter.
 var naiveCounters = [...]string{
-	features.CountRequests:  "requests",
-	features.Count4xx:       "4xx",
-	features.CountNonGET:    "non_get",
-	features.CountNoReferer: "no_referer",
-	features.CountAssets:    "assets",
+	features.CountRequests:   "requests",
+	features.Count4xx:        "4xx",
+	features.CountNonGET:     "non_get",
+	features.CountNoReferer:  "no_referer",
+	features.CountAssets:     "assets",
+	features.CountSameSecond: "same_second",
 }
 
 // naiveGrace is how long a key outlives the window, so a late read of the
@@ -68,7 +84,7 @@ var naiveCounters = [...]string{
 const naiveGrace = time.Minute
 
 func newNaiveStore(rdb *redis.Client, w features.Window) *naiveStore {
-	return &naiveStore{rdb: rdb, w: w, ttl: w.Span() + naiveGrace}
+	return &naiveStore{rdb: rdb, w: w, ttl: w.Span() + naiveGrace, last: make(map[string]lastSecond)}
 }
 
 // naiveKey is ad:{site:ip}:feature:bucket.
@@ -88,14 +104,12 @@ func (s *naiveStore) Process(ctx context.Context, r *traffic.Request) (features.
 	values := [len(naiveSketches)]string{
 		features.SketchPaths:       r.Path,
 		features.SketchUserAgents:  r.UserAgent,
-		features.SketchReferers:    r.Referer,
 		features.SketchQueryShapes: string(s.shape),
-		features.SketchSeconds:     strconv.FormatInt(r.Time.Unix(), 10),
 	}
 
 	pipe := s.rdb.Pipeline()
 	for f, v := range values {
-		if v == "" || naiveSketches[f] == "" {
+		if v == "" {
 			continue
 		}
 		k := naiveKey(prefix, naiveSketches[f], bucket)
@@ -120,12 +134,12 @@ func (s *naiveStore) Process(ctx context.Context, r *traffic.Request) (features.
 	if features.IsAsset([]byte(r.Path)) {
 		incr(features.CountAssets)
 	}
+	if sameSecond(s.last, prefix, bucket, r.Time.Unix()) {
+		incr(features.CountSameSecond)
+	}
 
 	var counts [len(naiveSketches)]*redis.IntCmd
 	for f, name := range naiveSketches {
-		if name == "" { // SketchIPs
-			continue
-		}
 		s.keys = s.keys[:0]
 		for b := first; b <= bucket; b++ {
 			s.keys = append(s.keys, naiveKey(prefix, name, b))
@@ -148,9 +162,7 @@ func (s *naiveStore) Process(ctx context.Context, r *traffic.Request) (features.
 	}
 	var agg features.Aggregate
 	for f, c := range counts {
-		if c != nil {
-			agg.Distinct[f] = uint64(c.Val())
-		}
+		agg.Distinct[f] = uint64(c.Val())
 	}
 	for i, v := range mget.Val() {
 		if v == nil {
@@ -185,7 +197,7 @@ func TestNaiveKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := features.Aggregate{Counts: [features.NumCounters]uint64{1, 1, 1, 1, 0}, Distinct: [features.NumSketches]uint64{1, 1, 0, 1, 0, 1}}
+	want := features.Aggregate{Counts: [features.NumCounters]uint64{1, 1, 1, 1, 0, 0}, Distinct: [features.NumSketches]uint64{1, 1, 1, 0}}
 	if agg != want {
 		t.Errorf("aggregate %+v, want %+v", agg, want)
 	}
@@ -203,7 +215,6 @@ func TestNaiveKeys(t *testing.T) {
 		prefix + "paths" + bucket,
 		prefix + "query_shapes" + bucket,
 		prefix + "requests" + bucket,
-		prefix + "seconds" + bucket,
 		prefix + "user_agents" + bucket,
 	}
 	if !slices.Equal(got, wantKeys) {

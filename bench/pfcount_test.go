@@ -85,6 +85,7 @@ func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 	obs := make([]features.Observation, anomalydBatch)
 	hlls := make(map[string][]any)
 	counters := make(map[string]int64)
+	last := make(map[string]lastSecond) // by visitor, as in the naive design
 	var ev features.Event
 	var buf []byte
 	var keys []string
@@ -120,6 +121,9 @@ func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 			}
 			if o.Flags&features.FlagAsset != 0 {
 				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountAssets), o.Bucket)]++
+			}
+			if sameSecond(last, pfcountKey(o.Site, o.Visitor, 0, 0), o.Bucket, int64(o.Second)) {
+				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountSameSecond), o.Bucket)]++
 			}
 		}
 

@@ -34,7 +34,7 @@ type Request struct {
 
 // requestsColumns is the explicit column list of every insert; ClickHouse
 // 18.16 rejects batch appends without one.
-const requestsColumns = `time, site, visitor, flags, path_hash, ua_hash, referer_hash,
+const requestsColumns = `time, site, visitor, flags, path_hash, ua_hash,
 	shape_hash, ip_hash, kafka_topic, kafka_partition, kafka_offset`
 
 // RequestsDDL returns the CREATE TABLE statement of a requests table.
@@ -53,7 +53,6 @@ func RequestsDDL(table string) string {
 	flags           UInt8,
 	path_hash       UInt64,
 	ua_hash         UInt64,
-	referer_hash    UInt64,
 	shape_hash      UInt64,
 	ip_hash         UInt64,
 	kafka_topic     String,
@@ -83,7 +82,7 @@ func InsertRequests(ctx context.Context, conn driver.Conn, table string, rows []
 		r := &rows[i]
 		h := &r.Obs.Hashes
 		err := batch.Append(r.Time.UTC(), r.Site, r.Obs.Visitor, r.Obs.Flags,
-			h[features.SketchPaths], h[features.SketchUserAgents], h[features.SketchReferers],
+			h[features.SketchPaths], h[features.SketchUserAgents],
 			h[features.SketchQueryShapes], h[features.SketchIPs],
 			r.Topic, r.Partition, r.Offset)
 		if err != nil {

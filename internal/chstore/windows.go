@@ -20,9 +20,10 @@ type VisitorWindow struct {
 
 // windowsSQL aggregates a site's history into per-(visitor, window) rows,
 // with exactly the definitions of the pkg/features table: counts of
-// requests, of 4xx, non-GET, referer-less and asset requests, and exact
-// distinct counts of the non-zero hashes and of the seconds (the table's
-// time resolution), which are what the live sketches estimate. Windows
+// requests, of 4xx, non-GET, referer-less and asset requests, of requests
+// in a second the visitor had already sent one in (time is in seconds),
+// and exact distinct counts of the non-zero hashes, which are what the live
+// sketches estimate. Windows
 // tumble: window w holds the buckets w*B .. w*B+B-1, the same set a live
 // window ending at its last bucket covers.
 const windowsSQL = `SELECT
@@ -31,14 +32,13 @@ const windowsSQL = `SELECT
 	count() AS requests,
 	countIf(bitAnd(flags, %[4]d) != 0) AS n4xx,
 	countIf(bitAnd(flags, %[5]d) != 0) AS non_get,
-	countIf(referer_hash = 0) AS no_referer,
-	countIf(bitAnd(flags, %[6]d) != 0) AS assets,
+	countIf(bitAnd(flags, %[6]d) != 0) AS no_referer,
+	countIf(bitAnd(flags, %[7]d) != 0) AS assets,
+	toUInt64(requests - uniqExact(time)) AS same_second,
 	uniqExactIf(path_hash, path_hash != 0) AS paths,
 	uniqExactIf(ua_hash, ua_hash != 0) AS uas,
-	uniqExactIf(referer_hash, referer_hash != 0) AS referers,
 	uniqExactIf(shape_hash, shape_hash != 0) AS shapes,
-	uniqExactIf(ip_hash, ip_hash != 0) AS ips,
-	uniqExact(time) AS seconds
+	uniqExactIf(ip_hash, ip_hash != 0) AS ips
 FROM %[1]s FINAL
 WHERE site = ? AND time >= ? AND time < ? AND visitor %% 1000000 < ?
 GROUP BY visitor, window
@@ -66,7 +66,7 @@ type WindowQuery struct {
 // window w, so a large site costs memory for one row at a time.
 func Windows(ctx context.Context, conn driver.Conn, table string, w features.Window, q WindowQuery, fn func(VisitorWindow) error) error {
 	site := q.Site
-	query := fmt.Sprintf(windowsSQL, table, int(w.Width/time.Second), w.Buckets, features.Flag4xx, features.FlagNonGET, features.FlagAsset)
+	query := fmt.Sprintf(windowsSQL, table, int(w.Width/time.Second), w.Buckets, features.Flag4xx, features.FlagNonGET, features.FlagNoReferer, features.FlagAsset)
 	limit := uint64(q.Limit)
 	if limit == 0 {
 		limit = 1<<63 - 1
@@ -78,16 +78,15 @@ func Windows(ctx context.Context, conn driver.Conn, table string, w features.Win
 	defer rows.Close()
 	for rows.Next() {
 		var vw VisitorWindow
-		var req, n4xx, nonGet, noRef, assets, paths, uas, refs, shapes, ips, seconds uint64
-		if err := rows.Scan(&vw.Visitor, &vw.Window, &req, &n4xx, &nonGet, &noRef, &assets, &paths, &uas, &refs, &shapes, &ips, &seconds); err != nil {
+		var req, n4xx, nonGet, noRef, assets, same, paths, uas, shapes, ips uint64
+		if err := rows.Scan(&vw.Visitor, &vw.Window, &req, &n4xx, &nonGet, &noRef, &assets, &same, &paths, &uas, &shapes, &ips); err != nil {
 			return fmt.Errorf("reading windows of %q: %w", site, err)
 		}
 		a := &vw.Agg
 		a.Counts[features.CountRequests], a.Counts[features.Count4xx], a.Counts[features.CountNonGET] = req, n4xx, nonGet
-		a.Counts[features.CountNoReferer], a.Counts[features.CountAssets] = noRef, assets
+		a.Counts[features.CountNoReferer], a.Counts[features.CountAssets], a.Counts[features.CountSameSecond] = noRef, assets, same
 		a.Distinct[features.SketchPaths], a.Distinct[features.SketchUserAgents] = paths, uas
-		a.Distinct[features.SketchReferers], a.Distinct[features.SketchQueryShapes] = refs, shapes
-		a.Distinct[features.SketchIPs], a.Distinct[features.SketchSeconds] = ips, seconds
+		a.Distinct[features.SketchQueryShapes], a.Distinct[features.SketchIPs] = shapes, ips
 		if err := fn(vw); err != nil {
 			return err
 		}

@@ -19,11 +19,16 @@ const sketchPrecision = 12
 type bucket struct {
 	counts   [NumCounters]uint64
 	sketches [NumSketches]*hyperloglog.Sketch // nil while empty
+	last     uint32                           // Observation.Second of the latest request added
 }
 
 // add folds one observation in. Sketch inserts are idempotent: replaying an
 // event leaves distinct counts unchanged.
 func (b *bucket) add(o *Observation) {
+	if b.counts[CountRequests] > 0 && o.Second == b.last {
+		b.counts[CountSameSecond]++
+	}
+	b.last = o.Second
 	b.counts[CountRequests]++
 	if o.Flags&Flag4xx != 0 {
 		b.counts[Count4xx]++
@@ -85,10 +90,11 @@ func aggregate(buckets []*bucket) (Aggregate, error) {
 }
 
 // The bucket encoding stored in Redis, version 3 (versions 1 and 2 had
-// fewer counters and sketches; their buckets expired with their window):
+// other counters and sketches; their buckets expired with their window):
 //
 //	version   1 byte  (3)
 //	counts    NumCounters uvarints
+//	last      uvarint, the Unix second of the latest request
 //	present   1 byte  bitmap of the sketches that follow, bit i = Sketch i
 //	sketches  for each present sketch: uvarint length, then the axiomhq
 //	          hyperloglog encoding
@@ -102,6 +108,7 @@ func (b *bucket) appendBinary(dst []byte) ([]byte, error) {
 	for _, c := range b.counts {
 		dst = binary.AppendUvarint(dst, c)
 	}
+	dst = binary.AppendUvarint(dst, uint64(b.last))
 	var present byte
 	for i, sk := range b.sketches {
 		if sk != nil {
@@ -137,6 +144,11 @@ func decodeBucket(data []byte) (*bucket, error) {
 		}
 		b.counts[i], data = c, data[n:]
 	}
+	last, n := binary.Uvarint(data)
+	if n <= 0 || last > 1<<32-1 {
+		return nil, fmt.Errorf("%w: last second", errBucketEncoding)
+	}
+	b.last, data = uint32(last), data[n:]
 	if len(data) == 0 || data[0]>>NumSketches != 0 {
 		return nil, fmt.Errorf("%w: sketch bitmap", errBucketEncoding)
 	}

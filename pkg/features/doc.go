@@ -21,7 +21,7 @@
 //
 // # Features
 //
-// Each bucket keeps five counters and up to six HyperLogLog sketches per
+// Each bucket keeps six counters and up to four HyperLogLog sketches per
 // (site, visitor). Over a window the counters are summed and the sketches
 // merged, and [Aggregate.Vector] turns the result into the scored features.
 // The baseline service computes the same features in SQL, so these
@@ -41,30 +41,35 @@
 //	                        exactly "GET"
 //	share_assets            requests for a static file: a ClientRequestPath    share
 //	                        with an extension of IsAsset (css, js, png, ...)
-//	share_same_second       requests minus the distinct seconds of their       share
-//	                        EdgeStartTimestamp: requests sent in a second the
-//	                        visitor had already sent one in
+//	share_same_second       requests sent in the same second (of               share
+//	                        EdgeStartTimestamp) as the visitor's request
+//	                        before them; for requests in time order, that
+//	                        is requests minus their distinct seconds
 //	log1p_distinct_ips      distinct ClientIP values; only when the identity   ln(1 + n)
 //	                        is a TLS fingerprint (JA3 or JA4)
 //
 // A distinct count divided by requests is the share of requests that
 // brought a value not seen before in the window: a scraper asks for a new
 // path every time, a user-agent rotator claims a new browser every time.
+// The request count is log1p'd because it is heavy-tailed and HBOS bins it
+// with equal widths.
 //
-// Distinct counts are HyperLogLog estimates in the detector and may be exact
-// counts in SQL; the difference is the sketch's error. The request count is
-// log1p'd because it is heavy-tailed and HBOS bins it with equal widths.
+// Distinct counts are HyperLogLog estimates in the detector and may be
+// exact counts in SQL; the difference is the sketch's error. The detector
+// counts share_same_second in the order a visitor's requests arrive, which
+// is their order in its Kafka partition, and the SQL in time order; the two
+// differ only where the edge logged a visitor's requests out of order
+// across a second's boundary.
 //
 // Only the request count grows with volume. When the distinct counts were
 // scored as counts too, a busy address shared by many people (an office, a
 // carrier's NAT) was unusual on four features at once, and such addresses
-// were most of the false positives; as shares, they look like the people
-// behind them. share_assets and share_same_second describe
-// how a browser fetches: the styles, scripts and images of each page it
-// shows, most within a second of the page. They are what sets a crawler
-// that asks for one page at a time, slowly, apart from people. The referer sketch is kept,
-// for analysis, but not scored: distinct referers mostly repeat the
-// distinct paths.
+// made most of the false positives; as shares, they look like the people
+// behind them. share_assets and share_same_second describe how a browser
+// fetches: the styles, scripts and images of each page it shows, most
+// within a second of the page. They are what sets a crawler that asks for
+// one page at a time, slowly, apart from people. Referers are only counted
+// when missing: distinct referers mostly repeat the distinct paths.
 //
 // # Store
 //

@@ -15,7 +15,10 @@ const (
 	CountNonGET                   // requests whose method is not GET
 	CountNoReferer                // requests without a referer
 	CountAssets                   // requests for static files (IsAsset)
-	NumCounters    = iota
+	// CountSameSecond counts requests sent in the same second as the
+	// visitor's request before them in the bucket.
+	CountSameSecond
+	NumCounters = iota
 )
 
 // Sketch is a per-bucket HyperLogLog of distinct values kept for each
@@ -26,10 +29,8 @@ type Sketch uint8
 const (
 	SketchPaths       Sketch = iota // ClientRequestPath
 	SketchUserAgents                // ClientRequestUserAgent
-	SketchReferers                  // ClientRequestReferer
 	SketchQueryShapes               // the query-string shape of ClientRequestURI
 	SketchIPs                       // ClientIP, kept only for fingerprint identities
-	SketchSeconds                   // the request's time, truncated to the second
 	NumSketches       = iota
 )
 
@@ -45,6 +46,8 @@ func (c Counter) String() string {
 		return "no_referer"
 	case CountAssets:
 		return "assets"
+	case CountSameSecond:
+		return "same_second"
 	}
 	return fmt.Sprintf("counter(%d)", uint8(c))
 }
@@ -55,14 +58,10 @@ func (s Sketch) String() string {
 		return "paths"
 	case SketchUserAgents:
 		return "user_agents"
-	case SketchReferers:
-		return "referers"
 	case SketchQueryShapes:
 		return "query_shapes"
 	case SketchIPs:
 		return "ips"
-	case SketchSeconds:
-		return "seconds"
 	}
 	return fmt.Sprintf("sketch(%d)", uint8(s))
 }
@@ -108,7 +107,7 @@ func (a *Aggregate) Vector(dst []float64, ips bool) []float64 {
 		share(a.Counts[Count4xx], req),
 		share(a.Counts[CountNonGET], req),
 		share(a.Counts[CountAssets], req),
-		share(req-min(req, a.Distinct[SketchSeconds]), req),
+		share(a.Counts[CountSameSecond], req),
 	)
 	if ips {
 		dst = append(dst, math.Log1p(float64(a.Distinct[SketchIPs])))

@@ -1,7 +1,6 @@
 package features
 
 import (
-	"encoding/binary"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
@@ -15,9 +14,10 @@ type Observation struct {
 	Site    uint64 // keys.SiteID of the site
 	Visitor uint64 // the visitor's keyed identity hash
 	Bucket  uint32 // Window.Bucket of the request's time
+	Second  uint32 // the request's time in Unix seconds (0 before 1970)
 	Flags   uint8  // the Flag bits below
 	// Hashes holds HashValue of each sketch's value (SketchPaths...), or 0
-	// where the request has none (an empty referer, say).
+	// where the request has none (no query string, say).
 	Hashes [NumSketches]uint64
 }
 
@@ -59,7 +59,7 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	if err != nil {
 		return err
 	}
-	*o = Observation{Site: keys.SiteID(ev.Site), Visitor: visitor, Bucket: ob.w.Bucket(ev.Time)}
+	*o = Observation{Site: keys.SiteID(ev.Site), Visitor: visitor, Bucket: ob.w.Bucket(ev.Time), Second: uint32(max(ev.Time.Unix(), 0))}
 	if ev.Status >= 400 && ev.Status <= 499 {
 		o.Flags |= Flag4xx
 	}
@@ -76,18 +76,12 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	for s, v := range [...][]byte{
 		SketchPaths:       ev.Path,
 		SketchUserAgents:  ev.UserAgent,
-		SketchReferers:    ev.Referer,
 		SketchQueryShapes: ob.shape,
 	} {
 		if len(v) > 0 {
 			o.Hashes[s] = hashBytes(v)
 		}
 	}
-	// The second is hashed like any value: the sketch counts the distinct
-	// seconds the visitor sent requests in.
-	var sec [8]byte
-	binary.LittleEndian.PutUint64(sec[:], uint64(ev.Time.Unix()))
-	o.Hashes[SketchSeconds] = hashBytes(sec[:])
 	if ob.identity.Mode().Fingerprint() && ev.ClientIP.IsValid() {
 		ip := ev.ClientIP.As16()
 		o.Hashes[SketchIPs] = hashBytes(ip[:])

@@ -1,7 +1,6 @@
 package features
 
 import (
-	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -47,14 +46,12 @@ func TestObserve(t *testing.T) {
 				Site:    keys.SiteID("shop.example.com"),
 				Visitor: visitor,
 				Bucket:  uint32(time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC).Unix() / 60),
+				Second:  uint32(time.Date(2026, 11, 21, 10, 30, 15, 0, time.UTC).Unix()),
 				Flags:   Flag4xx | FlagNonGET | FlagNoReferer,
 			}
 			want.Hashes[SketchPaths] = HashValue("/login")
 			want.Hashes[SketchUserAgents] = HashValue("curl/8")
 			want.Hashes[SketchQueryShapes] = HashValue("next&user")
-			var sec [8]byte
-			binary.LittleEndian.PutUint64(sec[:], uint64(time.Date(2026, 11, 21, 10, 30, 15, 0, time.UTC).Unix()))
-			want.Hashes[SketchSeconds] = hashBytes(sec[:])
 			if tc.ips {
 				ip := ev.ClientIP.As16()
 				want.Hashes[SketchIPs] = hashBytes(ip[:])

@@ -14,7 +14,8 @@ import (
 	"github.com/anomalyd/anomalyd/pkg/keys"
 )
 
-// req is a hand-built request for store tests.
+// req is a hand-built request for store tests. All the requests of a
+// bucket are sent in its first second.
 type req struct {
 	bucket                           uint32
 	path, ua, referer, shape, method string
@@ -22,7 +23,7 @@ type req struct {
 }
 
 func (r req) observation(site, visitor uint64) Observation {
-	o := Observation{Site: site, Visitor: visitor, Bucket: r.bucket}
+	o := Observation{Site: site, Visitor: visitor, Bucket: r.bucket, Second: r.bucket * 60}
 	if r.status >= 400 && r.status < 500 {
 		o.Flags |= Flag4xx
 	}
@@ -32,9 +33,9 @@ func (r req) observation(site, visitor uint64) Observation {
 	if r.referer == "" {
 		o.Flags |= FlagNoReferer
 	}
-	for i, v := range []string{r.path, r.ua, r.referer, r.shape} {
+	for s, v := range map[Sketch]string{SketchPaths: r.path, SketchUserAgents: r.ua, SketchQueryShapes: r.shape} {
 		if v != "" {
-			o.Hashes[i] = HashValue(v)
+			o.Hashes[s] = HashValue(v)
 		}
 	}
 	return o
@@ -109,9 +110,9 @@ func TestFeatureValues(t *testing.T) {
 	want.Counts[Count4xx] = 3
 	want.Counts[CountNonGET] = 3
 	want.Counts[CountNoReferer] = 3
+	want.Counts[CountSameSecond] = 3    // all but the first of each bucket
 	want.Distinct[SketchPaths] = 3      // /, /login, /search
 	want.Distinct[SketchUserAgents] = 2 // Firefox, curl/8
-	want.Distinct[SketchReferers] = 2   // a.example, b.example; empty is not a value
 	want.Distinct[SketchQueryShapes] = 2
 	want.Distinct[SketchIPs] = 2
 	stores(t, DefaultWindow(), func(t *testing.T, s Store) {
@@ -306,6 +307,13 @@ func TestBucketEncoding(t *testing.T) {
 	a2, _ := aggregate([]*bucket{got})
 	if a1 != a2 {
 		t.Errorf("decoded bucket aggregates to %+v, want %+v", a2, a1)
+	}
+	// The latest request's second survives the encoding: a request in the
+	// same second, added after a restart, counts as one.
+	again := observations(req{b0, "/c", "ua", "", "", "GET", 200})[0]
+	got.add(&again)
+	if n := got.counts[CountSameSecond]; n != 2 {
+		t.Errorf("same-second requests after decoding and one more: %d, want 2", n)
 	}
 	for _, bad := range [][]byte{nil, {2}, enc[:2], enc[:len(enc)-1], append(append([]byte(nil), enc...), 0)} {
 		if _, err := decodeBucket(bad); err == nil {
