@@ -31,9 +31,10 @@ type MessageWriter interface {
 // Detector moves request events from the requests topic to score records
 // on the scores topic. It is at-least-once: a batch's offsets are committed
 // only after its score records and dead letters are acknowledged and its
-// features are written to the store. A batch read again after a crash adds
-// its requests once more: distinct counts do not change, request counts of
-// that batch's minute may.
+// features are written to the store. Batches read again after a crash (the
+// one being delivered, and the one after it, whose features may be written
+// already) add their requests once more: distinct counts do not change,
+// request counts of those batches' minute may.
 type Detector struct {
 	cfg        Config
 	proc       *Processor
@@ -55,13 +56,53 @@ func New(cfg Config, proc *Processor, reader MessageReader, scores, deadLetter M
 	return &Detector{cfg: cfg, proc: proc, reader: reader, scores: scores, deadLetter: deadLetter, metrics: metrics, logger: logger, next: make(map[int]int64)}
 }
 
-// Run detects until ctx is done, then finishes the batch in hand within
+// Run detects until ctx is done, then finishes the batches in hand within
 // ShutdownTimeout and returns nil. While Redis or Kafka fail, it retries
 // with backoff and commits nothing. It returns an error only when it
 // cannot go on without losing data: the reader fails, or the feature store
 // fails midway through a batch (ErrPartial); the batch is then read again
 // after a restart.
+//
+// Batches go through two stages, so that the CPU work of one overlaps the
+// network waits of the one before: the first reads a batch, scores it and
+// flushes its features; the second writes its records and dead letters,
+// then commits its offsets. A batch is handed over only once the second
+// stage has committed the one before, so offsets are committed in order.
 func (d *Detector) Run(ctx context.Context) error {
+	// The batches in hand outlive ctx by at most ShutdownTimeout.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(d.cfg.ShutdownTimeout, cancelWork) })
+	defer stop()
+
+	deliveries := make(chan delivery)
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		for b := range deliveries {
+			if err := d.deliver(work, b); err != nil {
+				d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(b.msgs), "error", err)
+				return
+			}
+		}
+	}()
+	err := d.consume(ctx, work, deliveries, delivered)
+	close(deliveries)
+	<-delivered
+	return err
+}
+
+// delivery is a scored batch on its way to the second stage.
+type delivery struct {
+	msgs  []kafka.Message
+	out   Batch
+	start time.Time
+}
+
+// consume is Run's first stage: it reads, scores and flushes batches, and
+// hands each to the second stage, until ctx is done or the second stage
+// has stopped.
+func (d *Detector) consume(ctx, work context.Context, deliveries chan<- delivery, delivered <-chan struct{}) error {
 	for {
 		msgs, err := service.FetchBatch(ctx, d.reader, d.cfg.BatchSize, d.cfg.BatchLinger)
 		if err != nil {
@@ -70,18 +111,19 @@ func (d *Detector) Run(ctx context.Context) error {
 		if len(msgs) == 0 {
 			return nil // ctx is done
 		}
-		batchCtx := ctx
-		if ctx.Err() != nil {
-			var cancel context.CancelFunc
-			batchCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), d.cfg.ShutdownTimeout)
-			defer cancel()
-		}
-		if err := d.handle(batchCtx, msgs); err != nil {
+		start := time.Now()
+		out, err := d.process(work, msgs)
+		if err != nil {
 			if errors.Is(err, ErrPartial) {
 				return err
 			}
 			d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(msgs), "error", err)
 			return nil
+		}
+		select {
+		case deliveries <- delivery{msgs: msgs, out: out, start: start}:
+		case <-delivered:
+			return nil // the second stage gave up; it said why
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -89,10 +131,9 @@ func (d *Detector) Run(ctx context.Context) error {
 	}
 }
 
-// handle processes one batch and commits it. It returns an error only when
-// ctx ends first (nothing committed), or wrapping ErrPartial.
-func (d *Detector) handle(ctx context.Context, msgs []kafka.Message) error {
-	start := time.Now()
+// process scores one batch and makes its features durable. It returns an
+// error only when ctx ends first, or wrapping ErrPartial.
+func (d *Detector) process(ctx context.Context, msgs []kafka.Message) (Batch, error) {
 	d.checkOwnership(msgs)
 	var out Batch
 	err := d.retry(ctx, "prefetch", d.metrics.StoreErrors, func() error {
@@ -103,30 +144,37 @@ func (d *Detector) handle(ctx context.Context, msgs []kafka.Message) error {
 		return err
 	})
 	if err != nil {
-		return err
-	}
-	if len(out.DeadLetters) > 0 {
-		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return d.deadLetter.WriteMessages(ctx, out.DeadLetters...) })
-		if err != nil {
-			return fmt.Errorf("writing %d dead letters: %w", len(out.DeadLetters), err)
-		}
-	}
-	if len(out.Scores) > 0 {
-		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return d.scores.WriteMessages(ctx, out.Scores...) })
-		if err != nil {
-			return fmt.Errorf("writing %d score records: %w", len(out.Scores), err)
-		}
+		return Batch{}, err
 	}
 	if err := d.retry(ctx, "flush", d.metrics.StoreErrors, func() error { return d.proc.Flush(ctx) }); err != nil {
-		return fmt.Errorf("writing features: %w", err)
+		return Batch{}, fmt.Errorf("writing features: %w", err)
 	}
-	if err := d.reader.CommitMessages(ctx, msgs...); err != nil {
+	return out, nil
+}
+
+// deliver writes a batch's dead letters and score records, then commits
+// its offsets. It returns an error only when ctx ends first (nothing
+// committed).
+func (d *Detector) deliver(ctx context.Context, b delivery) error {
+	if len(b.out.DeadLetters) > 0 {
+		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return d.deadLetter.WriteMessages(ctx, b.out.DeadLetters...) })
+		if err != nil {
+			return fmt.Errorf("writing %d dead letters: %w", len(b.out.DeadLetters), err)
+		}
+	}
+	if len(b.out.Scores) > 0 {
+		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return d.scores.WriteMessages(ctx, b.out.Scores...) })
+		if err != nil {
+			return fmt.Errorf("writing %d score records: %w", len(b.out.Scores), err)
+		}
+	}
+	if err := d.reader.CommitMessages(ctx, b.msgs...); err != nil {
 		// The batch's effects are durable; at worst it is read again.
 		d.metrics.KafkaErrors.WithLabelValues("commit").Inc()
-		d.logger.Warn("committing offsets failed; the batch may be read again", "events", len(msgs), "error", err)
+		d.logger.Warn("committing offsets failed; the batch may be read again", "events", len(b.msgs), "error", err)
 	}
 	d.metrics.Batches.Inc()
-	d.metrics.BatchSeconds.Observe(time.Since(start).Seconds())
+	d.metrics.BatchSeconds.Observe(time.Since(b.start).Seconds())
 	return nil
 }
 
