@@ -63,8 +63,11 @@ type RedisStore struct {
 	open   map[bucketID]*bucket  // buckets being filled, possibly changed
 	dirty  map[bucketID]struct{} // open buckets changed since the last Flush
 	closed map[bucketID]*bucket  // closed buckets, decoded; nil: Redis has none
-	seen   map[bucketID]struct{} // scratch for Add
-	buf    []byte
+	// evicted is the oldest bucket closed may still hold: older ones were
+	// dropped when the watermark passed them.
+	evicted uint32
+	seen    map[bucketID]struct{} // scratch for Add
+	buf     []byte
 }
 
 // NewRedisStore returns a store for window w in rdb. The client must have
@@ -152,13 +155,6 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 		id := bucketID{o.Site, o.Visitor, o.Bucket}
 		s.open[id].add(o)
 		s.dirty[id] = struct{}{}
-	}
-	if wm.newest != s.wm.newest {
-		for id := range s.closed {
-			if wm.w.Late(id.bucket, wm.newest) {
-				delete(s.closed, id)
-			}
-		}
 	}
 	s.wm = wm
 	return nil
@@ -311,6 +307,17 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 		}
 		s.remember(id, b)
 		delete(s.open, id)
+	}
+	// A request as old as the watermark accepts has a window that reaches
+	// one window further back: the visitors of a partition read behind the
+	// others need those buckets. Older ones no window needs.
+	if oldest := s.wm.w.First(s.wm.w.First(s.wm.newest)); oldest > s.evicted {
+		for id := range s.closed {
+			if id.bucket < oldest {
+				delete(s.closed, id)
+			}
+		}
+		s.evicted = oldest
 	}
 	return nil
 }
