@@ -66,8 +66,12 @@ type RedisStore struct {
 	// evicted is the oldest bucket closed may still hold: older ones were
 	// dropped when the watermark passed them.
 	evicted uint32
-	seen    map[bucketID]struct{} // scratch for Add
-	buf     []byte
+	// complete is, per visitor, the newest bucket of a window the store
+	// holds in full (open or closed) since a Prefetch loaded it, so that
+	// Prefetch looks up only the buckets a visitor's window gained since.
+	complete map[visitorID]uint32
+	seen     map[bucketID]struct{} // scratch for Add
+	buf      []byte
 }
 
 // NewRedisStore returns a store for window w in rdb. The client must have
@@ -98,6 +102,7 @@ func NewRedisStore(rdb redis.UniversalClient, w Window, opts RedisOptions) (*Red
 		dirty:     make(map[bucketID]struct{}),
 		closed:    make(map[bucketID]*bucket),
 		seen:      make(map[bucketID]struct{}),
+		complete:  make(map[visitorID]uint32),
 	}, nil
 }
 
@@ -174,7 +179,17 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 	want := make(map[bucketID]struct{})
 	for i := range obs {
 		o := &obs[i]
-		for b := w.First(o.Bucket); b <= o.Bucket; b++ {
+		from := w.First(o.Bucket)
+		if c, ok := s.complete[visitorID{o.Site, o.Visitor}]; ok && w.First(c) >= s.evicted {
+			// The store holds the window ending at c.
+			if o.Bucket <= c && from >= w.First(c) {
+				continue
+			}
+			if o.Bucket > c {
+				from = max(from, c+1)
+			}
+		}
+		for b := from; b <= o.Bucket; b++ {
 			id := bucketID{o.Site, o.Visitor, b}
 			if s.open[id] != nil {
 				continue
@@ -189,10 +204,12 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 		}
 	}
 	if len(ids) == 0 {
+		s.completed(obs)
 		return nil
 	}
-	if len(s.closed)+len(ids) > s.maxCached {
-		clear(s.closed) // as remember would, but before rather than midway
+	full := len(s.closed)+len(ids) > s.maxCached
+	if full {
+		s.forgetClosed() // as remember would, but before rather than midway
 	}
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(ids))
@@ -218,7 +235,32 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 	for i, id := range ids {
 		s.closed[id] = loaded[i] // nil: Redis has none
 	}
+	if !full { // else the rest of the windows was just forgotten
+		s.completed(obs)
+	}
 	return nil
+}
+
+// visitorID names one visitor of one site.
+type visitorID struct{ site, visitor uint64 }
+
+// completed records that the store holds the windows of obs in full.
+func (s *RedisStore) completed(obs []Observation) {
+	w := s.wm.w
+	for i := range obs {
+		o := &obs[i]
+		v := visitorID{o.Site, o.Visitor}
+		if c, ok := s.complete[v]; !ok || o.Bucket > c || w.First(c) < s.evicted {
+			s.complete[v] = o.Bucket
+		}
+	}
+}
+
+// forgetClosed forgets the closed buckets, and so which windows the store
+// holds in full.
+func (s *RedisStore) forgetClosed() {
+	clear(s.closed)
+	clear(s.complete)
 }
 
 // load returns the buckets ids, those the store remembers from memory and
@@ -274,7 +316,7 @@ func (s *RedisStore) load(ctx context.Context, ids []bucketID) ([]*bucket, error
 // remember caches a closed bucket (nil: Redis has none).
 func (s *RedisStore) remember(id bucketID, b *bucket) {
 	if len(s.closed) >= s.maxCached {
-		clear(s.closed)
+		s.forgetClosed()
 	}
 	s.closed[id] = b
 }
@@ -317,6 +359,11 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 				delete(s.closed, id)
 			}
 		}
+		for v, c := range s.complete {
+			if s.wm.w.First(c) < oldest {
+				delete(s.complete, v)
+			}
+		}
 		s.evicted = oldest
 	}
 	return nil
@@ -349,7 +396,7 @@ func (s *RedisStore) Window(ctx context.Context, site, visitor uint64, newest ui
 func (s *RedisStore) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.closed)
+	s.forgetClosed()
 	for id := range s.open {
 		if _, ok := s.dirty[id]; !ok {
 			delete(s.open, id)

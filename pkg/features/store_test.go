@@ -455,3 +455,46 @@ func TestRedisStorePrefetchMakesNoRoundTrips(t *testing.T) {
 		t.Errorf("window in Redis = %+v, want 3 requests on 3 paths", got)
 	}
 }
+
+// TestRedisStorePrefetchLoadsWhatWindowsGained: a Prefetch after an earlier
+// one looks up only the buckets the visitor's window gained, and those
+// still come from Redis: with Redis down after it, the Adds and Windows of
+// the second batch need no round trip and see what another owner wrote.
+func TestRedisStorePrefetchLoadsWhatWindowsGained(t *testing.T) {
+	srv := testenv.Redis(t)
+	s := newRedisStore(t, srv.Addr(), DefaultWindow())
+	first := observations(req{bucket: b0, path: "/a", method: "GET"}, req{bucket: b0 + 1, path: "/b", method: "GET"})
+	if err := s.Prefetch(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	mustAdd(t, s, first)
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// Another owner wrote the visitor's next bucket meanwhile.
+	other := newRedisStore(t, srv.Addr(), DefaultWindow())
+	mustAdd(t, other, observations(req{bucket: b0 + 3, path: "/c", method: "GET"}))
+	if err := other.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	second := observations(req{bucket: b0 + 1, path: "/d", method: "GET"}, req{bucket: b0 + 3, path: "/e", method: "GET"})
+	if err := s.Prefetch(t.Context(), second); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{3, 5} // requests in the window after each Add
+	for i := range second {
+		if err := s.Add(t.Context(), second[i:i+1]); err != nil {
+			t.Fatalf("Add %d with Redis down after Prefetch: %v", i, err)
+		}
+		a, err := s.Window(t.Context(), testSite, testVisitor, second[i].Bucket)
+		if err != nil {
+			t.Fatalf("Window %d with Redis down after Prefetch: %v", i, err)
+		}
+		if a.Counts[CountRequests] != want[i] {
+			t.Errorf("window after Add %d has %d requests, want %d", i, a.Counts[CountRequests], want[i])
+		}
+	}
+}
