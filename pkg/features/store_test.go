@@ -423,19 +423,7 @@ func TestRedisStorePrefetchMakesNoRoundTrips(t *testing.T) {
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	want := []uint64{3, 4} // requests in the window after each Add
-	for i := range batch {
-		if err := s.Add(t.Context(), batch[i:i+1]); err != nil {
-			t.Fatalf("Add %d with Redis down after Prefetch: %v", i, err)
-		}
-		a, err := s.Window(t.Context(), testSite, testVisitor, batch[i].Bucket)
-		if err != nil {
-			t.Fatalf("Window %d with Redis down after Prefetch: %v", i, err)
-		}
-		if a.Counts[CountRequests] != want[i] {
-			t.Errorf("window after Add %d has %d requests, want %d", i, a.Counts[CountRequests], want[i])
-		}
-	}
+	addOneByOne(t, s, batch, []uint64{3, 4})
 	// Prefetch changes nothing, and fails cleanly with Redis down.
 	other := observations(req{bucket: b0 + 3, path: "/e", method: "GET"})
 	other[0].Visitor++
@@ -484,12 +472,19 @@ func TestRedisStorePrefetchLoadsWhatWindowsGained(t *testing.T) {
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	want := []uint64{3, 5} // requests in the window after each Add
-	for i := range second {
-		if err := s.Add(t.Context(), second[i:i+1]); err != nil {
+	addOneByOne(t, s, second, []uint64{3, 5})
+}
+
+// addOneByOne adds batch to s one observation at a time, as the detector
+// does, with Redis down, and checks the requests of the window after each
+// Add against want.
+func addOneByOne(t *testing.T, s Store, batch []Observation, want []uint64) {
+	t.Helper()
+	for i := range batch {
+		if err := s.Add(t.Context(), batch[i:i+1]); err != nil {
 			t.Fatalf("Add %d with Redis down after Prefetch: %v", i, err)
 		}
-		a, err := s.Window(t.Context(), testSite, testVisitor, second[i].Bucket)
+		a, err := s.Window(t.Context(), testSite, testVisitor, batch[i].Bucket)
 		if err != nil {
 			t.Fatalf("Window %d with Redis down after Prefetch: %v", i, err)
 		}
