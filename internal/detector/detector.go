@@ -87,6 +87,9 @@ func (d *Detector) Run(ctx context.Context) error {
 		}
 	}()
 	err := d.consume(ctx, work, deliveries, delivered)
+	if err != nil { // the batch being delivered gets the same grace as on shutdown
+		time.AfterFunc(d.cfg.ShutdownTimeout, cancelWork)
+	}
 	close(deliveries)
 	<-delivered
 	return err

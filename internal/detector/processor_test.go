@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -448,5 +449,43 @@ func TestPipelinedBatchesCommitInOrder(t *testing.T) {
 	}
 	if !slices.Equal(values(scores.written), values(want.Scores)) {
 		t.Error("the score records differ from those of the one-batch run")
+	}
+}
+
+// brokenReader serves msgs, then fails.
+type brokenReader struct{ fakeReader }
+
+func (r *brokenReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.msgs) == 0 {
+		return kafka.Message{}, errors.New("group coordinator gone")
+	}
+	m := r.msgs[0]
+	r.msgs = r.msgs[1:]
+	return m, nil
+}
+
+// TestReaderFailureWhileKafkaIsDown: when the reader fails while a batch's
+// records cannot be written, Run gives that batch -shutdown-timeout, then
+// returns the reader's error with nothing committed.
+func TestReaderFailureWhileKafkaIsDown(t *testing.T) {
+	reader := &brokenReader{fakeReader{msgs: trafficMessages()[:50]}}
+	cfg := DefaultConfig()
+	cfg.BatchSize, cfg.ShutdownTimeout = 50, 300*time.Millisecond
+	p, metrics := newTestProcessor(t, cfg, staticSource{"shop.example": testModel(t)})
+	d := New(cfg, p, reader, &fakeWriter{failures: math.MaxInt}, &fakeWriter{}, metrics, slog.New(slog.DiscardHandler))
+	done := make(chan error, 1)
+	go func() { done <- d.Run(t.Context()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "group coordinator gone") {
+			t.Errorf("Run = %v, want the reader's error", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after the reader failed")
+	}
+	if n := reader.commits(); n != 0 {
+		t.Errorf("%d offsets committed with the records unwritten", n)
 	}
 }
