@@ -40,12 +40,12 @@ type RedisOptions struct {
 //     is touched, so an earlier owner's data is kept) and Flush writes each
 //     changed bucket once, in one pipeline.
 //   - Closed buckets are immutable but for late events, so the store
-//     remembers them, decoded, and which buckets Redis does not have, until
-//     they leave the window. Window then merges from memory, and reads
-//     Redis only for what this store has not seen: after a restart or a
-//     partition rebalance. Decoded buckets take about three times the
-//     memory of their encodings and save decoding every bucket of every
-//     window read: 6% more events per second in BenchmarkDetector.
+//     remembers them, decoded, and which buckets Redis does not have,
+//     until no window it accepts can need them. Window then merges from
+//     memory, and reads Redis only for what this store has not seen: after
+//     a restart or a partition rebalance. Decoded buckets take about three
+//     times the memory of their encodings and save decoding every bucket of
+//     every window read: 6% more events per second in BenchmarkDetector.
 //
 // What the store remembers is only right while it owns its visitors: when
 // the detector loses partitions, it calls Reset, so that visitors that come
