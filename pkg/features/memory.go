@@ -6,8 +6,10 @@ import (
 )
 
 // MemoryStore is a Store in process memory, for unit tests and
-// single-process use. Buckets that fall out of the window are dropped as the
-// watermark moves, so memory follows the visitors of one window.
+// single-process use. Memory follows the visitors of the last two windows:
+// buckets older than that, behind the newest bucket overall, are dropped,
+// so a visitor read more than a window behind the others loses its oldest
+// buckets.
 type MemoryStore struct {
 	mu      sync.Mutex
 	wm      watermark
@@ -16,7 +18,7 @@ type MemoryStore struct {
 
 // NewMemoryStore returns an empty store for window w.
 func NewMemoryStore(w Window) *MemoryStore {
-	return &MemoryStore{wm: watermark{w: w}, buckets: make(map[bucketID]*bucket)}
+	return &MemoryStore{wm: newWatermark(w), buckets: make(map[bucketID]*bucket)}
 }
 
 // Prefetch does nothing: everything is in memory.
@@ -33,7 +35,7 @@ func (s *MemoryStore) Add(_ context.Context, obs []Observation) error {
 	}
 	for i := range obs {
 		o := &obs[i]
-		if s.wm.isLate(o) {
+		if !s.wm.accept(o) {
 			continue
 		}
 		id := bucketID{o.Site, o.Visitor, o.Bucket}
@@ -47,13 +49,15 @@ func (s *MemoryStore) Add(_ context.Context, obs []Observation) error {
 	return nil
 }
 
-// evict drops the buckets older than the window.
+// evict drops the buckets more than two windows behind the newest.
 func (s *MemoryStore) evict() {
+	oldest := s.wm.w.First(s.wm.w.First(s.wm.newest))
 	for id := range s.buckets {
-		if s.wm.w.Late(id.bucket, s.wm.newest) {
+		if id.bucket < oldest {
 			delete(s.buckets, id)
 		}
 	}
+	s.wm.forget(oldest)
 }
 
 // Flush does nothing: memory is as durable as this store gets.

@@ -97,7 +97,7 @@ func NewRedisStore(rdb redis.UniversalClient, w Window, opts RedisOptions) (*Red
 		rdb:       rdb,
 		ttl:       w.Span() + opts.Grace,
 		maxCached: opts.MaxCached,
-		wm:        watermark{w: w},
+		wm:        newWatermark(w),
 		open:      make(map[bucketID]*bucket),
 		dirty:     make(map[bucketID]struct{}),
 		closed:    make(map[bucketID]*bucket),
@@ -129,14 +129,14 @@ func (s *RedisStore) key(id bucketID) string {
 func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	wm := s.wm
-	wm.advance(obs)
 	var missing []bucketID
 	clear(s.seen)
 	for i := range obs {
 		o := &obs[i]
 		id := bucketID{o.Site, o.Visitor, o.Bucket}
-		if wm.w.Late(o.Bucket, wm.newest) || s.open[id] != nil {
+		// Late now is late below too: a visitor's newest bucket only moves
+		// forward.
+		if s.wm.isLate(o) || s.open[id] != nil {
 			continue
 		}
 		if _, ok := s.seen[id]; !ok {
@@ -152,16 +152,16 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 		s.open[id] = loaded[i]
 		delete(s.closed, id) // a late event reopened it
 	}
+	s.wm.advance(obs)
 	for i := range obs {
 		o := &obs[i]
-		if wm.isLate(o) {
+		if !s.wm.accept(o) {
 			continue
 		}
 		id := bucketID{o.Site, o.Visitor, o.Bucket}
 		s.open[id].add(o)
 		s.dirty[id] = struct{}{}
 	}
-	s.wm = wm
 	return nil
 }
 
@@ -240,9 +240,6 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 	}
 	return nil
 }
-
-// visitorID names one visitor of one site.
-type visitorID struct{ site, visitor uint64 }
 
 // completed records that the store holds the windows of obs in full.
 func (s *RedisStore) completed(obs []Observation) {
@@ -350,9 +347,9 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 		s.remember(id, b)
 		delete(s.open, id)
 	}
-	// A request as old as the watermark accepts has a window that reaches
-	// one window further back: the visitors of a partition read behind the
-	// others need those buckets. Older ones no window needs.
+	// The visitors of a partition read behind the others still need
+	// buckets older than the newest window; keep a second window of them.
+	// Windows further behind are read from Redis again.
 	if oldest := s.wm.w.First(s.wm.w.First(s.wm.newest)); oldest > s.evicted {
 		for id := range s.closed {
 			if id.bucket < oldest {
@@ -364,6 +361,7 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 				delete(s.complete, v)
 			}
 		}
+		s.wm.forget(oldest)
 		s.evicted = oldest
 	}
 	return nil

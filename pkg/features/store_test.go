@@ -160,6 +160,38 @@ func TestLateEvents(t *testing.T) {
 	})
 }
 
+// TestLateIsPerVisitor: a visitor far behind another in event time, as
+// when it comes from a partition read behind the others, is not late; only
+// a visitor's own requests older than its own window are.
+func TestLateIsPerVisitor(t *testing.T) {
+	ahead := func(rs ...req) []Observation {
+		obs := observations(rs...)
+		for i := range obs {
+			obs[i].Visitor = testVisitor + 1
+		}
+		return obs
+	}
+	stores(t, DefaultWindow(), func(t *testing.T, s Store) {
+		mustAdd(t, s, ahead(req{bucket: b0 + 25, path: "/ahead", method: "GET"}))
+		mustAdd(t, s, observations(
+			req{bucket: b0 + 2, path: "/a", method: "GET"},
+			req{bucket: b0 + 9, path: "/b", method: "GET"},
+			req{bucket: b0, path: "/c", method: "GET"}, // in the window of b0+9: not late
+		))
+		mustAdd(t, s, observations(req{bucket: b0 + 12, path: "/d", method: "GET"}))
+		mustAdd(t, s, observations(req{bucket: b0 + 2, path: "/e", method: "GET"})) // before the window of b0+12: late
+		if got := mustWindow(t, s, b0+12); got.Counts[CountRequests] != 2 {
+			t.Errorf("window at b0+12 holds %d requests, want 2 (/b, /d)", got.Counts[CountRequests])
+		}
+		if got := mustWindow(t, s, b0+9); got.Counts[CountRequests] != 3 {
+			t.Errorf("window at b0+9 holds %d requests, want 3 (/a, /b, /c)", got.Counts[CountRequests])
+		}
+		if late := s.(interface{ Late() uint64 }).Late(); late != 1 {
+			t.Errorf("Late() = %d, want 1", late)
+		}
+	})
+}
+
 func TestReplayKeepsDistinctCounts(t *testing.T) {
 	batch := observations(
 		req{b0, "/a", "ua1", "r1", "s1", "GET", 200},
