@@ -134,9 +134,8 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 	for i := range obs {
 		o := &obs[i]
 		id := bucketID{o.Site, o.Visitor, o.Bucket}
-		// Late now is late below too: a visitor's newest bucket only moves
-		// forward.
-		if s.wm.isLate(o) || s.open[id] != nil {
+		// Late observations are rare: their buckets are loaded, not filled.
+		if s.open[id] != nil {
 			continue
 		}
 		if _, ok := s.seen[id]; !ok {

@@ -68,13 +68,6 @@ func (wm *watermark) advance(obs []Observation) {
 	}
 }
 
-// isLate reports whether o is older than the window of its visitor's
-// newest bucket.
-func (wm *watermark) isLate(o *Observation) bool {
-	n, ok := wm.visitor[visitorID{o.Site, o.Visitor}]
-	return ok && wm.w.Late(o.Bucket, n)
-}
-
 // accept counts o as late and returns false, or records its bucket as its
 // visitor's newest if it is, and returns true.
 func (wm *watermark) accept(o *Observation) bool {
