@@ -61,11 +61,14 @@ func newSketch() *hyperloglog.Sketch {
 	return sk
 }
 
-// aggregate merges buckets into a window Aggregate.
+// aggregate merges buckets into a window Aggregate; nil buckets are empty.
 func aggregate(buckets []*bucket) (Aggregate, error) {
 	var a Aggregate
 	var merged [NumSketches]*hyperloglog.Sketch
 	for _, b := range buckets {
+		if b == nil {
+			continue
+		}
 		for i, c := range b.counts {
 			a.Counts[i] += c
 		}

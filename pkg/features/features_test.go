@@ -90,6 +90,18 @@ func TestWindow(t *testing.T) {
 	if w.Span() != 10*time.Minute || w.First(b) != b-9 || w.First(3) != 0 {
 		t.Errorf("Span %v First %d First(3) %d", w.Span(), w.First(b), w.First(3))
 	}
+	for _, tc := range []struct {
+		newest uint32
+		want   []uint32
+	}{
+		{3, []uint32{0, 1, 2, 3}},
+		{math.MaxUint32, []uint32{math.MaxUint32 - 9, math.MaxUint32 - 8, math.MaxUint32 - 7, math.MaxUint32 - 6, math.MaxUint32 - 5,
+			math.MaxUint32 - 4, math.MaxUint32 - 3, math.MaxUint32 - 2, math.MaxUint32 - 1, math.MaxUint32}},
+	} {
+		if got := slices.Collect(w.Range(tc.newest)); !slices.Equal(got, tc.want) {
+			t.Errorf("Range(%d) = %v, want %v", tc.newest, got, tc.want)
+		}
+	}
 	if got := w.Bucket(time.Unix(-100, 0)); got != 0 {
 		t.Errorf("pre-1970 bucket = %d, want 0", got)
 	}

@@ -68,7 +68,7 @@ func (s *MemoryStore) Window(_ context.Context, site, visitor uint64, newest uin
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var found []*bucket
-	for _, b := range s.wm.w.Range(newest) {
+	for b := range s.wm.w.Range(newest) {
 		if bk := s.buckets[bucketID{site, visitor, b}]; bk != nil {
 			found = append(found, bk)
 		}

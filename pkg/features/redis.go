@@ -71,6 +71,8 @@ type RedisStore struct {
 	// Prefetch looks up only the buckets a visitor's window gained since.
 	complete map[visitorID]uint32
 	seen     map[bucketID]struct{} // scratch for Add
+	buckets  []*bucket             // scratch for Window
+	ids      []bucketID            // scratch for Window
 	buf      []byte
 }
 
@@ -143,12 +145,16 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 			missing = append(missing, id)
 		}
 	}
-	loaded, err := s.load(ctx, missing)
+	loaded, err := s.load(ctx, nil, missing)
 	if err != nil {
 		return fmt.Errorf("adding %d observations: %w", len(obs), err)
 	}
 	for i, id := range missing {
-		s.open[id] = loaded[i]
+		b := loaded[i]
+		if b == nil { // new: Redis has none
+			b = &bucket{}
+		}
+		s.open[id] = b
 		delete(s.closed, id) // a late event reopened it
 	}
 	s.wm.advance(obs)
@@ -259,26 +265,23 @@ func (s *RedisStore) forgetClosed() {
 	clear(s.complete)
 }
 
-// load returns the buckets ids, those the store remembers from memory and
-// the rest from Redis in one pipeline; a bucket Redis does not have is new
-// and empty. A remembered bucket is returned as is, not copied: Window only
-// reads it, and Add forgets it as closed before it changes it.
-func (s *RedisStore) load(ctx context.Context, ids []bucketID) ([]*bucket, error) {
-	out := make([]*bucket, len(ids))
+// load appends to dst the buckets ids, those the store remembers from
+// memory and the rest from Redis in one pipeline; nil for a bucket Redis
+// does not have. A remembered bucket is appended as is, not copied: Window
+// only reads it, and Add forgets it as closed before it changes it.
+func (s *RedisStore) load(ctx context.Context, dst []*bucket, ids []bucketID) ([]*bucket, error) {
+	base := len(dst)
 	var fetch []int // indexes into ids of the buckets to read from Redis
 	for i, id := range ids {
 		b, ok := s.closed[id]
-		switch {
-		case !ok:
+		if !ok {
 			fetch = append(fetch, i)
-		case b == nil:
-			out[i] = &bucket{}
-		default:
-			out[i] = b
 		}
+		dst = append(dst, b)
 	}
+	out := dst[base:]
 	if len(fetch) == 0 {
-		return out, nil
+		return dst, nil
 	}
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(fetch))
@@ -290,23 +293,20 @@ func (s *RedisStore) load(ctx context.Context, ids []bucketID) ([]*bucket, error
 	}
 	for j, i := range fetch {
 		data, err := cmds[j].Bytes()
-		var cached *bucket // nil when Redis has none
 		switch {
 		case errors.Is(err, redis.Nil):
-			out[i] = &bucket{}
 		case err != nil:
 			return nil, fmt.Errorf("%w: reading bucket: %w", ErrUnavailable, err)
 		default:
 			if out[i], err = decodeBucket(data); err != nil {
 				return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, s.key(ids[i]), err)
 			}
-			cached = out[i]
 		}
 		if ids[i].bucket < s.wm.newest {
-			s.remember(ids[i], cached)
+			s.remember(ids[i], out[i])
 		}
 	}
-	return out, nil
+	return dst, nil
 }
 
 // remember caches a closed bucket (nil: Redis has none).
@@ -371,21 +371,24 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 func (s *RedisStore) Window(ctx context.Context, site, visitor uint64, newest uint32) (Aggregate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var found []*bucket
-	var missing []bucketID
-	for _, b := range s.wm.w.Range(newest) {
+	buckets, ids := s.buckets[:0], s.ids[:0]
+	for b := range s.wm.w.Range(newest) {
 		id := bucketID{site, visitor, b}
 		if bk := s.open[id]; bk != nil {
-			found = append(found, bk)
+			buckets = append(buckets, bk)
 		} else {
-			missing = append(missing, id)
+			ids = append(ids, id)
 		}
 	}
-	loaded, err := s.load(ctx, missing)
+	buckets, err := s.load(ctx, buckets, ids)
+	s.ids = ids
 	if err != nil {
 		return Aggregate{}, fmt.Errorf("reading a window: %w", err)
 	}
-	return aggregate(append(found, loaded...))
+	agg, err := aggregate(buckets)
+	clear(buckets) // the scratch keeps no bucket alive
+	s.buckets = buckets[:0]
+	return agg, err
 }
 
 // Reset forgets every bucket the store holds in memory but those with

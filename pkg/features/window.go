@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"math"
 	"time"
 )
@@ -63,15 +64,14 @@ func (w Window) First(newest uint32) uint32 {
 	return newest - min(newest, uint32(w.Buckets-1))
 }
 
-// Range returns the buckets of the window whose newest bucket is newest,
+// Range yields the buckets of the window whose newest bucket is newest,
 // oldest first.
-func (w Window) Range(newest uint32) []uint32 {
-	first := w.First(newest)
-	r := make([]uint32, 0, newest-first+1)
-	for b := first; ; b++ {
-		r = append(r, b)
-		if b == newest { // not b <= newest: newest may be MaxUint32
-			return r
+func (w Window) Range(newest uint32) iter.Seq[uint32] {
+	return func(yield func(uint32) bool) {
+		for b := w.First(newest); yield(b); b++ {
+			if b == newest { // not b <= newest: newest may be MaxUint32
+				return
+			}
 		}
 	}
 }
