@@ -62,9 +62,11 @@ func newSketch() *hyperloglog.Sketch {
 }
 
 // aggregate merges buckets into a window Aggregate; nil buckets are empty.
+// A sketch found in one bucket only, as in most windows, is estimated
+// where it is rather than copied into a merged one.
 func aggregate(buckets []*bucket) (Aggregate, error) {
 	var a Aggregate
-	var merged [NumSketches]*hyperloglog.Sketch
+	var first, merged [NumSketches]*hyperloglog.Sketch
 	for _, b := range buckets {
 		if b == nil {
 			continue
@@ -73,20 +75,29 @@ func aggregate(buckets []*bucket) (Aggregate, error) {
 			a.Counts[i] += c
 		}
 		for i, sk := range b.sketches {
-			if sk == nil {
-				continue
-			}
-			if merged[i] == nil {
-				merged[i] = newSketch()
-			}
-			if err := merged[i].Merge(sk); err != nil {
-				return Aggregate{}, fmt.Errorf("merging %s sketches: %w", Sketch(i), err)
+			switch {
+			case sk == nil:
+			case first[i] == nil:
+				first[i] = sk
+			default:
+				if merged[i] == nil {
+					merged[i] = newSketch()
+					if err := merged[i].Merge(first[i]); err != nil {
+						return Aggregate{}, fmt.Errorf("merging %s sketches: %w", Sketch(i), err)
+					}
+				}
+				if err := merged[i].Merge(sk); err != nil {
+					return Aggregate{}, fmt.Errorf("merging %s sketches: %w", Sketch(i), err)
+				}
 			}
 		}
 	}
-	for i, sk := range merged {
-		if sk != nil {
-			a.Distinct[i] = sk.Estimate()
+	for i := range merged {
+		switch {
+		case merged[i] != nil:
+			a.Distinct[i] = merged[i].Estimate()
+		case first[i] != nil:
+			a.Distinct[i] = first[i].Estimate()
 		}
 	}
 	return a, nil
