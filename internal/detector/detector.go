@@ -63,17 +63,28 @@ func New(cfg Config, proc *Processor, reader MessageReader, scores, deadLetter M
 // fails midway through a batch (ErrPartial); the batch is then read again
 // after a restart.
 //
-// Batches go through two stages, so that the CPU work of one overlaps the
-// network waits of the one before: the first reads a batch, scores it and
-// flushes its features; the second writes its records and dead letters,
-// then commits its offsets. A batch is handed over only once the second
-// stage has committed the one before, so offsets are committed in order.
+// Batches go through three stages, so that the CPU work of one overlaps
+// the waits of the others: the first reads a batch and decodes it; the
+// second scores it and flushes its features; the third writes its records
+// and dead letters, then commits its offsets. Each stage hands a batch on
+// only once the next has finished the one before, so offsets are committed
+// in order.
 func (d *Detector) Run(ctx context.Context) error {
 	// The batches in hand outlive ctx by at most ShutdownTimeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(d.cfg.ShutdownTimeout, cancelWork) })
 	defer stop()
+
+	// The first stage reads until ctx is done or the second stage stops.
+	read, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	decoded, quit := make(chan *Decoded), make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(decoded)
+		readErr = d.read(read, decoded, quit)
+	}()
 
 	deliveries := make(chan delivery)
 	delivered := make(chan struct{})
@@ -86,7 +97,15 @@ func (d *Detector) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	err := d.consume(ctx, work, deliveries, delivered)
+
+	err := d.consume(work, decoded, deliveries, delivered)
+	stopReading()
+	close(quit)
+	for range decoded { // the first stage is done; a batch it decoded meanwhile is read again after a restart
+	}
+	if err == nil && readErr != nil {
+		err = readErr
+	}
 	if err != nil { // the batch being delivered gets the same grace as on shutdown
 		time.AfterFunc(d.cfg.ShutdownTimeout, cancelWork)
 	}
@@ -95,18 +114,11 @@ func (d *Detector) Run(ctx context.Context) error {
 	return err
 }
 
-// delivery is a scored batch on its way to the second stage.
-type delivery struct {
-	msgs  []kafka.Message
-	out   Batch
-	start time.Time
-}
-
-// consume is Run's first stage: it reads, scores and flushes batches, and
-// hands each to the second stage, until ctx is done or the second stage
-// has stopped.
-func (d *Detector) consume(ctx, work context.Context, deliveries chan<- delivery, delivered <-chan struct{}) error {
-	for {
+// read is Run's first stage: it reads and decodes batches, and hands each
+// to the second stage, until ctx is done (the batch read by then is handed
+// on too) or quit is closed.
+func (d *Detector) read(ctx context.Context, decoded chan<- *Decoded, quit <-chan struct{}) error {
+	for ctx.Err() == nil {
 		msgs, err := service.FetchBatch(ctx, d.reader, d.cfg.BatchSize, d.cfg.BatchLinger)
 		if err != nil {
 			return fmt.Errorf("reading requests: %w", err)
@@ -114,34 +126,53 @@ func (d *Detector) consume(ctx, work context.Context, deliveries chan<- delivery
 		if len(msgs) == 0 {
 			return nil // ctx is done
 		}
+		select {
+		case decoded <- d.proc.Decode(msgs):
+		case <-quit:
+			return nil
+		}
+	}
+	return nil
+}
+
+// delivery is a scored batch on its way to the third stage.
+type delivery struct {
+	msgs  []kafka.Message
+	out   Batch
+	start time.Time
+}
+
+// consume is Run's second stage: it scores and flushes the decoded
+// batches, and hands each to the third stage, until the first stage is
+// done or the third has stopped.
+func (d *Detector) consume(work context.Context, decoded <-chan *Decoded, deliveries chan<- delivery, delivered <-chan struct{}) error {
+	for b := range decoded {
 		start := time.Now()
-		out, err := d.process(work, msgs)
+		out, err := d.process(work, b)
 		if err != nil {
 			if errors.Is(err, ErrPartial) {
 				return err
 			}
-			d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(msgs), "error", err)
+			d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(b.Messages()), "error", err)
 			return nil
 		}
 		select {
-		case deliveries <- delivery{msgs: msgs, out: out, start: start}:
+		case deliveries <- delivery{msgs: b.Messages(), out: out, start: start}:
 		case <-delivered:
-			return nil // the second stage gave up; it said why
-		}
-		if ctx.Err() != nil {
-			return nil
+			return nil // the third stage gave up; it said why
 		}
 	}
+	return nil
 }
 
 // process scores one batch and makes its features durable. It returns an
 // error only when ctx ends first, or wrapping ErrPartial.
-func (d *Detector) process(ctx context.Context, msgs []kafka.Message) (Batch, error) {
-	d.checkOwnership(msgs)
+func (d *Detector) process(ctx context.Context, b *Decoded) (Batch, error) {
+	d.checkOwnership(b.Messages())
 	var out Batch
 	err := d.retry(ctx, "prefetch", d.metrics.StoreErrors, func() error {
 		var err error
-		if out, err = d.proc.Process(ctx, msgs); errors.Is(err, ErrPartial) {
+		if out, err = d.proc.Score(ctx, b); errors.Is(err, ErrPartial) {
 			return service.Permanent(err)
 		}
 		return err

@@ -37,7 +37,8 @@ type BaselineSource interface {
 // exactly the requests up to that one, whatever the batch boundaries: the
 // same input gives the same scores.
 //
-// A Processor is not safe for concurrent use.
+// A Processor is not safe for concurrent use, but for Decode, which may
+// run while Score scores the batch before.
 type Processor struct {
 	cfg      Config
 	window   features.Window
@@ -49,7 +50,7 @@ type Processor struct {
 	source   BaselineSource
 	metrics  *Metrics
 
-	items []item
+	items []item // the batch Score is scoring
 }
 
 // decodeWorker decodes a slice of a batch.
@@ -132,18 +133,41 @@ type Batch struct {
 // caller stops, and the uncommitted batch is read again by a fresh one.
 var ErrPartial = errors.New("batch partly processed")
 
-// Process decodes and scores msgs. If the feature store fails before
-// anything is added (Redis down: the error wraps features.ErrUnavailable
-// and not ErrPartial), nothing changed and Process may be called again with
-// the same batch.
+// Process decodes and scores msgs: Score(ctx, Decode(msgs)).
 func (p *Processor) Process(ctx context.Context, msgs []kafka.Message) (Batch, error) {
-	p.items = append(p.items[:0], make([]item, len(msgs))...)
+	return p.Score(ctx, p.Decode(msgs))
+}
+
+// Decoded is a batch of messages decoded by Decode, for Score.
+type Decoded struct {
+	msgs  []kafka.Message
+	items []item
+}
+
+// Messages returns the batch's messages.
+func (d *Decoded) Messages() []kafka.Message { return d.msgs }
+
+// Decode decodes msgs in parallel. It shares nothing with Score, so it may
+// decode a batch while Score scores the one before.
+func (p *Processor) Decode(msgs []kafka.Message) *Decoded {
+	d := &Decoded{msgs: msgs, items: make([]item, len(msgs))}
 	p.parallel(len(p.decoders), func(w int) {
 		lo, hi := w*len(msgs)/len(p.decoders), (w+1)*len(msgs)/len(p.decoders)
 		for i := lo; i < hi; i++ {
-			p.decoders[w].decode(msgs[i].Value, &p.items[i])
+			p.decoders[w].decode(msgs[i].Value, &d.items[i])
 		}
 	})
+	return d
+}
+
+// Score scores a decoded batch. If the feature store fails before
+// anything is added (Redis down: the error wraps features.ErrUnavailable
+// and not ErrPartial), nothing changed and Score may be called again with
+// the same batch.
+func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
+	msgs := d.msgs
+	p.items = d.items
+	defer func() { p.items = nil }()
 	var out Batch
 	var deadReasons []string
 	for _, sh := range p.shards {
