@@ -85,8 +85,8 @@
 // Redis HLL per sketch per bucket (PFADD per changed sketch per batch,
 // compact keys, the same recency register) and reads windows with one
 // PFCOUNT per sketch; against it this store used 0.27-0.30x the Redis
-// memory, 0.14-0.16x the Redis CPU and a quarter of the commands per event,
-// and ran 3.7x the events per second (medians of 3, both traces). A window read here is one pipelined GET of the
+// memory, 0.17-0.19x the Redis CPU and a quarter of the commands per event,
+// and ran 3.1-3.2x the events per second (medians of 3, both traces). A window read here is one pipelined GET of the
 // buckets the store does not remember, and the recency register makes
 // reads rare. Redis never runs PFMERGE.
 //
