@@ -215,8 +215,10 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 
 	// Ports first, because the detector needs the baseline service's URL.
+	// Another process could take one before its service binds it; the
+	// start then fails with the service's "address already in use".
 	for _, n := range Names() {
-		port, err := freePort()
+		port, err := testenv.FreePort()
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("starting the pipeline: %w", err)
@@ -435,18 +437,6 @@ func loopbackPort(addr string) (int, error) {
 		return 0, fmt.Errorf("port %q is not a port number", portStr)
 	}
 	return port, nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago. Another
-// process could take it before the service binds it; the start then fails
-// with the service's "address already in use" in the error.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) (string, error) {

@@ -32,9 +32,10 @@ func findBinary(name string, fallbacks ...string) (string, error) {
 	return "", fmt.Errorf("%s not found in PATH: %w", name, ErrMissingBinary)
 }
 
-// freePort returns a loopback TCP port that was free a moment ago. Another
-// process may take it before our server binds it; startOnPorts retries then.
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago. Another
+// process may take it before a server binds it: the servers started here
+// retry then, and other callers see the bind fail.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port: %w", err)
@@ -64,7 +65,7 @@ func startOnPorts(ctx context.Context, ports []int, build func(ports []int) (*se
 		for i, p := range ports {
 			if p == 0 {
 				var err error
-				if p, err = freePort(); err != nil {
+				if p, err = FreePort(); err != nil {
 					return nil, nil, err
 				}
 				anyPicked = true
