@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -70,7 +69,7 @@ func TestService(t *testing.T) {
 		"-min-hits", "1", // one score makes a detection: this test is about wiring, not gates
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	var stderr syncBuffer
+	var stderr testenv.SyncBuffer
 	exit := make(chan int, 1)
 	reload := make(chan os.Signal)
 	a := app{reload: reload}
@@ -226,25 +225,6 @@ func TestStartupErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is the service's stderr, which the test reads while the
-// service writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestSIGHUP sends the process a real SIGHUP once the service has caught
 // it (its HTTP server answers only after), with ClickHouse unreachable:
 // the policy is reloaded, /readyz says why the service is not ready, and
@@ -257,7 +237,7 @@ func TestSIGHUP(t *testing.T) {
 	listen := freeAddr(t)
 	args := []string{"-brokers", freeAddr(t), "-clickhouse", freeAddr(t), "-listen", listen, "-policy", policy}
 	ctx, cancel := context.WithCancel(t.Context())
-	var stderr syncBuffer
+	var stderr testenv.SyncBuffer
 	exit := make(chan int, 1)
 	var a app
 	go func() { exit <- serviceMain(ctx, &a, args, &stderr) }()

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/anomalyd/anomalyd/internal/testenv"
 )
 
 // testService is a small service built the way cmd/baseline and the others
@@ -153,7 +155,7 @@ func TestMainExitCodes(t *testing.T) {
 				ctx = tt.ctx()
 			}
 			s := &testService{run: tt.run}
-			var out syncBuffer
+			var out testenv.SyncBuffer
 			got := Main(ctx, s.service(), tt.args, env(tt.env), &out)
 			if got != tt.want {
 				t.Errorf("exit code %d, want %d; output:\n%s", got, tt.want, out.String())
@@ -180,7 +182,7 @@ func TestMainExitCodes(t *testing.T) {
 // Run, so the signal cannot kill the test binary.
 func TestMainSIGTERM(t *testing.T) {
 	s := &testService{addr: make(chan string, 1)}
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- Main(t.Context(), s.service(), nil, env(map[string]string{"ANOMALYD_LISTEN": "127.0.0.1:0"}), &out)

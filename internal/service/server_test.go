@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,36 +22,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anomalyd/anomalyd/internal/testenv"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 const testToken = "0123456789abcdef-test"
-
-// syncBuffer is a log sink that the server's goroutines and the test may
-// use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type testServer struct {
 	srv    *Server
 	reg    *prometheus.Registry
 	base   string
 	client *http.Client
-	log    *syncBuffer
+	log    *testenv.SyncBuffer
 	cancel context.CancelFunc // cancels the context given to Start
 }
 
@@ -62,7 +44,7 @@ func startServer(t *testing.T, cfg HTTPConfig, ready func(context.Context) error
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	reg := NewRegistry()
-	logs := new(syncBuffer)
+	logs := new(testenv.SyncBuffer)
 	srv, err := NewServer(cfg, reg, ready, api, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

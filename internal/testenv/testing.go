@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"bytes"
+	"sync"
 	"testing"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -62,4 +64,23 @@ func cleanup(t testing.TB, c interface{ Close() error }) {
 			t.Error(err)
 		}
 	})
+}
+
+// SyncBuffer is a log sink that a service's goroutines write while the test
+// reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
