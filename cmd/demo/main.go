@@ -12,13 +12,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -76,7 +72,7 @@ type options struct {
 	events       int
 	liveSpan     time.Duration
 	historySpan  time.Duration
-	bots         botsFlag
+	bots         traffic.Bots
 	seed         uint64
 	keepLogs     bool
 	hold         bool
@@ -142,8 +138,8 @@ func (o *options) flagSet(out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.events, "events", 150000, "generated traffic: human requests in the live phase; bot requests come on top, and the history gets the same density (events × history-span / live-span)")
 	fs.DurationVar(&o.liveSpan, "live-span", 30*time.Minute, "generated traffic: event time the live phase covers (it is replayed in -duration)")
 	fs.DurationVar(&o.historySpan, "history-span", 2*time.Hour, "generated traffic: event time the history covers, before the live phase")
-	o.bots = defaultBots()
-	fs.Var(&o.bots, "bots", "generated traffic: bot visitors per scenario in the live phase, `n` for every scenario or scenario=n[,...] of "+scenarioNames()+"; none for humans only")
+	o.bots = traffic.EveryScenario(10)
+	fs.Var(&o.bots, "bots", "generated traffic: bot visitors per scenario in the live phase, `n` for every scenario or scenario=n[,...] of "+traffic.ScenarioNames()+"; none for humans only")
 	fs.Uint64Var(&o.seed, "seed", 1, "generated traffic: random seed; the same flags and seed give the same traffic")
 	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the directory of logs, data and generated traffic (it is always kept when the run fails)")
 	fs.BoolVar(&o.hold, "hold", false, "after the report, keep the stack running until Ctrl-C, to look around with kcat or curl")
@@ -178,70 +174,6 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		return errors.New("-sites and -visitors must be positive")
 	}
 	return nil
-}
-
-// defaultBots is 10 bots of every scenario.
-func defaultBots() botsFlag {
-	b := make(botsFlag)
-	for _, s := range traffic.Scenarios() {
-		b[s] = 10
-	}
-	return b
-}
-
-// botsFlag is bots per scenario: "10" for every scenario, or
-// "scraper=20,low-and-slow=5", or "none".
-type botsFlag map[traffic.Scenario]int
-
-func (f botsFlag) String() string {
-	var parts []string
-	for _, s := range traffic.Scenarios() {
-		if n := f[s]; n > 0 {
-			parts = append(parts, string(s)+"="+strconv.Itoa(n))
-		}
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ",")
-}
-
-func (f *botsFlag) Set(v string) error {
-	bots := make(botsFlag)
-	v = strings.TrimSpace(v)
-	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
-			return fmt.Errorf("%d: want 0 or more bots", n)
-		}
-		for _, s := range traffic.Scenarios() {
-			bots[s] = n
-		}
-	} else if v != "none" && v != "" {
-		for item := range strings.SplitSeq(v, ",") {
-			name, count, ok := strings.Cut(strings.TrimSpace(item), "=")
-			n, err := strconv.Atoi(count)
-			switch {
-			case !ok:
-				return fmt.Errorf("%q: want n or scenario=n[,...]", item)
-			case !slices.Contains(traffic.Scenarios(), traffic.Scenario(name)):
-				return fmt.Errorf("unknown scenario %q (want %s)", name, scenarioNames())
-			case err != nil || n < 0:
-				return fmt.Errorf("%q: the count must be a whole number, 0 or more", item)
-			}
-			bots[traffic.Scenario(name)] = n
-		}
-	}
-	maps.DeleteFunc(bots, func(_ traffic.Scenario, n int) bool { return n == 0 })
-	*f = bots
-	return nil
-}
-
-func scenarioNames() string {
-	var names []string
-	for _, s := range traffic.Scenarios() {
-		names = append(names, string(s))
-	}
-	return strings.Join(names, ", ")
 }
 
 // binDir returns -bin, else the directory of the running executable.

@@ -194,26 +194,6 @@ func TestScanFile(t *testing.T) {
 	}
 }
 
-func TestBotsFlag(t *testing.T) {
-	for in, want := range map[string]string{
-		"10":                       "scraper=10,credential-stuffing=10,ua-rotation=10,low-and-slow=10",
-		"none":                     "none",
-		"0":                        "none",
-		"scraper=3,low-and-slow=0": "scraper=3",
-	} {
-		var f botsFlag
-		if err := f.Set(in); err != nil || f.String() != want {
-			t.Errorf("Set(%q) = %q, %v; want %q", in, f.String(), err, want)
-		}
-	}
-	for _, in := range []string{"-1", "robot=2", "scraper", "scraper=x"} {
-		var f botsFlag
-		if err := f.Set(in); err == nil {
-			t.Errorf("Set(%q): no error", in)
-		}
-	}
-}
-
 func TestFlags(t *testing.T) {
 	var out bytes.Buffer
 	if code := run(t.Context(), []string{"-h"}, &out, &out); code != 0 {

@@ -5,10 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/traffic"
@@ -26,13 +22,7 @@ type GenerateConfig struct {
 
 // DefaultBots is the default of -bots: a few bots of every scenario, so
 // that generated traffic has something to detect.
-func DefaultBots() map[traffic.Scenario]int {
-	bots := make(map[traffic.Scenario]int)
-	for _, s := range traffic.Scenarios() {
-		bots[s] = 10
-	}
-	return bots
-}
+func DefaultBots() traffic.Bots { return traffic.EveryScenario(10) }
 
 // DefaultGenerateConfig is traffic.DefaultConfig (1M human requests of
 // 100k visitors over 20 sites, in 20 minutes) with DefaultBots, labelled.
@@ -54,7 +44,7 @@ func (c *GenerateConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&t.Seed, "seed", t.Seed, "random seed: the same flags and seed give the same traffic")
 	fs.Float64Var(&t.Skew, "skew", t.Skew, "Zipf exponent of visitor activity, above 1; larger concentrates requests on fewer visitors")
 	fs.Float64Var(&t.SkewOffset, "skew-offset", t.SkewOffset, "Zipf offset of visitor activity, at least 1; larger flattens the heaviest visitors")
-	fs.Var((*botsFlag)(&t.Bots), "bots", "bot visitors per scenario, `scenario=n[,...]` of "+scenarioNames()+"; none for humans only")
+	fs.Var(&t.Bots, "bots", "bot visitors per scenario, `n` for every scenario or scenario=n[,...] of "+traffic.ScenarioNames()+"; none for humans only")
 	fs.BoolVar(&c.Labels, "labels", c.Labels, "write each request's \"label\" field: human or the bot's scenario (the pipeline ignores it)")
 }
 
@@ -103,56 +93,4 @@ func (f *timeFlag) Set(s string) error {
 	}
 	*f = timeFlag(t)
 	return nil
-}
-
-// botsFlag is a flag.Value of bot counts per scenario: "scraper=20,
-// low-and-slow=5", or "none". Set replaces the whole map, so that a flag
-// given twice keeps the last value.
-type botsFlag map[traffic.Scenario]int
-
-func (f *botsFlag) String() string {
-	if len(*f) == 0 {
-		return "none"
-	}
-	var parts []string
-	for _, s := range traffic.Scenarios() { // fixed order: -h shows a stable default
-		if n := (*f)[s]; n > 0 {
-			parts = append(parts, string(s)+"="+strconv.Itoa(n))
-		}
-	}
-	return strings.Join(parts, ",")
-}
-
-func (f *botsFlag) Set(v string) error {
-	bots := make(map[traffic.Scenario]int)
-	if v = strings.TrimSpace(v); v != "none" && v != "" {
-		for item := range strings.SplitSeq(v, ",") {
-			name, count, ok := strings.Cut(strings.TrimSpace(item), "=")
-			s := traffic.Scenario(name)
-			n, err := strconv.Atoi(count)
-			switch {
-			case !ok:
-				return fmt.Errorf("%q: want scenario=count", item)
-			case !slices.Contains(traffic.Scenarios(), s):
-				return fmt.Errorf("unknown scenario %q (want %s)", name, scenarioNames())
-			case err != nil || n < 0:
-				return fmt.Errorf("%q: the count must be a whole number, 0 or more", item)
-			}
-			if _, dup := bots[s]; dup {
-				return fmt.Errorf("scenario %q named twice", name)
-			}
-			bots[s] = n
-		}
-	}
-	maps.DeleteFunc(bots, func(_ traffic.Scenario, n int) bool { return n == 0 })
-	*f = bots
-	return nil
-}
-
-func scenarioNames() string {
-	var names []string
-	for _, s := range traffic.Scenarios() {
-		names = append(names, string(s))
-	}
-	return strings.Join(names, ", ")
 }

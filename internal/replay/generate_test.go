@@ -95,12 +95,12 @@ func TestGenerateFlags(t *testing.T) {
 	if cfg, err := parse("-start", "now"); err != nil || time.Since(cfg.Traffic.Start) > time.Minute {
 		t.Errorf("-start now: %v, %v", cfg.Traffic.Start, err)
 	}
-	if b := botsFlag(DefaultBots()); b.String() != "scraper=10,credential-stuffing=10,ua-rotation=10,low-and-slow=10" {
+	if b := DefaultBots(); b.String() != "scraper=10,credential-stuffing=10,ua-rotation=10,low-and-slow=10" {
 		t.Error("the default of -bots does not print in scenario order")
 	}
 	for _, tt := range []struct{ args, want string }{
 		{"-bots robot=1", `unknown scenario "robot"`},
-		{"-bots scraper", "want scenario=count"},
+		{"-bots scraper", "want n or scenario=n"},
 		{"-bots scraper=-1", "0 or more"},
 		{"-bots scraper=1,scraper=2", "named twice"},
 		{"-start yesterday", "RFC 3339"},

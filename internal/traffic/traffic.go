@@ -78,7 +78,7 @@ type Config struct {
 	// means none. Their requests come on top of Events, at each
 	// scenario's own rate, from a start in the first half of the span to
 	// its end.
-	Bots map[Scenario]int
+	Bots Bots
 }
 
 // DefaultConfig is 100k visitors over 20 sites, 1M requests over 20 minutes.
