@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -87,7 +88,7 @@ func (e *FieldError) Unwrap() error { return ErrMalformed }
 //
 //	flag     Event field  Logpush key (default)   JSON type
 //	-------  -----------  ----------------------  -----------------------------------------------
-//	time     Time         EdgeStartTimestamp      RFC 3339 or Unix ns (integer or digits); required
+//	time     Time         EdgeStartTimestamp      RFC 3339, or Unix s, ms, µs or ns (number or digits); required
 //	site     Site         ZoneName                string; required unless host is set
 //	host     Site         ClientRequestHost       string; used when site is absent
 //	ip       ClientIP     ClientIP                string, IPv4 or IPv6; required
@@ -115,8 +116,8 @@ type FieldMap struct {
 }
 
 // DefaultFieldMap maps the Cloudflare Logpush http_requests field names.
-// Logpush jobs must use timestamp_format unixnano (the default) or rfc3339:
-// Unix seconds would be read as nanoseconds and rejected as before 2000.
+// Every Logpush timestamp_format decodes: unixnano (the default), unix and
+// rfc3339.
 func DefaultFieldMap() FieldMap {
 	return FieldMap{
 		Time: "EdgeStartTimestamp", Site: "ZoneName", Host: "ClientRequestHost", IP: "ClientIP",
@@ -289,9 +290,8 @@ const (
 )
 
 // minEventUnix is the earliest timestamp accepted, 2000-01-01T00:00:00Z in
-// Unix seconds. Anything older is a misconfiguration, typically Unix seconds
-// or milliseconds where nanoseconds are expected, and would land in the
-// wrong window.
+// Unix seconds: anything older is a broken clock or field. The services
+// bound event times more tightly against their own clocks.
 const minEventUnix = 946684800
 
 // Decoder decodes JSON request events. It keeps parser state between calls
@@ -414,9 +414,11 @@ func lowerASCII(b []byte) string {
 	return s.String()
 }
 
-// timeField reads a timestamp: an RFC 3339 string (with or without
-// fractional seconds), or Unix nanoseconds as an integer or a string of
-// digits.
+// timeField reads a timestamp in any of Logpush's timestamp formats: an
+// RFC 3339 string (with or without fractional seconds), or a Unix time as
+// an integer or a string of digits, in seconds, milliseconds, microseconds
+// or nanoseconds, told apart by magnitude (see unixTime); a number or
+// string with a fraction ("1700000000.25", nginx's $msec) is seconds.
 func timeField(o *fastjson.Object, key string) (time.Time, error) {
 	v := lookup(o, key)
 	if v == nil {
@@ -425,31 +427,77 @@ func timeField(o *fastjson.Object, key string) (time.Time, error) {
 	var t time.Time
 	switch v.Type() {
 	case fastjson.TypeNumber:
-		ns, err := v.Int64()
-		if err != nil {
-			return time.Time{}, &FieldError{Field: key, Reason: "want integer Unix nanoseconds, got " + quote(v.MarshalTo(nil))}
+		n, err := v.Int64()
+		if err == nil {
+			t = unixTime(n)
+			break
 		}
-		t = time.Unix(0, ns)
+		f, ferr := v.Float64()
+		if ferr != nil || !(f >= 0 && f < maxUnixSeconds) {
+			return time.Time{}, &FieldError{Field: key, Reason: "want a Unix time in seconds, milliseconds, microseconds or nanoseconds, got " + quote(v.MarshalTo(nil))}
+		}
+		t = fractionalSeconds(f)
 	case fastjson.TypeString:
 		b, _ := v.StringBytes()
 		var err error
-		if len(b) > 0 && isDigits(b) {
-			var ns int64
-			ns, err = strconv.ParseInt(transient(b), 10, 64)
-			t = time.Unix(0, ns)
-		} else {
+		switch {
+		case len(b) > 0 && isDigits(b):
+			var n int64
+			if n, err = strconv.ParseInt(transient(b), 10, 64); err == nil {
+				t = unixTime(n)
+			}
+		case isDecimal(b):
+			var f float64
+			if f, err = strconv.ParseFloat(transient(b), 64); err == nil && f >= maxUnixSeconds {
+				err = strconv.ErrRange
+			}
+			t = fractionalSeconds(f)
+		default:
 			t, err = time.Parse(time.RFC3339, transient(b))
 		}
 		if err != nil { // the parsers' errors hold b: write our own
-			return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 time or Unix nanoseconds, got " + quote(b)}
+			return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 time or a Unix time, got " + quote(b)}
 		}
 	default:
-		return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 string or integer Unix nanoseconds, got " + typeName(v)}
+		return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 string or a Unix time, got " + typeName(v)}
 	}
 	if t.Unix() < minEventUnix {
-		return time.Time{}, &FieldError{Field: key, Reason: t.UTC().Format(time.RFC3339Nano) + " is before 2000 (Unix seconds or milliseconds instead of nanoseconds?)"}
+		return time.Time{}, &FieldError{Field: key, Reason: t.UTC().Format(time.RFC3339Nano) + " is before 2000"}
 	}
 	return t.UTC(), nil
+}
+
+// maxUnixSeconds is where Unix seconds end and milliseconds begin in
+// unixTime: 1e11 seconds is the year 5138, 1e11 milliseconds 1973. Each
+// further unit starts three digits on, so the ranges of present-day times
+// in the four units are far apart and a timestamp's unit is never in doubt.
+const maxUnixSeconds = 1e11
+
+// unixTime reads n as Unix seconds, milliseconds, microseconds or
+// nanoseconds, by magnitude: below 1e11 seconds, below 1e14 milliseconds,
+// below 1e17 microseconds, else nanoseconds.
+func unixTime(n int64) time.Time {
+	switch {
+	case n < maxUnixSeconds:
+		return time.Unix(n, 0)
+	case n < maxUnixSeconds*1e3:
+		return time.UnixMilli(n)
+	case n < maxUnixSeconds*1e6:
+		return time.UnixMicro(n)
+	}
+	return time.Unix(0, n)
+}
+
+// fractionalSeconds is f Unix seconds, to the microsecond (a float64 holds
+// no more of a present-day time).
+func fractionalSeconds(f float64) time.Time {
+	return time.UnixMicro(int64(math.Round(f * 1e6)))
+}
+
+// isDecimal reports whether b is digits, a '.', and digits.
+func isDecimal(b []byte) bool {
+	i := bytes.IndexByte(b, '.')
+	return i > 0 && i < len(b)-1 && isDigits(b[:i]) && isDigits(b[i+1:])
 }
 
 // ipField reads the client IP, unmapped and without a zone so that one
