@@ -50,6 +50,7 @@ func defaultEvalConfig() evalConfig {
 	fc := features.Config{Window: features.DefaultWindow(), Identity: features.IdentityIP, Secret: "evaluation secret 0123456789", Fields: features.DefaultFieldMap(), MinRequests: features.DefaultMinRequests}
 	dc := detector.DefaultConfig()
 	dc.Workers = 1
+	dc.EventTime.MaxAge = 0 // generated traffic from a fixed date, replayed on purpose
 	bc := baseline.DefaultBuildConfig()
 	bc.MinWindows = 100
 	return evalConfig{history: hist, live: live, detector: dc, build: bc, features: fc, minHits: publisher.DefaultMinHits}

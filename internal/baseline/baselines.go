@@ -285,7 +285,7 @@ func (b *Baselines) buildSite(ctx context.Context, site string, newest time.Time
 		nb  *Baseline
 		err error
 	)
-	if newest.IsZero() {
+	if newest.Unix() <= 0 { // not given, or the site has no request up to notAfter
 		newest, err = b.newest(ctx, site)
 	}
 	if err == nil {
@@ -336,13 +336,14 @@ func (b *Baselines) buildSite(ctx context.Context, site string, newest time.Time
 	return flight{good: good, built: nb}, err
 }
 
-// newest returns the time of the site's newest request, or now for a
-// site without any (whose build then finds too few windows). It reads one
-// site's range of the primary key, not the whole table as chstore.Sites
-// does, so that a build on demand stays as cheap as the aggregation.
+// newest returns the time of the site's newest request no later than
+// BuildConfig.MaxAhead past the clock, or now for a site without any
+// (whose build then finds too few windows). It reads one site's range of
+// the primary key, not the whole table as chstore.Sites does, so that a
+// build on demand stays as cheap as the aggregation.
 func (b *Baselines) newest(ctx context.Context, site string) (time.Time, error) {
 	var t time.Time
-	err := b.conn.QueryRow(ctx, "SELECT max(time) FROM "+b.table+" WHERE site = ?", site).Scan(&t)
+	err := b.conn.QueryRow(ctx, "SELECT max(time) FROM "+b.table+" WHERE site = ? AND time <= ?", site, b.notAfter()).Scan(&t)
 	if err != nil {
 		b.metrics.ClickHouseErrors.WithLabelValues(opNewest).Inc()
 		return t, fmt.Errorf("finding the newest request of %q: %w", site, err)
@@ -358,7 +359,7 @@ func (b *Baselines) newest(ctx context.Context, site string) (time.Time, error) 
 // requests nor a baseline (names asked for that do not exist), so that the
 // cache does not grow with every name a client tries.
 func (b *Baselines) listSites(ctx context.Context) ([]chstore.SiteStats, error) {
-	stats, err := chstore.Sites(ctx, b.conn, b.table)
+	stats, err := chstore.Sites(ctx, b.conn, b.table, b.notAfter())
 	if err != nil {
 		b.metrics.ClickHouseErrors.WithLabelValues(opListSites).Inc()
 		return nil, err
@@ -382,6 +383,9 @@ func (b *Baselines) listSites(ctx context.Context) ([]chstore.SiteStats, error) 
 	}
 	return stats, nil
 }
+
+// notAfter is the newest request time that anchors a build.
+func (b *Baselines) notAfter() time.Time { return time.Now().Add(b.cfg.MaxAhead).UTC() }
 
 // fromClickHouse tells a build that failed in ClickHouse from one that
 // failed fitting the model.

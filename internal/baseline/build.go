@@ -15,6 +15,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 )
@@ -28,6 +29,11 @@ type BuildConfig struct {
 	// Period is how much history a baseline learns from, ending at the
 	// site's newest request (so replayed history works like live traffic).
 	Period time.Duration
+	// MaxAhead bounds that newest request: requests more than MaxAhead
+	// past the clock are no anchor, so that rows stored before ingest
+	// refused them cannot move a baseline's period out of the history.
+	// The service sets it from -max-event-ahead.
+	MaxAhead time.Duration
 	// MinWindows is the fewest visitor-windows a site needs for a baseline.
 	MinWindows int
 	// MinRequests leaves windows of fewer requests out of the fit: the
@@ -66,6 +72,7 @@ func DefaultBuildConfig() BuildConfig {
 		Window:      features.DefaultWindow(),
 		MinRequests: features.DefaultMinRequests,
 		Period:      7 * 24 * time.Hour,
+		MaxAhead:    service.DefaultMaxEventAhead,
 		MinWindows:  1000,
 		Sample:      1,
 		MaxWindows:  2_000_000,

@@ -11,9 +11,10 @@ import (
 // rows of the requests table, with exactly the decoding, visitor identity
 // and hashing the detectors use. It is not safe for concurrent use.
 type Converter struct {
-	dec *features.Decoder
-	ob  *features.Observer
-	ev  features.Event
+	dec     *features.Decoder
+	ob      *features.Observer
+	ev      features.Event
+	timeKey string // the event field of the time, for errors
 }
 
 // NewConverter returns a Converter for events shaped as fields says, under
@@ -23,7 +24,7 @@ func NewConverter(fields features.FieldMap, w features.Window, id *features.Iden
 	if err != nil {
 		return nil, err
 	}
-	return &Converter{dec: dec, ob: features.NewObserver(w, id)}, nil
+	return &Converter{dec: dec, ob: features.NewObserver(w, id), timeKey: fields.Time}, nil
 }
 
 // Row converts the event in value, read at (topic, partition, offset). A

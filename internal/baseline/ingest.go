@@ -24,23 +24,32 @@ type IngestConfig struct {
 	BatchSize int
 	Linger    time.Duration
 	// Retention is how much request history is kept, counted back from the
-	// newest request; older daily partitions are dropped.
+	// newest request (but no later than EventTime allows); older daily
+	// partitions are dropped.
 	Retention time.Duration
+	// EventTime bounds the event times stored: one from decades ahead
+	// would be the newest request, and retention would drop the rest.
+	EventTime service.EventTimeConfig
 	// ShutdownTimeout bounds the flush of the last batch on shutdown.
 	ShutdownTimeout time.Duration
 }
 
 // DefaultIngestConfig is batches of 10,000 rows or 1 s, 8 days of history
-// (the baseline period and a day), and 30 s to flush on shutdown.
+// (the baseline period and a day), events from 8 days behind the clock to
+// 5 minutes ahead, and 30 s to flush on shutdown.
 func DefaultIngestConfig() IngestConfig {
-	return IngestConfig{BatchSize: 10_000, Linger: time.Second, Retention: 8 * 24 * time.Hour, ShutdownTimeout: 30 * time.Second}
+	return IngestConfig{
+		BatchSize: 10_000, Linger: time.Second, Retention: 8 * 24 * time.Hour,
+		EventTime: service.DefaultEventTimeConfig(), ShutdownTimeout: 30 * time.Second,
+	}
 }
 
 // RegisterFlags registers the ingest flags, with c's values as defaults.
 func (c *IngestConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most requests per ClickHouse insert")
 	fs.DurationVar(&c.Linger, "batch-linger", c.Linger, "longest a batch waits for more requests before it is inserted")
-	fs.DurationVar(&c.Retention, "retention", c.Retention, "how much request history is kept, counted back from the newest request; older daily partitions are dropped")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how much request history is kept, counted back from the newest request (at most -max-event-ahead past the clock); older daily partitions are dropped")
+	c.EventTime.RegisterFlags(fs, "request events")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "longest the last batch may take to insert on shutdown")
 }
 
@@ -56,7 +65,7 @@ func (c *IngestConfig) Validate() error {
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("-shutdown-timeout must be positive, got %v", c.ShutdownTimeout)
 	}
-	return nil
+	return c.EventTime.Validate()
 }
 
 // MessageReader is what Ingester needs of a Kafka consumer-group reader
@@ -86,11 +95,12 @@ type Ingester struct {
 	conv       *Converter
 	metrics    *Metrics
 	logger     *slog.Logger
+	now        func() time.Time // the clock event times are checked against
 }
 
 // NewIngester returns an Ingester; Run starts it.
 func NewIngester(cfg IngestConfig, reader MessageReader, deadLetter MessageWriter, conn driver.Conn, table string, conv *Converter, metrics *Metrics, logger *slog.Logger) *Ingester {
-	return &Ingester{cfg: cfg, reader: reader, deadLetter: deadLetter, conn: conn, table: table, conv: conv, metrics: metrics, logger: logger}
+	return &Ingester{cfg: cfg, reader: reader, deadLetter: deadLetter, conn: conn, table: table, conv: conv, metrics: metrics, logger: logger, now: time.Now}
 }
 
 // Run ingests until ctx is done, then inserts and commits the batch in hand
@@ -130,22 +140,23 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}
 }
 
-// flush converts a batch, dead-letters what is malformed, inserts the rest,
-// and commits the offsets.
+// flush converts a batch, dead-letters what is malformed or out of the
+// event-time bounds, inserts the rest, and commits the offsets.
 func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	rows := make([]chstore.Request, 0, len(msgs))
 	var dead []kafka.Message
+	var deadBy map[string]int
+	now := in.now()
 	for _, m := range msgs {
-		r, err := in.conv.Row(m.Value, m.Topic, int32(m.Partition), m.Offset)
+		r, reason, err := in.row(m, now)
 		if err != nil {
-			reason := "identity"
-			if errors.Is(err, features.ErrMalformed) {
-				reason = "malformed"
+			if deadBy == nil {
+				deadBy = make(map[string]int)
 			}
-			in.metrics.DeadLetters.WithLabelValues(reason).Inc()
+			deadBy[reason]++
 			dead = append(dead, service.DeadLetter(m, err))
 			continue
 		}
@@ -154,6 +165,9 @@ func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
 	if len(dead) > 0 {
 		if err := in.deadLetter.WriteMessages(ctx, dead...); err != nil {
 			return fmt.Errorf("writing %d dead letters: %w", len(dead), err)
+		}
+		for reason, n := range deadBy {
+			in.metrics.DeadLetters.WithLabelValues(reason).Add(float64(n))
 		}
 	}
 	if err := in.insert(ctx, rows); err != nil {
@@ -164,6 +178,22 @@ func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
 	}
 	in.metrics.OffsetCommits.Inc()
 	return nil
+}
+
+// row converts m, or returns why it is a dead letter: the reason label and
+// the error.
+func (in *Ingester) row(m kafka.Message, now time.Time) (chstore.Request, string, error) {
+	r, err := in.conv.Row(m.Value, m.Topic, int32(m.Partition), m.Offset)
+	switch {
+	case errors.Is(err, features.ErrMalformed):
+		return r, service.ReasonMalformed, err
+	case err != nil:
+		return r, service.ReasonIdentity, err
+	}
+	if reason, err := in.cfg.EventTime.Check(r.Time, now); err != nil {
+		return r, reason, fmt.Errorf("field %q: %w", in.conv.timeKey, err)
+	}
+	return r, "", nil
 }
 
 // insert writes rows, retrying with backoff while ClickHouse fails, until
@@ -184,24 +214,22 @@ func (in *Ingester) insert(ctx context.Context, rows []chstore.Request) error {
 	})
 }
 
-// dropOldPartitions enforces the retention, counted back from the newest
-// request in the table rather than from the clock, so that replayed
-// history is kept like live traffic. A failure is logged and retried at the
-// next occasion.
+// dropOldPartitions enforces the retention (chstore.DropOldPartitions),
+// counted back from the newest request in the table rather than from the
+// clock, so that replayed history is kept like live traffic. A failure is
+// logged and retried at the next occasion.
 func (in *Ingester) dropOldPartitions(ctx context.Context) {
-	var newest time.Time
-	err := in.conn.QueryRow(ctx, "SELECT max(time) FROM "+in.table).Scan(&newest)
-	var dropped []string
-	if err == nil && newest.Unix() > 0 {
-		dropped, err = chstore.DropPartitionsBefore(ctx, in.conn, in.table, newest.Add(-in.cfg.Retention))
-	}
+	cutoff, dropped, err := chstore.DropOldPartitions(ctx, in.conn, in.table, "time", in.cfg.Retention, in.cfg.EventTime.Newest(in.now()))
 	if err != nil {
 		in.metrics.ClickHouseErrors.WithLabelValues("drop_partition").Inc()
-		in.logger.Warn("dropping old request partitions failed", "error", err)
+		in.logger.Warn("dropping old request partitions failed", "err", err)
 		return
 	}
+	if !cutoff.IsZero() {
+		in.metrics.RetentionCutoff.Set(float64(cutoff.Unix()))
+	}
 	if len(dropped) > 0 {
-		in.logger.Info("dropped old request partitions", "partitions", dropped)
+		in.logger.Info("dropped old request partitions", "partitions", dropped, "cutoff", cutoff)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -88,6 +89,7 @@ func (env *ingestEnv) start(t *testing.T) (stop func()) {
 	cfg.BatchSize, cfg.Linger = 500, 200*time.Millisecond
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	in := NewIngester(cfg, reader, dlq, env.conn, "requests", conv, env.metrics, logger)
+	in.now = func() time.Time { return trafficNow } // the generated events' present
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	var runErr error
@@ -130,6 +132,13 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
+// trafficNow is the clock of the ingesters under test: an hour after the
+// start of events' traffic, so that its events are within the event-time
+// bounds.
+var trafficNow = traffic.DefaultConfig().Start.Add(time.Hour)
+
+// events returns n generated request events, from twenty minutes of
+// traffic.
 func events(t *testing.T, n int, seed uint64) [][]byte {
 	t.Helper()
 	cfg := traffic.DefaultConfig()
@@ -200,6 +209,63 @@ func TestIngestExactlyOnceAcrossRestart(t *testing.T) {
 	}
 }
 
+// TestIngestEventTimeBounds sends events in every Logpush timestamp format
+// and events too far ahead of the ingester's clock or behind it, among good
+// ones: the good are stored, the others dead-lettered with their reason
+// and counted, and retention, run after them, keeps the history.
+func TestIngestEventTimeBounds(t *testing.T) {
+	env := newIngestEnv(t)
+	good := events(t, 1000, 4)
+	at := func(ts string) []byte {
+		return fmt.Appendf(nil, `{"EdgeStartTimestamp":%s,"ZoneName":"a.example","ClientIP":"192.0.2.1","ClientRequestPath":"/"}`, ts)
+	}
+	sec := trafficNow.Add(-time.Minute)
+	formats := [][]byte{
+		at(strconv.Quote(sec.Format(time.RFC3339))),
+		at(strconv.FormatInt(sec.Unix(), 10)),     // Logpush "unix"
+		at(strconv.FormatInt(sec.UnixNano(), 10)), // Logpush "unixnano"
+	}
+	refused := map[string][][]byte{
+		service.ReasonFuture: {
+			at(`"2056-01-01T00:00:00Z"`),
+			at(strconv.FormatInt(trafficNow.Add(6*time.Minute).Unix(), 10)),
+		},
+		service.ReasonTooOld: {
+			at(`"2004-01-01T00:00:00Z"`),
+			at(strconv.FormatInt(trafficNow.Add(-9*24*time.Hour).UnixNano(), 10)),
+		},
+	}
+	stream := append(append([][]byte{}, good[:500]...), formats...)
+	for _, r := range []string{service.ReasonFuture, service.ReasonTooOld} {
+		stream = append(stream, refused[r]...)
+	}
+	stream = append(stream, good[500:]...)
+	env.produce(t, stream...)
+	env.start(t)
+	want := uint64(len(good) + len(formats))
+	waitFor(t, "every good event", 30*time.Second, func() bool { return env.rowsIn(t) >= want })
+	for r, msgs := range refused {
+		waitFor(t, r+" dead letters", 10*time.Second, func() bool {
+			return testutil.ToFloat64(env.metrics.DeadLetters.WithLabelValues(r)) == float64(len(msgs))
+		})
+	}
+	if n := env.rowsIn(t); n != want {
+		t.Errorf("%d rows, want %d: the good events and one per timestamp format", n, want)
+	}
+	var newest time.Time
+	if err := env.conn.QueryRow(t.Context(), "SELECT max(time) FROM requests").Scan(&newest); err != nil {
+		t.Fatal(err)
+	}
+	if newest.After(trafficNow) {
+		t.Errorf("the newest stored request is at %v, after the clock (%v)", newest, trafficNow)
+	}
+	waitFor(t, "the retention pass", 10*time.Second, func() bool { return testutil.ToFloat64(env.metrics.RetentionCutoff) > 0 })
+	cutoff := time.Unix(int64(testutil.ToFloat64(env.metrics.RetentionCutoff)), 0).UTC()
+	if first := traffic.DefaultConfig().Start; cutoff.After(first) {
+		t.Errorf("retention cut at %v, after the history's start %v", cutoff, first)
+	}
+}
+
 func TestIngestSurvivesClickHouseRestart(t *testing.T) {
 	env := newIngestEnv(t)
 	batch1, batch2 := events(t, 1500, 2), events(t, 1500, 3)
@@ -238,18 +304,27 @@ func TestRetentionCountsFromTheNewestRequest(t *testing.T) {
 	for i, age := range []time.Duration{0, 24 * time.Hour, 3 * 24 * time.Hour, 10 * 24 * time.Hour, 30 * 24 * time.Hour} {
 		rows = append(rows, chstore.Request{Time: newest.Add(-age), Site: "old.example", Topic: "requests", Offset: int64(i)})
 	}
+	// And rows from decades ahead and behind, stored before ingest refused
+	// such times: neither may drop the history.
+	for i, at := range []time.Time{time.Date(2056, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		rows = append(rows, chstore.Request{Time: at, Site: "old.example", Topic: "requests", Offset: int64(100 + i)})
+	}
 	if err := chstore.InsertRequests(ctx, conn, "requests", rows); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultIngestConfig()
 	cfg.Retention = 5 * 24 * time.Hour
-	in := NewIngester(cfg, nil, nil, conn, "requests", nil, NewMetrics(nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	metrics := NewMetrics(nil)
+	in := NewIngester(cfg, nil, nil, conn, "requests", nil, metrics, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	in.dropOldPartitions(ctx)
 	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM requests").Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT count() FROM requests WHERE time <= ?", newest).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 3 {
-		t.Errorf("%d rows left, want the 3 within 5 days of the newest", n)
+		t.Errorf("%d rows up to the newest left, want the 3 within 5 days of it", n)
+	}
+	if got, want := testutil.ToFloat64(metrics.RetentionCutoff), float64(time.Date(2024, 3, 15, 0, 0, 0, 0, time.UTC).Unix()); got != want {
+		t.Errorf("retention cutoff metric %v, want %v (2024-03-15)", time.Unix(int64(got), 0).UTC(), time.Unix(int64(want), 0).UTC())
 	}
 }

@@ -2,6 +2,8 @@ package baseline
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/anomalyd/anomalyd/internal/service"
 )
 
 // Build results, the values of the builds counter's "result" label.
@@ -35,8 +37,10 @@ const (
 //	ingest_batches_total               insert batches sent
 //	ingest_batch_duration_seconds      time of one insert batch
 //	dead_letters_total{reason}         messages sent to the dead-letter topic:
-//	                                   malformed, identity
+//	                                   malformed, identity, future, too_old
 //	offset_commits_total               Kafka offset commits
+//	retention_cutoff_timestamp_seconds start of the oldest day of requests kept
+//	                                   at the last retention pass
 type Metrics struct {
 	// Baselines.
 	Builds       *prometheus.CounterVec // label "result"
@@ -51,6 +55,7 @@ type Metrics struct {
 	IngestBatchSeconds prometheus.Histogram
 	DeadLetters        *prometheus.CounterVec // label "reason"
 	OffsetCommits      prometheus.Counter
+	RetentionCutoff    prometheus.Gauge
 }
 
 // NewMetrics builds the metrics and registers them with reg; a nil reg
@@ -96,11 +101,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
-			Help: "Messages sent to the dead-letter topic, by reason: malformed, identity.",
+			Help: "Messages sent to the dead-letter topic, by reason: malformed, identity, future (beyond -max-event-ahead), too_old (beyond -max-event-age).",
 		}, []string{"reason"}),
 		OffsetCommits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "offset_commits_total",
 			Help: "Kafka offset commits of the requests topic.",
+		}),
+		RetentionCutoff: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "retention_cutoff_timestamp_seconds",
+			Help: "Start of the oldest day of requests kept, as of the last retention pass: -retention before the newest request, which is at most -max-event-ahead past the clock.",
 		}),
 	}
 	// Known label values start at 0, so that rate() and alerts see a
@@ -111,12 +120,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, op := range []string{opListSites, opNewest, opBuild, opPing, "insert", "drop_partition"} {
 		m.ClickHouseErrors.WithLabelValues(op)
 	}
-	for _, r := range []string{"malformed", "identity"} {
+	for _, r := range service.EventReasons() {
 		m.DeadLetters.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.Builds, m.BuildSeconds, m.CacheHits, m.CacheMisses, m.ClickHouseErrors,
-			m.IngestRows, m.IngestBatches, m.IngestBatchSeconds, m.DeadLetters, m.OffsetCommits)
+			m.IngestRows, m.IngestBatches, m.IngestBatchSeconds, m.DeadLetters, m.OffsetCommits, m.RetentionCutoff)
 	}
 	return m
 }

@@ -129,7 +129,7 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	}
 	t.Logf("%d visitor-windows agree", checked)
 
-	stats, err := chstore.Sites(ctx, conn, "requests")
+	stats, err := chstore.Sites(ctx, conn, "requests", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

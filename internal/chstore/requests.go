@@ -95,6 +95,28 @@ func InsertRequests(ctx context.Context, conn driver.Conn, table string, rows []
 	return nil
 }
 
+// DropOldPartitions enforces retention on a table partitioned by day of
+// its time column: it drops the daily partitions that end more than
+// retention before the newest time in the table, counted from the data
+// rather than the clock so that replayed history is kept like live
+// traffic. Times after notAfter do not count as the newest: the services
+// refuse events further ahead of their clocks, and rows stored before
+// they did must not drop the history. It returns the cutoff (zero for a
+// table without rows up to notAfter) and the partitions dropped.
+func DropOldPartitions(ctx context.Context, conn driver.Conn, table, column string, retention time.Duration, notAfter time.Time) (cutoff time.Time, dropped []string, err error) {
+	var newest time.Time
+	q := fmt.Sprintf("SELECT max(%[1]s) FROM %[2]s WHERE %[1]s <= ?", column, table)
+	if err := conn.QueryRow(ctx, q, notAfter.UTC()).Scan(&newest); err != nil {
+		return time.Time{}, nil, fmt.Errorf("newest %s in %s: %w", column, table, err)
+	}
+	if newest.Unix() <= 0 { // max() of no rows is the zero DateTime
+		return time.Time{}, nil, nil
+	}
+	cutoff = newest.Add(-retention).UTC().Truncate(24 * time.Hour)
+	dropped, err = DropPartitionsBefore(ctx, conn, table, cutoff)
+	return cutoff, dropped, err
+}
+
 // DropPartitionsBefore drops the daily partitions of table whose day ends
 // before cutoff, and returns their names (YYYYMMDD). It is how retention
 // works without a TTL clause.

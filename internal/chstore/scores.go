@@ -126,19 +126,3 @@ func InsertScores(ctx context.Context, conn driver.Conn, table string, rows []Sc
 	}
 	return nil
 }
-
-// DropOldScores enforces retention on a scores table: it drops the daily
-// partitions older than retention before the newest score in the table,
-// counted from the data rather than the clock (as the requests table does)
-// so that replayed history is kept like live traffic. It returns the
-// partitions dropped.
-func DropOldScores(ctx context.Context, conn driver.Conn, table string, retention time.Duration) ([]string, error) {
-	var newest time.Time
-	if err := conn.QueryRow(ctx, "SELECT max(scored_at) FROM "+table).Scan(&newest); err != nil {
-		return nil, fmt.Errorf("newest score in %s: %w", table, err)
-	}
-	if newest.Unix() <= 0 {
-		return nil, nil // empty table
-	}
-	return DropPartitionsBefore(ctx, conn, table, newest.Add(-retention))
-}

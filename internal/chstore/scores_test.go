@@ -78,9 +78,18 @@ func TestScoresTable(t *testing.T) {
 		t.Errorf("features read back: %v %v %v", names, values, contribs)
 	}
 
-	dropped, err := DropOldScores(ctx, conn, "scores", 5*24*time.Hour)
+	// A score from decades ahead, stored before the publisher refused
+	// such times: retention must not count back from it.
+	future := ScoreRow{Record: score("a.example", 1, time.Date(2056, 1, 1, 0, 0, 0, 0, time.UTC), 1), Visitor: 1}
+	if err := InsertScores(ctx, conn, "scores", []ScoreRow{future}); err != nil {
+		t.Fatal(err)
+	}
+	cutoff, dropped, err := DropOldPartitions(ctx, conn, "scores", "scored_at", 5*24*time.Hour, newest.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := time.Date(2024, 3, 15, 0, 0, 0, 0, time.UTC); !cutoff.Equal(want) {
+		t.Errorf("cutoff %v, want %v: the day 5 days before the newest score up to notAfter", cutoff, want)
 	}
 	if !slices.Equal(dropped, []string{"20240310"}) {
 		t.Errorf("dropped %v, want the partition 10 days before the newest score", dropped)
@@ -88,19 +97,19 @@ func TestScoresTable(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT count() FROM scores FINAL").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if n != 3 {
-		t.Errorf("%d rows after retention, want 3", n)
+	if n != 4 {
+		t.Errorf("%d rows after retention, want 4: the 3 within 5 days and the one from 2056", n)
 	}
 }
 
-func TestDropOldScoresEmptyTable(t *testing.T) {
+func TestDropOldPartitionsEmptyTable(t *testing.T) {
 	_, conn := testenv.ClickHouseConn(t)
 	if err := CreateScores(t.Context(), conn, "empty_scores"); err != nil {
 		t.Fatal(err)
 	}
-	dropped, err := DropOldScores(t.Context(), conn, "empty_scores", time.Hour)
-	if err != nil || len(dropped) != 0 {
-		t.Errorf("empty table: dropped %v, %v", dropped, err)
+	cutoff, dropped, err := DropOldPartitions(t.Context(), conn, "empty_scores", "scored_at", time.Hour, time.Now())
+	if err != nil || len(dropped) != 0 || !cutoff.IsZero() {
+		t.Errorf("empty table: cutoff %v, dropped %v, %v", cutoff, dropped, err)
 	}
 }
 

@@ -101,12 +101,14 @@ func Windows(ctx context.Context, conn driver.Conn, table string, w features.Win
 type SiteStats struct {
 	Site     string
 	Requests uint64
-	Newest   time.Time // the newest request's time
+	Newest   time.Time // the newest request's time up to Sites' notAfter; Unix 0 if none
 }
 
-// Sites lists the sites of the requests table, by name.
-func Sites(ctx context.Context, conn driver.Conn, table string) ([]SiteStats, error) {
-	rows, err := conn.Query(ctx, "SELECT site, count(), max(time) FROM "+table+" FINAL GROUP BY site ORDER BY site")
+// Sites lists the sites of the requests table, by name. Newest ignores
+// requests after notAfter, which are no anchor for a baseline (see
+// DropOldPartitions).
+func Sites(ctx context.Context, conn driver.Conn, table string, notAfter time.Time) ([]SiteStats, error) {
+	rows, err := conn.Query(ctx, "SELECT site, count(), maxIf(time, time <= ?) FROM "+table+" FINAL GROUP BY site ORDER BY site", notAfter.UTC())
 	if err != nil {
 		return nil, fmt.Errorf("listing sites of %s: %w", table, err)
 	}

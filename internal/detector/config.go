@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
@@ -29,6 +30,10 @@ type Config struct {
 	// ShutdownTimeout bounds the processing of the batch in hand on
 	// shutdown.
 	ShutdownTimeout time.Duration
+	// EventTime bounds the event times accepted: an event from far ahead
+	// would move its visitor's window and recency register past every
+	// real request to come.
+	EventTime service.EventTimeConfig
 }
 
 // DefaultConfig is a rescore interval of 30 s, the baselines' thresholds, a worker per CPU and batches of 5,000 events
@@ -40,6 +45,7 @@ func DefaultConfig() Config {
 		BatchSize:       5000,
 		BatchLinger:     200 * time.Millisecond,
 		ShutdownTimeout: 30 * time.Second,
+		EventTime:       service.DefaultEventTimeConfig(),
 	}
 }
 
@@ -51,6 +57,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most events per batch; offsets are committed once per batch, after its scores are acknowledged and its features written")
 	fs.DurationVar(&c.BatchLinger, "batch-linger", c.BatchLinger, "longest a batch waits for more events before it is processed")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "longest the batch in hand may take to finish on shutdown")
+	c.EventTime.RegisterFlags(fs, "events")
 }
 
 // Validate reports the first unusable setting, naming its flag.
@@ -69,5 +76,5 @@ func (c *Config) Validate() error {
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("-shutdown-timeout must be positive, got %v", c.ShutdownTimeout)
 	}
-	return nil
+	return c.EventTime.Validate()
 }

@@ -2,12 +2,14 @@ package detector
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/anomalyd/anomalyd/internal/service"
 )
 
 // Metrics are the detector's Prometheus metrics, anomalyd_detector_*.
 type Metrics struct {
 	Events          prometheus.Counter
-	DeadLetters     *prometheus.CounterVec // by reason: malformed, identity
+	DeadLetters     *prometheus.CounterVec // by reason: service.EventReasons
 	Scored          prometheus.Counter
 	Outliers        prometheus.Counter     // scored above the threshold
 	Unscored        *prometheus.CounterVec // by reason: no_baseline, too_few_requests, error
@@ -41,6 +43,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StoreErrors:     prometheus.NewCounterVec(opts("store_errors_total", "Feature store (Redis) failures, by operation; each is retried."), []string{"op"}),
 		KafkaErrors:     prometheus.NewCounterVec(opts("kafka_errors_total", "Kafka failures, by operation; produces are retried."), []string{"op"}),
 		PartitionResets: prometheus.NewCounter(opts("partition_resets_total", "Times the feature stores dropped their caches because a partition's offsets jumped: another replica owned it meanwhile.")),
+	}
+	for _, r := range service.EventReasons() {
+		m.DeadLetters.WithLabelValues(r)
 	}
 	reg.MustRegister(m.Events, m.DeadLetters, m.Scored, m.Outliers, m.Unscored, m.RecencySkips,
 		m.Batches, m.BatchSeconds, m.StoreErrors, m.KafkaErrors, m.PartitionResets)

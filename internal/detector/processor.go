@@ -49,6 +49,8 @@ type Processor struct {
 	shards   []*shard
 	source   BaselineSource
 	metrics  *Metrics
+	timeKey  string           // the event field of the time, for errors
+	now      func() time.Time // the clock event times are checked against
 
 	items []item // the batch Score is scoring
 }
@@ -62,10 +64,11 @@ type decodeWorker struct {
 
 // item is one event of a batch after decoding.
 type item struct {
-	obs  features.Observation
-	site string
-	time time.Time
-	err  error // why it is a dead letter
+	obs    features.Observation
+	site   string
+	time   time.Time
+	err    error  // why it is a dead letter
+	reason string // the dead-letter reason label of err
 }
 
 // shard is one worker's share of the visitors.
@@ -101,6 +104,7 @@ func NewProcessor(cfg Config, fc features.Config, newStore func() (Store, error)
 	}
 	p := &Processor{
 		cfg: cfg, window: fc.Window, ips: fc.Identity.Fingerprint(), minReqs: uint64(fc.MinRequests), source: source, metrics: metrics,
+		timeKey: fc.Fields.Time, now: time.Now,
 	}
 	p.names = features.FeatureNames(p.ips)
 	for range cfg.Workers {
@@ -147,14 +151,22 @@ type Decoded struct {
 // Messages returns the batch's messages.
 func (d *Decoded) Messages() []kafka.Message { return d.msgs }
 
-// Decode decodes msgs in parallel. It shares nothing with Score, so it may
-// decode a batch while Score scores the one before.
+// Decode decodes msgs in parallel, and refuses events whose time is out of
+// Config.EventTime's bounds. It shares nothing with Score, so it may decode
+// a batch while Score scores the one before.
 func (p *Processor) Decode(msgs []kafka.Message) *Decoded {
 	d := &Decoded{msgs: msgs, items: make([]item, len(msgs))}
+	now := p.now()
 	p.parallel(len(p.decoders), func(w int) {
 		lo, hi := w*len(msgs)/len(p.decoders), (w+1)*len(msgs)/len(p.decoders)
 		for i := lo; i < hi; i++ {
-			p.decoders[w].decode(msgs[i].Value, &d.items[i])
+			it := &d.items[i]
+			p.decoders[w].decode(msgs[i].Value, it)
+			if it.err == nil {
+				if reason, err := p.cfg.EventTime.Check(it.time, now); err != nil {
+					it.err, it.reason = fmt.Errorf("field %q: %w", p.timeKey, err), reason
+				}
+			}
 		}
 	})
 	return d
@@ -176,11 +188,7 @@ func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
 	for i := range p.items {
 		it := &p.items[i]
 		if it.err != nil {
-			reason := "identity"
-			if errors.Is(it.err, features.ErrMalformed) {
-				reason = "malformed"
-			}
-			deadReasons = append(deadReasons, reason)
+			deadReasons = append(deadReasons, it.reason)
 			out.DeadLetters = append(out.DeadLetters, service.DeadLetter(msgs[i], it.err))
 			continue
 		}
@@ -236,11 +244,11 @@ func (p *Processor) parallel(n int, f func(int)) {
 
 func (d *decodeWorker) decode(data []byte, it *item) {
 	if err := d.decoder.Decode(data, &d.ev); err != nil {
-		it.err = err
+		it.err, it.reason = err, service.ReasonMalformed
 		return
 	}
 	if err := d.observer.Observe(&d.ev, &it.obs); err != nil {
-		it.err = err
+		it.err, it.reason = err, service.ReasonIdentity
 		return
 	}
 	it.site, it.time = d.ev.Site, d.ev.Time

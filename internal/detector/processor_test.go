@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +107,7 @@ func newTestProcessor(t testing.TB, cfg Config, source BaselineSource) (*Process
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.now = func() time.Time { return t0.Add(time.Hour) } // the test events' present
 	return p, metrics
 }
 
@@ -294,6 +296,69 @@ func TestDeadLetters(t *testing.T) {
 		t.Errorf("%v events counted, want 3", n)
 	}
 }
+
+// TestEventTimeBounds: events too far ahead of the clock or behind it are
+// dead-lettered with their reason, and do not move their visitor's window
+// or recency register: the visitor's real events after them are scored as
+// if they had never come.
+func TestEventTimeBounds(t *testing.T) {
+	at := func(ip, ts string) kafka.Message {
+		return kafka.Message{Key: []byte("shop.example|" + ip), Value: fmt.Appendf(nil,
+			`{"EdgeStartTimestamp":%s,"ClientRequestHost":"shop.example","ClientIP":%q,"ClientRequestPath":"/"}`, ts, ip)}
+	}
+	const ip = "192.0.2.1"
+	now := t0.Add(time.Hour) // newTestProcessor's clock
+	refused := []struct {
+		msg    kafka.Message
+		reason string
+	}{
+		{at(ip, `"2056-01-01T00:00:00Z"`), service.ReasonFuture},
+		{at(ip, strconv.FormatInt(now.Add(6*time.Minute).Unix(), 10)), service.ReasonFuture},
+		{at(ip, `"2004-01-01T00:00:00Z"`), service.ReasonTooOld},
+		{at(ip, strconv.FormatInt(now.Add(-9*24*time.Hour).UnixNano(), 10)), service.ReasonTooOld},
+	}
+	var clean, mixed []kafka.Message
+	for sec := range 40 {
+		// Every Logpush timestamp format in turn.
+		ts := t0.Add(time.Duration(sec) * time.Second)
+		m := at(ip, [...]string{strconv.Quote(ts.Format(time.RFC3339)), strconv.FormatInt(ts.Unix(), 10), strconv.FormatInt(ts.UnixNano(), 10)}[sec%3])
+		clean, mixed = append(clean, m), append(mixed, m)
+		if sec%10 == 2 {
+			mixed = append(mixed, refused[sec/10].msg)
+		}
+	}
+	source := staticSource{"shop.example": testModel(t)}
+	want := runBatches(t, proc(newTestProcessor(t, DefaultConfig(), source)), clean, 7)
+	p, m := newTestProcessor(t, DefaultConfig(), source)
+	got := runBatches(t, p, mixed, 7)
+	if len(want) == 0 || !slices.EqualFunc(got, want, func(a, b records.Score) bool { return a.ScoredAt.Equal(b.ScoredAt) && a.Score == b.Score }) {
+		t.Errorf("with the refused events the visitor was scored %d times, without them %d: they must change nothing", len(got), len(want))
+	}
+	for _, r := range []string{service.ReasonFuture, service.ReasonTooOld} {
+		if n := testutil.ToFloat64(m.DeadLetters.WithLabelValues(r)); n != 2 {
+			t.Errorf("%v dead letters counted as %s, want 2", n, r)
+		}
+	}
+	b, err := p.Process(t.Context(), []kafka.Message{refused[0].msg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.DeadLetters) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(b.DeadLetters))
+	}
+	reason := ""
+	for _, h := range b.DeadLetters[0].Headers {
+		if h.Key == service.HeaderReason {
+			reason = string(h.Value)
+		}
+	}
+	if want := `field "EdgeStartTimestamp": event time too far ahead of the clock: 2056-01-01T00:00:00Z`; !strings.HasPrefix(reason, want) {
+		t.Errorf("reason %q, want it to start %q", reason, want)
+	}
+}
+
+// proc returns the processor of newTestProcessor.
+func proc(p *Processor, _ *Metrics) *Processor { return p }
 
 // fakeReader serves msgs once, then blocks, and records commits.
 type fakeReader struct {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/service"
 )
 
 // Config is the publisher's storage, batching and policy settings.
@@ -21,8 +23,14 @@ type Config struct {
 	BatchSize int
 	Linger    time.Duration
 	// Retention is how much score history is kept, counted back from the
-	// newest score; older daily partitions are dropped.
+	// newest score (but no later than EventTime allows); older daily
+	// partitions are dropped.
 	Retention time.Duration
+	// EventTime bounds the scored_at times accepted. Event time drives
+	// retention, detection expiry and what the selector forgets: one record
+	// from decades ahead would drop every partition and every visitor's
+	// state and publish a detection that never expires.
+	EventTime service.EventTimeConfig
 	// ShutdownTimeout bounds the flush of the last batch on shutdown.
 	ShutdownTimeout time.Duration
 	// DetectionBatchSize and DetectionLinger configure the detections
@@ -72,6 +80,7 @@ const (
 func DefaultConfig() Config {
 	return Config{
 		Table: "scores", BatchSize: DefaultBatchSize, Linger: DefaultLinger, Retention: DefaultRetention,
+		EventTime:       service.EventTimeConfig{MaxAhead: service.DefaultMaxEventAhead, MaxAge: DefaultRetention},
 		ShutdownTimeout: DefaultShutdownTimeout, DetectionBatchSize: DefaultDetectionBatchSize,
 		DetectionLinger: DefaultDetectionLinger, Select: DefaultSelectConfig(),
 	}
@@ -91,7 +100,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Table, "scores-table", c.Table, "ClickHouse table of every score, created if missing")
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most scores per batch: one ClickHouse insert, one write of detections and one offset commit each")
 	fs.DurationVar(&c.Linger, "batch-linger", c.Linger, "longest a batch waits for more scores; it bounds how late a detection reaches the edge")
-	fs.DurationVar(&c.Retention, "retention", c.Retention, "how much score history is kept, counted back from the newest score; older daily partitions are dropped. Two weeks by default: enough to compare a week with the one before when tuning thresholds")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how much score history is kept, counted back from the newest score (at most -max-event-ahead past the clock); older daily partitions are dropped. Two weeks by default: enough to compare a week with the one before when tuning thresholds")
+	c.EventTime.RegisterFlags(fs, "score records whose scored_at is")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "longest the last batch may take to flush and commit on shutdown")
 	fs.IntVar(&c.DetectionBatchSize, "detections-batch-size", c.DetectionBatchSize, "most detections per Kafka produce request")
 	fs.DurationVar(&c.DetectionLinger, "detections-linger", c.DetectionLinger, "longest the Kafka writer waits to fill a produce request of detections; a batch's detections are handed over at once, so this only needs to be short (kafka-go's own default, 1s, would delay every batch)")
@@ -130,6 +140,9 @@ func (c *Config) Validate() error {
 	case c.DetectionLinger <= 0:
 		// kafka-go reads 0 as its 1 s default.
 		return fmt.Errorf("-detections-linger must be positive, got %v", c.DetectionLinger)
+	}
+	if err := c.EventTime.Validate(); err != nil {
+		return err
 	}
 	return c.Select.Validate()
 }

@@ -2,6 +2,8 @@ package publisher
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/anomalyd/anomalyd/internal/service"
 )
 
 // ClickHouse operations, the values of the ClickHouseErrors "op" label.
@@ -36,13 +38,15 @@ const (
 //	detections_suppressed_total{reason}  scores above threshold not published:
 //	                                  duplicate, allow_list, site_off, gate
 //	dead_letters_total{reason}        messages sent to the dead-letter topic:
-//	                                  malformed, invalid
+//	                                  malformed, invalid, future, too_old
 //	offset_commits_total              Kafka offset commits of the scores topic
 //	policy_reloads_total{result}      policy reloads (SIGHUP): ok, error
 //	policy_sites_off                  sites switched off by the current policy
 //	policy_allowed_visitors           (site, visitor) pairs on allow-lists
 //	tracked_visitors                  visitors whose detection state is in memory
 //	tracked_evictions_total           visitors forgotten early at -max-tracked
+//	retention_cutoff_timestamp_seconds  start of the oldest day of scores kept
+//	                                  at the last retention pass
 type Metrics struct {
 	ScoresRead       prometheus.Counter
 	RowsInserted     prometheus.Counter
@@ -58,6 +62,7 @@ type Metrics struct {
 	PolicyAllowed    prometheus.Gauge
 	Tracked          prometheus.Gauge
 	Evictions        prometheus.Counter
+	RetentionCutoff  prometheus.Gauge
 }
 
 // NewMetrics builds the metrics and registers them with reg; a nil reg
@@ -97,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
-			Help: "Messages sent to the dead-letter topic, by reason: malformed, invalid.",
+			Help: "Messages sent to the dead-letter topic, by reason: malformed, invalid, future (scored_at beyond -max-event-ahead), too_old (beyond -max-event-age).",
 		}, []string{"reason"}),
 		OffsetCommits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "offset_commits_total",
@@ -123,6 +128,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "tracked_evictions_total",
 			Help: "Visitors forgotten early because -max-tracked were tracked; each may be published once more.",
 		}),
+		RetentionCutoff: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "retention_cutoff_timestamp_seconds",
+			Help: "Start of the oldest day of scores kept, as of the last retention pass: -retention before the newest score, which is at most -max-event-ahead past the clock.",
+		}),
 	}
 	// Known label values start at 0, so that rate() and alerts see a
 	// series before the first event.
@@ -132,7 +141,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []Outcome{SuppressedDuplicate, SuppressedAllowList, SuppressedSiteOff, SuppressedGate} {
 		m.Suppressed.WithLabelValues(o.String())
 	}
-	for _, r := range []string{reasonMalformed, reasonInvalid} {
+	for _, r := range []string{reasonMalformed, reasonInvalid, service.ReasonFuture, service.ReasonTooOld} {
 		m.DeadLetters.WithLabelValues(r)
 	}
 	for _, r := range []string{reloadOK, reloadError} {
@@ -141,7 +150,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.ScoresRead, m.RowsInserted, m.InsertBatches, m.InsertSeconds, m.ClickHouseErrors,
 			m.Published, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.PolicyReloads, m.PolicySitesOff,
-			m.PolicyAllowed, m.Tracked, m.Evictions)
+			m.PolicyAllowed, m.Tracked, m.Evictions, m.RetentionCutoff)
 	}
 	return m
 }

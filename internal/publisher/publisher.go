@@ -34,12 +34,6 @@ import (
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
-// maxFuture is how far a score's ScoredAt may be ahead of the clock. Event
-// time drives retention and forgetting, so one record from the far future
-// would drop every partition and every visitor's state; no real score is
-// more than clock skew ahead.
-const maxFuture = time.Hour
-
 // dropEvery is how often old partitions are looked for.
 const dropEvery = time.Hour
 
@@ -285,9 +279,8 @@ func (p *Publisher) decode(value []byte, s *records.Score) (uint64, string, erro
 	if err := chstore.CheckScoreTimes(s); err != nil {
 		return 0, reasonInvalid, fmt.Errorf("%w: %w", records.ErrInvalid, err)
 	}
-	if limit := p.now().Add(maxFuture); s.ScoredAt.After(limit) {
-		return 0, reasonInvalid, fmt.Errorf("%w: field \"scored_at\": %s is more than %v ahead of the clock",
-			records.ErrInvalid, s.ScoredAt.Format(time.RFC3339), maxFuture)
+	if reason, err := p.cfg.EventTime.Check(s.ScoredAt, p.now()); err != nil {
+		return 0, reason, fmt.Errorf("%w: field \"scored_at\": %w", records.ErrInvalid, err)
 	}
 	visitor, err := records.ParseVisitorID(s.Visitor)
 	if err != nil { // Validate checked it; kept so a change there cannot slip through
@@ -332,10 +325,15 @@ func (p *Publisher) insert(ctx context.Context, b *batch) error {
 	})
 }
 
-// dropOldPartitions enforces the retention (chstore.DropOldScores). A
-// failure is logged and retried at the next occasion.
+// dropOldPartitions enforces the retention (chstore.DropOldPartitions),
+// counted back from the newest score rather than the clock, so that
+// replayed history is kept like live traffic. A failure is logged and
+// retried at the next occasion.
 func (p *Publisher) dropOldPartitions(ctx context.Context) {
-	dropped, err := chstore.DropOldScores(ctx, p.conn, p.cfg.Table, p.cfg.Retention)
+	cutoff, dropped, err := chstore.DropOldPartitions(ctx, p.conn, p.cfg.Table, "scored_at", p.cfg.Retention, p.cfg.EventTime.Newest(p.now()))
+	if !cutoff.IsZero() {
+		p.metrics.RetentionCutoff.Set(float64(cutoff.Unix()))
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			p.metrics.ClickHouseErrors.WithLabelValues(opDropPartition).Inc()

@@ -405,7 +405,17 @@ func TestDecode(t *testing.T) {
 		{"no features", valid(func(s *records.Score) { s.Features = nil }), reasonInvalid, `field "features"`},
 		{"bad visitor", valid(func(s *records.Score) { s.Visitor = "42" }), reasonInvalid, `field "visitor"`},
 		{"window before 1970", valid(func(s *records.Score) { s.WindowStart = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC) }), reasonInvalid, `field "window_start"`},
-		{"far future", valid(func(s *records.Score) { s.ScoredAt = now.Add(2 * time.Hour); s.WindowEnd = s.ScoredAt }), reasonInvalid, "ahead of the clock"},
+		{"just within -max-event-ahead", valid(func(s *records.Score) { s.ScoredAt = now.Add(5 * time.Minute); s.WindowEnd = s.ScoredAt }), "", ""},
+		{"beyond -max-event-ahead", valid(func(s *records.Score) { s.ScoredAt = now.Add(6 * time.Minute); s.WindowEnd = s.ScoredAt }), service.ReasonFuture, `field "scored_at": event time too far ahead of the clock: 2025-06-01T12:06:00Z is 6m0s ahead`},
+		{"decades ahead", valid(func(s *records.Score) { s.ScoredAt = now.AddDate(30, 0, 0); s.WindowEnd = s.ScoredAt }), service.ReasonFuture, "2055-06-01T12:00:00Z"},
+		{"just within -max-event-age", valid(func(s *records.Score) {
+			s.ScoredAt = now.Add(-DefaultRetention)
+			s.WindowStart, s.WindowEnd = s.ScoredAt.Add(-10*time.Minute), s.ScoredAt
+		}), "", ""},
+		{"beyond -max-event-age", valid(func(s *records.Score) {
+			s.ScoredAt = now.Add(-DefaultRetention - time.Second)
+			s.WindowStart, s.WindowEnd = s.ScoredAt.Add(-10*time.Minute), s.ScoredAt
+		}), service.ReasonTooOld, `field "scored_at": event time too far behind the clock: 2025-05-18T11:59:59Z is 336h0m1s behind`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -420,7 +430,7 @@ func TestDecode(t *testing.T) {
 			if err == nil || reason != tt.wantReason || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("decode: reason %q, error %v; want %q and an error with %q", reason, err, tt.wantReason, tt.wantErr)
 			}
-			if reason == reasonInvalid && !errors.Is(err, records.ErrInvalid) {
+			if reason != reasonMalformed && !errors.Is(err, records.ErrInvalid) {
 				t.Errorf("error %v does not wrap records.ErrInvalid", err)
 			}
 		})

@@ -15,6 +15,21 @@ const (
 	HeaderSource = "anomalyd-source" // topic/partition/offset it was read at
 )
 
+// Dead-letter reasons of request events, the values of the "reason" label
+// of the baseline service's and the detector's dead_letters_total.
+const (
+	ReasonMalformed = "malformed" // the event does not decode (features.ErrMalformed)
+	ReasonIdentity  = "identity"  // it lacks what the visitor identity needs
+	ReasonFuture    = "future"    // its time is beyond -max-event-ahead (ErrFuture)
+	ReasonTooOld    = "too_old"   // its time is beyond -max-event-age (ErrTooOld)
+)
+
+// EventReasons are the dead-letter reasons of request events, for
+// metrics that start every label at 0.
+func EventReasons() []string {
+	return []string{ReasonMalformed, ReasonIdentity, ReasonFuture, ReasonTooOld}
+}
+
 // DeadLetter is the dead-letter message of m, refused for reason.
 func DeadLetter(m kafka.Message, reason error) kafka.Message {
 	return kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{

@@ -25,6 +25,7 @@
 //	                           Cluster seeds (RedisConfig), with -redis-user, -redis-password
 //	-listen host:port          HTTP (HTTPConfig), with -token, -tls-cert, -tls-key
 //	-baseline-url URL          the baseline service (BaselineClientConfig)
+//	-max-event-ahead, -max-event-age  event-time bounds of the input (EventTimeConfig)
 //	-log-level, -log-format    registered by Main in every service (LogConfig)
 //
 // Secrets (-token, passwords) belong in the environment: command lines are
