@@ -57,10 +57,19 @@ const identitySecret = "e2e identity secret, 0123456789abcdef"
 //   - detector -baseline-revalidate 2s: the tests last seconds, not the
 //     minutes of the default period; with it, the detector asks the
 //     baseline service again while TestBaselineServiceDown has it down.
+//   - every service -max-event-age: the traffic is dated from
+//     historyTraffic.Start, months ago, and is replayed on purpose, as the
+//     README tells operators to; the bound still refuses anything older,
+//     which TestEventTime relies on.
 var serviceFlags = map[pipeline.Name][]string{
-	pipeline.Baseline: {"-min-windows", "100"},
-	pipeline.Detector: {"-baseline-revalidate", "2s"},
+	pipeline.Baseline:  {"-min-windows", "100", "-max-event-age", maxEventAge.String()},
+	pipeline.Detector:  {"-baseline-revalidate", "2s", "-max-event-age", maxEventAge.String()},
+	pipeline.Publisher: {"-max-event-age", maxEventAge.String()},
 }
+
+// maxEventAge is the services' -max-event-age: from two days before the
+// history to now, in whole hours.
+var maxEventAge = (time.Since(historyTraffic.Start) + 48*time.Hour).Truncate(time.Hour)
 
 // liveRate bounds the events per second sent where the detector reads
 // them as they come. The Kafka broker is in-process (kfake), so under -race

@@ -146,6 +146,7 @@ func (d *demo) startStack(ctx context.Context, bin string) error {
 		pipeline.Detector: {"-baseline-revalidate", detectorRevalidate},
 	}
 	for _, n := range pipeline.Names() {
+		flags[n] = append(flags[n], d.opts.eventTimeFlags()...)
 		flags[n] = append(flags[n], strings.Fields(*d.opts.serviceFlags[n])...)
 	}
 	st, err := pipeline.Start(ctx, pipeline.Config{
@@ -181,9 +182,9 @@ type input struct {
 }
 
 // prepareTraffic generates the history and live traffic files that -history
-// and -traffic do not name, in the past: the publisher refuses scores more
-// than an hour in the future, and the live phase must follow the history.
-// The live traffic is scanned for its labels.
+// and -traffic do not name, in the past (the services refuse events ahead
+// of their clocks, and the live phase must follow the history). The live
+// traffic is scanned for its labels.
 func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error) {
 	o := d.opts
 	end := time.Now().UTC().Add(-time.Hour).Truncate(time.Minute)

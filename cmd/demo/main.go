@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/pipeline"
+	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 )
 
@@ -42,7 +43,8 @@ services built next to it), then:
 
 Generated traffic lies in the past (the live phase ends an hour before now)
 and has the same human density in both phases, so the history describes the
-live humans. The services' logs are in a temporary directory, shown at the
+live humans. Files are replayed whatever their dates: the demo gives the
+services -max-event-age 0 and a -max-event-ahead of years. The services' logs are in a temporary directory, shown at the
 start, removed at the end unless -keep-logs (or the run fails). Ctrl-C stops
 everything. Exit status: 0 after a report, 1 on failure, 2 for bad flags,
 130 when interrupted.
@@ -174,6 +176,24 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		return errors.New("-sites and -visitors must be positive")
 	}
 	return nil
+}
+
+// replayAhead is how far ahead of the clock the services accept events of
+// -history and -traffic files: those are replayed whatever their dates, and
+// a labelled file made elsewhere may well be dated ahead of this machine.
+const replayAhead = 10 * 365 * 24 * time.Hour
+
+// eventTimeFlags are the services' event-time bounds for the demo's
+// traffic, before the -X-flags. The services refuse events far from their
+// clocks (see the README's "Event time"); the demo replays history on
+// purpose, so it widens the bounds to take its inputs: any age and dates
+// years ahead for files, and the generated span, which ends an hour ago.
+func (o *options) eventTimeFlags() []string {
+	if o.historyFile != "" || o.trafficFile != "" {
+		return []string{"-max-event-age", "0", "-max-event-ahead", replayAhead.String()}
+	}
+	age := max(service.DefaultMaxEventAge, o.historySpan+o.liveSpan+2*time.Hour)
+	return []string{"-max-event-age", age.String()}
 }
 
 // binDir returns -bin, else the directory of the running executable.
