@@ -198,19 +198,7 @@ func TestEventTime(t *testing.T) {
 
 	// The visitor's window and scores: as if the refused events had never
 	// come.
-	var ev features.Event
-	dec, err := features.NewDecoder(features.DefaultFieldMap())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dec.Decode(good[0].Value, &ev); err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.Visitor(&ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := vkey{site, id}
+	v := visitorOf(t, good[0].Value)
 	checkWindows(ctx, t, st, &batch{name: "the visitor's requests", visitors: map[vkey]*visitorInfo{v: {label: "human", buckets: buckets}}}, true)
 	scores, err := readScores(ctx, r.kc, scoresFrom)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/anomalyd/anomalyd/internal/pipeline"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/internal/traffic"
-	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
 // TestBaselineServiceDown stops the baseline service once the detector has
@@ -186,17 +185,7 @@ func TestMalformedInput(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w := &kafka.Writer{
-		Addr: kafka.TCP(st.Brokers()...), Topic: pipeline.TopicRequests, Transport: r.kc.transport,
-		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
-	}
-	err = w.WriteMessages(ctx, msgs...)
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatalf("producing: %v", err)
-	}
+	produce(ctx, t, r, pipeline.TopicRequests, msgs)
 	if err := drain(ctx, st, r.kc); err != nil {
 		t.Fatal(err)
 	}
@@ -269,19 +258,7 @@ func TestMalformedInput(t *testing.T) {
 
 	// The visitor is scored once its window holds five requests, which
 	// takes events sent after the bad ones.
-	var ev features.Event
-	dec, err := features.NewDecoder(features.DefaultFieldMap())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dec.Decode(good(0), &ev); err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.Visitor(&ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	visitor := vkey{site, id}
+	visitor := visitorOf(t, good(0))
 	scores, err := readScores(ctx, r.kc, scoresFrom)
 	if err != nil {
 		t.Fatal(err)

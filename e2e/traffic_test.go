@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/pipeline"
@@ -32,6 +33,24 @@ func detectionKey(site, visitor string) (vkey, error) {
 		return vkey{}, err
 	}
 	return vkey{site, v}, nil
+}
+
+// visitorOf is the visitor of a request event under the tests' identity.
+func visitorOf(tb testing.TB, event []byte) vkey {
+	tb.Helper()
+	dec, err := features.NewDecoder(features.DefaultFieldMap())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var ev features.Event
+	if err := dec.Decode(event, &ev); err != nil {
+		tb.Fatal(err)
+	}
+	id, err := identity.Visitor(&ev)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return vkey{ev.Site, id}
 }
 
 // visitorInfo is what a batch sent for one visitor.
