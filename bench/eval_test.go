@@ -320,7 +320,7 @@ func fitBaselines(tb testing.TB, fc features.Config, build baseline.BuildConfig,
 		}
 	}
 	cols := make(map[string][][]float64)
-	ips := fc.Identity.Fingerprint()
+	set := fc.Set()
 	var vec []float64
 	for k, a := range wins {
 		if a.counts[features.CountRequests] < uint64(fc.MinRequests) {
@@ -331,7 +331,7 @@ func fitBaselines(tb testing.TB, fc features.Config, build baseline.BuildConfig,
 		for j, s := range a.sets {
 			agg.Distinct[j] = uint64(len(s))
 		}
-		vec = agg.Vector(vec, ips)
+		vec = agg.Vector(vec, set)
 		c := cols[k.site]
 		if c == nil {
 			c = make([][]float64, len(vec))
@@ -342,7 +342,7 @@ func fitBaselines(tb testing.TB, fc features.Config, build baseline.BuildConfig,
 		cols[k.site] = c
 	}
 	models := make(staticBaselines)
-	build.Window, build.IPs, build.MinRequests = w, ips, fc.MinRequests
+	build.Window, build.Set, build.MinRequests = w, set, fc.MinRequests
 	for site, c := range cols {
 		m, err := baseline.Fit(c, build)
 		if err != nil {

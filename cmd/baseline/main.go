@@ -79,11 +79,10 @@ func (a *app) validate() error {
 			return err
 		}
 	}
-	// The baseline computes the detectors' features: same window, the
-	// distinct-IPs feature under a fingerprint identity, and only windows
-	// the detectors would score. Its period ends no later than ingest
-	// accepts requests.
-	a.build.Window, a.build.IPs, a.build.MinRequests = a.features.Window, a.features.Identity.Fingerprint(), a.features.MinRequests
+	// The baseline computes the detectors' features: same window, same
+	// feature set, and only windows the detectors would score. Its period
+	// ends no later than ingest accepts requests.
+	a.build.Window, a.build.Set, a.build.MinRequests = a.features.Window, a.features.Set(), a.features.MinRequests
 	a.build.MaxAhead = a.ingest.EventTime.MaxAhead
 	if err := a.build.Validate(); err != nil {
 		return err

@@ -91,7 +91,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	reg := service.NewRegistry()
 	metrics := detector.NewMetrics(reg)
 
-	names := features.FeatureNames(a.features.Identity.Fingerprint())
+	names := a.features.Set().Names()
 	baselines := detector.NewBaselines(a.baseline.URL, a.http.Token, &http.Client{}, a.revalidate, names, logger)
 	defer baselines.Close()
 	registerBaselineStats(reg, baselines)

@@ -22,10 +22,10 @@ import (
 
 // BuildConfig says how baselines are built.
 type BuildConfig struct {
-	// Window and IPs must match the detectors': the features are computed
-	// over the same windows, with distinct IPs under a fingerprint identity.
+	// Window and Set must match the detectors': the features are
+	// computed over the same windows, and the same ones.
 	Window features.Window
-	IPs    bool
+	Set    features.Set
 	// Period is how much history a baseline learns from, ending at the
 	// site's newest request (so replayed history works like live traffic).
 	Period time.Duration
@@ -128,7 +128,7 @@ type Baseline struct {
 
 // Build fits the baseline of site from the requests in table up to newest.
 func Build(ctx context.Context, conn driver.Conn, table string, cfg BuildConfig, site string, newest time.Time) (*Baseline, error) {
-	names := features.FeatureNames(cfg.IPs)
+	names := cfg.Set.Names()
 	cols := make([][]float64, len(names))
 	q := chstore.WindowQuery{
 		Site:        site,
@@ -140,7 +140,7 @@ func Build(ctx context.Context, conn driver.Conn, table string, cfg BuildConfig,
 	}
 	vec := make([]float64, 0, len(names))
 	err := chstore.Windows(ctx, conn, table, cfg.Window, q, func(vw chstore.VisitorWindow) error {
-		vec = vw.Agg.Vector(vec, cfg.IPs)
+		vec = vw.Agg.Vector(vec, cfg.Set)
 		for j, v := range vec {
 			cols[j] = append(cols[j], v)
 		}
@@ -172,11 +172,11 @@ func Build(ctx context.Context, conn driver.Conn, table string, cfg BuildConfig,
 }
 
 // Fit fits a site's model to the feature columns of its visitor-windows,
-// in features.FeatureNames(cfg.IPs) order: the HBOS fit, the feature names
+// in cfg.Set.Names() order: the HBOS fit, the feature names
 // and the threshold floor. Build feeds it from ClickHouse; the evaluation
 // harness feeds it from generated traffic.
 func Fit(cols [][]float64, cfg BuildConfig) (*hbos.Model, error) {
-	names := features.FeatureNames(cfg.IPs)
+	names := cfg.Set.Names()
 	if len(cols) != len(names) {
 		return nil, fmt.Errorf("%d feature columns, want %d", len(cols), len(names))
 	}

@@ -64,7 +64,7 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 		}
 		seen[[2]uint64{o.Visitor, uint64(win)}] = true
 	}
-	cols := make([][]float64, len(features.FeatureNames(false)))
+	cols := make([][]float64, len(features.Set(0).Names()))
 	var vec []float64
 	// Histograms and the percentile threshold do not depend on row order.
 	for k := range seen {
@@ -76,7 +76,7 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 		if agg.Counts[features.CountRequests] < uint64(cfg.MinRequests) {
 			continue // the baseline learns only from windows the detector scores
 		}
-		vec = agg.Vector(vec, false)
+		vec = agg.Vector(vec, 0)
 		for j, v := range vec {
 			cols[j] = append(cols[j], v)
 		}

@@ -9,6 +9,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -32,10 +33,16 @@ type Request struct {
 	Offset    int64
 }
 
-// requestsColumns is the explicit column list of every insert; ClickHouse
-// 18.16 rejects batch appends without one.
-const requestsColumns = `time, site, visitor, flags, path_hash, ua_hash,
-	shape_hash, ip_hash, kafka_topic, kafka_partition, kafka_offset`
+// requestsColumns is the explicit column list of every insert, in
+// InsertRequests' order; ClickHouse 18.16 rejects batch appends without
+// one. Each sketch of pkg/features has its hash column.
+func requestsColumns() string {
+	cols := []string{"time", "site", "visitor", "flags"}
+	for s := range features.Sketch(features.NumSketches) {
+		cols = append(cols, s.Def().Column)
+	}
+	return strings.Join(append(cols, "kafka_topic", "kafka_partition", "kafka_offset"), ", ")
+}
 
 // RequestsDDL returns the CREATE TABLE statement of a requests table.
 //
@@ -46,21 +53,21 @@ const requestsColumns = `time, site, visitor, flags, path_hash, ua_hash,
 // queries read with FINAL. 18.16's MergeTree has no insert deduplication of
 // its own outside replicated tables.
 func RequestsDDL(table string) string {
+	var hashes strings.Builder
+	for s := range features.Sketch(features.NumSketches) {
+		fmt.Fprintf(&hashes, "\n\t%-15s UInt64,", s.Def().Column)
+	}
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 	time            DateTime,
 	site            String,
 	visitor         UInt64,
-	flags           UInt8,
-	path_hash       UInt64,
-	ua_hash         UInt64,
-	shape_hash      UInt64,
-	ip_hash         UInt64,
+	flags           UInt8,%s
 	kafka_topic     String,
 	kafka_partition Int32,
 	kafka_offset    Int64
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(time)
-ORDER BY (site, time, visitor, kafka_topic, kafka_partition, kafka_offset)`, table)
+ORDER BY (site, time, visitor, kafka_topic, kafka_partition, kafka_offset)`, table, hashes.String())
 }
 
 // CreateRequests creates the requests table if it does not exist.
@@ -73,19 +80,19 @@ func CreateRequests(ctx context.Context, conn driver.Conn, table string) error {
 
 // InsertRequests writes rows in one batch.
 func InsertRequests(ctx context.Context, conn driver.Conn, table string, rows []Request) error {
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+requestsColumns+")")
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+requestsColumns()+")")
 	if err != nil {
 		return fmt.Errorf("preparing insert into %s: %w", table, err)
 	}
 	defer batch.Abort()
+	args := make([]any, 0, 7+features.NumSketches)
 	for i := range rows {
 		r := &rows[i]
-		h := &r.Obs.Hashes
-		err := batch.Append(r.Time.UTC(), r.Site, r.Obs.Visitor, r.Obs.Flags,
-			h[features.SketchPaths], h[features.SketchUserAgents],
-			h[features.SketchQueryShapes], h[features.SketchIPs],
-			r.Topic, r.Partition, r.Offset)
-		if err != nil {
+		args = append(args[:0], r.Time.UTC(), r.Site, r.Obs.Visitor, r.Obs.Flags)
+		for _, h := range r.Obs.Hashes {
+			args = append(args, h)
+		}
+		if err := batch.Append(append(args, r.Topic, r.Partition, r.Offset)...); err != nil {
 			return fmt.Errorf("appending row %d to %s: %w", i, table, err)
 		}
 	}

@@ -3,6 +3,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -18,33 +19,49 @@ type VisitorWindow struct {
 	Agg     features.Aggregate
 }
 
-// windowsSQL aggregates a site's history into per-(visitor, window) rows,
-// with exactly the definitions of the pkg/features table: counts of
-// requests, of 4xx, non-GET, referer-less and asset requests, of requests
-// in a second the visitor had already sent one in (time is in seconds),
-// and exact distinct counts of the non-zero hashes, which are what the live
-// sketches estimate. Windows
-// tumble: window w holds the buckets w*B .. w*B+B-1, the same set a live
-// window ending at its last bucket covers.
+// windowsSQL aggregates a site's history into per-(visitor, window) rows
+// with exactly the definitions of pkg/features' schema: one column per
+// counter, then one per sketch (aggregates). Windows tumble: window w holds
+// the buckets w*B .. w*B+B-1, the same set a live window ending at its
+// last bucket covers. The placeholders are the table, the bucket width in
+// seconds and the buckets per window.
 const windowsSQL = `SELECT
 	visitor,
 	toUInt32(intDiv(intDiv(toUInt32(time), %[2]d), %[3]d)) AS window,
-	count() AS requests,
-	countIf(bitAnd(flags, %[4]d) != 0) AS n4xx,
-	countIf(bitAnd(flags, %[5]d) != 0) AS non_get,
-	countIf(bitAnd(flags, %[6]d) != 0) AS no_referer,
-	countIf(bitAnd(flags, %[7]d) != 0) AS assets,
-	toUInt64(requests - uniqExact(time)) AS same_second,
-	uniqExactIf(path_hash, path_hash != 0) AS paths,
-	uniqExactIf(ua_hash, ua_hash != 0) AS uas,
-	uniqExactIf(shape_hash, shape_hash != 0) AS shapes,
-	uniqExactIf(ip_hash, ip_hash != 0) AS ips
+	%[4]s
 FROM %[1]s FINAL
 WHERE site = ? AND time >= ? AND time < ? AND visitor %% 1000000 < ?
 GROUP BY visitor, window
 HAVING requests >= ?
 ORDER BY visitor, window
 LIMIT ?`
+
+// aggregates returns the SQL of every counter and sketch of pkg/features,
+// in enum order, each named as its definition: what the live buckets
+// count. Counters count rows (time is in seconds, so a repeated second is
+// a row whose second the visitor already had), and sketches the exact
+// distinct non-zero hashes that the live sketches estimate.
+func aggregates() string {
+	var cols []string
+	for c := range features.Counter(features.NumCounters) {
+		d := c.Def()
+		var expr string
+		switch d.Kind {
+		case features.EveryRequest:
+			expr = "count()"
+		case features.FlaggedRequests:
+			expr = fmt.Sprintf("countIf(bitAnd(flags, %d) != 0)", d.Flag)
+		case features.RepeatedSeconds:
+			expr = "toUInt64(count() - uniqExact(time))"
+		}
+		cols = append(cols, expr+" AS "+d.Name)
+	}
+	for s := range features.Sketch(features.NumSketches) {
+		d := s.Def()
+		cols = append(cols, fmt.Sprintf("uniqExactIf(%[1]s, %[1]s != 0) AS %[2]s", d.Column, d.Name))
+	}
+	return strings.Join(cols, ",\n\t")
+}
 
 // WindowQuery selects the visitor-windows of one site.
 type WindowQuery struct {
@@ -66,7 +83,7 @@ type WindowQuery struct {
 // window w, so a large site costs memory for one row at a time.
 func Windows(ctx context.Context, conn driver.Conn, table string, w features.Window, q WindowQuery, fn func(VisitorWindow) error) error {
 	site := q.Site
-	query := fmt.Sprintf(windowsSQL, table, int(w.Width/time.Second), w.Buckets, features.Flag4xx, features.FlagNonGET, features.FlagNoReferer, features.FlagAsset)
+	query := fmt.Sprintf(windowsSQL, table, int(w.Width/time.Second), w.Buckets, aggregates())
 	limit := uint64(q.Limit)
 	if limit == 0 {
 		limit = 1<<63 - 1
@@ -76,17 +93,19 @@ func Windows(ctx context.Context, conn driver.Conn, table string, w features.Win
 		return fmt.Errorf("aggregating windows of %q: %w", site, err)
 	}
 	defer rows.Close()
+	var vw VisitorWindow
+	dest := []any{&vw.Visitor, &vw.Window}
+	for i := range vw.Agg.Counts {
+		dest = append(dest, &vw.Agg.Counts[i])
+	}
+	for i := range vw.Agg.Distinct {
+		dest = append(dest, &vw.Agg.Distinct[i])
+	}
 	for rows.Next() {
-		var vw VisitorWindow
-		var req, n4xx, nonGet, noRef, assets, same, paths, uas, shapes, ips uint64
-		if err := rows.Scan(&vw.Visitor, &vw.Window, &req, &n4xx, &nonGet, &noRef, &assets, &same, &paths, &uas, &shapes, &ips); err != nil {
+		vw = VisitorWindow{}
+		if err := rows.Scan(dest...); err != nil {
 			return fmt.Errorf("reading windows of %q: %w", site, err)
 		}
-		a := &vw.Agg
-		a.Counts[features.CountRequests], a.Counts[features.Count4xx], a.Counts[features.CountNonGET] = req, n4xx, nonGet
-		a.Counts[features.CountNoReferer], a.Counts[features.CountAssets], a.Counts[features.CountSameSecond] = noRef, assets, same
-		a.Distinct[features.SketchPaths], a.Distinct[features.SketchUserAgents] = paths, uas
-		a.Distinct[features.SketchQueryShapes], a.Distinct[features.SketchIPs] = shapes, ips
 		if err := fn(vw); err != nil {
 			return err
 		}

@@ -111,7 +111,7 @@ type entry struct {
 // -baseline-url, validated by service.BaselineClientConfig), sending token
 // as a bearer token when it is not empty. revalidate (positive) is how long
 // an answer is used before it is checked again. featureNames are the
-// features the detector computes, in order (features.FeatureNames): a model
+// features the detector computes, in order (features.Set.Names): a model
 // fitted on others is rejected. A nil client is a default http.Client; a
 // nil logger discards.
 func NewBaselines(baseURL, token string, client *http.Client, revalidate time.Duration, featureNames []string, logger *slog.Logger) *Baselines {

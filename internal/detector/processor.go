@@ -42,7 +42,7 @@ type BaselineSource interface {
 type Processor struct {
 	cfg      Config
 	window   features.Window
-	ips      bool // distinct IPs are a feature (fingerprint identities)
+	set      features.Set
 	minReqs  uint64
 	names    []string
 	decoders []*decodeWorker
@@ -103,10 +103,10 @@ func NewProcessor(cfg Config, fc features.Config, newStore func() (Store, error)
 		return nil, err
 	}
 	p := &Processor{
-		cfg: cfg, window: fc.Window, ips: fc.Identity.Fingerprint(), minReqs: uint64(fc.MinRequests), source: source, metrics: metrics,
+		cfg: cfg, window: fc.Window, set: fc.Set(), minReqs: uint64(fc.MinRequests), source: source, metrics: metrics,
 		timeKey: fc.Fields.Time, now: time.Now,
 	}
-	p.names = features.FeatureNames(p.ips)
+	p.names = p.set.Names()
 	for range cfg.Workers {
 		dec, err := features.NewDecoder(fc.Fields)
 		if err != nil {
@@ -291,7 +291,7 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		sh.counts.noBaseline++
 		return nil
 	}
-	sh.vec = agg.Vector(sh.vec, p.ips)
+	sh.vec = agg.Vector(sh.vec, p.set)
 	sh.contrib = append(sh.contrib[:0], sh.vec...)
 	score, err := model.Explain(sh.vec, sh.contrib)
 	if err != nil {

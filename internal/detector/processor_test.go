@@ -49,7 +49,7 @@ func testFeatures() features.Config {
 // testModel fits a model of the detector's features on ordinary visitors.
 func testModel(t testing.TB) *hbos.Model {
 	t.Helper()
-	names := features.FeatureNames(false)
+	names := features.Set(0).Names()
 	cols := make([][]float64, len(names))
 	for i := range 500 {
 		a := features.Aggregate{}
@@ -57,7 +57,7 @@ func testModel(t testing.TB) *hbos.Model {
 		a.Counts[features.CountNoReferer] = uint64(i % 3)
 		a.Distinct[features.SketchPaths] = uint64(2 + i%9)
 		a.Distinct[features.SketchUserAgents] = 1
-		for j, v := range a.Vector(nil, false) {
+		for j, v := range a.Vector(nil, 0) {
 			cols[j] = append(cols[j], v)
 		}
 	}

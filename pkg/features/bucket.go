@@ -25,22 +25,22 @@ type bucket struct {
 // add folds one observation in. Sketch inserts are idempotent: replaying an
 // event leaves distinct counts unchanged.
 func (b *bucket) add(o *Observation) {
-	if b.counts[CountRequests] > 0 && o.Second == b.last {
-		b.counts[CountSameSecond]++
-	}
+	repeated := b.counts[CountRequests] > 0 && o.Second == b.last
 	b.last = o.Second
-	b.counts[CountRequests]++
-	if o.Flags&Flag4xx != 0 {
-		b.counts[Count4xx]++
-	}
-	if o.Flags&FlagNonGET != 0 {
-		b.counts[CountNonGET]++
-	}
-	if o.Flags&FlagNoReferer != 0 {
-		b.counts[CountNoReferer]++
-	}
-	if o.Flags&FlagAsset != 0 {
-		b.counts[CountAssets]++
+	for i := range counterDefs {
+		d := &counterDefs[i]
+		switch d.Kind {
+		case EveryRequest:
+			b.counts[i]++
+		case FlaggedRequests:
+			if o.Flags&d.Flag != 0 {
+				b.counts[i]++
+			}
+		case RepeatedSeconds:
+			if repeated {
+				b.counts[i]++
+			}
+		}
 	}
 	for i, h := range o.Hashes {
 		if h == 0 {

@@ -41,6 +41,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.Fields, "fields", "JSON field map of request events: a preset (logpush, ecs, nginx) and/or name=key pairs, e.g. \"ecs,site=labels.site\"")
 }
 
+// Set is the feature set the config scores: its identity's.
+func (c *Config) Set() Set { return SetOf(c.Identity) }
+
 // Validate reports the first unusable setting.
 func (c *Config) Validate() error {
 	if err := c.Window.Validate(); err != nil {

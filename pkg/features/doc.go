@@ -23,7 +23,11 @@
 //
 // Each bucket keeps six counters and up to four HyperLogLog sketches per
 // (site, visitor). Over a window the counters are summed and the sketches
-// merged, and [Aggregate.Vector] turns the result into the scored features.
+// merged, and [Aggregate.Vector] turns the result into the scored features
+// of a feature [Set] (the optional features an identity adds). One schema
+// in features.go defines the counters ([CounterDef]), the sketches
+// ([SketchDef]) and the features ([Schema]); the vector, the names, the
+// bucket aggregation and the baseline service's SQL are derived from it.
 // The baseline service computes the same features in SQL, so these
 // definitions are exact and are the contract between the two. Every share
 // is divided by the window's requests, capped at 1, and 0 for no requests:

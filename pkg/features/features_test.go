@@ -21,27 +21,28 @@ func TestVector(t *testing.T) {
 	a.Distinct[SketchIPs] = 7
 	tests := []struct {
 		name string
-		ips  bool
+		set  Set
 		want []float64
 	}{
-		{"address identity", false, []float64{math.Log(21), 0.6, 0.05, 0.15, 0.2, 0.25, 0.1, 0.3, 0.25}},
-		{"fingerprint identity", true, []float64{math.Log(21), 0.6, 0.05, 0.15, 0.2, 0.25, 0.1, 0.3, 0.25, math.Log(8)}},
+		{"address identity", SetOf(IdentityIP), []float64{math.Log(21), 0.6, 0.05, 0.15, 0.2, 0.25, 0.1, 0.3, 0.25}},
+		{"fingerprint identity", SetOf(IdentityJA4), []float64{math.Log(21), 0.6, 0.05, 0.15, 0.2, 0.25, 0.1, 0.3, 0.25, math.Log(8)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := a.Vector(nil, tc.ips)
-			if len(got) != len(FeatureNames(tc.ips)) {
-				t.Fatalf("%d values for %d names", len(got), len(FeatureNames(tc.ips)))
+			got := a.Vector(nil, tc.set)
+			names := tc.set.Names()
+			if len(got) != len(names) || len(names) != len(tc.set.Features()) {
+				t.Fatalf("%d values for %d names", len(got), len(names))
 			}
 			for i := range got {
 				if math.Abs(got[i]-tc.want[i]) > 1e-15 {
-					t.Errorf("%s = %v, want %v", FeatureNames(tc.ips)[i], got[i], tc.want[i])
+					t.Errorf("%s = %v, want %v", names[i], got[i], tc.want[i])
 				}
 			}
 		})
 	}
 	var empty Aggregate
-	if got := empty.Vector(nil, false); !slices.Equal(got, make([]float64, 9)) {
+	if got := empty.Vector(nil, 0); !slices.Equal(got, make([]float64, 9)) {
 		t.Errorf("empty window = %v, want zeros", got)
 	}
 	// HyperLogLog estimates may exceed the requests they count: the shares
@@ -49,11 +50,11 @@ func TestVector(t *testing.T) {
 	over := Aggregate{}
 	over.Counts[CountRequests] = 100
 	over.Distinct[SketchPaths] = 102
-	if got := over.Vector(nil, false); got[1] != 1 {
+	if got := over.Vector(nil, 0); got[1] != 1 {
 		t.Errorf("share_new_paths %v for an estimate above the requests, want 1", got[1])
 	}
 	buf := make([]float64, 0, 8)
-	if n := testing.AllocsPerRun(100, func() { buf = a.Vector(buf, true) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { buf = a.Vector(buf, SetFingerprint) }); n != 0 {
 		t.Errorf("Vector allocates %v times", n)
 	}
 }
@@ -116,6 +117,44 @@ func TestWindowValidate(t *testing.T) {
 	} {
 		if err := w.Validate(); err == nil {
 			t.Errorf("%+v: no error", w)
+		}
+	}
+}
+
+func TestSchema(t *testing.T) {
+	seen := make(map[string]bool)
+	for _, f := range Schema() {
+		if seen[f.Name] {
+			t.Errorf("feature %q defined twice", f.Name)
+		}
+		seen[f.Name] = true
+		if c, ok := f.Source.Counter(); ok && int(c) >= NumCounters {
+			t.Errorf("%s: counter %d out of range", f.Name, c)
+		}
+		if s, ok := f.Source.Sketch(); ok && int(s) >= NumSketches {
+			t.Errorf("%s: sketch %d out of range", f.Name, s)
+		}
+	}
+	for c := range Counter(NumCounters) {
+		d := c.Def()
+		if d.Name == "" || (d.Kind == FlaggedRequests) != (d.Flag != 0) {
+			t.Errorf("counter %d: %+v: a name, and a flag exactly when it counts flagged requests", c, d)
+		}
+	}
+	tests := []struct {
+		set      Set
+		name     string
+		sketches []Sketch
+		last     string
+	}{
+		{SetOf(IdentityIP), "base", []Sketch{SketchPaths, SketchUserAgents, SketchQueryShapes}, "share_same_second"},
+		{SetOf(IdentityIPUA), "base", []Sketch{SketchPaths, SketchUserAgents, SketchQueryShapes}, "share_same_second"},
+		{SetOf(IdentityJA3), "fingerprint", []Sketch{SketchPaths, SketchUserAgents, SketchQueryShapes, SketchIPs}, "log1p_distinct_ips"},
+	}
+	for _, tc := range tests {
+		names := tc.set.Names()
+		if tc.set.String() != tc.name || !slices.Equal(tc.set.Sketches(), tc.sketches) || names[len(names)-1] != tc.last {
+			t.Errorf("set %s: sketches %v, last feature %s; want %s, %v, %s", tc.set, tc.set.Sketches(), names[len(names)-1], tc.name, tc.sketches, tc.last)
 		}
 	}
 }

@@ -44,12 +44,15 @@ func hashBytes(b []byte) uint64 { return max(xxhash.Sum64(b), 1) }
 type Observer struct {
 	w        Window
 	identity *Identity
+	ips      bool   // the feature set keeps SketchIPs
 	shape    []byte // scratch for AppendQueryShape
 }
 
-// NewObserver returns an Observer for window w and visitor identity id.
+// NewObserver returns an Observer for window w and visitor identity id,
+// which observes what the feature set of id's mode keeps.
 func NewObserver(w Window, id *Identity) *Observer {
-	return &Observer{w: w, identity: id, shape: make([]byte, 0, 256)}
+	ips := SetOf(id.Mode()).Has(SketchIPs.Def().Set)
+	return &Observer{w: w, identity: id, ips: ips, shape: make([]byte, 0, 256)}
 }
 
 // Observe fills *o from ev. It fails only when ev lacks what the visitor
@@ -82,7 +85,7 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 			o.Hashes[s] = hashBytes(v)
 		}
 	}
-	if ob.identity.Mode().Fingerprint() && ev.ClientIP.IsValid() {
+	if ob.ips && ev.ClientIP.IsValid() {
 		ip := ev.ClientIP.As16()
 		o.Hashes[SketchIPs] = hashBytes(ip[:])
 	}
