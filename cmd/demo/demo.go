@@ -19,6 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/anomalyd/anomalyd/internal/evaluate"
 	"github.com/anomalyd/anomalyd/internal/pipeline"
 	"github.com/anomalyd/anomalyd/internal/replay"
 	"github.com/anomalyd/anomalyd/internal/traffic"
@@ -178,7 +179,7 @@ func (d *demo) startStack(ctx context.Context, bin string) error {
 // input is one phase's traffic file and what is known of it.
 type input struct {
 	path string
-	scan scan
+	scan evaluate.Scan
 }
 
 // prepareTraffic generates the history and live traffic files that -history
@@ -216,18 +217,18 @@ func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error)
 	switch {
 	case o.trafficFile != "":
 		live.path = o.trafficFile
-		if live.scan, err = scanFile(ctx, live.path, d.replay, d.identity); err != nil {
+		if live.scan, err = evaluate.ScanFile(ctx, live.path, os.Stdin, d.replay.Fields, d.identity); err != nil {
 			return hist, live, err
 		}
-		if live.scan.first.IsZero() {
+		if live.scan.First.IsZero() {
 			return hist, live, fmt.Errorf("%s: no event decodes", live.path)
 		}
-		liveStart = live.scan.first.Truncate(time.Second)
+		liveStart = live.scan.First.Truncate(time.Second)
 	default:
 		if live, err = gen(filepath.Join(dir, "live.jsonl"), liveStart, o.liveSpan, o.events, o.bots); err != nil {
 			return hist, live, err
 		}
-		if live.scan, err = scanFile(ctx, live.path, d.replay, d.identity); err != nil {
+		if live.scan, err = evaluate.ScanFile(ctx, live.path, os.Stdin, d.replay.Fields, d.identity); err != nil {
 			return hist, live, err
 		}
 	}
@@ -237,12 +238,12 @@ func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error)
 			// A live phase generated before this history's end would
 			// be late for the detector's windows: check rather than
 			// pay a second generation.
-			if hist.scan, err = scanFile(ctx, hist.path, d.replay, d.identity); err != nil {
+			if hist.scan, err = evaluate.ScanFile(ctx, hist.path, os.Stdin, d.replay.Fields, d.identity); err != nil {
 				return hist, live, err
 			}
-			if hist.scan.last.After(liveStart) {
+			if hist.scan.Last.After(liveStart) {
 				return hist, live, fmt.Errorf("-history %s ends at %s, after the generated live traffic starts (%s): give -traffic too, or a history that ends earlier",
-					hist.path, hist.scan.last.Format(time.RFC3339), liveStart.Format(time.RFC3339))
+					hist.path, hist.scan.Last.Format(time.RFC3339), liveStart.Format(time.RFC3339))
 			}
 		}
 		return hist, live, nil
@@ -367,14 +368,14 @@ func (d *demo) live(ctx context.Context, in input) error {
 	}
 	detBase, _ := base.Value(metricDetectorEvents)
 	scoredBase, _ := base.Value(metricDetectorScored)
-	d.dets.since(in.scan.first)
+	d.dets.since(in.scan.First)
 
 	var rate float64
 	if d.opts.duration > 0 {
-		rate = max(float64(in.scan.events)/d.opts.duration.Seconds(), replay.MinRate)
-		d.logf("demo: live: streaming %s events at %s/s for about %s", num(in.scan.events), num(int64(rate)), d.opts.duration)
+		rate = max(float64(in.scan.Events)/d.opts.duration.Seconds(), replay.MinRate)
+		d.logf("demo: live: streaming %s events at %s/s for about %s", num(in.scan.Events), num(int64(rate)), d.opts.duration)
 	} else {
-		d.logf("demo: live: streaming %s events as fast as possible", num(in.scan.events))
+		d.logf("demo: live: streaming %s events as fast as possible", num(in.scan.Events))
 	}
 	start := time.Now()
 	stats, err := d.send(ctx, "live", in.path, rate)
@@ -452,7 +453,7 @@ func (d *demo) finish(live input) {
 		d.report.Warnings = append(d.report.Warnings, fmt.Sprintf("%d detection records did not decode", bad))
 	}
 	d.report.HistoryDetections = early
-	d.report.evaluate(dets, live.scan.labels)
+	d.report.Quality = evaluate.Evaluate(dets, live.scan.Labels)
 	d.report.WallSeconds = time.Since(d.started).Seconds()
 	if d.opts.keepLogs {
 		d.report.LogDir = filepath.Join(d.dir, "logs")

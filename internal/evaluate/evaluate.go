@@ -1,0 +1,197 @@
+// Package evaluate measures detections against the labels of labelled
+// traffic: who was detected among the people and among the bots of each
+// scenario, counted per visitor (site and keyed visitor id, as records name
+// them). make demo and replay backtest report with it, so that their
+// figures mean the same.
+//
+// A labelled JSONL line has, beside its request fields, "label" (human, or
+// the bot scenario), and optionally "group" (the campaign of a coordinated
+// attack its bot belongs to) and "profile" (the kind of visitor). The
+// pipeline ignores these fields.
+package evaluate
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// HumanLabel is the label of legitimate visitors, people and the
+// automation their sites want alike; every other label is a bot scenario.
+const HumanLabel = "human"
+
+// Visitor is what the labels say of one visitor.
+type Visitor struct {
+	Label   string // HumanLabel or a bot scenario
+	Group   string // the coordinated attack it belongs to; "" for none
+	Profile string // the kind of visitor, when the traffic says
+}
+
+// Bot reports whether the visitor is labelled a bot.
+func (v Visitor) Bot() bool { return v.Label != HumanLabel }
+
+// Labels maps Key(site, visitor) to what the traffic says of the visitor.
+type Labels map[string]Visitor
+
+// Key joins labels and detections: site, '|', visitor id (16 hex digits),
+// as records.Key writes a record's key.
+func Key(site, visitor string) string { return site + "|" + visitor }
+
+// add records what a request says of its visitor. A visitor whose requests
+// carry several labels takes the first bot label seen: a bot behind a
+// person's address is still a bot to find.
+func (l Labels) add(key string, v Visitor) {
+	if old, ok := l[key]; !ok || (!old.Bot() && v.Bot()) {
+		l[key] = v
+	}
+}
+
+// Quality is what the detections found among labelled visitors. The label
+// fields are nil without labels.
+type Quality struct {
+	// Detections are the detection records, of DetectedVisitors distinct
+	// visitors.
+	Detections       int64 `json:"detections"`
+	DetectedVisitors int   `json:"detected_visitors"`
+	// Humans is the number of human visitors, FalsePositives how many of
+	// them were detected, HumanFalsePositiveRate their ratio. Precision
+	// is detected bots over detected labelled visitors (0 when none was
+	// detected), Recall detected bots over bots.
+	Humans                 *int     `json:"humans,omitempty"`
+	FalsePositives         *int     `json:"false_positives,omitempty"`
+	HumanFalsePositiveRate *float64 `json:"human_false_positive_rate,omitempty"`
+	Precision              *float64 `json:"precision,omitempty"`
+	Recall                 *float64 `json:"recall,omitempty"`
+	// Scenarios break the bots down by label. Coordinated is the recall
+	// over the members of coordinated attacks (bots with a group), and
+	// Individual over the other bots.
+	Scenarios   map[string]Recall `json:"scenarios,omitempty"`
+	Coordinated *Recall           `json:"coordinated,omitempty"`
+	Individual  *Recall           `json:"individual,omitempty"`
+	// Profiles break the humans down by profile, where the traffic names
+	// them: how many of each kind of visitor were detected.
+	Profiles map[string]Recall `json:"profiles,omitempty"`
+	// Unlabelled counts detected visitors that are not in the labelled
+	// traffic.
+	Unlabelled *int `json:"unlabelled_detected_visitors,omitempty"`
+	// Top are the highest-scoring detected visitors, at most 10, each with
+	// its highest-scoring detection.
+	Top []TopDetection `json:"top_detections"`
+}
+
+// Recall is how many visitors of a kind there were and how many of them
+// were detected.
+type Recall struct {
+	Visitors int     `json:"visitors"`
+	Detected int     `json:"detected"`
+	Recall   float64 `json:"recall"`
+}
+
+func (r *Recall) count(detected bool) {
+	r.Visitors++
+	if detected {
+		r.Detected++
+	}
+	r.Recall = ratio(r.Detected, r.Visitors)
+}
+
+// TopDetection is one detected visitor: its best detection and, when the
+// traffic is labelled, its label.
+type TopDetection struct {
+	Site      string                 `json:"site"`
+	Visitor   string                 `json:"visitor"`
+	Label     string                 `json:"label,omitempty"`
+	Score     float64                `json:"score"`
+	Threshold float64                `json:"threshold"`
+	Top       []records.Contribution `json:"top"`
+}
+
+// Evaluate measures detections against labels (nil: unlabelled traffic,
+// only the detection counts and the top detections).
+func Evaluate(detections []records.Detection, labels Labels) Quality {
+	var q Quality
+	best := make(map[string]records.Detection)
+	for _, d := range detections {
+		k := Key(d.Site, d.Visitor)
+		if b, ok := best[k]; !ok || d.Score > b.Score {
+			best[k] = d
+		}
+	}
+	q.Detections = int64(len(detections))
+	q.DetectedVisitors = len(best)
+
+	keys := slices.SortedFunc(maps.Keys(best), func(a, b string) int {
+		return cmp.Or(cmp.Compare(best[b].Score, best[a].Score), strings.Compare(a, b))
+	})
+	q.Top = []TopDetection{}
+	for _, k := range keys[:min(10, len(keys))] {
+		d := best[k]
+		q.Top = append(q.Top, TopDetection{Site: d.Site, Visitor: d.Visitor, Label: labels[k].Label,
+			Score: d.Score, Threshold: d.Threshold, Top: d.Top})
+	}
+	if labels == nil {
+		return q
+	}
+
+	var humans, fp, bots, tp, unlabelled int
+	var coordinated, individual Recall
+	scenarios := make(map[string]Recall)
+	profiles := make(map[string]Recall)
+	for k, v := range labels {
+		_, detected := best[k]
+		if !v.Bot() {
+			humans++
+			if detected {
+				fp++
+			}
+			if v.Profile != "" {
+				p := profiles[v.Profile]
+				p.count(detected)
+				profiles[v.Profile] = p
+			}
+			continue
+		}
+		bots++
+		if detected {
+			tp++
+		}
+		s := scenarios[v.Label]
+		s.count(detected)
+		scenarios[v.Label] = s
+		if v.Group != "" {
+			coordinated.count(detected)
+		} else {
+			individual.count(detected)
+		}
+	}
+	for k := range best {
+		if _, ok := labels[k]; !ok {
+			unlabelled++
+		}
+	}
+	precision, recall, fpr := ratio(tp, tp+fp), ratio(tp, bots), ratio(fp, humans)
+	q.Humans, q.FalsePositives, q.HumanFalsePositiveRate = &humans, &fp, &fpr
+	q.Precision, q.Recall = &precision, &recall
+	q.Scenarios, q.Unlabelled = scenarios, &unlabelled
+	if coordinated.Visitors > 0 {
+		q.Coordinated = &coordinated
+	}
+	if coordinated.Visitors > 0 && individual.Visitors > 0 {
+		q.Individual = &individual
+	}
+	if len(profiles) > 0 {
+		q.Profiles = profiles
+	}
+	return q
+}
+
+// ratio is n/d, 0 when d is 0.
+func ratio(n, d int) float64 {
+	if d == 0 {
+		return 0
+	}
+	return float64(n) / float64(d)
+}
