@@ -99,7 +99,7 @@ func BenchmarkBuild(b *testing.B) {
 	var bl *baseline.Baseline
 	for b.Loop() {
 		var err error
-		if bl, err = baseline.Build(ctx, conn, "requests", build, rows[0].Site, newest); err != nil {
+		if bl, err = baseline.Build(ctx, baseline.ClickHouseWindows{Conn: conn, Table: "requests"}, build, rows[0].Site, newest); err != nil {
 			b.Fatal(err)
 		}
 	}

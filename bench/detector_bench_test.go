@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/anomalyd/anomalyd/internal/baseline"
+	"github.com/anomalyd/anomalyd/internal/backtest"
 	"github.com/anomalyd/anomalyd/internal/detector"
 	"github.com/anomalyd/anomalyd/internal/replay"
 	"github.com/anomalyd/anomalyd/internal/testenv"
@@ -78,7 +78,7 @@ func BenchmarkDetector(b *testing.B) {
 // dropped when it returns: held through the runs, they were a large heap of
 // pointers that every garbage collection marked, a cost the detector in its
 // own process does not have.
-func loadRequests(b *testing.B, fc features.Config, brokers []string) (staticBaselines, int) {
+func loadRequests(b *testing.B, fc features.Config, brokers []string) (backtest.Models, int) {
 	b.Helper()
 	cfg := traffic.DefaultConfig()
 	cfg.Events, cfg.Visitors = 300_000, 30_000
@@ -87,9 +87,14 @@ func loadRequests(b *testing.B, fc features.Config, brokers []string) (staticBas
 	if err != nil {
 		b.Fatal(err)
 	}
-	models := fitBaselines(b, fc, baseline.DefaultBuildConfig(), reqs)
 	var jsonl bytes.Buffer
 	if err := traffic.WriteJSONL(&jsonl, reqs, false); err != nil {
+		b.Fatal(err)
+	}
+	bt := backtest.DefaultConfig()
+	bt.Features = fc
+	models, _, err := backtest.Baselines(b.Context(), bt, bytes.NewReader(jsonl.Bytes()))
+	if err != nil {
 		b.Fatal(err)
 	}
 	w := replay.NewKafkaWriter(brokers, "requests", replay.DefaultBatch)
@@ -102,7 +107,7 @@ func loadRequests(b *testing.B, fc features.Config, brokers []string) (staticBas
 
 // runDetector consumes the whole requests topic in group and returns once
 // every event's offset is committed.
-func runDetector(b *testing.B, mode string, fc features.Config, models staticBaselines, brokers []string, group string, rdb redis.UniversalClient, events int) {
+func runDetector(b *testing.B, mode string, fc features.Config, models backtest.Models, brokers []string, group string, rdb redis.UniversalClient, events int) {
 	b.Helper()
 	cfg := detector.DefaultConfig()
 	cfg.EventTime.MaxAge = 0 // generated traffic from January, replayed on purpose

@@ -185,7 +185,7 @@ type run struct {
 	kc *kafkaClient
 
 	sites      []siteStatus
-	live       *batch
+	hist, live *batch
 	detections []records.Detection // published during the live traffic
 	scores     []records.Score     // scored during the live traffic
 	lateEvents float64             // anomalyd_detector_late_events_total after the live traffic
@@ -286,7 +286,7 @@ func qualityRun(tb testing.TB, bin string, hist, live *batch) (r *run, err error
 	defer cancel()
 	begin := time.Now()
 	phase := begin
-	r = &run{live: live, cursor: live.last.Add(15 * time.Minute).Truncate(time.Minute)}
+	r = &run{hist: hist, live: live, cursor: live.last.Add(15 * time.Minute).Truncate(time.Minute)}
 	lap := func(what string) {
 		r.timings = append(r.timings, fmt.Sprintf("%s %.1fs", what, time.Since(phase).Seconds()))
 		phase = time.Now()

@@ -1,7 +1,8 @@
 // Command replay is the operator's traffic tool: it writes synthetic
-// request events as JSON lines (replay generate) and produces JSON-lines
+// request events as JSON lines (replay generate), produces JSON-lines
 // events, recorded or generated, to the requests topic (replay send),
-// keyed as the detectors partition visitors.
+// keyed as the detectors partition visitors, and runs the services' code on
+// JSON-lines files without servers (replay backtest).
 package main
 
 import (
@@ -23,8 +24,12 @@ import (
 const usage = `Usage:
   replay generate [flags]        write synthetic traffic as JSON lines
   replay send [flags] FILE...    produce JSON-lines request events to Kafka
+  replay backtest -history FILE -traffic FILE [flags]
+                                 build baselines, score and select detections
+                                 on files as the services would, and report
 
-"replay generate -h" and "replay send -h" explain the flags of each. Every
+"replay generate -h", "replay send -h" and "replay backtest -h" explain the
+flags of each. Every
 flag can also be set by its ANOMALYD_* environment variable, as in the
 services; the command line wins.
 ` + examples
@@ -40,6 +45,9 @@ Examples:
 
   # Or in one go, as fast as the brokers take them:
   replay generate -events 100000 | replay send -brokers kafka-1:9092 -
+
+  # Try settings on logs before the services run them:
+  replay backtest -history last-week.jsonl.gz -traffic today.jsonl.gz -contamination 0.01
 `
 
 const generateHelp = `Usage: replay generate [flags]
@@ -88,6 +96,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return generate(ctx, args[1:], stdout, stderr, getenv)
 	case "send":
 		return send(ctx, args[1:], stdin, stderr, getenv)
+	case "backtest":
+		return backtestCmd(ctx, args[1:], stdin, stdout, stderr, getenv)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stderr, usage)
 		return service.ExitOK

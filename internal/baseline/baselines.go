@@ -289,7 +289,7 @@ func (b *Baselines) buildSite(ctx context.Context, site string, newest time.Time
 		newest, err = b.newest(ctx, site)
 	}
 	if err == nil {
-		nb, err = Build(ctx, b.conn, b.table, b.cfg, site, newest)
+		nb, err = Build(ctx, ClickHouseWindows{b.conn, b.table}, b.cfg, site, newest)
 		if err != nil && fromClickHouse(err) {
 			b.metrics.ClickHouseErrors.WithLabelValues(opBuild).Inc()
 		}

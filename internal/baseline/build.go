@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
 	"github.com/anomalyd/anomalyd/internal/chstore"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -126,8 +124,8 @@ type Baseline struct {
 	Built    time.Time
 }
 
-// Build fits the baseline of site from the requests in table up to newest.
-func Build(ctx context.Context, conn driver.Conn, table string, cfg BuildConfig, site string, newest time.Time) (*Baseline, error) {
+// Build fits the baseline of site from the history in src up to newest.
+func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, newest time.Time) (*Baseline, error) {
 	names := cfg.Set.Names()
 	cols := make([][]float64, len(names))
 	q := chstore.WindowQuery{
@@ -139,7 +137,7 @@ func Build(ctx context.Context, conn driver.Conn, table string, cfg BuildConfig,
 		Limit:       cfg.MaxWindows,
 	}
 	vec := make([]float64, 0, len(names))
-	err := chstore.Windows(ctx, conn, table, cfg.Window, q, func(vw chstore.VisitorWindow) error {
+	err := src.Windows(ctx, cfg.Window, q, func(vw chstore.VisitorWindow) error {
 		vec = vw.Agg.Vector(vec, cfg.Set)
 		for j, v := range vec {
 			cols[j] = append(cols[j], v)

@@ -45,7 +45,7 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 		}
 	}
 
-	b, err := Build(ctx, conn, "requests", cfg, site, newest)
+	b, err := Build(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,11 +105,11 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 
 	// A floor lifts the threshold; too little history is an error.
 	cfg.ThresholdFloor = 1e9
-	if floored, err := Build(ctx, conn, "requests", cfg, site, newest); err != nil || floored.Model.Threshold() != 1e9 {
+	if floored, err := Build(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest); err != nil || floored.Model.Threshold() != 1e9 {
 		t.Errorf("threshold floor: %v, %v", err, floored)
 	}
 	cfg.MinWindows = b.Windows + 1
-	if _, err := Build(ctx, conn, "requests", cfg, site, newest); !errors.Is(err, ErrTooFewWindows) {
+	if _, err := Build(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest); !errors.Is(err, ErrTooFewWindows) {
 		t.Errorf("min windows above the history: %v, want ErrTooFewWindows", err)
 	}
 }

@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -173,5 +174,73 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	q.Sample, q.Limit = 1, 7
 	if n, _ := count(q); n != 7 {
 		t.Errorf("limit 7: %d windows", n)
+	}
+}
+
+// TestMemoryHistoryMatchesSQL: replay backtest builds baselines from a
+// MemoryHistory, which must give exactly the windows the requests table's
+// SQL gives, under every filter of a query.
+func TestMemoryHistoryMatchesSQL(t *testing.T) {
+	conn := openClickHouse(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	w := features.Window{Buckets: 5, Width: time.Minute}
+	cfg := traffic.DefaultConfig()
+	cfg.Sites, cfg.Visitors, cfg.Events, cfg.Duration = 2, 300, 6000, 30*time.Minute
+	cfg.Bots = traffic.EveryScenario(2)
+	reqs, err := traffic.Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := requestRows(t, w, reqs)
+	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
+		t.Fatal(err)
+	}
+	if err := chstore.InsertRequests(ctx, conn, "requests", rows); err != nil {
+		t.Fatal(err)
+	}
+	mem := NewMemoryHistory()
+	for i := range rows {
+		mem.Add(rows[i].Site, &rows[i].Obs)
+	}
+	stats, err := chstore.Sites(ctx, conn, "requests", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mem.Sites(); !slices.EqualFunc(got, stats, func(a, b chstore.SiteStats) bool {
+		return a.Site == b.Site && a.Requests == b.Requests && a.Newest.Equal(b.Newest)
+	}) {
+		t.Errorf("sites: memory %+v, SQL %+v", got, stats)
+	}
+	site := stats[0].Site
+	all := chstore.WindowQuery{Site: site, From: cfg.Start, To: cfg.Start.Add(cfg.Duration), Sample: 1}
+	tests := []struct {
+		name string
+		edit func(*chstore.WindowQuery)
+	}{
+		{"all", func(*chstore.WindowQuery) {}},
+		{"min requests", func(q *chstore.WindowQuery) { q.MinRequests = 5 }},
+		{"sample", func(q *chstore.WindowQuery) { q.Sample = 0.3 }},
+		{"limit", func(q *chstore.WindowQuery) { q.Limit = 40 }},
+		{"a span cutting windows", func(q *chstore.WindowQuery) {
+			q.From, q.To = cfg.Start.Add(7*time.Minute+13*time.Second), cfg.Start.Add(21*time.Minute)
+		}},
+		{"another site", func(q *chstore.WindowQuery) { q.Site = stats[1].Site }},
+		{"no such site", func(q *chstore.WindowQuery) { q.Site = "nowhere.example" }},
+	}
+	for _, tc := range tests {
+		q := all
+		tc.edit(&q)
+		collect := func(src WindowSource) []chstore.VisitorWindow {
+			var out []chstore.VisitorWindow
+			if err := src.Windows(ctx, w, q, func(vw chstore.VisitorWindow) error { out = append(out, vw); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		sql, got := collect(ClickHouseWindows{conn, "requests"}), collect(mem)
+		if !slices.Equal(got, sql) || (len(sql) == 0) != (tc.name == "no such site") {
+			t.Errorf("%s: memory gives %d windows, SQL %d; they differ", tc.name, len(got), len(sql))
+		}
 	}
 }
