@@ -131,7 +131,7 @@ func (r *backtestReport) writeText(w io.Writer) {
 	var sites []string
 	for _, s := range r.Sites {
 		if s.Status == "ok" {
-			sites = append(sites, fmt.Sprintf("%s (%s windows, threshold %.1f)", s.Site, num(int64(s.Windows)), s.Threshold))
+			sites = append(sites, fmt.Sprintf("%s (%s windows, %d visitors left out as bots, threshold %.1f)", s.Site, num(int64(s.Windows)), s.Suspects, s.Threshold))
 		} else {
 			sites = append(sites, fmt.Sprintf("%s (NO BASELINE: %s)", s.Site, s.Status))
 		}

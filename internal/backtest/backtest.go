@@ -81,6 +81,7 @@ type Site struct {
 	Site      string  `json:"site"`
 	Status    string  `json:"status"` // ok, too-few, error
 	Windows   int     `json:"windows,omitempty"`
+	Suspects  int     `json:"suspects,omitempty"` // visitors of the history left out as bots
 	Threshold float64 `json:"threshold,omitempty"`
 	Error     string  `json:"error,omitempty"`
 }
@@ -272,7 +273,7 @@ func buildAll(ctx context.Context, cfg baseline.BuildConfig, mem *baseline.Memor
 		case err != nil:
 			s.Status, s.Error = baseline.StatusError, err.Error()
 		default:
-			s.Windows, s.Threshold = b.Windows, b.Model.Threshold()
+			s.Windows, s.Suspects, s.Threshold = b.Windows, b.Suspects, b.Model.Threshold()
 			models[st.Site] = b.Model
 		}
 		sites = append(sites, s)

@@ -51,7 +51,9 @@ type SiteStatus struct {
 	// while the site has none.
 	Version string    `json:"version,omitempty"`
 	Built   time.Time `json:"built,omitzero"`
-	Windows int       `json:"windows,omitempty"` // visitor-windows it learned from
+	Windows int       `json:"windows,omitempty"` // visitor-windows of its history
+	// Suspects are the visitors of its history left out as bots.
+	Suspects int `json:"suspects,omitempty"`
 	// Checked is when the last build ended, and Error why it failed.
 	Checked time.Time `json:"checked,omitzero"`
 	Error   string    `json:"error,omitempty"`
@@ -218,7 +220,7 @@ func (b *Baselines) status(site string) SiteStatus {
 func (st *siteState) report(site string) SiteStatus {
 	s := SiteStatus{Site: site, Status: st.status, Checked: st.checked, Requests: st.requests, Newest: st.newest}
 	if st.good != nil {
-		s.Version, s.Built, s.Windows = st.good.Version, st.good.Built, st.good.Windows
+		s.Version, s.Built, s.Windows, s.Suspects = st.good.Version, st.good.Built, st.good.Windows, st.good.Suspects
 	}
 	if st.err != nil {
 		s.Error = st.err.Error()
@@ -325,7 +327,7 @@ func (b *Baselines) buildSite(ctx context.Context, site string, newest time.Time
 		if prev == nil || prev.Version != nb.Version {
 			level = slog.LevelInfo
 		}
-		log.Log(ctx, level, "baseline built", "version", nb.Version, "windows", nb.Windows)
+		log.Log(ctx, level, "baseline built", "version", nb.Version, "windows", nb.Windows, "suspects", nb.Suspects, "trimmed_windows", nb.Trimmed)
 	case StatusTooFew:
 		b.metrics.Builds.WithLabelValues(resultTooFew).Inc()
 		log.Debug("no baseline", "reason", err)

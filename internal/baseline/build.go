@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
@@ -45,6 +46,10 @@ type BuildConfig struct {
 	// features are some 256 MB.
 	Sample     float64
 	MaxWindows int
+	// Trim is the share of a build's highest-scoring visitor-windows among
+	// which the fit looks for bots in the history (see trim); their windows
+	// are left out and the model fitted again. 0 fits once, on everything.
+	Trim float64
 	// HBOS fits the model; its Contamination places the threshold.
 	HBOS hbos.Config
 	// ThresholdFloor is the lowest threshold a baseline gets, so that a
@@ -74,6 +79,7 @@ func DefaultBuildConfig() BuildConfig {
 		MinWindows:  1000,
 		Sample:      1,
 		MaxWindows:  2_000_000,
+		Trim:        0.1,
 		HBOS:        h,
 	}
 }
@@ -87,6 +93,7 @@ func (c *BuildConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Sample, "sample", c.Sample, "share of visitors (0, 1] a build uses, chosen deterministically by visitor id, to bound large sites")
 	fs.IntVar(&c.MaxWindows, "max-windows", c.MaxWindows, "most visitor-windows one build reads (about 128 bytes each in memory)")
 	fs.Float64Var(&c.ThresholdFloor, "threshold-floor", c.ThresholdFloor, "lowest score threshold a baseline may have")
+	fs.Float64Var(&c.Trim, "trim", c.Trim, "share [0, 0.5] of a build's highest-scoring visitor-windows among which bots in the history are looked for: visitors with most of their windows (two at least) there are left out and the baseline fitted again; 0 fits once, on everything")
 	c.HBOS.RegisterFlags(fs)
 }
 
@@ -101,6 +108,8 @@ func (c *BuildConfig) Validate() error {
 		return fmt.Errorf("-min-requests must be at least 1, got %d", c.MinRequests)
 	case !(c.Sample > 0 && c.Sample <= 1):
 		return fmt.Errorf("-sample must be in (0, 1], got %v", c.Sample)
+	case !(c.Trim >= 0 && c.Trim <= 0.5):
+		return fmt.Errorf("-trim must be in [0, 0.5], got %v", c.Trim)
 	case c.MaxWindows < c.MinWindows:
 		return fmt.Errorf("-max-windows (%d) must be at least -min-windows (%d)", c.MaxWindows, c.MinWindows)
 	}
@@ -115,13 +124,16 @@ var ErrTooFewWindows = errors.New("too few visitor-windows for a baseline")
 
 // Baseline is one site's fitted model and where it came from.
 type Baseline struct {
-	Site     string
-	Model    *hbos.Model
-	Encoded  []byte // Model.MarshalBinary, what the API serves
-	Version  string // a digest of Encoded: the ETag
-	Windows  int    // visitor-windows the model learned from
-	From, To time.Time
-	Built    time.Time
+	Site    string
+	Model   *hbos.Model
+	Encoded []byte // Model.MarshalBinary, what the API serves
+	Version string // a digest of Encoded: the ETag
+	Windows int    // visitor-windows of the history
+	// Suspects are the visitors of the history left out as bots, and
+	// Trimmed their windows (see Fit).
+	Suspects, Trimmed int
+	From, To          time.Time
+	Built             time.Time
 }
 
 // Build fits the baseline of site from the history in src up to newest.
@@ -137,18 +149,20 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 		Limit:       cfg.MaxWindows,
 	}
 	vec := make([]float64, 0, len(names))
+	var visitors []uint64
 	err := src.Windows(ctx, cfg.Window, q, func(vw chstore.VisitorWindow) error {
 		vec = vw.Agg.Vector(vec, cfg.Set)
 		for j, v := range vec {
 			cols[j] = append(cols[j], v)
 		}
+		visitors = append(visitors, vw.Visitor)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building the baseline of %q: %w", site, err)
 	}
 	n := len(cols[0])
-	m, err := Fit(cols, cfg)
+	m, stats, err := Fit(cols, visitors, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("the baseline of %q: %w", site, err)
 	}
@@ -158,36 +172,123 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 	}
 	sum := sha256.Sum256(enc)
 	return &Baseline{
-		Site:    site,
-		Model:   m,
-		Encoded: enc,
-		Version: hex.EncodeToString(sum[:8]),
-		Windows: n,
-		From:    q.From,
-		To:      newest,
-		Built:   time.Now().UTC(),
+		Site:     site,
+		Model:    m,
+		Encoded:  enc,
+		Version:  hex.EncodeToString(sum[:8]),
+		Windows:  n,
+		Suspects: stats.Suspects,
+		Trimmed:  stats.Trimmed,
+		From:     q.From,
+		To:       newest,
+		Built:    time.Now().UTC(),
 	}, nil
 }
 
 // Fit fits a site's model to the feature columns of its visitor-windows,
-// in cfg.Set.Names() order: the HBOS fit, the feature names
-// and the threshold floor. Build feeds it from ClickHouse; the evaluation
-// harness feeds it from generated traffic.
-func Fit(cols [][]float64, cfg BuildConfig) (*hbos.Model, error) {
+// in cfg.Set.Names() order, visitors[i] being window i's visitor: the
+// robust HBOS fit (see trim), the feature names and the threshold floor.
+// Build feeds it from the requests table; backtests from memory.
+func Fit(cols [][]float64, visitors []uint64, cfg BuildConfig) (*hbos.Model, FitStats, error) {
 	names := cfg.Set.Names()
 	if len(cols) != len(names) {
-		return nil, fmt.Errorf("%d feature columns, want %d", len(cols), len(names))
+		return nil, FitStats{}, fmt.Errorf("%d feature columns, want %d", len(cols), len(names))
 	}
-	if n := len(cols[0]); n < cfg.MinWindows {
-		return nil, fmt.Errorf("%w: has %d, needs %d", ErrTooFewWindows, n, cfg.MinWindows)
+	n := len(cols[0])
+	if n < cfg.MinWindows {
+		return nil, FitStats{}, fmt.Errorf("%w: has %d, needs %d", ErrTooFewWindows, n, cfg.MinWindows)
+	}
+	if len(visitors) != n {
+		return nil, FitStats{}, fmt.Errorf("%d visitors for %d windows", len(visitors), n)
 	}
 	m, err := hbos.FitColumns(cols, cfg.HBOS)
 	if err != nil {
-		return nil, fmt.Errorf("fitting: %w", err)
+		return nil, FitStats{}, fmt.Errorf("fitting: %w", err)
+	}
+	stats := FitStats{Windows: n}
+	for range trimRounds {
+		if cfg.Trim == 0 {
+			break
+		}
+		keep, suspects := trim(m, cols, visitors, cfg.Trim)
+		if suspects == stats.Suspects {
+			break
+		}
+		kept := make([][]float64, len(cols))
+		for j, col := range cols {
+			kept[j] = make([]float64, 0, n)
+			for i, v := range col {
+				if keep[i] {
+					kept[j] = append(kept[j], v)
+				}
+			}
+		}
+		if len(kept[0]) < cfg.MinWindows {
+			break
+		}
+		if m, err = hbos.FitColumns(kept, cfg.HBOS); err != nil {
+			return nil, FitStats{}, fmt.Errorf("refitting: %w", err)
+		}
+		stats.Suspects, stats.Trimmed = suspects, n-len(kept[0])
 	}
 	if err := m.SetNames(names); err != nil {
-		return nil, err
+		return nil, FitStats{}, err
 	}
 	m.SetThreshold(max(m.Threshold(), cfg.ThresholdFloor))
-	return m, nil
+	return m, stats, nil
+}
+
+// trimRounds bounds how often the fit looks for bots again under the
+// model fitted without the ones found: each round can find those that the
+// ones found had hidden.
+const trimRounds = 3
+
+// FitStats says what a robust fit left out.
+type FitStats struct {
+	Windows  int // visitor-windows of the history
+	Suspects int // visitors whose windows were left out
+	Trimmed  int // windows left out, theirs
+}
+
+// trim finds the visitors that history shows to be persistent outliers
+// under m: most of their windows score in the top share of all windows,
+// at least two of them. Bots in the history are such visitors: automation
+// repeats itself window after window. A person lands in the tail in one
+// window of a session now and then, and is kept, so that the threshold,
+// placed by contamination among the windows kept, stays among people. It
+// returns which windows to keep and how many visitors were left out.
+func trim(m *hbos.Model, cols [][]float64, visitors []uint64, share float64) (keep []bool, suspects int) {
+	n := len(cols[0])
+	scores := make([]float64, n)
+	x := make([]float64, len(cols))
+	for i := range scores {
+		for j, col := range cols {
+			x[j] = col[i]
+		}
+		scores[i], _ = m.Score(x)
+	}
+	sorted := slices.Clone(scores)
+	slices.Sort(sorted)
+	cut := sorted[min(n-1, int(float64(n)*(1-share)))]
+	type tally struct{ windows, tail int }
+	per := make(map[uint64]tally)
+	for i, v := range visitors {
+		t := per[v]
+		t.windows++
+		if scores[i] > cut {
+			t.tail++
+		}
+		per[v] = t
+	}
+	keep = make([]bool, n)
+	for i, v := range visitors {
+		t := per[v]
+		keep[i] = !(t.tail >= 2 && 2*t.tail >= t.windows)
+	}
+	for _, t := range per {
+		if t.tail >= 2 && 2*t.tail >= t.windows {
+			suspects++
+		}
+	}
+	return keep, suspects
 }

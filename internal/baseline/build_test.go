@@ -3,6 +3,7 @@ package baseline
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 	cfg := DefaultBuildConfig()
 	cfg.Window = features.Window{Buckets: 5, Width: time.Minute}
 	cfg.MinWindows = 100
+	cfg.Trim = 0 // one fit on everything: TestFitTrimsBots covers the robust fit
 	gen := traffic.DefaultConfig()
 	gen.Sites, gen.Visitors, gen.Events, gen.Duration = 1, 400, 8000, 60*time.Minute
 	reqs, err := traffic.Generate(gen)
@@ -111,5 +113,78 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 	cfg.MinWindows = b.Windows + 1
 	if _, err := Build(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest); !errors.Is(err, ErrTooFewWindows) {
 		t.Errorf("min windows above the history: %v, want ErrTooFewWindows", err)
+	}
+}
+
+// TestFitTrimsBots fits on windows of people and of a few bots, present
+// in many windows each: the robust fit leaves the bots out, so that a bot's
+// window scores above the threshold, which one fit on everything would
+// not do, while a person whose one window lands in the tail stays in.
+func TestFitTrimsBots(t *testing.T) {
+	cfg := DefaultBuildConfig()
+	cfg.MinWindows = 100
+	set := cfg.Set
+	rng := rand.New(rand.NewPCG(1, 2))
+	var cols [][]float64
+	var visitors []uint64
+	add := func(visitor uint64, a features.Aggregate) {
+		v := a.Vector(nil, set)
+		if cols == nil {
+			cols = make([][]float64, len(v))
+		}
+		for j := range v {
+			cols[j] = append(cols[j], v[j])
+		}
+		visitors = append(visitors, visitor)
+	}
+	person := func() features.Aggregate {
+		var a features.Aggregate
+		n := uint64(5 + rng.IntN(30))
+		a.Counts[features.CountRequests] = n
+		a.Counts[features.CountAssets] = n * uint64(3+rng.IntN(4)) / 10
+		a.Counts[features.CountNoReferer] = uint64(rng.IntN(2))
+		a.Distinct[features.SketchPaths] = n/2 + uint64(rng.IntN(int(n/2)))
+		a.Distinct[features.SketchUserAgents] = 1
+		return a
+	}
+	bot := func() features.Aggregate {
+		var a features.Aggregate
+		a.Counts[features.CountRequests] = 300
+		a.Counts[features.CountNoReferer] = 300
+		a.Counts[features.CountSameSecond] = 150
+		a.Distinct[features.SketchPaths] = 300
+		a.Distinct[features.SketchUserAgents] = 1
+		return a
+	}
+	for v := range uint64(3000) {
+		add(v, person())
+	}
+	// Two percent of the windows: 6 bots of 10 windows each, above the
+	// 0.5% contamination that places the threshold.
+	for b := range uint64(6) {
+		for range 10 {
+			add(1_000_000+b, bot())
+		}
+	}
+	botVec := func() []float64 { a := bot(); return a.Vector(nil, set) }()
+
+	cfg.Trim = 0
+	naive, _, err := Fit(cols, visitors, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := naive.Score(botVec); s > naive.Threshold() {
+		t.Fatalf("one fit on everything: a bot scores %.1f, above the threshold %.1f; the test shows nothing", s, naive.Threshold())
+	}
+	cfg.Trim = DefaultBuildConfig().Trim
+	m, stats, err := Fit(cols, visitors, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := m.Score(botVec); !(s > m.Threshold()) {
+		t.Errorf("robust fit: a bot scores %.1f, not above the threshold %.1f", s, m.Threshold())
+	}
+	if stats.Suspects != 6 || stats.Trimmed != 60 || stats.Windows != 3060 {
+		t.Errorf("robust fit left out %d visitors, %d windows of %d; want the 6 bots' 60 windows of 3060", stats.Suspects, stats.Trimmed, stats.Windows)
 	}
 }
