@@ -34,7 +34,7 @@ func runAnomalyd(ctx context.Context, p featurePartition) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	observer := features.NewObserver(w, identity)
+	observer := features.NewObserver(w, identity, features.DefaultClassifier())
 	obs := make([]features.Observation, anomalydBatch)
 	var ev features.Event
 	var buf []byte

@@ -26,7 +26,7 @@ func baselineRows(b *testing.B, w features.Window, cfg traffic.Config) []chstore
 	if err != nil {
 		b.Fatal(err)
 	}
-	conv, err := baseline.NewConverter(features.DefaultFieldMap(), w, id)
+	conv, err := baseline.NewConverter(features.DefaultFieldMap(), w, id, features.DefaultClassifier())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -98,9 +98,12 @@ func BenchmarkBuild(b *testing.B) {
 	b.ReportAllocs()
 	var bl *baseline.Baseline
 	for b.Loop() {
-		var err error
-		if bl, err = baseline.Build(ctx, baseline.ClickHouseWindows{Conn: conn, Table: "requests"}, build, rows[0].Site, newest); err != nil {
+		built, err := baseline.Build(ctx, baseline.ClickHouseWindows{Conn: conn, Table: "requests"}, build, rows[0].Site, newest)
+		if err != nil {
 			b.Fatal(err)
+		}
+		if bl = built.Baselines[features.ClassBrowser]; bl == nil {
+			b.Fatal(built.Errs[features.ClassBrowser])
 		}
 	}
 	b.ReportMetric(float64(len(rows)), "request-rows")

@@ -172,7 +172,7 @@ func decodeAndHash(ctx context.Context, cfg detector.Config, fc features.Config,
 	if err != nil {
 		return err
 	}
-	ob := features.NewObserver(fc.Window, id)
+	ob := features.NewObserver(fc.Window, id, features.DefaultClassifier())
 	var ev features.Event
 	var o features.Observation
 	batch := make([]kafka.Message, 0, cfg.BatchSize)

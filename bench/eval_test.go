@@ -56,7 +56,7 @@ func runEval(tb testing.TB, cfg evalConfig) evaluate.Quality {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	scan, err := evaluate.ScanLines(ctx, bytes.NewReader(live), cfg.backtest.Features.Fields, id)
+	scan, err := evaluate.ScanLines(ctx, bytes.NewReader(live), cfg.backtest.Features.Fields, id, cfg.backtest.Features.Classifier())
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 			sketches = append(sketches, sk)
 		}
 	}
-	observer := features.NewObserver(w, identity)
+	observer := features.NewObserver(w, identity, features.DefaultClassifier())
 	obs := make([]features.Observation, anomalydBatch)
 	hlls := make(map[string][]any)
 	counters := make(map[string]int64)

@@ -389,7 +389,9 @@ func rebuildAll(ctx context.Context, st *pipeline.Stack) ([]siteStatus, error) {
 	}
 	var built []siteStatus
 	var errs []error
-	for _, s := range sites {
+	// Every site, then the pool of every site, which is not a site.
+	sites = slices.DeleteFunc(sites, func(s siteStatus) bool { return s.Site == pooledSite })
+	for _, s := range append(sites, siteStatus{Site: pooledSite}) {
 		var ok siteStatus
 		var failed struct {
 			Error  string      `json:"error"`
@@ -408,8 +410,12 @@ func rebuildAll(ctx context.Context, st *pipeline.Stack) ([]siteStatus, error) {
 			errs = append(errs, fmt.Errorf("POST /v1/sites/%s/rebuild: %d %q", s.Site, code, body))
 		}
 	}
+	built = slices.DeleteFunc(built, func(s siteStatus) bool { return s.Site == pooledSite })
 	return built, errors.Join(errs...)
 }
+
+// pooledSite names the baselines pooled over every site.
+const pooledSite = "*"
 
 // callJSON sends a request to svc's API and decodes its JSON answer into v,
 // whatever the status, which it returns.

@@ -113,7 +113,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	conv, err := baseline.NewConverter(a.features.Fields, a.features.Window, id)
+	conv, err := baseline.NewConverter(a.features.Fields, a.features.Window, id, a.features.Classifier())
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,8 @@ func TestService(t *testing.T) {
 		if resp.StatusCode == http.StatusOK {
 			json.NewDecoder(resp.Body).Decode(&sites)
 		}
-		if len(sites) == 1 && sites[0].Status == baseline.StatusOK && sites[0].Requests == uint64(len(reqs)) {
+		// The site, and the pool of every site.
+		if len(sites) == 2 && sites[1].Site == site && sites[1].Status == baseline.StatusOK && sites[1].Requests == uint64(len(reqs)) {
 			break
 		}
 		if time.Now().After(deadline) {

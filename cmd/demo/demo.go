@@ -217,7 +217,7 @@ func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error)
 	switch {
 	case o.trafficFile != "":
 		live.path = o.trafficFile
-		if live.scan, err = evaluate.ScanFile(ctx, live.path, os.Stdin, d.replay.Fields, d.identity); err != nil {
+		if live.scan, err = evaluate.ScanFile(ctx, live.path, os.Stdin, d.replay.Fields, d.identity, features.DefaultClassifier()); err != nil {
 			return hist, live, err
 		}
 		if live.scan.First.IsZero() {
@@ -228,7 +228,7 @@ func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error)
 		if live, err = gen(filepath.Join(dir, "live.jsonl"), liveStart, o.liveSpan, o.events, o.bots); err != nil {
 			return hist, live, err
 		}
-		if live.scan, err = evaluate.ScanFile(ctx, live.path, os.Stdin, d.replay.Fields, d.identity); err != nil {
+		if live.scan, err = evaluate.ScanFile(ctx, live.path, os.Stdin, d.replay.Fields, d.identity, features.DefaultClassifier()); err != nil {
 			return hist, live, err
 		}
 	}
@@ -238,7 +238,7 @@ func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error)
 			// A live phase generated before this history's end would
 			// be late for the detector's windows: check rather than
 			// pay a second generation.
-			if hist.scan, err = evaluate.ScanFile(ctx, hist.path, os.Stdin, d.replay.Fields, d.identity); err != nil {
+			if hist.scan, err = evaluate.ScanFile(ctx, hist.path, os.Stdin, d.replay.Fields, d.identity, features.DefaultClassifier()); err != nil {
 				return hist, live, err
 			}
 			if hist.scan.Last.After(liveStart) {
@@ -302,18 +302,12 @@ func (d *demo) history(ctx context.Context, in input) error {
 	return nil
 }
 
-// siteStatus is what the demo reads of the baseline API's SiteStatus.
-type siteStatus struct {
-	Site    string `json:"site"`
-	Status  string `json:"status"`
-	Windows int    `json:"windows"`
-	Error   string `json:"error"`
-}
-
-// rebuild builds the baseline of every site the baseline service knows.
+// rebuild builds the baselines of every site the baseline service knows,
+// then those pooled over every site (the site "*"), and reports what judges
+// each site's traffic classes.
 func (d *demo) rebuild(ctx context.Context) error {
 	bl := d.stack.Service(pipeline.Baseline)
-	var sites []siteStatus
+	var sites []SiteReport
 	if err := getJSON(ctx, bl, http.MethodGet, "/v1/sites", &sites); err != nil {
 		return fmt.Errorf("listing sites: %w", err)
 	}
@@ -321,37 +315,55 @@ func (d *demo) rebuild(ctx context.Context) error {
 		return errors.New("the baseline service knows no site after the history")
 	}
 	start := time.Now()
+	names := []string{}
 	for _, s := range sites {
-		var st siteStatus
-		var answer struct {
-			Error  string      `json:"error"`
-			Status *siteStatus `json:"status"`
-		}
-		err := getJSON(ctx, bl, http.MethodPost, "/v1/sites/"+s.Site+"/rebuild", &st)
-		var he *httpError
-		switch {
-		case errors.As(err, &he) && json.Unmarshal(he.body, &answer) == nil && answer.Status != nil:
-			st = *answer.Status
-			st.Error = answer.Error
-		case err != nil:
-			return fmt.Errorf("rebuilding %s: %w", s.Site, err)
-		}
-		d.report.Sites = append(d.report.Sites, SiteReport{Site: st.Site, Status: st.Status, Windows: st.Windows, Error: st.Error})
-		if st.Status == "ok" {
-			d.logf("demo: baseline %-22s ok, from %s visitor-windows", st.Site, num(int64(st.Windows)))
-		} else {
-			d.logf("demo: baseline %-22s NONE: %s", st.Site, st.Error)
-			d.report.Warnings = append(d.report.Warnings, fmt.Sprintf("%s has no baseline: %s", st.Site, st.Error))
+		if s.Site != pooledSite {
+			names = append(names, s.Site)
 		}
 	}
-	d.logf("demo: built %d baselines in %.1fs", len(sites), time.Since(start).Seconds())
+	for _, site := range append(names, pooledSite) {
+		err := getJSON(ctx, bl, http.MethodPost, "/v1/sites/"+site+"/rebuild", &SiteReport{})
+		var he *httpError
+		// 422 is too little history: served by the pool, or nothing.
+		if err != nil && !(errors.As(err, &he) && he.status == http.StatusUnprocessableEntity) {
+			return fmt.Errorf("rebuilding %s: %w", site, err)
+		}
+	}
+	if err := getJSON(ctx, bl, http.MethodGet, "/v1/sites", &sites); err != nil {
+		return fmt.Errorf("listing sites: %w", err)
+	}
+	d.report.Sites = sites
+	for _, s := range sites {
+		var classes []string
+		for _, c := range s.Classes {
+			switch {
+			case c.Status == "ok":
+				classes = append(classes, fmt.Sprintf("%s from %s visitor-windows", c.Class, num(int64(c.Windows))))
+			case c.ServedBy != "":
+				classes = append(classes, fmt.Sprintf("%s too little history, judged by %s", c.Class, c.ServedBy))
+			default:
+				classes = append(classes, fmt.Sprintf("%s NONE", c.Class))
+				if s.Site != pooledSite {
+					d.report.Warnings = append(d.report.Warnings, fmt.Sprintf("%s has no %s baseline: %s", s.Site, c.Class, c.Error))
+				}
+			}
+		}
+		d.logf("demo: baseline %-22s %s", s.Site, strings.Join(classes, "; "))
+	}
+	d.logf("demo: built the baselines of %d sites in %.1fs", len(names), time.Since(start).Seconds())
 	return nil
 }
 
+// pooledSite names the baselines pooled over every site (baseline.Pooled).
+const pooledSite = "*"
+
+// anyBaseline reports whether any site's traffic gets judged.
 func anyBaseline(sites []SiteReport) bool {
 	for _, s := range sites {
-		if s.Status == "ok" {
-			return true
+		for _, c := range s.Classes {
+			if c.Status == "ok" || c.ServedBy != "" {
+				return true
+			}
 		}
 	}
 	return false

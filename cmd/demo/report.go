@@ -55,12 +55,25 @@ type HistoryReport struct {
 	DetectorEventsPerSecond float64 `json:"detector_events_per_second"`
 }
 
-// SiteReport is one site's baseline after the history's rebuild.
+// SiteReport is one site's baselines after the history's rebuild, as
+// the baseline API's site status has them; the site "*" is the pool of
+// every site.
 type SiteReport struct {
-	Site    string `json:"site"`
-	Status  string `json:"status"`            // ok, too-few, error
-	Windows int    `json:"windows,omitempty"` // visitor-windows it learned from
-	Error   string `json:"error,omitempty"`
+	Site    string        `json:"site"`
+	Status  string        `json:"status"`            // of the browser class: ok, too-few, error
+	Windows int           `json:"windows,omitempty"` // visitor-windows it learned from
+	Error   string        `json:"error,omitempty"`
+	Classes []ClassReport `json:"classes,omitempty"`
+}
+
+// ClassReport is the baseline of one traffic class of a site.
+type ClassReport struct {
+	Class    string `json:"class"`
+	Status   string `json:"status"`
+	Windows  int    `json:"windows,omitempty"`
+	Suspects int    `json:"suspects,omitempty"` // visitors of the history left out as bots
+	ServedBy string `json:"served_by,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // writeText prints the report for people.
@@ -69,15 +82,21 @@ func (r *Report) writeText(w io.Writer) {
 	p("\n=== anomalyd demo report ===\n")
 	p("history   %s events sent in %.1fs (%s/s); detector read them at %s/s\n",
 		num(r.History.Events), r.History.SendSeconds, num(int64(r.History.EventsPerSecond)), num(int64(r.History.DetectorEventsPerSecond)))
-	var ok []string
+	p("baselines per site and traffic class (* is the pool of every site):\n")
 	for _, s := range r.Sites {
-		if s.Status == "ok" {
-			ok = append(ok, fmt.Sprintf("%s (%s windows)", s.Site, num(int64(s.Windows))))
-		} else {
-			ok = append(ok, fmt.Sprintf("%s (NO BASELINE: %s)", s.Site, s.Status))
+		var classes []string
+		for _, c := range s.Classes {
+			switch {
+			case c.Status == "ok":
+				classes = append(classes, fmt.Sprintf("%s %s windows (%d left out as bots)", c.Class, num(int64(c.Windows)), c.Suspects))
+			case c.ServedBy != "":
+				classes = append(classes, fmt.Sprintf("%s by %s", c.Class, c.ServedBy))
+			default:
+				classes = append(classes, c.Class+" NONE")
+			}
 		}
+		p("          %-22s %s\n", s.Site, strings.Join(classes, ", "))
 	}
-	p("baselines %d sites: %s\n", len(r.Sites), strings.Join(ok, ", "))
 	p("live      %s events in %.1fs: sent %s/s, detector processed %s/s\n",
 		num(r.Events), r.DurationSeconds, num(int64(r.EventsPerSecond)), num(int64(r.DetectorEventsPerSecond)))
 	p("output    %s scores, %s detections of %s visitors\n", num(r.Scores), num(r.Detections), num(int64(r.DetectedVisitors)))

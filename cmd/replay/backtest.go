@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/backtest"
+	"github.com/anomalyd/anomalyd/internal/baseline"
 	"github.com/anomalyd/anomalyd/internal/evaluate"
 	"github.com/anomalyd/anomalyd/internal/replay"
 	"github.com/anomalyd/anomalyd/internal/service"
@@ -113,7 +114,7 @@ func runBacktest(ctx context.Context, cfg backtest.Config, history, live string,
 	}
 	var labels evaluate.Labels
 	if live != "-" { // stdin cannot be read twice: no labels
-		scan, err := evaluate.ScanFile(ctx, live, stdin, cfg.Features.Fields, id)
+		scan, err := evaluate.ScanFile(ctx, live, stdin, cfg.Features.Fields, id, cfg.Features.Classifier())
 		if err != nil {
 			return nil, err
 		}
@@ -128,15 +129,27 @@ func (r *backtestReport) writeText(w io.Writer) {
 	num := evaluate.Num
 	p("=== anomalyd backtest report ===\n")
 	p("history   %s events\n", num(r.HistoryEvents))
-	var sites []string
+	var sites int
 	for _, s := range r.Sites {
-		if s.Status == "ok" {
-			sites = append(sites, fmt.Sprintf("%s (%s windows, %d visitors left out as bots, threshold %.1f)", s.Site, num(int64(s.Windows)), s.Suspects, s.Threshold))
-		} else {
-			sites = append(sites, fmt.Sprintf("%s (NO BASELINE: %s)", s.Site, s.Status))
+		if s.Site != baseline.Pooled {
+			sites++
 		}
 	}
-	p("baselines %d sites: %s\n", len(r.Sites), strings.Join(sites, ", "))
+	p("baselines %d sites, and pooled over every site (*), per traffic class:\n", sites)
+	for _, s := range r.Sites {
+		var classes []string
+		for _, c := range s.Classes {
+			if c.Status == baseline.StatusOK {
+				classes = append(classes, fmt.Sprintf("%s %s windows (%d visitors left out as bots), threshold %.1f", c.Class, num(int64(c.Windows)), c.Suspects, c.Threshold))
+			} else {
+				classes = append(classes, c.Class+" "+c.Status)
+			}
+		}
+		if s.Status == baseline.StatusError && len(s.Classes) == 0 {
+			classes = append(classes, "ERROR: "+s.Error)
+		}
+		p("          %-22s %s\n", s.Site, strings.Join(classes, "; "))
+	}
 	p("live      %s events", num(r.Events))
 	if r.Malformed > 0 {
 		p(" (%s lines of history and traffic the services would dead-letter)", num(r.Malformed))

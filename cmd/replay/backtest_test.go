@@ -45,7 +45,7 @@ func TestBacktest(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	for _, want := range []string{"=== anomalyd backtest report ===", "baselines 2 sites", "quality   precision", "credential-stuffing", "top detections"} {
+	for _, want := range []string{"=== anomalyd backtest report ===", "baselines 2 sites", "quality   precision", "credential-stuffing", "top detections", "*   ", "browser", "api too-few"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("report lacks %q:\n%s", want, r.stdout)
 		}

@@ -20,13 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/baseline"
+	"github.com/anomalyd/anomalyd/internal/chstore"
 	"github.com/anomalyd/anomalyd/internal/detector"
 	"github.com/anomalyd/anomalyd/internal/publisher"
 	"github.com/anomalyd/anomalyd/internal/replay"
@@ -48,7 +48,8 @@ type Config struct {
 // DefaultConfig is the services' defaults, with an identity secret of its
 // own (visitor ids are only comparable under one secret).
 func DefaultConfig() Config {
-	fc := features.Config{Window: features.DefaultWindow(), Fields: features.DefaultFieldMap(), MinRequests: features.DefaultMinRequests, Secret: DefaultSecret}
+	fc := features.Config{Window: features.DefaultWindow(), Fields: features.DefaultFieldMap(), MinRequests: features.DefaultMinRequests,
+		Secret: DefaultSecret, Classes: features.DefaultClassRules}
 	return Config{Features: fc, Build: baseline.DefaultBuildConfig(), Scoring: detector.DefaultScoringConfig(), Select: publisher.DefaultSelectConfig()}
 }
 
@@ -75,13 +76,25 @@ func (c *Config) syncBuild() {
 	c.Build.Window, c.Build.Set, c.Build.MinRequests = c.Features.Window, c.Features.Set(), c.Features.MinRequests
 }
 
-// Site is one site's baseline, as the baseline service would have built
-// it from the history.
+// Site is one site's baselines, as the baseline service would have built
+// them from the history; baseline.Pooled is the baselines pooled over every
+// site. The top-level fields are of the browser class.
 type Site struct {
-	Site      string  `json:"site"`
-	Status    string  `json:"status"` // ok, too-few, error
+	Site      string      `json:"site"`
+	Status    string      `json:"status"` // ok, too-few, error
+	Windows   int         `json:"windows,omitempty"`
+	Suspects  int         `json:"suspects,omitempty"` // visitors of the history left out as bots
+	Threshold float64     `json:"threshold,omitempty"`
+	Error     string      `json:"error,omitempty"`
+	Classes   []ClassSite `json:"classes,omitempty"`
+}
+
+// ClassSite is the baseline of one class of a site.
+type ClassSite struct {
+	Class     string  `json:"class"`
+	Status    string  `json:"status"`
 	Windows   int     `json:"windows,omitempty"`
-	Suspects  int     `json:"suspects,omitempty"` // visitors of the history left out as bots
+	Suspects  int     `json:"suspects,omitempty"`
 	Threshold float64 `json:"threshold,omitempty"`
 	Error     string  `json:"error,omitempty"`
 }
@@ -114,14 +127,14 @@ func Run(ctx context.Context, cfg Config, history, live io.Reader) (*Result, err
 	if err != nil {
 		return nil, err
 	}
-	models := make(Models)
+	var models Models
 	dc := detector.DefaultConfig()
 	dc.ScoringConfig = cfg.Scoring
 	// Event time is the files', whatever the clock says.
 	dc.EventTime = service.EventTimeConfig{MaxAhead: 100 * 365 * 24 * time.Hour}
 	proc, err := detector.NewProcessor(dc, cfg.Features, func() (detector.Store, error) {
 		return memoryStore{features.NewMemoryStore(cfg.Features.Window)}, nil
-	}, models, detector.NewMetrics(prometheus.NewRegistry()))
+	}, &models, detector.NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		return nil, err
 	}
@@ -139,9 +152,8 @@ func Run(ctx context.Context, cfg Config, history, live io.Reader) (*Result, err
 		return nil, fmt.Errorf("reading the history: %w", err)
 	}
 
-	var ms Models
-	ms, res.Sites = buildAll(ctx, cfg.Build, hist.mem)
-	maps.Copy(models, ms)
+	// The detector had no baseline during the history; it has them now.
+	models, res.Sites = buildAll(ctx, cfg.Build, hist.mem)
 
 	sel := publisher.NewSelector(cfg.Select)
 	var sc records.Score
@@ -205,13 +217,30 @@ func eachBatch(ctx context.Context, r io.Reader, fn func([]kafka.Message) error)
 	return nil
 }
 
-// Models are sites' baselines, as the detector's BaselineSource.
-type Models map[string]*hbos.Model
+// Models are the baselines of every site and class, and the pooled ones,
+// as the detector's BaselineSource: a class is judged as the baseline
+// service judges it (baseline.Baselines.Get), by its site's baseline, else
+// by the pooled one, else by its site's browser baseline.
+type Models struct {
+	sites map[string]*[features.NumClasses]*hbos.Model
+}
 
-// Get returns the model of site.
-func (m Models) Get(_ context.Context, site string) (*hbos.Model, string, bool) {
-	model, ok := m[site]
-	return model, "backtest", ok
+// Get returns the model of class for site.
+func (m Models) Get(ctx context.Context, site string, class features.Class) (*hbos.Model, string, bool) {
+	own := m.sites[site]
+	if own == nil {
+		return nil, "", false // no history at all
+	}
+	if model := own[class]; model != nil {
+		return model, "backtest", true
+	}
+	if pooled := m.sites[baseline.Pooled]; pooled != nil && pooled[class] != nil {
+		return pooled[class], "backtest-pooled", true
+	}
+	if class != features.ClassBrowser {
+		return m.Get(ctx, site, features.ClassBrowser)
+	}
+	return nil, "", false
 }
 
 // Baselines builds every site's baseline from the history read from r, as
@@ -220,10 +249,10 @@ func Baselines(ctx context.Context, cfg Config, r io.Reader) (Models, []Site, er
 	cfg.syncBuild()
 	hist, err := newHistory(cfg.Features)
 	if err != nil {
-		return nil, nil, err
+		return Models{}, nil, err
 	}
 	if err := eachBatch(ctx, r, func(msgs []kafka.Message) error { hist.add(msgs); return nil }); err != nil {
-		return nil, nil, fmt.Errorf("reading the history: %w", err)
+		return Models{}, nil, fmt.Errorf("reading the history: %w", err)
 	}
 	models, sites := buildAll(ctx, cfg.Build, hist.mem)
 	return models, sites, nil
@@ -248,7 +277,7 @@ func newHistory(fc features.Config) (*history, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &history{dec: dec, obs: features.NewObserver(fc.Window, id), mem: baseline.NewMemoryHistory()}, nil
+	return &history{dec: dec, obs: features.NewObserver(fc.Window, id, fc.Classifier()), mem: baseline.NewMemoryHistory()}, nil
 }
 
 // add stores the events of msgs that decode, as ingest does.
@@ -260,21 +289,46 @@ func (h *history) add(msgs []kafka.Message) {
 	}
 }
 
-// buildAll builds the baseline of every site of mem.
+// buildAll builds the baselines of every site of mem and the pooled
+// ones, as the baseline service does.
 func buildAll(ctx context.Context, cfg baseline.BuildConfig, mem *baseline.MemoryHistory) (Models, []Site) {
-	models := make(Models)
+	models := Models{sites: make(map[string]*[features.NumClasses]*hbos.Model)}
 	var sites []Site
-	for _, st := range mem.Sites() {
+	stats := mem.Sites()
+	var newest time.Time
+	for _, st := range stats {
+		if st.Newest.After(newest) {
+			newest = st.Newest
+		}
+	}
+	if len(stats) > 0 {
+		stats = append(stats, chstore.SiteStats{Site: baseline.Pooled, Newest: newest})
+	}
+	for _, st := range stats {
 		s := Site{Site: st.Site, Status: baseline.StatusOK}
-		b, err := baseline.Build(ctx, mem, cfg, st.Site, st.Newest)
-		switch {
-		case errors.Is(err, baseline.ErrTooFewWindows):
-			s.Status, s.Error = baseline.StatusTooFew, err.Error()
-		case err != nil:
+		classes := new([features.NumClasses]*hbos.Model)
+		models.sites[st.Site] = classes
+		built, err := baseline.Build(ctx, mem, cfg, st.Site, st.Newest)
+		if err != nil {
 			s.Status, s.Error = baseline.StatusError, err.Error()
-		default:
-			s.Windows, s.Suspects, s.Threshold = b.Windows, b.Suspects, b.Model.Threshold()
-			models[st.Site] = b.Model
+			sites = append(sites, s)
+			continue
+		}
+		for c := range features.Class(features.NumClasses) {
+			cs := ClassSite{Class: c.String(), Status: baseline.StatusOK}
+			switch b, err := built.Baselines[c], built.Errs[c]; {
+			case errors.Is(err, baseline.ErrTooFewWindows):
+				cs.Status, cs.Error = baseline.StatusTooFew, err.Error()
+			case err != nil:
+				cs.Status, cs.Error = baseline.StatusError, err.Error()
+			default:
+				cs.Windows, cs.Suspects, cs.Threshold = b.Windows, b.Suspects, b.Model.Threshold()
+				classes[c] = b.Model
+			}
+			if c == features.ClassBrowser {
+				s.Status, s.Windows, s.Suspects, s.Threshold, s.Error = cs.Status, cs.Windows, cs.Suspects, cs.Threshold, cs.Error
+			}
+			s.Classes = append(s.Classes, cs)
 		}
 		sites = append(sites, s)
 	}

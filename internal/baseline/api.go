@@ -5,28 +5,38 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+
+	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
 // Handler returns the baseline API, version 1. internal/service's Server
 // adds authentication, TLS, /metrics and the health checks around it.
 //
-//	GET  /v1/sites/{site}/baseline
-//	     200  the encoded model (pkg/hbos binary encoding), Content-Type
+//	GET  /v1/sites/{site}/baseline[?class=browser|api]
+//	     200  the encoded model of the traffic class (browser by default;
+//	          pkg/hbos binary encoding), Content-Type
 //	          application/octet-stream, ETag "<version>" (a digest of the
-//	          encoding), Last-Modified (the build time), Cache-Control no-cache
+//	          encoding), Last-Modified (the build time), Cache-Control
+//	          no-cache, and Anomalyd-Baseline naming the baseline served:
+//	          "site/class", or, when the class has too little history of
+//	          the site's own, "*/class" (the class pooled over every site)
+//	          or "site/browser" (when even the pool has too little)
 //	     304  If-None-Match names the current version (If-Modified-Since
 //	          and Range work too, as in http.ServeContent)
-//	     404  the site has no baseline: too little history (or none)
+//	     400  an unknown class
+//	     404  the site has no baseline of the class: too little history
+//	          and no pooled baseline, or no history at all
 //	     503  the site has no baseline because its build failed (ClickHouse
 //	          unreachable): retry later
 //	GET  /v1/sites
 //	     200  JSON array of SiteStatus, every site of the requests table
 //	     503  the sites cannot be listed (ClickHouse unreachable)
 //	POST /v1/sites/{site}/rebuild
-//	     200  JSON SiteStatus after building the site's baseline now
-//	     422  too few visitor-windows: nothing to build from yet
-//	     503  the build failed; the last good baseline is still served
+//	     200  JSON SiteStatus after building the site's baselines now
+//	     422  too few visitor-windows for any class: nothing to build from yet
+//	     503  the build failed; the last good baselines are still served
 //
+// The site "*" (baseline.Pooled) is the baselines pooled over every site.
 // Site names are matched in lower case (ASCII only). Errors are JSON
 // objects {"error": "...", "status": SiteStatus}, the status only where a
 // site is concerned; its "status" field is ok, too-few, error or pending,
@@ -46,14 +56,27 @@ type apiError struct {
 	Status *SiteStatus `json:"status,omitempty"`
 }
 
+// ServedHeader names the baseline that judges a site's class: its site
+// (Pooled for the pool of every site) and its class.
+const ServedHeader = "Anomalyd-Baseline"
+
 func (b *Baselines) serveBaseline(w http.ResponseWriter, r *http.Request) {
 	site := siteName(r.PathValue("site"))
-	bl, err := b.Get(r.Context(), site)
+	class := features.ClassBrowser
+	if name := r.URL.Query().Get("class"); name != "" {
+		var err error
+		if class, err = features.ParseClass(name); err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
+			return
+		}
+	}
+	bl, err := b.Get(r.Context(), site, class)
 	if err != nil {
 		b.siteError(w, site, err, http.StatusNotFound)
 		return
 	}
 	h := w.Header()
+	h.Set(ServedHeader, bl.Site+"/"+bl.Class.String())
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", `"`+bl.Version+`"`)
 	// Caches may keep a baseline but must ask whether it is still current.
@@ -73,7 +96,7 @@ func (b *Baselines) serveSites(w http.ResponseWriter, r *http.Request) {
 
 func (b *Baselines) serveRebuild(w http.ResponseWriter, r *http.Request) {
 	site := siteName(r.PathValue("site"))
-	if _, err := b.Rebuild(r.Context(), site); err != nil {
+	if err := b.Rebuild(r.Context(), site); err != nil {
 		b.siteError(w, site, err, http.StatusUnprocessableEntity)
 		return
 	}
@@ -84,7 +107,7 @@ func (b *Baselines) serveRebuild(w http.ResponseWriter, r *http.Request) {
 // site has too little history), else 503, with the site's status.
 func (b *Baselines) siteError(w http.ResponseWriter, site string, err error, tooFew int) {
 	code := http.StatusServiceUnavailable
-	if errors.Is(err, ErrTooFewWindows) {
+	if errors.Is(err, ErrTooFewWindows) || errors.Is(err, ErrUnknownSite) {
 		code = tooFew
 	}
 	st := b.status(site)

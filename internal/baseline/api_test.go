@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 )
 
@@ -111,16 +112,36 @@ func TestAPI(t *testing.T) {
 		}
 	})
 
-	t.Run("too few windows", func(t *testing.T) {
-		for _, site := range []string{tinySite, "unknown.example"} {
-			resp, body := do(t, "GET", "/v1/sites/"+site+"/baseline", nil)
-			var e apiError
-			decode(t, resp, body, &e)
-			if resp.StatusCode != http.StatusNotFound || e.Status == nil || e.Status.Status != StatusTooFew ||
-				!strings.Contains(e.Error, "too few visitor-windows") || !strings.Contains(e.Error, "needs 20") ||
-				e.Status.Error != e.Error || e.Status.Version != "" {
-				t.Errorf("%s: %s %s", site, resp.Status, body)
+	t.Run("classes", func(t *testing.T) {
+		for _, tc := range []struct {
+			site, class string
+			want        int
+			served      string
+		}{
+			{sites[0], "", http.StatusOK, sites[0] + "/browser"},
+			{sites[0], "browser", http.StatusOK, sites[0] + "/browser"},
+			// No API clients anywhere: judged against people.
+			{sites[0], "api", http.StatusOK, sites[0] + "/browser"},
+			// Too little history of its own: the pool of every site.
+			{tinySite, "", http.StatusOK, "*/browser"},
+			{tinySite, "api", http.StatusOK, "*/browser"},
+			{"*", "browser", http.StatusOK, "*/browser"},
+			{sites[0], "robot", http.StatusBadRequest, ""},
+		} {
+			resp, body := do(t, "GET", "/v1/sites/"+tc.site+"/baseline?class="+tc.class, nil)
+			if resp.StatusCode != tc.want || resp.Header.Get(ServedHeader) != tc.served {
+				t.Errorf("%s class %q: %s, %s %q, want %d %q: %.200s", tc.site, tc.class, resp.Status, ServedHeader, resp.Header.Get(ServedHeader), tc.want, tc.served, body)
 			}
+		}
+	})
+
+	t.Run("no history", func(t *testing.T) {
+		resp, body := do(t, "GET", "/v1/sites/unknown.example/baseline", nil)
+		var e apiError
+		decode(t, resp, body, &e)
+		if resp.StatusCode != http.StatusNotFound || e.Status == nil || e.Status.Status != StatusTooFew ||
+			!strings.Contains(e.Error, "no request of the site in the history") || e.Status.Version != "" {
+			t.Errorf("unknown.example: %s %s", resp.Status, body)
 		}
 	})
 
@@ -158,13 +179,14 @@ func TestAPI(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s: %s", resp.Status, body)
 		}
-		// unknown.example is not in the requests table: forgotten.
-		want := map[string]string{sites[0]: StatusOK, sites[1]: StatusOK, tinySite: StatusTooFew}
+		// unknown.example is not in the requests table: forgotten. The
+		// pool of every site is there, under its name.
+		want := map[string]string{sites[0]: StatusOK, sites[1]: StatusOK, tinySite: StatusTooFew, Pooled: StatusOK}
 		if len(sts) != len(want) {
 			t.Errorf("%d sites, want %d: %s", len(sts), len(want), body)
 		}
 		for _, st := range sts {
-			if st.Status != want[st.Site] || st.Requests == 0 {
+			if st.Status != want[st.Site] || (st.Requests == 0) != (st.Site == Pooled) || len(st.Classes) != features.NumClasses {
 				t.Errorf("%+v, want status %s", st, want[st.Site])
 			}
 		}

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
-	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
 // DefaultRefresh is the default refresh period: how old a baseline may get
@@ -32,7 +32,7 @@ const (
 	buildTimeout = 10 * time.Minute
 )
 
-// Site statuses: the result of a site's last build.
+// Site statuses: the result of a site's last build, for each class.
 const (
 	StatusOK      = "ok"
 	StatusTooFew  = "too-few" // fewer visitor-windows than MinWindows
@@ -40,20 +40,25 @@ const (
 	StatusPending = "pending" // in the requests table, not built yet
 )
 
-// SiteStatus is what the service knows of one site.
+// ErrUnknownSite is a site of which the requests table has no request:
+// nothing to build from, and no pooled baseline either, since nobody sends
+// its traffic.
+var ErrUnknownSite = errors.New("no request of the site in the history")
+
+// SiteStatus is what the service knows of one site. Its top-level fields
+// are of the browser class, the pages people see; Classes has every class.
 type SiteStatus struct {
 	Site string `json:"site"`
-	// Status is the result of the last build: ok, too-few, error, or
-	// pending before the first one.
+	// Status is the result of the last build of the browser class: ok,
+	// too-few, error, or pending before the first one.
 	Status string `json:"status"`
-	// Version, Built and Windows describe the baseline served: the last
-	// good one, which a failed build does not replace. They are empty
-	// while the site has none.
-	Version string    `json:"version,omitempty"`
-	Built   time.Time `json:"built,omitzero"`
-	Windows int       `json:"windows,omitempty"` // visitor-windows of its history
-	// Suspects are the visitors of its history left out as bots.
-	Suspects int `json:"suspects,omitempty"`
+	// Version, Built, Windows and Suspects describe the browser baseline
+	// served: the last good one, which a failed build does not replace.
+	// They are empty while the site has none.
+	Version  string    `json:"version,omitempty"`
+	Built    time.Time `json:"built,omitzero"`
+	Windows  int       `json:"windows,omitempty"`  // visitor-windows of its history
+	Suspects int       `json:"suspects,omitempty"` // visitors of its history left out as bots
 	// Checked is when the last build ended, and Error why it failed.
 	Checked time.Time `json:"checked,omitzero"`
 	Error   string    `json:"error,omitempty"`
@@ -61,24 +66,48 @@ type SiteStatus struct {
 	// when the sites were last listed.
 	Requests uint64    `json:"requests,omitempty"`
 	Newest   time.Time `json:"newest,omitzero"`
+	// Classes are the baselines of every traffic class, browser first.
+	Classes []ClassStatus `json:"classes,omitempty"`
+}
+
+// ClassStatus is what the service knows of one class of a site.
+type ClassStatus struct {
+	Class    string `json:"class"`
+	Status   string `json:"status"`
+	Version  string `json:"version,omitempty"`
+	Windows  int    `json:"windows,omitempty"`
+	Suspects int    `json:"suspects,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// ServedBy names the baseline that judges the class when it has too
+	// little history of its own: "*/api" (the class pooled over every
+	// site), or "browser" (the site's browser baseline, when even the pool
+	// has too little).
+	ServedBy string `json:"served_by,omitempty"`
+}
+
+// classState is the cache entry of one class of a site.
+type classState struct {
+	good   *Baseline // the last good baseline, nil before the first
+	status string
+	err    error // of the last build
 }
 
 // siteState is the cache entry of one site.
 type siteState struct {
-	good     *Baseline // the last good baseline, nil before the first
-	status   string
-	err      error     // of the last build
+	classes  [features.NumClasses]classState
 	checked  time.Time // when the last build ended; zero before
 	requests uint64
 	newest   time.Time
 }
 
-// Baselines builds, caches and shares per-site baselines. However many
-// detector replicas ask, a site costs ClickHouse at most one aggregation
-// per refresh period: a cached baseline is served until it is a period old,
-// and concurrent askers of a stale or missing one wait for a single build.
-// A failed build never replaces a good baseline, so the last good ones
-// keep being served while ClickHouse is down.
+// Baselines builds, caches and shares per-site baselines, one per traffic
+// class. However many detector replicas ask, a site costs ClickHouse at
+// most one aggregation per refresh period, for all its classes: a cached
+// baseline is served until it is a period old, and concurrent askers of a
+// stale or missing one wait for a single build. A failed build never
+// replaces a good baseline, so the last good ones keep being served while
+// ClickHouse is down. A class with too little history of its own is served
+// by the baseline pooled over every site (Pooled), built like a site's.
 //
 // Site names are lower-cased (ASCII only), as pkg/features does when it
 // decodes events.
@@ -117,37 +146,72 @@ func New(conn driver.Conn, table string, cfg BuildConfig, refresh time.Duration,
 	}
 }
 
-// Get returns the baseline of site, building it first if it is absent or a
-// refresh period old. While a site has a good baseline, Get returns it even
-// when a rebuild fails. Without one, the error matches ErrTooFewWindows
-// when the site has too little history, and is the build's error otherwise.
-// The Baseline is shared with every other caller: do not modify it.
-func (b *Baselines) Get(ctx context.Context, site string) (*Baseline, error) {
+// Get returns the baseline that judges class for site, building it first
+// if it is absent or a refresh period old. While a site has a good
+// baseline, Get returns it even when a rebuild fails. A class with too
+// little history of the site's own is judged by the baseline of the class
+// pooled over every site (its Site is Pooled), and a class that even the
+// pool has too little of, by the site's browser baseline (its Class says
+// so): better judged against people than not at all. Without a baseline,
+// the error matches ErrTooFewWindows when the site has too little history,
+// ErrUnknownSite when it has none, and is the build's error otherwise. The
+// Baseline is shared with every other caller: do not modify it.
+func (b *Baselines) Get(ctx context.Context, site string, class features.Class) (*Baseline, error) {
 	site = siteName(site)
-	if good, err, ok := b.cached(site, b.refresh); ok {
-		b.metrics.CacheHits.Inc()
-		return good, err
+	own, err := b.get(ctx, site, class)
+	if own != nil || site == Pooled || !errors.Is(err, ErrTooFewWindows) {
+		return own, err
 	}
-	b.metrics.CacheMisses.Inc()
-	good, _, err := b.build(ctx, site, time.Time{}, b.refresh)
-	if good != nil {
-		return good, nil
+	if pooled, _ := b.get(ctx, Pooled, class); pooled != nil {
+		return pooled, nil
+	}
+	if class != features.ClassBrowser {
+		if browser, _ := b.Get(ctx, site, features.ClassBrowser); browser != nil {
+			return browser, nil
+		}
 	}
 	return nil, err
 }
 
-// Rebuild builds the baseline of site now, whatever its age, and returns
-// it, or the build's error (the last good baseline stays served). A build
-// of the site already running is joined rather than repeated.
-func (b *Baselines) Rebuild(ctx context.Context, site string) (*Baseline, error) {
+// get is Get without the pooled fallback.
+func (b *Baselines) get(ctx context.Context, site string, class features.Class) (*Baseline, error) {
+	if good, err, ok := b.cached(site, class, b.refresh); ok {
+		b.metrics.CacheHits.Inc()
+		return good, err
+	}
+	b.metrics.CacheMisses.Inc()
+	f, err := b.build(ctx, site, time.Time{}, b.refresh)
+	if good := f.good[class]; good != nil {
+		return good, nil
+	}
+	if err == nil {
+		err = f.errs[class]
+	}
+	return nil, err
+}
+
+// Rebuild builds the baselines of site now, whatever their age, and
+// returns the build's error: ErrTooFewWindows when no class got one, or
+// the aggregation's (the last good baselines stay served). A build of the
+// site already running is joined rather than repeated.
+func (b *Baselines) Rebuild(ctx context.Context, site string) error {
 	site = siteName(site)
-	_, built, err := b.build(ctx, site, time.Time{}, 0)
-	return built, err
+	f, err := b.build(ctx, site, time.Time{}, 0)
+	if err != nil {
+		return err
+	}
+	for c := range f.built {
+		if f.built[c] != nil {
+			return nil
+		}
+	}
+	return errors.Join(f.errs[:]...)
 }
 
 // Run rebuilds every site of the requests table once per refresh period,
-// one at a time so that ClickHouse gets a steady trickle of aggregations,
-// until ctx is done. Errors are logged and kept in the sites' statuses.
+// and the pooled baselines, one at a time so that ClickHouse gets a steady
+// trickle of aggregations, until ctx is done. Errors are logged and kept
+// in the sites' statuses.
 func (b *Baselines) Run(ctx context.Context) {
 	t := time.NewTicker(b.refresh)
 	defer t.Stop()
@@ -170,6 +234,7 @@ func (b *Baselines) refreshAll(ctx context.Context) {
 		return
 	}
 	start := time.Now()
+	var newest time.Time
 	for _, s := range stats {
 		if ctx.Err() != nil {
 			return
@@ -178,20 +243,27 @@ func (b *Baselines) refreshAll(ctx context.Context) {
 		// not built again, and one built by the last tick (a period ago,
 		// give or take the ticker's jitter) is.
 		b.build(ctx, s.Site, s.Newest, b.refresh/2)
+		if s.Newest.After(newest) {
+			newest = s.Newest
+		}
+	}
+	if len(stats) > 0 && ctx.Err() == nil {
+		b.build(ctx, Pooled, newest, b.refresh/2)
 	}
 	b.logger.Debug("refreshed baselines", "sites", len(stats), "took", time.Since(start))
 }
 
 // Statuses lists every site of the requests table, and any other site
-// that has a baseline, with its status, sorted by name. When the sites
-// cannot be listed it returns what it knows with the error.
+// that has a baseline, with its status, sorted by name; the pooled
+// baselines come as the site Pooled. When the sites cannot be listed it
+// returns what it knows with the error.
 func (b *Baselines) Statuses(ctx context.Context) ([]SiteStatus, error) {
 	_, err := b.listSites(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]SiteStatus, 0, len(b.sites))
 	for site, st := range b.sites {
-		out = append(out, st.report(site))
+		out = append(out, b.report(site, st))
 	}
 	slices.SortFunc(out, func(x, y SiteStatus) int { return cmp.Compare(x.Site, y.Site) })
 	return out, err
@@ -211,60 +283,89 @@ func (b *Baselines) Ready(ctx context.Context) error {
 func (b *Baselines) status(site string) SiteStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if st := b.sites[site]; st != nil {
-		return st.report(site)
+	st := b.sites[site]
+	if st == nil {
+		st = &siteState{}
+		for c := range st.classes {
+			st.classes[c].status = StatusPending
+		}
 	}
-	return SiteStatus{Site: site, Status: StatusPending}
+	return b.report(site, st)
 }
 
-func (st *siteState) report(site string) SiteStatus {
-	s := SiteStatus{Site: site, Status: st.status, Checked: st.checked, Requests: st.requests, Newest: st.newest}
-	if st.good != nil {
-		s.Version, s.Built, s.Windows, s.Suspects = st.good.Version, st.good.Built, st.good.Windows, st.good.Suspects
-	}
-	if st.err != nil {
-		s.Error = st.err.Error()
+// report is the status of site; b.mu is held.
+func (b *Baselines) report(site string, st *siteState) SiteStatus {
+	s := SiteStatus{Site: site, Checked: st.checked, Requests: st.requests, Newest: st.newest}
+	pooled := b.sites[Pooled]
+	for c := range features.Class(features.NumClasses) {
+		cs := &st.classes[c]
+		r := ClassStatus{Class: c.String(), Status: cs.status}
+		if cs.good != nil {
+			r.Version, r.Windows, r.Suspects = cs.good.Version, cs.good.Windows, cs.good.Suspects
+		}
+		if cs.err != nil {
+			r.Error = cs.err.Error()
+		}
+		if cs.good == nil && cs.status == StatusTooFew && site != Pooled {
+			switch {
+			case pooled != nil && pooled.classes[c].good != nil:
+				r.ServedBy = Pooled + "/" + c.String()
+			case c != features.ClassBrowser:
+				r.ServedBy = "browser"
+			}
+		}
+		s.Classes = append(s.Classes, r)
+		if c == features.ClassBrowser {
+			s.Status, s.Error = cs.status, r.Error
+			if cs.good != nil {
+				s.Version, s.Built, s.Windows, s.Suspects = cs.good.Version, cs.good.Built, cs.good.Windows, cs.good.Suspects
+			}
+		}
 	}
 	return s
 }
 
-// cached returns the site's last build result, if it ended less than
-// maxAge ago: the good baseline, else the build's error.
-func (b *Baselines) cached(site string, maxAge time.Duration) (*Baseline, error, bool) {
+// cached returns the site class's last build result, if the site's last
+// build ended less than maxAge ago: the good baseline, else the build's
+// error.
+func (b *Baselines) cached(site string, class features.Class, maxAge time.Duration) (*Baseline, error, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.sites[site]
 	if st == nil || st.checked.IsZero() {
 		return nil, nil, false
 	}
-	if st.status == StatusError {
+	cs := &st.classes[class]
+	if cs.status == StatusError {
 		maxAge = min(maxAge, errorRetry)
 	}
 	if time.Since(st.checked) >= maxAge {
 		return nil, nil, false
 	}
-	if st.good != nil {
-		return st.good, nil, true
+	if cs.good != nil {
+		return cs.good, nil, true
 	}
-	return nil, st.err, true
+	return nil, cs.err, true
 }
 
-// flight is what one build gives all its waiters.
+// flight is what one build gives all its waiters, per class.
 type flight struct {
-	good  *Baseline // the baseline to serve: the new one, else the last good
-	built *Baseline // the new one; nil if the build failed or was not needed
+	good  [features.NumClasses]*Baseline // to serve: the new one, else the last good
+	built [features.NumClasses]*Baseline // the new ones; nil where the build failed or was not needed
+	errs  [features.NumClasses]error     // why a class has no new one
 }
 
-// build builds the baseline of site, unless its last build ended less than
-// maxAge ago, or joins the build of site already running. newest is the
-// site's newest request time, or zero to look it up. It returns the
-// baseline to serve, the one built, and the build's error.
-func (b *Baselines) build(ctx context.Context, site string, newest time.Time, maxAge time.Duration) (good, built *Baseline, err error) {
+// build builds the baselines of site, unless its last build ended less
+// than maxAge ago, or joins the build of site already running. newest is
+// the site's newest request time, or zero to look it up. It returns what
+// the build gave each class, and the build's error when the aggregation
+// itself failed.
+func (b *Baselines) build(ctx context.Context, site string, newest time.Time, maxAge time.Duration) (flight, error) {
 	ch := b.flights.DoChan(site, func() (any, error) {
 		// Checked again inside the flight: a build may have ended between
 		// the caller's look at the cache and now.
-		if good, err, ok := b.cached(site, maxAge); ok {
-			return flight{good: good, built: good}, err
+		if f, ok := b.cachedFlight(site, maxAge); ok {
+			return f, nil
 		}
 		// Detached from the caller, who may leave while others wait.
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), buildTimeout)
@@ -273,85 +374,123 @@ func (b *Baselines) build(ctx context.Context, site string, newest time.Time, ma
 	})
 	select {
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("waiting for the baseline of %q: %w", site, ctx.Err())
+		return flight{}, fmt.Errorf("waiting for the baselines of %q: %w", site, ctx.Err())
 	case r := <-ch:
 		f, _ := r.Val.(flight)
-		return f.good, f.built, r.Err
+		return f, r.Err
 	}
 }
 
-// buildSite builds and records one baseline.
+// cachedFlight is the cache's answer for every class of site, if its last
+// build ended less than maxAge ago (a failed one errorRetry).
+func (b *Baselines) cachedFlight(site string, maxAge time.Duration) (flight, bool) {
+	var f flight
+	for c := range features.Class(features.NumClasses) {
+		good, err, ok := b.cached(site, c, maxAge)
+		if !ok {
+			return flight{}, false
+		}
+		f.good[c], f.built[c], f.errs[c] = good, good, err
+	}
+	return f, true
+}
+
+// buildSite builds and records the baselines of one site.
 func (b *Baselines) buildSite(ctx context.Context, site string, newest time.Time) (flight, error) {
 	start := time.Now()
 	var (
-		nb  *Baseline
-		err error
+		built *Built
+		err   error
 	)
 	if newest.Unix() <= 0 { // not given, or the site has no request up to notAfter
 		newest, err = b.newest(ctx, site)
 	}
 	if err == nil {
-		nb, err = Build(ctx, ClickHouseWindows{b.conn, b.table}, b.cfg, site, newest)
-		if err != nil && fromClickHouse(err) {
+		built, err = Build(ctx, ClickHouseWindows{b.conn, b.table}, b.cfg, site, newest)
+		if err != nil {
 			b.metrics.ClickHouseErrors.WithLabelValues(opBuild).Inc()
 		}
 	}
 	took := time.Since(start)
 	b.metrics.BuildSeconds.Observe(took.Seconds())
 
+	var f flight
 	b.mu.Lock()
 	st := b.sites[site]
 	if st == nil {
 		st = &siteState{}
 		b.sites[site] = st
 	}
-	prev := st.good
-	st.checked, st.err = time.Now(), err
-	switch {
-	case err == nil:
-		st.status, st.good = StatusOK, nb
-	case errors.Is(err, ErrTooFewWindows):
-		st.status = StatusTooFew
-	default:
-		st.status = StatusError
+	st.checked = time.Now()
+	var prev [features.NumClasses]*Baseline
+	anyOK, anyTooFew := false, false
+	for c := range st.classes {
+		cs := &st.classes[c]
+		prev[c] = cs.good
+		cerr := err
+		if built != nil {
+			f.built[c], cerr = built.Baselines[c], built.Errs[c]
+		}
+		cs.err = cerr
+		switch {
+		case cerr == nil:
+			cs.status, cs.good = StatusOK, f.built[c]
+			anyOK = true
+		case errors.Is(cerr, ErrTooFewWindows) || errors.Is(cerr, ErrUnknownSite):
+			cs.status = StatusTooFew
+			anyTooFew = true
+		default:
+			cs.status = StatusError
+		}
+		f.good[c], f.errs[c] = cs.good, cerr
 	}
-	good, status := st.good, st.status
 	b.mu.Unlock()
 
 	log := b.logger.With("site", site, "took", took)
-	switch status {
-	case StatusOK:
+	switch {
+	case anyOK:
 		b.metrics.Builds.WithLabelValues(resultOK).Inc()
-		// A new version is news; the same one again every period is not.
-		level := slog.LevelDebug
-		if prev == nil || prev.Version != nb.Version {
-			level = slog.LevelInfo
+		for c, nb := range f.built {
+			if nb == nil {
+				continue
+			}
+			// A new version is news; the same one again every period is not.
+			level := slog.LevelDebug
+			if prev[c] == nil || prev[c].Version != nb.Version {
+				level = slog.LevelInfo
+			}
+			log.Log(ctx, level, "baseline built", "class", nb.Class, "version", nb.Version, "windows", nb.Windows,
+				"suspects", nb.Suspects, "trimmed_windows", nb.Trimmed)
 		}
-		log.Log(ctx, level, "baseline built", "version", nb.Version, "windows", nb.Windows, "suspects", nb.Suspects, "trimmed_windows", nb.Trimmed)
-	case StatusTooFew:
+	case anyTooFew && (err == nil || errors.Is(err, ErrUnknownSite)):
 		b.metrics.Builds.WithLabelValues(resultTooFew).Inc()
-		log.Debug("no baseline", "reason", err)
+		log.Debug("no baseline", "reason", errors.Join(f.errs[:]...))
 	default:
 		b.metrics.Builds.WithLabelValues(resultError).Inc()
-		log.Warn("baseline build failed", "err", err, "serving", versionOf(good))
+		log.Warn("baseline build failed", "err", errors.Join(err, errors.Join(f.errs[:]...)))
 	}
-	return flight{good: good, built: nb}, err
+	return f, err
 }
 
-// newest returns the time of the site's newest request no later than
-// BuildConfig.MaxAhead past the clock, or now for a site without any
-// (whose build then finds too few windows). It reads one site's range of
-// the primary key, not the whole table as chstore.Sites does, so that a
-// build on demand stays as cheap as the aggregation.
+// newest returns the time of the site's newest request (of any site for
+// Pooled) no later than BuildConfig.MaxAhead past the clock. A site without
+// any is ErrUnknownSite. It reads one site's range of the primary key, not
+// the whole table as chstore.Sites does, so that a build on demand stays
+// as cheap as the aggregation.
 func (b *Baselines) newest(ctx context.Context, site string) (time.Time, error) {
 	var t time.Time
-	err := b.conn.QueryRow(ctx, "SELECT max(time) FROM "+b.table+" WHERE site = ? AND time <= ?", site, b.notAfter()).Scan(&t)
+	var err error
+	if site == Pooled {
+		err = b.conn.QueryRow(ctx, "SELECT max(time) FROM "+b.table+" WHERE time <= ?", b.notAfter()).Scan(&t)
+	} else {
+		err = b.conn.QueryRow(ctx, "SELECT max(time) FROM "+b.table+" WHERE site = ? AND time <= ?", site, b.notAfter()).Scan(&t)
+	}
 	if err != nil {
 		b.metrics.ClickHouseErrors.WithLabelValues(opNewest).Inc()
 		return t, fmt.Errorf("finding the newest request of %q: %w", site, err)
 	}
 	if t.Unix() <= 0 { // max() of no rows is the zero DateTime
-		t = time.Now()
+		return t, fmt.Errorf("%q: %w", site, ErrUnknownSite)
 	}
 	return t, nil
 }
@@ -373,39 +512,34 @@ func (b *Baselines) listSites(ctx context.Context) ([]chstore.SiteStats, error) 
 		listed[s.Site] = true
 		st := b.sites[s.Site]
 		if st == nil {
-			st = &siteState{status: StatusPending}
+			st = &siteState{}
+			for c := range st.classes {
+				st.classes[c].status = StatusPending
+			}
 			b.sites[s.Site] = st
 		}
 		st.requests, st.newest = s.Requests, s.Newest
 	}
 	for site, st := range b.sites {
-		if !listed[site] && st.good == nil {
+		if !listed[site] && site != Pooled && !st.hasGood() {
 			delete(b.sites, site)
 		}
 	}
 	return stats, nil
 }
 
-// notAfter is the newest request time that anchors a build.
-func (b *Baselines) notAfter() time.Time { return time.Now().Add(b.cfg.MaxAhead).UTC() }
-
-// fromClickHouse tells a build that failed in ClickHouse from one that
-// failed fitting the model.
-func fromClickHouse(err error) bool {
-	for _, e := range []error{ErrTooFewWindows, hbos.ErrConfig, hbos.ErrEmpty, hbos.ErrRagged, hbos.ErrNonFinite, hbos.ErrWidth, hbos.ErrEncoding} {
-		if errors.Is(err, e) {
-			return false
+// hasGood reports whether any class of the site has a baseline.
+func (st *siteState) hasGood() bool {
+	for c := range st.classes {
+		if st.classes[c].good != nil {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
-func versionOf(b *Baseline) string {
-	if b == nil {
-		return "none"
-	}
-	return b.Version
-}
+// notAfter is the newest request time that anchors a build.
+func (b *Baselines) notAfter() time.Time { return time.Now().Add(b.cfg.MaxAhead).UTC() }
 
 // siteName lower-cases ASCII letters only, as pkg/features (and
 // ClickHouse's lower()) do, so a site asked for in any case is the one the

@@ -162,7 +162,7 @@ func TestBaselinesShareBuilds(t *testing.T) {
 
 		// Later askers are served from the cache.
 		for _, site := range sites {
-			if _, err := b.Get(ctx, site); err != nil {
+			if _, err := b.Get(ctx, site, features.ClassBrowser); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -185,7 +185,7 @@ func TestBaselinesShareBuilds(t *testing.T) {
 			stop()
 			<-done
 		})
-		all := len(sites) + 1 // tinySite too
+		all := len(sites) + 2 // tinySite and the pool too
 		eventually(t, time.Minute, "the first refresh", func() bool {
 			return builds(m, resultOK)+builds(m, resultTooFew) >= all
 		})
@@ -197,6 +197,9 @@ func TestBaselinesShareBuilds(t *testing.T) {
 			want := StatusOK
 			if st.Site == tinySite {
 				want = StatusTooFew
+			}
+			if st.Site == Pooled {
+				continue // no requests of its own: every site's
 			}
 			if st.Status != want || st.Requests == 0 || st.Newest.IsZero() || st.Checked.IsZero() ||
 				(want == StatusOK) != (st.Version != "" && st.Windows >= 20 && !st.Built.IsZero()) {
@@ -237,7 +240,7 @@ func TestBaselinesServeLastGoodWhileClickHouseIsDown(t *testing.T) {
 		return b.Ready(ctx)
 	}
 
-	good, err := b.Get(ctx, site)
+	good, err := b.Get(ctx, site, features.ClassBrowser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +252,7 @@ func TestBaselinesServeLastGoodWhileClickHouseIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * refresh) // the baseline is stale: Get tries to rebuild
-	got, err := b.Get(ctx, site)
+	got, err := b.Get(ctx, site, features.ClassBrowser)
 	if err != nil || got != good {
 		t.Fatalf("Get with ClickHouse down: %v, %v; want the last good baseline", got, err)
 	}
@@ -259,7 +262,7 @@ func TestBaselinesServeLastGoodWhileClickHouseIsDown(t *testing.T) {
 	if err := ready(); err == nil {
 		t.Error("ready with ClickHouse down")
 	}
-	if _, err := b.Rebuild(ctx, site); err == nil || errors.Is(err, ErrTooFewWindows) {
+	if err := b.Rebuild(ctx, site); err == nil || errors.Is(err, ErrTooFewWindows) {
 		t.Errorf("Rebuild with ClickHouse down: %v", err)
 	}
 	if st := b.status(site); st.Status != StatusError || st.Error == "" || st.Version != good.Version {
@@ -298,7 +301,7 @@ func TestBaselinesServeLastGoodWhileClickHouseIsDown(t *testing.T) {
 	eventually(t, 30*time.Second, "ready after ClickHouse restarts", func() bool { return ready() == nil })
 	ok := builds(m, resultOK)
 	eventually(t, 30*time.Second, "a rebuild after ClickHouse restarts", func() bool {
-		_, err := b.Get(ctx, site)
+		_, err := b.Get(ctx, site, features.ClassBrowser)
 		return err == nil && builds(m, resultOK) > ok
 	})
 	if st := b.status(site); st.Status != StatusOK || st.Error != "" || st.Version != good.Version {

@@ -17,6 +17,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/keys"
 )
 
 // BuildConfig says how baselines are built.
@@ -122,13 +123,20 @@ func (c *BuildConfig) Validate() error {
 // ErrTooFewWindows is a site without enough history for a baseline.
 var ErrTooFewWindows = errors.New("too few visitor-windows for a baseline")
 
-// Baseline is one site's fitted model and where it came from.
+// Pooled is the site name of the baseline pooled over every site's
+// windows, which serves a site's class that has too little history of its
+// own.
+const Pooled = "*"
+
+// Baseline is one site's fitted model of one traffic class and where it
+// came from.
 type Baseline struct {
-	Site    string
+	Site    string // Pooled for the pooled baseline
+	Class   features.Class
 	Model   *hbos.Model
 	Encoded []byte // Model.MarshalBinary, what the API serves
 	Version string // a digest of Encoded: the ETag
-	Windows int    // visitor-windows of the history
+	Windows int    // visitor-windows of the history of the class
 	// Suspects are the visitors of the history left out as bots, and
 	// Trimmed their windows (see Fit).
 	Suspects, Trimmed int
@@ -136,10 +144,20 @@ type Baseline struct {
 	Built             time.Time
 }
 
-// Build fits the baseline of site from the history in src up to newest.
-func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, newest time.Time) (*Baseline, error) {
+// Built is what one build of a site made: a baseline of each traffic
+// class, or why the class has none (ErrTooFewWindows, or the fit's error).
+type Built struct {
+	Baselines [features.NumClasses]*Baseline
+	Errs      [features.NumClasses]error
+}
+
+// Build fits the baselines of every traffic class of site (Pooled: of
+// every site together) from the history in src up to newest. One
+// aggregation of the history serves every class: each window goes to its
+// class (features.Aggregate.Class). The error is the aggregation's; a
+// class without a baseline has its reason in Built.Errs.
+func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, newest time.Time) (*Built, error) {
 	names := cfg.Set.Names()
-	cols := make([][]float64, len(names))
 	q := chstore.WindowQuery{
 		Site:        site,
 		From:        newest.Add(-cfg.Period),
@@ -148,39 +166,57 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 		MinRequests: cfg.MinRequests,
 		Limit:       cfg.MaxWindows,
 	}
+	if site == Pooled {
+		q.Site = ""
+	}
+	var cols [features.NumClasses][][]float64
+	var visitors [features.NumClasses][]uint64
+	for c := range cols {
+		cols[c] = make([][]float64, len(names))
+	}
 	vec := make([]float64, 0, len(names))
-	var visitors []uint64
 	err := src.Windows(ctx, cfg.Window, q, func(vw chstore.VisitorWindow) error {
+		c := vw.Agg.Class()
 		vec = vw.Agg.Vector(vec, cfg.Set)
 		for j, v := range vec {
-			cols[j] = append(cols[j], v)
+			cols[c][j] = append(cols[c][j], v)
 		}
-		visitors = append(visitors, vw.Visitor)
+		// Pooled windows of one address on two sites are two visitors.
+		visitors[c] = append(visitors[c], vw.Visitor^keys.SiteID(vw.Site))
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("building the baseline of %q: %w", site, err)
+		return nil, fmt.Errorf("building the baselines of %q: %w", site, err)
 	}
-	n := len(cols[0])
+	built := &Built{}
+	for c := range features.Class(features.NumClasses) {
+		built.Baselines[c], built.Errs[c] = fitClass(cfg, site, c, cols[c], visitors[c], q.From, newest)
+	}
+	return built, nil
+}
+
+// fitClass fits and encodes the baseline of one class.
+func fitClass(cfg BuildConfig, site string, c features.Class, cols [][]float64, visitors []uint64, from, to time.Time) (*Baseline, error) {
 	m, stats, err := Fit(cols, visitors, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("the baseline of %q: %w", site, err)
+		return nil, fmt.Errorf("the %s baseline of %q: %w", c, site, err)
 	}
 	enc, err := m.MarshalBinary()
 	if err != nil {
-		return nil, fmt.Errorf("encoding the baseline of %q: %w", site, err)
+		return nil, fmt.Errorf("encoding the %s baseline of %q: %w", c, site, err)
 	}
 	sum := sha256.Sum256(enc)
 	return &Baseline{
 		Site:     site,
+		Class:    c,
 		Model:    m,
 		Encoded:  enc,
 		Version:  hex.EncodeToString(sum[:8]),
-		Windows:  n,
+		Windows:  len(visitors),
 		Suspects: stats.Suspects,
 		Trimmed:  stats.Trimmed,
-		From:     q.From,
-		To:       newest,
+		From:     from,
+		To:       to,
 		Built:    time.Now().UTC(),
 	}, nil
 }

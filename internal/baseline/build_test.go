@@ -47,7 +47,7 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 		}
 	}
 
-	b, err := Build(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest)
+	b, err := buildBrowser(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +107,11 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 
 	// A floor lifts the threshold; too little history is an error.
 	cfg.ThresholdFloor = 1e9
-	if floored, err := Build(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest); err != nil || floored.Model.Threshold() != 1e9 {
+	if floored, err := buildBrowser(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest); err != nil || floored.Model.Threshold() != 1e9 {
 		t.Errorf("threshold floor: %v, %v", err, floored)
 	}
 	cfg.MinWindows = b.Windows + 1
-	if _, err := Build(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest); !errors.Is(err, ErrTooFewWindows) {
+	if _, err := buildBrowser(ctx, ClickHouseWindows{conn, "requests"}, cfg, site, newest); !errors.Is(err, ErrTooFewWindows) {
 		t.Errorf("min windows above the history: %v, want ErrTooFewWindows", err)
 	}
 }
@@ -187,4 +187,14 @@ func TestFitTrimsBots(t *testing.T) {
 	if stats.Suspects != 6 || stats.Trimmed != 60 || stats.Windows != 3060 {
 		t.Errorf("robust fit left out %d visitors, %d windows of %d; want the 6 bots' 60 windows of 3060", stats.Suspects, stats.Trimmed, stats.Windows)
 	}
+}
+
+// buildBrowser builds site and returns its browser baseline, or why it has
+// none.
+func buildBrowser(ctx context.Context, src WindowSource, cfg BuildConfig, site string, newest time.Time) (*Baseline, error) {
+	built, err := Build(ctx, src, cfg, site, newest)
+	if err != nil {
+		return nil, err
+	}
+	return built.Baselines[features.ClassBrowser], built.Errs[features.ClassBrowser]
 }

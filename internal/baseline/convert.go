@@ -18,13 +18,13 @@ type Converter struct {
 }
 
 // NewConverter returns a Converter for events shaped as fields says, under
-// window w and visitor identity id.
-func NewConverter(fields features.FieldMap, w features.Window, id *features.Identity) (*Converter, error) {
+// window w, visitor identity id and traffic classes c.
+func NewConverter(fields features.FieldMap, w features.Window, id *features.Identity, c *features.Classifier) (*Converter, error) {
 	dec, err := features.NewDecoder(fields)
 	if err != nil {
 		return nil, err
 	}
-	return &Converter{dec: dec, ob: features.NewObserver(w, id), timeKey: fields.Time}, nil
+	return &Converter{dec: dec, ob: features.NewObserver(w, id, c), timeKey: fields.Time}, nil
 }
 
 // Row converts the event in value, read at (topic, partition, offset). A

@@ -80,6 +80,7 @@ func (h *MemoryHistory) Sites() []chstore.SiteStats {
 
 // windowAcc accumulates one visitor-window exactly.
 type windowAcc struct {
+	site    string
 	visitor uint64
 	window  uint32
 	counts  [features.NumCounters]uint64
@@ -87,51 +88,58 @@ type windowAcc struct {
 	sets    [features.NumSketches]map[uint64]struct{}
 }
 
-// Windows streams the visitor-windows q selects, in (visitor, window)
-// order, as chstore.Windows does.
-func (h *MemoryHistory) Windows(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(chstore.VisitorWindow) error) error {
-	s := h.sites[q.Site]
-	if s == nil {
-		return nil
+// add folds one request in, as the SQL counts it.
+func (a *windowAcc) add(r *historyRow) {
+	a.seconds[r.second] = struct{}{}
+	for c := range features.Counter(features.NumCounters) {
+		d := c.Def()
+		switch d.Kind {
+		case features.EveryRequest:
+			a.counts[c]++
+		case features.FlaggedRequests:
+			if r.flags&d.Flag != 0 {
+				a.counts[c]++
+			}
+		}
 	}
+	for j, hash := range r.hashes {
+		if hash == 0 {
+			continue
+		}
+		if a.sets[j] == nil {
+			a.sets[j] = make(map[uint64]struct{})
+		}
+		a.sets[j][hash] = struct{}{}
+	}
+}
+
+// Windows streams the visitor-windows q selects, in (visitor, window,
+// site) order, as chstore.Windows does.
+func (h *MemoryHistory) Windows(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(chstore.VisitorWindow) error) error {
 	type key struct {
+		site    string
 		visitor uint64
 		window  uint32
 	}
 	from, to := q.From.Unix(), q.To.Unix()
 	width, buckets := uint32(w.Width/time.Second), uint32(w.Buckets)
 	accs := make(map[key]*windowAcc)
-	for i := range s.rows {
-		r := &s.rows[i]
-		if int64(r.second) < from || int64(r.second) >= to || float64(r.visitor%1_000_000) >= q.Sample*1e6 {
+	for site, s := range h.sites {
+		if q.Site != "" && site != q.Site {
 			continue
 		}
-		k := key{r.visitor, r.second / width / buckets}
-		a := accs[k]
-		if a == nil {
-			a = &windowAcc{visitor: k.visitor, window: k.window, seconds: make(map[uint32]struct{})}
-			accs[k] = a
-		}
-		a.seconds[r.second] = struct{}{}
-		for c := range features.Counter(features.NumCounters) {
-			d := c.Def()
-			switch d.Kind {
-			case features.EveryRequest:
-				a.counts[c]++
-			case features.FlaggedRequests:
-				if r.flags&d.Flag != 0 {
-					a.counts[c]++
-				}
-			}
-		}
-		for j, hash := range r.hashes {
-			if hash == 0 {
+		for i := range s.rows {
+			r := &s.rows[i]
+			if int64(r.second) < from || int64(r.second) >= to || float64(r.visitor%1_000_000) >= q.Sample*1e6 {
 				continue
 			}
-			if a.sets[j] == nil {
-				a.sets[j] = make(map[uint64]struct{})
+			k := key{site, r.visitor, r.second / width / buckets}
+			a := accs[k]
+			if a == nil {
+				a = &windowAcc{site: site, visitor: k.visitor, window: k.window, seconds: make(map[uint32]struct{})}
+				accs[k] = a
 			}
-			a.sets[j][hash] = struct{}{}
+			a.add(r)
 		}
 	}
 	windows := make([]*windowAcc, 0, len(accs))
@@ -139,14 +147,14 @@ func (h *MemoryHistory) Windows(ctx context.Context, w features.Window, q chstor
 		windows = append(windows, a)
 	}
 	slices.SortFunc(windows, func(a, b *windowAcc) int {
-		return cmp.Or(cmp.Compare(a.visitor, b.visitor), cmp.Compare(a.window, b.window))
+		return cmp.Or(cmp.Compare(a.visitor, b.visitor), cmp.Compare(a.window, b.window), cmp.Compare(a.site, b.site))
 	})
 	sent := 0
 	for _, a := range windows {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		vw := chstore.VisitorWindow{Visitor: a.visitor, Window: a.window}
+		vw := chstore.VisitorWindow{Site: a.site, Visitor: a.visitor, Window: a.window}
 		requests := a.counts[features.CountRequests]
 		for c := range features.Counter(features.NumCounters) {
 			vw.Agg.Counts[c] = a.counts[c]

@@ -73,7 +73,7 @@ func (env *ingestEnv) start(t *testing.T) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conv, err := NewConverter(features.DefaultFieldMap(), env.w, id)
+	conv, err := NewConverter(features.DefaultFieldMap(), env.w, id, features.DefaultClassifier())
 	if err != nil {
 		t.Fatal(err)
 	}

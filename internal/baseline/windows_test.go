@@ -37,7 +37,7 @@ func requestRows(t *testing.T, w features.Window, reqs []traffic.Request) []chst
 	if err != nil {
 		t.Fatal(err)
 	}
-	conv, err := NewConverter(features.DefaultFieldMap(), w, id)
+	conv, err := NewConverter(features.DefaultFieldMap(), w, id, features.DefaultClassifier())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,26 +14,30 @@ import (
 // VisitorWindow is one visitor's behaviour over one window of the history,
 // aggregated as pkg/features aggregates a live window.
 type VisitorWindow struct {
+	Site    string
 	Visitor uint64
 	Window  uint32 // the window's index: its first bucket / Window.Buckets
 	Agg     features.Aggregate
 }
 
-// windowsSQL aggregates a site's history into per-(visitor, window) rows
+// windowsSQL aggregates history into per-(site, visitor, window) rows
 // with exactly the definitions of pkg/features' schema: one column per
 // counter, then one per sketch (aggregates). Windows tumble: window w holds
 // the buckets w*B .. w*B+B-1, the same set a live window ending at its
 // last bucket covers. The placeholders are the table, the bucket width in
-// seconds and the buckets per window.
+// seconds, the buckets per window, the aggregates and the site condition.
+// Rows come in visitor order: visitor ids are keyed hashes, so a LIMIT
+// keeps a uniform sample of visitors, of every site alike.
 const windowsSQL = `SELECT
+	site,
 	visitor,
 	toUInt32(intDiv(intDiv(toUInt32(time), %[2]d), %[3]d)) AS window,
 	%[4]s
 FROM %[1]s FINAL
-WHERE site = ? AND time >= ? AND time < ? AND visitor %% 1000000 < ?
-GROUP BY visitor, window
+WHERE %[5]s time >= ? AND time < ? AND visitor %% 1000000 < ?
+GROUP BY site, visitor, window
 HAVING requests >= ?
-ORDER BY visitor, window
+ORDER BY visitor, window, site
 LIMIT ?`
 
 // aggregates returns the SQL of every counter and sketch of pkg/features,
@@ -63,8 +67,10 @@ func aggregates() string {
 	return strings.Join(cols, ",\n\t")
 }
 
-// WindowQuery selects the visitor-windows of one site.
+// WindowQuery selects visitor-windows of the history.
 type WindowQuery struct {
+	// Site is the site whose windows are selected; "" selects every
+	// site's, for a baseline pooled over all of them.
 	Site     string
 	From, To time.Time // requests in [From, To)
 	// Sample keeps the visitors whose id modulo one million is below
@@ -83,18 +89,23 @@ type WindowQuery struct {
 // window w, so a large site costs memory for one row at a time.
 func Windows(ctx context.Context, conn driver.Conn, table string, w features.Window, q WindowQuery, fn func(VisitorWindow) error) error {
 	site := q.Site
-	query := fmt.Sprintf(windowsSQL, table, int(w.Width/time.Second), w.Buckets, aggregates())
 	limit := uint64(q.Limit)
 	if limit == 0 {
 		limit = 1<<63 - 1
 	}
-	rows, err := conn.Query(ctx, query, site, q.From.UTC(), q.To.UTC(), uint64(q.Sample*1e6), uint64(q.MinRequests), limit)
+	args := []any{q.From.UTC(), q.To.UTC(), uint64(q.Sample*1e6), uint64(q.MinRequests), limit}
+	cond := ""
+	if site != "" {
+		cond, args = "site = ? AND", append([]any{site}, args...)
+	}
+	query := fmt.Sprintf(windowsSQL, table, int(w.Width/time.Second), w.Buckets, aggregates(), cond)
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("aggregating windows of %q: %w", site, err)
 	}
 	defer rows.Close()
 	var vw VisitorWindow
-	dest := []any{&vw.Visitor, &vw.Window}
+	dest := []any{&vw.Site, &vw.Visitor, &vw.Window}
 	for i := range vw.Agg.Counts {
 		dest = append(dest, &vw.Agg.Counts[i])
 	}

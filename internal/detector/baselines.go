@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 )
 
@@ -56,9 +57,9 @@ type Stats struct {
 	Unscored     uint64 // Gets that found no baseline for the site
 }
 
-// Baselines lazily fetches each site's baseline from the baseline service
-// (internal/baseline's API) and caches it, so that scoring costs one map
-// lookup. A cached answer is revalidated by ETag once it is a revalidation
+// Baselines lazily fetches the baseline of each site and traffic class
+// from the baseline service (internal/baseline's API) and caches it, so
+// that scoring costs one map lookup. A cached answer is revalidated by ETag once it is a revalidation
 // period old; until the new answer arrives, callers keep getting the old
 // one without waiting. Only the first Get of a site waits for the network.
 // A failed fetch keeps the last good model and is retried after a backoff;
@@ -76,11 +77,11 @@ type Baselines struct {
 	logger     *slog.Logger
 	now        func() time.Time // time.Now; replaced by tests
 
-	// sites maps a site to its *entry. Entries are never changed, only
-	// replaced, so Get reads one without a lock; sync.Map suits keys that
-	// are written once a period and read on every event.
+	// sites maps a siteClass to its *entry. Entries are never changed,
+	// only replaced, so Get reads one without a lock; sync.Map suits keys
+	// that are written once a period and read on every event.
 	sites sync.Map
-	// first joins the callers waiting for a site's first answer.
+	// first joins the callers waiting for a site class's first answer.
 	first singleflight.Group
 
 	// ctx ends background fetches on Close; wg waits for them.
@@ -93,7 +94,15 @@ type Baselines struct {
 	fetches, notModified, errors, incompatible, unscored atomic.Uint64
 }
 
-// entry is what is known of one site. A nil model means the site is not
+// siteClass is what a baseline is of: a site's traffic class.
+type siteClass struct {
+	site  string
+	class features.Class
+}
+
+func (k siteClass) String() string { return k.site + "/" + k.class.String() }
+
+// entry is what is known of one site class. A nil model means the site is not
 // scored: it has no baseline (404), or no fetch has succeeded yet.
 type entry struct {
 	model    *hbos.Model
@@ -138,23 +147,25 @@ func NewBaselines(baseURL, token string, client *http.Client, revalidate time.Du
 	}
 }
 
-// Get returns the model of site and its version, or ok false when the site
-// is not to be scored: it has no baseline, or none could be fetched yet.
-// Only the first Get of a site waits for the baseline service, and at most
-// until ctx is done; concurrent first Gets share one fetch. Later Gets
-// never wait: a stale entry is returned while one background fetch
-// revalidates it. The model is shared: do not modify it.
-func (b *Baselines) Get(ctx context.Context, site string) (model *hbos.Model, version string, ok bool) {
+// Get returns the model of site's traffic class and its version, or ok
+// false when the class is not to be scored: it has no baseline, or none
+// could be fetched yet. Only the first Get of a site class waits for the
+// baseline service, and at most until ctx is done; concurrent first Gets
+// share one fetch. Later Gets never wait: a stale entry is returned while
+// one background fetch revalidates it. The model is shared: do not modify
+// it.
+func (b *Baselines) Get(ctx context.Context, site string, class features.Class) (model *hbos.Model, version string, ok bool) {
+	k := siteClass{site, class}
 	var e *entry
-	if v, found := b.sites.Load(site); found {
+	if v, found := b.sites.Load(k); found {
 		e = v.(*entry)
 		// Load first so that readers of a stale entry do not all write
 		// the same cache line.
 		if !b.now().Before(e.expires) && !e.refreshing.Load() && e.refreshing.CompareAndSwap(false, true) {
-			b.background(site)
+			b.background(k)
 		}
 	} else {
-		e = b.waitFirst(ctx, site)
+		e = b.waitFirst(ctx, k)
 	}
 	if e == nil || e.model == nil {
 		b.unscored.Add(1)
@@ -195,33 +206,33 @@ func (b *Baselines) begin() bool {
 	return true
 }
 
-// background revalidates site without making anyone wait.
-func (b *Baselines) background(site string) {
+// background revalidates k without making anyone wait.
+func (b *Baselines) background(k siteClass) {
 	if !b.begin() {
 		return
 	}
 	go func() {
 		defer b.wg.Done()
-		b.refresh(site)
+		b.refresh(k)
 	}()
 }
 
-// waitFirst fetches a site seen for the first time, or joins the fetch
-// already under way, and waits for it until ctx is done. The fetch runs
-// detached from ctx: other callers may be waiting for it, and its answer
-// is worth caching even when this caller has given up.
-func (b *Baselines) waitFirst(ctx context.Context, site string) *entry {
-	ch := b.first.DoChan(site, func() (any, error) {
+// waitFirst fetches a site class seen for the first time, or joins the
+// fetch already under way, and waits for it until ctx is done. The fetch
+// runs detached from ctx: other callers may be waiting for it, and its
+// answer is worth caching even when this caller has given up.
+func (b *Baselines) waitFirst(ctx context.Context, k siteClass) *entry {
+	ch := b.first.DoChan(k.String(), func() (any, error) {
 		// A caller that missed the entry just before it was stored
 		// must not fetch it again.
-		if v, ok := b.sites.Load(site); ok {
+		if v, ok := b.sites.Load(k); ok {
 			return v.(*entry), nil
 		}
 		if !b.begin() {
 			return (*entry)(nil), nil
 		}
 		defer b.wg.Done()
-		return b.refresh(site), nil
+		return b.refresh(k), nil
 	})
 	select {
 	case r := <-ch:
@@ -231,18 +242,19 @@ func (b *Baselines) waitFirst(ctx context.Context, site string) *entry {
 	}
 }
 
-// refresh asks the service for site's baseline, stores what the answer
-// means for the cache and returns it. Only one refresh of a site runs at a
+// refresh asks the service for k's baseline, stores what the answer means
+// for the cache and returns it. Only one refresh of a site class runs at a
 // time: the first one under singleflight, later ones under the entry's
 // refreshing flag, and a later one needs the entry the earlier one stored.
-func (b *Baselines) refresh(site string) *entry {
+func (b *Baselines) refresh(k siteClass) *entry {
 	old := &entry{}
-	if v, ok := b.sites.Load(site); ok {
+	if v, ok := b.sites.Load(k); ok {
 		old = v.(*entry)
 	}
+	site := k.String()
 	ctx, cancel := context.WithTimeout(b.ctx, fetchTimeout)
 	defer cancel()
-	model, etag, status, err := b.fetch(ctx, site, old.etag)
+	model, etag, status, err := b.fetch(ctx, k, old.etag)
 	now := b.now()
 	next := &entry{model: old.model, version: old.version, etag: old.etag, expires: now.Add(b.revalidate)}
 	switch {
@@ -282,7 +294,7 @@ func (b *Baselines) refresh(site string) *entry {
 	if err == nil && old.failures > 0 {
 		b.logger.Info("baseline service answers again", "site", site, "after_failures", old.failures)
 	}
-	b.sites.Store(site, next)
+	b.sites.Store(k, next)
 	return next
 }
 
@@ -295,11 +307,12 @@ func (b *Baselines) backoff(failures int) time.Duration {
 	return min(d, b.revalidate)
 }
 
-// fetch sends one conditional GET for site's baseline. It returns the
+// fetch sends one conditional GET for k's baseline. It returns the
 // decoded model on 200, nothing else on 304 and 404, and an error for any
 // other answer or an unusable model.
-func (b *Baselines) fetch(ctx context.Context, site, etag string) (model *hbos.Model, newETag string, status int, err error) {
-	u := b.endpoint + "/v1/sites/" + url.PathEscape(site) + "/baseline"
+func (b *Baselines) fetch(ctx context.Context, k siteClass, etag string) (model *hbos.Model, newETag string, status int, err error) {
+	u := b.endpoint + "/v1/sites/" + url.PathEscape(k.site) + "/baseline?class=" + k.class.String()
+	site := k.String()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("building request: %w", err)

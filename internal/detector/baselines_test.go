@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 )
 
@@ -63,6 +65,7 @@ type fakeService struct {
 	arrived  chan struct{} // when set, receives once per request
 	requests int
 	inm      []string // If-None-Match of every request
+	classes  []string // the class parameter of every request
 }
 
 func (f *fakeService) set(site, version string, enc []byte) {
@@ -75,6 +78,7 @@ func (f *fakeService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests++
 	f.inm = append(f.inm, r.Header.Get("If-None-Match"))
+	f.classes = append(f.classes, r.URL.Query().Get("class"))
 	block, arrived := f.block, f.arrived
 	enc, version, down := f.models[r.PathValue("site")], f.versions[r.PathValue("site")], f.down
 	f.mu.Unlock()
@@ -154,7 +158,7 @@ func newFixture(t *testing.T) *fixture {
 // get is Get of site that also waits for the background fetch it started.
 func (f *fixture) get(t *testing.T, site string) (*hbos.Model, string, bool) {
 	t.Helper()
-	m, v, ok := f.b.Get(t.Context(), site)
+	m, v, ok := f.b.Get(t.Context(), site, features.ClassBrowser)
 	f.b.wg.Wait()
 	return m, v, ok
 }
@@ -163,6 +167,24 @@ func (f *fixture) wantRequests(t *testing.T, want int) {
 	t.Helper()
 	if got := f.svc.count(); got != want {
 		t.Fatalf("service got %d requests, want %d", got, want)
+	}
+}
+
+// TestBaselinesClasses: each traffic class of a site is a baseline of its
+// own, asked for by its name and cached apart.
+func TestBaselinesClasses(t *testing.T) {
+	f := newFixture(t)
+	f.svc.set("a.example", "v1", fitModel(t, testNames, 0))
+	for _, c := range []features.Class{features.ClassAPI, features.ClassBrowser, features.ClassAPI} {
+		if _, _, ok := f.b.Get(t.Context(), "a.example", c); !ok {
+			t.Fatalf("Get %s: no model", c)
+		}
+		f.b.wg.Wait()
+	}
+	f.svc.mu.Lock()
+	defer f.svc.mu.Unlock()
+	if !slices.Equal(f.svc.classes, []string{"api", "browser"}) {
+		t.Errorf("requests asked for classes %q, want api then browser, each once", f.svc.classes)
 	}
 }
 
@@ -329,7 +351,7 @@ func TestBaselinesToken(t *testing.T) {
 	}
 	b := NewBaselines(f.srv.URL, "wrong", f.srv.Client(), testPeriod, testNames, nil)
 	defer b.Close()
-	if _, _, ok := b.Get(t.Context(), "a.example"); ok {
+	if _, _, ok := b.Get(t.Context(), "a.example", features.ClassBrowser); ok {
 		t.Error("Get with a wrong token succeeded")
 	}
 	if s := b.Stats(); s.Errors != 1 {
@@ -350,7 +372,7 @@ func TestBaselinesConcurrent(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan bool)
 	go func() {
-		_, _, ok := f.b.Get(ctx, "a.example")
+		_, _, ok := f.b.Get(ctx, "a.example", features.ClassBrowser)
 		done <- ok
 	}()
 	<-arrived
@@ -363,7 +385,7 @@ func TestBaselinesConcurrent(t *testing.T) {
 	var oks atomic.Int32
 	for range 20 {
 		wg.Go(func() {
-			if _, v, ok := f.b.Get(t.Context(), "a.example"); ok && v == "v1" {
+			if _, v, ok := f.b.Get(t.Context(), "a.example", features.ClassBrowser); ok && v == "v1" {
 				oks.Add(1)
 			}
 		})
@@ -384,7 +406,7 @@ func TestBaselinesConcurrent(t *testing.T) {
 	f.svc.mu.Unlock()
 	f.clock.advance(testPeriod)
 	for range 10 {
-		if _, v, ok := f.b.Get(t.Context(), "a.example"); !ok || v != "v1" {
+		if _, v, ok := f.b.Get(t.Context(), "a.example", features.ClassBrowser); !ok || v != "v1" {
 			t.Fatalf("Get during a hanging revalidation = %q, %v", v, ok)
 		}
 	}

@@ -23,9 +23,9 @@ type Store interface {
 	Reset()
 }
 
-// BaselineSource gives a site's model (*Baselines).
+// BaselineSource gives the model of a site's traffic class (*Baselines).
 type BaselineSource interface {
-	Get(ctx context.Context, site string) (model *hbos.Model, version string, ok bool)
+	Get(ctx context.Context, site string, class features.Class) (model *hbos.Model, version string, ok bool)
 }
 
 // Processor turns batches of request events into score records and dead
@@ -107,12 +107,13 @@ func NewProcessor(cfg Config, fc features.Config, newStore func() (Store, error)
 		timeKey: fc.Fields.Time, now: time.Now,
 	}
 	p.names = p.set.Names()
+	classes := fc.Classifier()
 	for range cfg.Workers {
 		dec, err := features.NewDecoder(fc.Fields)
 		if err != nil {
 			return nil, err
 		}
-		p.decoders = append(p.decoders, &decodeWorker{decoder: dec, observer: features.NewObserver(fc.Window, id)})
+		p.decoders = append(p.decoders, &decodeWorker{decoder: dec, observer: features.NewObserver(fc.Window, id, classes)})
 		store, err := newStore()
 		if err != nil {
 			return nil, err
@@ -286,7 +287,8 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		sh.recency.Forget(o.Site, o.Visitor) // due again at its next request
 		return nil
 	}
-	model, version, ok := p.source.Get(ctx, it.site)
+	class := agg.Class()
+	model, version, ok := p.source.Get(ctx, it.site, class)
 	if !ok {
 		sh.counts.noBaseline++
 		return nil
@@ -306,6 +308,7 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		V:               records.Version,
 		Site:            it.site,
 		Visitor:         records.VisitorID(o.Visitor),
+		Class:           class.String(),
 		Score:           score,
 		Threshold:       threshold,
 		Features:        make([]records.Contribution, len(sh.vec)),

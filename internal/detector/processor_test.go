@@ -32,7 +32,7 @@ func (memStore) Reset() {}
 
 type staticSource map[string]*hbos.Model
 
-func (s staticSource) Get(_ context.Context, site string) (*hbos.Model, string, bool) {
+func (s staticSource) Get(_ context.Context, site string, _ features.Class) (*hbos.Model, string, bool) {
 	m, ok := s[site]
 	return m, "v1", ok
 }

@@ -23,11 +23,14 @@ import (
 // automation their sites want alike; every other label is a bot scenario.
 const HumanLabel = "human"
 
-// Visitor is what the labels say of one visitor.
+// Visitor is what the labels say of one visitor, and its traffic class.
 type Visitor struct {
 	Label   string // HumanLabel or a bot scenario
 	Group   string // the coordinated attack it belongs to; "" for none
 	Profile string // the kind of visitor, when the traffic says
+	// Class is the traffic class of most of its requests, as the
+	// services classify them (features.Classifier).
+	Class string
 }
 
 // Bot reports whether the visitor is labelled a bot.
@@ -45,6 +48,7 @@ func Key(site, visitor string) string { return site + "|" + visitor }
 // person's address is still a bot to find.
 func (l Labels) add(key string, v Visitor) {
 	if old, ok := l[key]; !ok || (!old.Bot() && v.Bot()) {
+		v.Class = old.Class
 		l[key] = v
 	}
 }
@@ -74,6 +78,8 @@ type Quality struct {
 	// Profiles break the humans down by profile, where the traffic names
 	// them: how many of each kind of visitor were detected.
 	Profiles map[string]Recall `json:"profiles,omitempty"`
+	// Classes break people and bots down by traffic class.
+	Classes map[string]ClassQuality `json:"classes,omitempty"`
 	// Unlabelled counts detected visitors that are not in the labelled
 	// traffic.
 	Unlabelled *int `json:"unlabelled_detected_visitors,omitempty"`
@@ -96,6 +102,33 @@ func (r *Recall) count(detected bool) {
 		r.Detected++
 	}
 	r.Recall = ratio(r.Detected, r.Visitors)
+}
+
+// ClassQuality is what the detections found among the visitors of one
+// traffic class.
+type ClassQuality struct {
+	Humans                 int     `json:"humans"`
+	FalsePositives         int     `json:"false_positives"`
+	HumanFalsePositiveRate float64 `json:"human_false_positive_rate"`
+	Bots                   int     `json:"bots"`
+	Detected               int     `json:"detected"`
+	Recall                 float64 `json:"recall"`
+}
+
+func (c *ClassQuality) count(bot, detected bool) {
+	switch {
+	case bot:
+		c.Bots++
+		if detected {
+			c.Detected++
+		}
+	default:
+		c.Humans++
+		if detected {
+			c.FalsePositives++
+		}
+	}
+	c.HumanFalsePositiveRate, c.Recall = ratio(c.FalsePositives, c.Humans), ratio(c.Detected, c.Bots)
 }
 
 // TopDetection is one detected visitor: its best detection and, when the
@@ -140,8 +173,14 @@ func Evaluate(detections []records.Detection, labels Labels) Quality {
 	var coordinated, individual Recall
 	scenarios := make(map[string]Recall)
 	profiles := make(map[string]Recall)
+	classes := make(map[string]ClassQuality)
 	for k, v := range labels {
 		_, detected := best[k]
+		if v.Class != "" {
+			c := classes[v.Class]
+			c.count(v.Bot(), detected)
+			classes[v.Class] = c
+		}
 		if !v.Bot() {
 			humans++
 			if detected {
@@ -184,6 +223,9 @@ func Evaluate(detections []records.Detection, labels Labels) Quality {
 	}
 	if len(profiles) > 0 {
 		q.Profiles = profiles
+	}
+	if len(classes) > 0 {
+		q.Classes = classes
 	}
 	return q
 }

@@ -155,7 +155,7 @@ func TestScanLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ScanLines(t.Context(), bytes.NewReader(buf.Bytes()), features.DefaultFieldMap(), id)
+	s, err := ScanLines(t.Context(), bytes.NewReader(buf.Bytes()), features.DefaultFieldMap(), id, features.DefaultClassifier())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,10 +175,10 @@ func TestScanLines(t *testing.T) {
 		return Key(site, records.VisitorID(v))
 	}
 	want := Labels{
-		key("a.example", "192.0.2.1"): {Label: "human"},
-		key("a.example", "192.0.2.2"): {Label: "scraper"}, // a bot label wins over human
-		key("b.example", "192.0.2.1"): {Label: "human"},
-		key("a.example", "192.0.2.3"): {Label: "distributed-scraper", Group: "c1", Profile: "residential-proxy"},
+		key("a.example", "192.0.2.1"): {Label: "human", Class: "api"}, // no user agent: not a browser
+		key("a.example", "192.0.2.2"): {Label: "scraper", Class: "api"}, // a bot label wins over human
+		key("b.example", "192.0.2.1"): {Label: "human", Class: "api"},
+		key("a.example", "192.0.2.3"): {Label: "distributed-scraper", Group: "c1", Profile: "residential-proxy", Class: "api"},
 	}
 	if len(s.Labels) != len(want) {
 		t.Errorf("labels %v, want %v", s.Labels, want)
@@ -194,7 +194,7 @@ func TestScanLines(t *testing.T) {
 	if err := traffic.WriteJSONL(&buf, reqs, false); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = ScanLines(t.Context(), &buf, features.DefaultFieldMap(), id); err != nil || s.Labels != nil {
+	if s, err = ScanLines(t.Context(), &buf, features.DefaultFieldMap(), id, features.DefaultClassifier()); err != nil || s.Labels != nil {
 		t.Errorf("unlabelled traffic: labels %v, %v; want nil", s.Labels, err)
 	}
 }
@@ -204,5 +204,26 @@ func TestNum(t *testing.T) {
 		if got := Num(n); got != want {
 			t.Errorf("Num(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestEvaluateClasses(t *testing.T) {
+	labels := Labels{
+		"a|01": {Label: HumanLabel, Class: "browser"}, "a|02": {Label: HumanLabel, Class: "browser"},
+		"a|03": {Label: HumanLabel, Class: "api", Profile: "app-poller"}, "a|10": {Label: "scraper", Class: "api"},
+		"a|11": {Label: "scraper", Class: "browser"},
+	}
+	q := Evaluate([]records.Detection{det("a", "03", 2), det("a", "10", 5)}, labels)
+	want := map[string]ClassQuality{
+		"browser": {Humans: 2, Bots: 1},
+		"api":     {Humans: 1, FalsePositives: 1, HumanFalsePositiveRate: 1, Bots: 1, Detected: 1, Recall: 1},
+	}
+	if len(q.Classes) != len(want) || q.Classes["browser"] != want["browser"] || q.Classes["api"] != want["api"] {
+		t.Errorf("classes %+v, want %+v", q.Classes, want)
+	}
+	var text bytes.Buffer
+	q.WriteText(&text)
+	if !strings.Contains(text.String(), "class     api") {
+		t.Errorf("text lacks the class lines:\n%s", text.String())
 	}
 }

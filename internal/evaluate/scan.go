@@ -27,10 +27,10 @@ type Scan struct {
 
 // ScanLines reads JSONL traffic from r as the services decode it (fields
 // maps the events' keys), and computes each labelled event's visitor id
-// with the services' identity and secret, so that labels join detections.
-// Lines that do not decode are counted and belong to no visitor: the
-// services dead-letter them.
-func ScanLines(ctx context.Context, r io.Reader, fields features.FieldMap, id *features.Identity) (Scan, error) {
+// with the services' identity and secret, so that labels join detections,
+// and its traffic class with classes. Lines that do not decode are counted
+// and belong to no visitor: the services dead-letter them.
+func ScanLines(ctx context.Context, r io.Reader, fields features.FieldMap, id *features.Identity, classes *features.Classifier) (Scan, error) {
 	var s Scan
 	dec, err := features.NewDecoder(fields)
 	if err != nil {
@@ -39,6 +39,7 @@ func ScanLines(ctx context.Context, r io.Reader, fields features.FieldMap, id *f
 	var (
 		ev     features.Event
 		parser fastjson.Parser
+		api    = make(map[string][2]int) // requests of each visitor: all, API
 	)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), replay.MaxLine)
@@ -77,25 +78,40 @@ func ScanLines(ctx context.Context, r io.Reader, fields features.FieldMap, id *f
 		if s.Labels == nil {
 			s.Labels = make(Labels)
 		}
-		s.Labels.add(Key(ev.Site, records.VisitorID(vid)), Visitor{
+		k := Key(ev.Site, records.VisitorID(vid))
+		s.Labels.add(k, Visitor{
 			Label: label, Group: string(v.GetStringBytes("group")), Profile: string(v.GetStringBytes("profile")),
 		})
+		n := api[k]
+		n[0]++
+		if classes.API(&ev) {
+			n[1]++
+		}
+		api[k] = n
 	}
 	if err := sc.Err(); err != nil {
 		return s, err
+	}
+	for k, n := range api {
+		v := s.Labels[k]
+		v.Class = features.ClassBrowser.String()
+		if 2*n[1] > n[0] {
+			v.Class = features.ClassAPI.String()
+		}
+		s.Labels[k] = v
 	}
 	return s, nil
 }
 
 // ScanFile is ScanLines of a file, gunzipped if it is gzipped ("-" is
 // stdin).
-func ScanFile(ctx context.Context, path string, stdin io.Reader, fields features.FieldMap, id *features.Identity) (Scan, error) {
+func ScanFile(ctx context.Context, path string, stdin io.Reader, fields features.FieldMap, id *features.Identity, classes *features.Classifier) (Scan, error) {
 	f, err := replay.Open(path, stdin)
 	if err != nil {
 		return Scan{}, fmt.Errorf("reading %s: %w", path, err)
 	}
 	defer f.Close()
-	s, err := ScanLines(ctx, f, fields, id)
+	s, err := ScanLines(ctx, f, fields, id, classes)
 	if err != nil {
 		return s, fmt.Errorf("reading %s: %w", path, err)
 	}

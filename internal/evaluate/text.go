@@ -37,6 +37,11 @@ func (q *Quality) WriteText(w io.Writer) {
 			}
 			p("\n")
 		}
+		for _, name := range slices.Sorted(maps.Keys(q.Classes)) {
+			c := q.Classes[name]
+			p("class     %-8s %5d humans, %d false positives (%.3f%%); %4d bots, %d detected (recall %.2f)\n",
+				name, c.Humans, c.FalsePositives, 100*c.HumanFalsePositiveRate, c.Bots, c.Detected, c.Recall)
+		}
 		for _, name := range slices.Sorted(maps.Keys(q.Profiles)) {
 			s := q.Profiles[name]
 			p("people    %-22s %4d of %5d detected (%.3f%%)\n", name, s.Detected, s.Visitors, 100*s.Recall)

@@ -64,6 +64,8 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 			s.V, err = v.Int()
 		case "site":
 			s.Site, err = d.str(v)
+		case "class":
+			s.Class, err = d.str(v)
 		case "visitor":
 			var b []byte
 			if b, err = v.StringBytes(); err == nil {

@@ -238,7 +238,7 @@ func (s *Selector) evict(n int) {
 func (s *Selector) detection(sc *records.Score, visitor uint64) records.Detection {
 	at := sc.ScoredAt.UTC()
 	return records.Detection{
-		V: records.Version, Site: sc.Site, Visitor: records.VisitorID(visitor),
+		V: records.Version, Site: sc.Site, Visitor: records.VisitorID(visitor), Class: sc.Class,
 		Score: sc.Score, Threshold: sc.Threshold, BaselineVersion: sc.BaselineVersion,
 		Top:        Top(sc.Features, s.cfg.Top),
 		DetectedAt: at, ExpiresAt: at.Add(s.cfg.TTL),

@@ -103,16 +103,20 @@ func aggregate(buckets []*bucket) (Aggregate, error) {
 	return a, nil
 }
 
-// The bucket encoding stored in Redis, version 3 (versions 1 and 2 had
-// other counters and sketches; their buckets expired with their window):
+// The bucket encoding stored in Redis, version 4 (version 3 had one
+// counter less, CountAPI, and decodes with it 0; versions 1 and 2 had other
+// counters and sketches, and their buckets expired with their window):
 //
-//	version   1 byte  (3)
-//	counts    NumCounters uvarints
+//	version   1 byte  (4)
+//	counts    NumCounters uvarints (6 in version 3)
 //	last      uvarint, the Unix second of the latest request
 //	present   1 byte  bitmap of the sketches that follow, bit i = Sketch i
 //	sketches  for each present sketch: uvarint length, then the axiomhq
 //	          hyperloglog encoding
-const bucketVersion = 3
+const bucketVersion = 4
+
+// countersV3 is how many counters a version 3 bucket has.
+const countersV3 = 6
 
 var errBucketEncoding = errors.New("invalid bucket encoding")
 
@@ -146,12 +150,16 @@ func (b *bucket) appendBinary(dst []byte) ([]byte, error) {
 
 // decodeBucket parses an encoding made by appendBinary.
 func decodeBucket(data []byte) (*bucket, error) {
-	if len(data) == 0 || data[0] != bucketVersion {
+	if len(data) == 0 || (data[0] != bucketVersion && data[0] != 3) {
 		return nil, fmt.Errorf("%w: unknown version", errBucketEncoding)
+	}
+	counters := NumCounters
+	if data[0] == 3 {
+		counters = countersV3
 	}
 	data = data[1:]
 	b := &bucket{}
-	for i := range b.counts {
+	for i := range b.counts[:counters] {
 		c, n := binary.Uvarint(data)
 		if n <= 0 {
 			return nil, fmt.Errorf("%w: counter %d", errBucketEncoding, i)

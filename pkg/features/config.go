@@ -21,6 +21,8 @@ type Config struct {
 	// detector scores no smaller window and the baseline learns from none,
 	// since a window of a request or two says little about a visitor.
 	MinRequests int
+	// Classes are the API paths of the traffic classes.
+	Classes ClassRules
 }
 
 // DefaultMinRequests is the default of -min-requests.
@@ -39,6 +41,17 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.MinRequests = DefaultMinRequests
 	fs.IntVar(&c.MinRequests, "min-requests", c.MinRequests, "fewest requests a visitor's window needs to be scored, and to be learned from by a baseline")
 	fs.Var(&c.Fields, "fields", "JSON field map of request events: a preset (logpush, ecs, nginx) and/or name=key pairs, e.g. \"ecs,site=labels.site\"")
+	c.Classes = DefaultClassRules
+	fs.Var(&c.Classes, "api-paths", "paths of API and feed requests, which with the requests of clients that are not browsers make the api traffic class, judged against a baseline of its own: comma-separated path prefixes (/api matches /api/v1 too) or suffixes (*.json), each optionally after site= for one site only")
+}
+
+// Classifier returns the traffic classifier of a validated config.
+func (c *Config) Classifier() *Classifier {
+	cl, err := c.Classes.Classifier()
+	if err != nil {
+		panic(fmt.Sprintf("features: Classifier of an invalid config: %v", err))
+	}
+	return cl
 }
 
 // Set is the feature set the config scores: its identity's.
@@ -51,6 +64,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MinRequests < 1 {
 		return fmt.Errorf("-min-requests must be at least 1, got %d", c.MinRequests)
+	}
+	if _, err := c.Classes.Classifier(); err != nil {
+		return fmt.Errorf("-api-paths: %w", err)
 	}
 	if len(c.Secret) < MinIdentityKey {
 		return fmt.Errorf("%w: -identity-secret has %d bytes, want at least %d", ErrIdentityKey, len(c.Secret), MinIdentityKey)

@@ -24,7 +24,7 @@ func TestConfigFlags(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Window{5, 30 * time.Second}, IdentityJA4, "0123456789abcdef", NginxFieldMap(), 3}
+	want := Config{Window{5, 30 * time.Second}, IdentityJA4, "0123456789abcdef", NginxFieldMap(), 3, DefaultClassRules}
 	if c != want {
 		t.Errorf("config = %+v, want %+v", c, want)
 	}

@@ -27,6 +27,7 @@ const (
 	CountNoReferer                 // requests without a referer
 	CountAssets                    // requests for static files (IsAsset)
 	CountSameSecond                // requests in the same second as the visitor's request before them
+	CountAPI                       // API requests (Classifier.API): what decides a window's Class
 	NumCounters     = iota
 )
 
@@ -83,6 +84,7 @@ var counterDefs = [NumCounters]CounterDef{
 	CountNoReferer:  {Name: "no_referer", Kind: FlaggedRequests, Flag: FlagNoReferer},
 	CountAssets:     {Name: "assets", Kind: FlaggedRequests, Flag: FlagAsset},
 	CountSameSecond: {Name: "same_second", Kind: RepeatedSeconds},
+	CountAPI:        {Name: "api", Kind: FlaggedRequests, Flag: FlagAPI},
 }
 
 var sketchDefs = [NumSketches]SketchDef{

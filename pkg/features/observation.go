@@ -27,6 +27,7 @@ const (
 	FlagNonGET                      // ClientRequestMethod is not "GET"
 	FlagNoReferer                   // ClientRequestReferer is empty
 	FlagAsset                       // ClientRequestPath is a static file (IsAsset)
+	FlagAPI                         // an API request (Classifier.API)
 )
 
 // HashValue is the 64-bit hash a sketch stores for a value: xxHash64, which
@@ -44,15 +45,17 @@ func hashBytes(b []byte) uint64 { return max(xxhash.Sum64(b), 1) }
 type Observer struct {
 	w        Window
 	identity *Identity
+	classes  *Classifier
 	ips      bool   // the feature set keeps SketchIPs
 	shape    []byte // scratch for AppendQueryShape
 }
 
-// NewObserver returns an Observer for window w and visitor identity id,
-// which observes what the feature set of id's mode keeps.
-func NewObserver(w Window, id *Identity) *Observer {
+// NewObserver returns an Observer for window w, visitor identity id and
+// traffic classes c, which observes what the feature set of id's mode
+// keeps.
+func NewObserver(w Window, id *Identity, c *Classifier) *Observer {
 	ips := SetOf(id.Mode()).Has(SketchIPs.Def().Set)
-	return &Observer{w: w, identity: id, ips: ips, shape: make([]byte, 0, 256)}
+	return &Observer{w: w, identity: id, classes: c, ips: ips, shape: make([]byte, 0, 256)}
 }
 
 // Observe fills *o from ev. It fails only when ev lacks what the visitor
@@ -74,6 +77,9 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	}
 	if IsAsset(ev.Path) {
 		o.Flags |= FlagAsset
+	}
+	if ob.classes.API(ev) {
+		o.Flags |= FlagAPI
 	}
 	ob.shape = AppendQueryShape(ob.shape[:0], ev.URI)
 	for s, v := range [...][]byte{

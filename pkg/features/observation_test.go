@@ -36,7 +36,7 @@ func TestObserve(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ob := NewObserver(w, id)
+			ob := NewObserver(w, id, DefaultClassifier())
 			var o Observation
 			if err := ob.Observe(&ev, &o); err != nil {
 				t.Fatal(err)
@@ -47,7 +47,7 @@ func TestObserve(t *testing.T) {
 				Visitor: visitor,
 				Bucket:  uint32(time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC).Unix() / 60),
 				Second:  uint32(time.Date(2026, 11, 21, 10, 30, 15, 0, time.UTC).Unix()),
-				Flags:   Flag4xx | FlagNonGET | FlagNoReferer,
+				Flags:   Flag4xx | FlagNonGET | FlagNoReferer | FlagAPI, // curl is not a browser
 			}
 			want.Hashes[SketchPaths] = HashValue("/login")
 			want.Hashes[SketchUserAgents] = HashValue("curl/8")
@@ -66,7 +66,7 @@ func TestObserve(t *testing.T) {
 	}
 	ja4, _ := NewIdentity(IdentityJA4, secret)
 	var o Observation
-	if err := NewObserver(w, ja4).Observe(&ev, &o); !errors.Is(err, ErrNoFingerprint) {
+	if err := NewObserver(w, ja4, DefaultClassifier()).Observe(&ev, &o); !errors.Is(err, ErrNoFingerprint) {
 		t.Errorf("JA4 identity without JA4: err = %v, want ErrNoFingerprint", err)
 	}
 }
@@ -80,7 +80,7 @@ func TestObserveAsset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ob := NewObserver(DefaultWindow(), id)
+	ob := NewObserver(DefaultWindow(), id, DefaultClassifier())
 	for _, tc := range []struct {
 		path  string
 		asset bool

@@ -38,6 +38,9 @@ type Score struct {
 	V       int    `json:"v"`       // Version
 	Site    string `json:"site"`    // the site, lower case
 	Visitor string `json:"visitor"` // keyed visitor id, 16 hex digits
+	// Class is the traffic class of the window, whose baseline scored it:
+	// browser or api (empty in records of versions before classes).
+	Class string `json:"class,omitempty"`
 	// Score is the HBOS score of the visitor's window; higher is more
 	// anomalous. Threshold is the site baseline's (or the operator's
 	// override): the score is an outlier when above it.
@@ -60,6 +63,7 @@ type Detection struct {
 	V               int     `json:"v"`
 	Site            string  `json:"site"`
 	Visitor         string  `json:"visitor"`
+	Class           string  `json:"class,omitempty"` // the traffic class of the score detected
 	Score           float64 `json:"score"`
 	Threshold       float64 `json:"threshold"`
 	BaselineVersion string  `json:"baseline_version"`

@@ -1,0 +1,197 @@
+package features
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Class is a traffic class: a kind of client whose windows are judged
+// against a baseline of their own kind, so that an app polling its API is
+// compared with apps, not with people browsing pages.
+type Class uint8
+
+// The classes.
+const (
+	// ClassBrowser is a browser showing pages: the requests of a browser,
+	// including the API calls its pages make (they carry the page as
+	// referer).
+	ClassBrowser Class = iota
+	// ClassAPI is a program: a client that is not a browser (apps, HTTP
+	// libraries, feed readers, monitors, self-declared crawlers), or a
+	// request for an API or feed path without a referer.
+	ClassAPI
+	NumClasses = iota
+)
+
+var classNames = [NumClasses]string{ClassBrowser: "browser", ClassAPI: "api"}
+
+func (c Class) String() string {
+	if int(c) < NumClasses {
+		return classNames[c]
+	}
+	return fmt.Sprintf("class(%d)", uint8(c))
+}
+
+// ParseClass returns the class named s ("browser" or "api").
+func ParseClass(s string) (Class, error) {
+	if i := slices.Index(classNames[:], s); i >= 0 {
+		return Class(i), nil
+	}
+	return 0, fmt.Errorf("%w: %q (classes: %s)", ErrClass, s, strings.Join(classNames[:], ", "))
+}
+
+// ErrClass is an unknown class name or an unusable class rule.
+var ErrClass = errors.New("invalid traffic class")
+
+// Class returns the class of a window: API when most of its requests are
+// API requests (CountAPI), else browser.
+func (a *Aggregate) Class() Class {
+	if 2*a.Counts[CountAPI] > a.Counts[CountRequests] {
+		return ClassAPI
+	}
+	return ClassBrowser
+}
+
+// DefaultClassRules are the paths of API and feed requests on every site:
+// the usual API roots and feeds, and files of data rather than pages.
+const DefaultClassRules ClassRules = "/api,/graphql,/feed,/rss,*.json,*.xml,*.rss,*.atom"
+
+// ClassRules says which paths are API or feed paths, as a flag value:
+// comma-separated patterns, each a path prefix that matches whole segments
+// ("/api" matches /api and /api/v1/items, not /apiary) or "*" and a suffix
+// ("*.json"), and optionally "site=" before it to apply to that site only
+// ("shop.example.com=/rest"). A browser's request for such a path without a
+// referer is an API request; with one, it is its page's call and stays with
+// the browser.
+type ClassRules string
+
+// Classifier decides the class of each request. It is safe for concurrent
+// use.
+type Classifier struct {
+	all   []pathPattern
+	sites map[string][]pathPattern
+}
+
+type pathPattern struct {
+	text   string
+	suffix bool
+}
+
+func (p pathPattern) match(path []byte) bool {
+	if p.suffix {
+		return bytes.HasSuffix(path, []byte(p.text))
+	}
+	return bytes.HasPrefix(path, []byte(p.text)) && (len(path) == len(p.text) || path[len(p.text)] == '/')
+}
+
+// DefaultClassifier is the Classifier of DefaultClassRules.
+func DefaultClassifier() *Classifier {
+	c, err := DefaultClassRules.Classifier()
+	if err != nil {
+		panic(err) // a constant that parses
+	}
+	return c
+}
+
+// Classifier parses the rules.
+func (r ClassRules) Classifier() (*Classifier, error) {
+	c := &Classifier{sites: make(map[string][]pathPattern)}
+	if r == "" {
+		return c, nil
+	}
+	for _, item := range strings.Split(string(r), ",") {
+		site, pat, scoped := strings.Cut(item, "=")
+		if !scoped {
+			pat = site
+		}
+		var p pathPattern
+		switch {
+		case strings.HasPrefix(pat, "*") && len(pat) > 1 && !strings.ContainsAny(pat[1:], "*/"):
+			p = pathPattern{text: pat[1:], suffix: true}
+		case strings.HasPrefix(pat, "/") && !strings.Contains(pat, "*") && (len(pat) == 1 || !strings.HasSuffix(pat, "/")):
+			p = pathPattern{text: strings.TrimSuffix(pat, "/")}
+		default:
+			return nil, fmt.Errorf("%w: %q: want a path prefix such as /api or a suffix such as *.json, optionally after site=", ErrClass, item)
+		}
+		if !scoped {
+			c.all = append(c.all, p)
+			continue
+		}
+		if site == "" || len(site) > maxSiteLen {
+			return nil, fmt.Errorf("%w: %q: the site before '=' must be a host name", ErrClass, item)
+		}
+		site = lowerASCII([]byte(site))
+		c.sites[site] = append(c.sites[site], p)
+	}
+	return c, nil
+}
+
+// Set parses a flag value, so that *ClassRules is a flag.Value.
+func (r *ClassRules) Set(s string) error {
+	if _, err := ClassRules(s).Classifier(); err != nil {
+		return err
+	}
+	*r = ClassRules(s)
+	return nil
+}
+
+func (r *ClassRules) String() string { return string(*r) }
+
+// API reports whether a request of ev's shape is an API request: from a
+// client that is not a browser, or for an API path without a referer.
+func (c *Classifier) API(ev *Event) bool {
+	if !IsBrowser(ev.UserAgent) {
+		return true
+	}
+	if len(ev.Referer) > 0 {
+		return false
+	}
+	for _, p := range c.all {
+		if p.match(ev.Path) {
+			return true
+		}
+	}
+	for _, p := range c.sites[ev.Site] {
+		if p.match(ev.Path) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsBrowser reports whether a user agent is a web browser's: "Mozilla/5.0"
+// with a rendering engine (AppleWebKit, Gecko, Trident), and not a
+// self-declared crawler ("compatible;", or bot, crawler or spider in it).
+// Apps, HTTP libraries, command-line tools and feed readers are not.
+func IsBrowser(ua []byte) bool {
+	if !bytes.HasPrefix(ua, []byte("Mozilla/5.0 (")) || bytes.Contains(ua, []byte("compatible;")) {
+		return false
+	}
+	if !bytes.Contains(ua, []byte("AppleWebKit/")) && !bytes.Contains(ua, []byte("Gecko/")) && !bytes.Contains(ua, []byte("Trident/")) {
+		return false
+	}
+	for _, w := range [...]string{"bot", "crawler", "spider"} {
+		if containsFold(ua, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w,
+// ignoring the case of s, without allocating.
+func containsFold(s []byte, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		j := 0
+		for j < len(w) && s[i+j]|0x20 == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}

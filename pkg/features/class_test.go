@@ -1,0 +1,103 @@
+package features
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestIsBrowser(t *testing.T) {
+	tests := []struct {
+		ua   string
+		want bool
+	}{
+		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36", true},
+		{"Mozilla/5.0 (Macintosh; Intel Mac OS X 14.5; rv:127.0) Gecko/20100101 Firefox/127.0", true},
+		{"Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", true},
+		{"Mozilla/5.0 (Windows NT 10.0; Trident/7.0; rv:11.0) like Gecko", true},
+		{"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/126.0.0.0 Safari/537.36", true},
+		{"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", false},
+		{"Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", false},
+		{"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) SiteCrawler/2.0", false},
+		{"Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120 Safari/537.36 SomeSPIDER", false},
+		{"Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 6.1)", false},
+		{"python-requests/2.31.0", false},
+		{"okhttp/4.12.0", false},
+		{"ShopApp/4.2.1 (iPhone; iOS 17.5)", false},
+		{"Feedly/1.0 (+http://www.feedly.com/fetcher.html; 42 subscribers)", false},
+		{"curl/8.5.0", false},
+		{"", false},
+		{"Mozilla/5.0 (", false},
+	}
+	for _, tc := range tests {
+		if got := IsBrowser([]byte(tc.ua)); got != tc.want {
+			t.Errorf("IsBrowser(%q) = %v, want %v", tc.ua, got, tc.want)
+		}
+	}
+	ua := []byte(tests[0].ua)
+	if n := testing.AllocsPerRun(100, func() { IsBrowser(ua) }); n != 0 {
+		t.Errorf("IsBrowser allocates %v times", n)
+	}
+}
+
+func TestClassifier(t *testing.T) {
+	const browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+	c, err := (DefaultClassRules + ",shop.example=/rest,*.csv").Classifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		site, path, ua, referer string
+		api                     bool
+	}{
+		{"a.example", "/products/1", browser, "", false},
+		{"a.example", "/api/cart", browser, "https://a.example/cart", false}, // the page's own call
+		{"a.example", "/api/cart", browser, "", true},
+		{"a.example", "/api", browser, "", true},
+		{"a.example", "/apiary", browser, "", false},
+		{"a.example", "/v1/items.json", browser, "", true},
+		{"a.example", "/feed", browser, "", true},
+		{"a.example", "/feedback", browser, "", false},
+		{"a.example", "/export.csv", browser, "", true},
+		{"a.example", "/", "okhttp/4.12.0", "", true},
+		{"a.example", "/", "UptimeRobot/2.0", "https://a.example/", true},
+		{"shop.example", "/rest/items", browser, "", true},
+		{"a.example", "/rest/items", browser, "", false},
+	}
+	for _, tc := range tests {
+		ev := Event{Site: tc.site, Path: []byte(tc.path), UserAgent: []byte(tc.ua), Referer: []byte(tc.referer)}
+		if got := c.API(&ev); got != tc.api {
+			t.Errorf("%s %s ua %.20q referer %q: API %v, want %v", tc.site, tc.path, tc.ua, tc.referer, got, tc.api)
+		}
+	}
+	for _, bad := range []string{"api", "/api/*", "*", "*/x.json", "=/api", "/a,b"} {
+		var r ClassRules
+		if err := r.Set(bad); !errors.Is(err, ErrClass) {
+			t.Errorf("rules %q: error %v, want ErrClass", bad, err)
+		}
+	}
+	var none ClassRules
+	if err := none.Set(""); err != nil {
+		t.Errorf("no path rules: %v", err)
+	}
+}
+
+func TestClass(t *testing.T) {
+	for _, tc := range []struct {
+		requests, api uint64
+		want          Class
+	}{{10, 0, ClassBrowser}, {10, 5, ClassBrowser}, {10, 6, ClassAPI}, {0, 0, ClassBrowser}} {
+		var a Aggregate
+		a.Counts[CountRequests], a.Counts[CountAPI] = tc.requests, tc.api
+		if got := a.Class(); got != tc.want {
+			t.Errorf("%d of %d requests API: class %s, want %s", tc.api, tc.requests, got, tc.want)
+		}
+	}
+	for _, c := range []Class{ClassBrowser, ClassAPI} {
+		if got, err := ParseClass(c.String()); got != c || err != nil {
+			t.Errorf("ParseClass(%q) = %v, %v", c, got, err)
+		}
+	}
+	if _, err := ParseClass("bot"); !errors.Is(err, ErrClass) {
+		t.Errorf("ParseClass(bot): %v", err)
+	}
+}
