@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -12,8 +13,9 @@ import (
 // the bot's requests.
 type Scenario string
 
-// The bot scenarios. Each stands out on different window features (see
-// pkg/features), so that an HBOS detector has something to find in each.
+// The original bot scenarios, those of Scenarios. Each stands out on
+// different window features (see pkg/features), so that an HBOS detector
+// has something to find in each. Their requests have no Profile.
 const (
 	// Scraper fetches product pages in id order at a high rate: nearly
 	// every request a new path, one user agent, no referer.
@@ -30,23 +32,111 @@ const (
 	LowAndSlow Scenario = "low-and-slow"
 )
 
+// The scenarios after public accounts of automated threats (OWASP's
+// Automated Threats to Web Applications, OAT-nnn, and bot-management
+// vendors' write-ups). Each bot draws its own rate, user agents, paths and
+// timing, and its requests carry the variant of its behaviour as Profile.
+// They adapt to the site's kind (Options.SiteKinds): its items, listings,
+// forms and API resource.
+const (
+	// HeadlessBrowser is a scraper driving a real browser (Puppeteer,
+	// Playwright; OAT-011): it walks listings and their items every 1.5 to
+	// 8 s, loading each page's static files and API calls with the page
+	// as referer, like a browser. Profile "headless-chrome" says
+	// HeadlessChrome in its user agent; "stealth-chrome" hides it behind
+	// a plain Chrome's. A fresh browser context per page loads every asset
+	// every time (200s, never 304); others cache as browsers do.
+	HeadlessBrowser Scenario = "headless-browser"
+	// PriceMonitor is competitive price and stock intelligence (OAT-011):
+	// every 5 minutes to an hour it sweeps the same 3 to 25 item pages, in
+	// the same order, a few seconds apart, no static files. Profiles:
+	// "tool" (an HTTP library's user agent), "browser-ua" (a browser's,
+	// often with a search engine as referer), "json-api" (the site's
+	// availability API). It picks a shop when sites have kinds.
+	PriceMonitor Scenario = "price-monitor"
+	// Scalper hoards inventory (OAT-021 Denial of Inventory, OAT-005
+	// Scalping): it hammers 1 to 3 hot items every 0.3 to 3 s, adding
+	// them to the cart (POSTs, refused with 409 once sold out) and
+	// starting checkouts it never completes. Profiles "add-to-cart" and
+	// "checkout-hold" (which starts a checkout every round). It picks a
+	// shop when sites have kinds.
+	Scalper Scenario = "scalper"
+	// SpamPoster posts spam to forms (OAT-017): comments, reviews, forum
+	// replies or the contact form, every 5 s to 1.5 min, mostly refused
+	// (403 from a CAPTCHA or WAF, 422, 429). Some fetch the form first
+	// and post it after a few seconds, others post straight away.
+	// Profiles: "comment-spam", "review-spam", "forum-spam",
+	// "contact-form".
+	SpamPoster Scenario = "spam-poster"
+	// VulnScanner probes for known weaknesses (OAT-014): a word list of
+	// admin panels, leaked files (/.env, /.git/config), WordPress paths,
+	// framework endpoints and injection payloads, in bursts tens of
+	// milliseconds apart, answered 404 mostly, 403 where a WAF steps in.
+	// It stops when its list is done. Profiles: "wordpress-probe",
+	// "generic-probe", "nuclei", "sqli-probe"; user agents of the tools,
+	// a fake browser's, or none at all.
+	VulnScanner Scenario = "vuln-scanner"
+	// Carding tests stolen cards (OAT-001) or guesses gift card numbers
+	// (OAT-010): a payment POST every 3 to 40 s from the checkout page,
+	// mostly declined (402) or refused. Profiles "card-testing",
+	// "gift-card". It picks a shop when sites have kinds (or makes small
+	// donations where there is none).
+	Carding Scenario = "carding"
+	// FakeSignup creates accounts (OAT-019): the signup form and its POST
+	// every 10 s to 2 min, now and then the e-mail verification link;
+	// some go straight to the API. Profiles "web-form", "api".
+	FakeSignup Scenario = "fake-signup"
+	// APIScraper harvests the site's JSON API (OAT-011): batches of 20 to
+	// 100 calls 0.1 to 1.5 s apart, paging through a listing
+	// ("paged-list"), walking ids, many of them gone ("id-walk"), or
+	// POSTing GraphQL queries ("graphql"); rate limited (429) when fast.
+	APIScraper Scenario = "api-scraper"
+	// DistributedScraper is a scraping campaign over hundreds of
+	// residential proxy addresses, each a few item and listing pages of
+	// the site's catalogue (see Campaigns).
+	DistributedScraper Scenario = "distributed-scraper"
+	// DistributedStuffing is a credential stuffing campaign over hundreds
+	// of residential proxy addresses, each a few login POSTs, mostly 401
+	// (see Campaigns).
+	DistributedStuffing Scenario = "distributed-stuffing"
+)
+
 // HumanLabel is the Request.Label of human visitors.
 const HumanLabel = "human"
 
-// Scenarios lists every scenario, in the order New creates their bots (map
-// order would make the sequence depend on the run).
+// Scenarios lists the four original scenarios, in the order New creates
+// their bots (map order would make the sequence depend on the run).
+// EveryScenario and the "n" of the Bots flag mean these.
 func Scenarios() []Scenario {
 	return []Scenario{Scraper, CredentialStuffing, UARotation, LowAndSlow}
 }
 
-func (s Scenario) valid() bool {
-	for _, k := range Scenarios() {
-		if s == k {
-			return true
-		}
-	}
-	return false
+// AllScenarios lists every scenario: the original four, the newer
+// individual ones, then the coordinated ones, in the order New creates
+// their bots.
+func AllScenarios() []Scenario {
+	return append(Scenarios(), HeadlessBrowser, PriceMonitor, Scalper, SpamPoster, VulnScanner,
+		Carding, FakeSignup, APIScraper, DistributedScraper, DistributedStuffing)
 }
+
+// individualScenarios lists the scenarios that are not coordinated.
+func individualScenarios() []Scenario {
+	return slices.DeleteFunc(AllScenarios(), Scenario.Coordinated)
+}
+
+// Coordinated reports whether s is a campaign over many addresses, whose
+// count in Config.Bots is of campaigns rather than of bots.
+func (s Scenario) Coordinated() bool {
+	return s == DistributedScraper || s == DistributedStuffing
+}
+
+// original reports whether s is one of the four original scenarios, whose
+// requests must stay as they were.
+func (s Scenario) original() bool {
+	return s == Scraper || s == CredentialStuffing || s == UARotation || s == LowAndSlow
+}
+
+func (s Scenario) valid() bool { return slices.Contains(AllScenarios(), s) }
 
 // interval is the scenario's mean time between requests; each gap is drawn
 // from [interval/2, 3*interval/2) so that bots do not tick like clocks (and
@@ -77,6 +167,22 @@ type bot struct {
 	next     time.Time
 	seq      int    // scraper: next product id; low-and-slow: next path index
 	last     string // previous path, the referer a rotator sends
+	// until is when it leaves: at its first request due then or later
+	// (the span's end for Config.Bots, sooner for a lifetime).
+	until time.Time
+	// What its requests say beside the log line.
+	label, profile, group string
+	fields                bool  // set net on its requests (Options.LogFields)
+	net                   netID // its network and TLS fingerprints
+	// act plans the requests of the newer scenarios and of automation, a
+	// burst at a time (nil for the original four): buf from i is the
+	// burst in progress, at when the next one starts, lastAt the time of
+	// the last request planned, which no later one precedes.
+	act    actor
+	buf    []Request
+	i      int
+	at     time.Time
+	lastAt time.Time
 }
 
 // newBot builds bot id of scenario s on site, starting somewhere in the
@@ -107,6 +213,9 @@ func newBot(seed *rand.Rand, s Scenario, id, site int, start time.Time, span tim
 
 // request is the bot's request due at b.next; it then schedules the next.
 func (b *bot) request(s *site) Request {
+	if b.act != nil {
+		return b.fromBurst(s)
+	}
 	rng := b.rng
 	r := Request{
 		Time:     b.next,
@@ -121,7 +230,7 @@ func (b *bot) request(s *site) Request {
 	}
 	switch b.scenario {
 	case Scraper:
-		r.Path = "/products/" + strconv.Itoa(b.seq)
+		r.Path = s.itemRoute + strconv.Itoa(b.seq)
 		b.seq++
 		if rng.IntN(12) == 0 { // ids that do not exist
 			r.Status = 404
@@ -172,6 +281,9 @@ func (b *bot) request(s *site) Request {
 	}
 	iv := int64(b.scenario.interval())
 	b.next = b.next.Add(time.Duration(iv/2 + rng.Int64N(iv)))
+	if b.fields {
+		b.net.apply(&r, false)
+	}
 	return r
 }
 
@@ -223,23 +335,37 @@ func (q *botQueue) Pop() any {
 	return b
 }
 
-// newBots creates cfg's bots, spread round-robin over the sites from a
-// seed-dependent first site. A bot whose first request would fall after the
-// span (a zero Duration) never enters the queue.
-func newBots(cfg Config) botQueue {
+// newBots creates the bots of Config.Bots, spread round-robin over the
+// sites from a seed-dependent first site, then those of the options and
+// the automation, each group from its own source. A bot whose first
+// request would fall after the span (a zero Duration) never enters the
+// queue.
+func (g *Generator) newBots() botQueue {
+	cfg := g.cfg
 	seed := rand.New(rand.NewPCG(cfg.Seed, 0x626f7473626f7473)) // "botsbots"
-	end := cfg.Start.Add(cfg.Duration)
 	var q botQueue
 	id, site := 0, seed.IntN(cfg.Sites)
-	for _, s := range Scenarios() {
+	for _, s := range AllScenarios() {
 		for range cfg.Bots[s] {
-			b := newBot(seed, s, id, site, cfg.Start, cfg.Duration)
-			id, site = id+1, (site+1)%cfg.Sites
-			if b.next.Before(end) {
-				q = append(q, b)
+			if s.Coordinated() {
+				rng := rand.New(rand.NewPCG(seed.Uint64(), seed.Uint64()))
+				start := cfg.Start
+				if cfg.Duration > 1 {
+					start = start.Add(time.Duration(rng.Int64N(int64(cfg.Duration / 2))))
+				}
+				q = g.newCampaign(q, rng, s, &id, site, start, g.end)
+			} else {
+				b := newBot(seed, s, id, site, cfg.Start, cfg.Duration)
+				b.until = g.end
+				q = g.launchBot(q, b)
+				id++
 			}
+			site = (site + 1) % cfg.Sites
 		}
 	}
+	q = g.spreadBots(q, &id)
+	q = g.campaigns(q, &id)
+	q = g.automation(q, &id)
 	heap.Init(&q)
 	return q
 }

@@ -7,13 +7,16 @@ import (
 	"strings"
 )
 
-// Bots is the number of bot visitors of each scenario, as in Config.Bots.
-// As a flag.Value it reads "n" (n of every scenario), "scenario=n[,...]"
-// or "none", and prints in scenario order; Set replaces the whole map, so
-// that a flag given twice keeps the last value.
+// Bots is the number of bot visitors of each scenario, as in Config.Bots
+// (of campaigns, for a coordinated scenario). As a flag.Value it reads "n"
+// (n of each of the four original scenarios, as EveryScenario),
+// "scenario=n[,...]" with any scenario of AllScenarios, or "none", and
+// prints in AllScenarios order; Set replaces the whole map, so that a flag
+// given twice keeps the last value.
 type Bots map[Scenario]int
 
-// EveryScenario returns n bots of every scenario.
+// EveryScenario returns n bots of each of the four original scenarios
+// (Scenarios): the default of tools that predate the others.
 func EveryScenario(n int) Bots {
 	b := make(Bots)
 	for _, s := range Scenarios() {
@@ -24,7 +27,7 @@ func EveryScenario(n int) Bots {
 
 func (b *Bots) String() string {
 	var parts []string
-	for _, s := range Scenarios() { // fixed order: -h shows a stable default
+	for _, s := range AllScenarios() { // fixed order: -h shows a stable default
 		if n := (*b)[s]; n > 0 {
 			parts = append(parts, string(s)+"="+strconv.Itoa(n))
 		}
@@ -51,7 +54,7 @@ func (b *Bots) Set(v string) error {
 			switch {
 			case !ok:
 				return fmt.Errorf("%q: want n or scenario=n[,...]", item)
-			case !slices.Contains(Scenarios(), s):
+			case !slices.Contains(AllScenarios(), s):
 				return fmt.Errorf("unknown scenario %q (want %s)", name, ScenarioNames())
 			case err != nil || n < 0:
 				return fmt.Errorf("%q: the count must be a whole number, 0 or more", item)
@@ -71,10 +74,11 @@ func (b *Bots) Set(v string) error {
 	return nil
 }
 
-// ScenarioNames lists the scenarios, for help texts and errors.
+// ScenarioNames lists every scenario (AllScenarios), for help texts and
+// errors.
 func ScenarioNames() string {
 	var names []string
-	for _, s := range Scenarios() {
+	for _, s := range AllScenarios() {
 		names = append(names, string(s))
 	}
 	return strings.Join(names, ", ")

@@ -28,6 +28,11 @@ const (
 	// after each: a geometric number of further pages, mean 5, capped.
 	continuePages, continueOutOf = 5, 6
 	maxFurtherPages              = 40
+	// A power user (Options.People) goes on with 24 chances in 25 (mean
+	// 24 further pages) and pauses less.
+	powerPages, powerOutOf = 24, 25
+	powerFurtherPages      = 200
+	powerThinkMedian       = 8.0 // seconds
 	// Think time between page views: lognormal, median 15 s, capped.
 	thinkMedian = 15.0 // seconds
 	thinkSigma  = 1.0
@@ -169,8 +174,13 @@ func (g *Generator) initHumans() {
 	// The size profile, from sessions planned without a time limit.
 	far := start.Add(100 * 365 * 24 * time.Hour)
 	var buf []Request
+	mixed := g.opts.People.on() || g.opts.SiteKinds
 	for i := range sizeSamples {
 		v := visitor{site: i % len(g.sites), ua: userAgents[0], seen: i%2 == 1}
+		if mixed { // sessions differ by site and person: sample the visitors
+			v = g.visitors[g.rank[g.activity.Uint64()]]
+			v.seen = v.seen || i%2 == 1
+		}
 		buf = g.plan(buf[:0], &v, start, far)
 		for _, r := range buf {
 			h.sizes.offsets = append(h.sizes.offsets, r.Time.Sub(start).Seconds())
@@ -436,11 +446,19 @@ type planner struct {
 	ios   bool      // the user agent is an iPhone's or iPad's Safari
 	t     time.Time // of the last request
 	reqs  []Request
-	pages int      // page views so far
-	kind  pageKind // of the current page
-	url   string   // of the current page: the referer of its assets and links
-	word  string   // of the current search
-	page  int      // of the current search's results
+	pages int                     // page views so far
+	kind  pageKind                // of the current page
+	url   string                  // of the current page: the referer of its assets and links
+	path  string                  // of the current page
+	word  string                  // of the current search
+	page  int                     // of the current search's results
+	links *[numPageKinds][]choice // the site's page flow
+	// Options.People and Options.LogFields.
+	app     bool   // a session of the site's native app
+	profile string // Request.Profile
+	fields  bool   // set net on every request
+	net     netID
+	plain   bool // the request in the making is over plain HTTP: no TLS fingerprint
 }
 
 // plan appends to buf the requests of a session of v starting at start:
@@ -452,12 +470,27 @@ func (g *Generator) plan(buf []Request, v *visitor, start, end time.Time) []Requ
 		p.ua = userAgents[p.rng.IntN(len(userAgents))]
 	}
 	p.ios = strings.Contains(p.ua, "(iPhone;") || strings.Contains(p.ua, "(iPad;")
+	p.links = linksOf[p.s.kind]
+	p.app = v.profile == profApp && p.ua == v.ua // on the second device, the web site
+	p.profile = profileNames[v.profile]
+	if g.opts.LogFields {
+		p.fields = true
+		ja3, ja4 := tlsFamilies[tlsOf(p.ua, tlsChrome)].variant(v.tls)
+		p.net = netID{asn: v.asn, country: v.country, ja3: ja3, ja4: ja4}
+	}
+	further, more, outOf, median := maxFurtherPages, continuePages, continueOutOf, thinkMedian
+	switch v.profile {
+	case profPower:
+		further, more, outOf, median = powerFurtherPages, powerPages, powerOutOf, powerThinkMedian
+	case profBouncer:
+		further = 0
+	}
 	p.land()
-	for range maxFurtherPages {
-		if p.rng.IntN(continueOutOf) >= continuePages {
+	for range further {
+		if p.rng.IntN(outOf) >= more {
 			break
 		}
-		p.t = p.t.Add(p.think(thinkMedian, thinkSigma))
+		p.t = p.t.Add(p.think(median, thinkSigma))
 		if !p.t.Before(end) {
 			break
 		}
@@ -483,6 +516,12 @@ func (p *planner) after(lo, hi int) {
 // site or social network, or from a page of the site seen earlier.
 func (p *planner) land() {
 	rng := p.rng
+	if p.app { // opened from the home screen or a notification
+		kind := pick(rng, []choice{{pageHome, 55}, {pageProduct, 20}, {pageCategory, 15}, {pageCart, 10}})
+		path, q := p.target(kind)
+		p.view("GET", path, q, "", kind)
+		return
+	}
 	var ref, query string
 	var kind pageKind
 	from := rng.IntN(100)
@@ -512,14 +551,24 @@ func (p *planner) land() {
 	path, q := p.target(kind)
 	if q == "" {
 		q = query
+		if p.v.profile == profPrivacy { // tracking parameters stripped
+			q = ""
+		}
 	}
 	switch {
 	case from >= 40 && from < 65 && rng.IntN(8) == 0:
 		// Typed without https://: the edge redirects to the same URL.
+		p.plain = true
 		p.redirect(path, q, ref)
+		p.plain = false
 	case from < 40 && kind == pageProduct && rng.IntN(15) == 0:
-		// A search result still pointing at the old product URLs.
-		p.redirect("/product/"+path[len("/products/"):], q, ref)
+		// A search result still pointing at the old product URLs (on
+		// other sites, at the URL without its trailing slash).
+		if p.s.kind == kindShop {
+			p.redirect("/product/"+path[len("/products/"):], q, ref)
+		} else {
+			p.redirect(path+"/", q, ref)
+		}
 	}
 	p.view("GET", path, q, ref, kind)
 }
@@ -532,14 +581,16 @@ func (p *planner) navigate() {
 	if rng.IntN(20) == 0 {
 		ref = ""
 	}
-	kind := pick(rng, links[p.kind])
+	kind := pick(rng, p.links[p.kind])
 	switch kind {
 	case pageLogin:
+		if p.app {
+			p.appLogin()
+			return
+		}
 		p.login(ref)
-	case pageAddToCart:
-		p.view("POST", "/cart", "", ref, kind)
-	case pagePlaceOrder:
-		p.view("POST", "/checkout", "", ref, kind)
+	case pageAddToCart, pagePlaceOrder:
+		p.view("POST", p.formPost(kind), "", ref, kind)
 	case pageSearch:
 		if p.kind == pageSearch && p.page < 6 && rng.IntN(2) == 0 { // the next page of results
 			p.page++
@@ -583,6 +634,9 @@ func (p *planner) target(kind pageKind) (path, query string) {
 		switch rng.IntN(10) {
 		case 0:
 			query = "sort=price_asc"
+			if p.s.kind != kindShop {
+				query = "sort=latest"
+			}
 		case 1:
 			query = "page=2"
 		}
@@ -590,12 +644,12 @@ func (p *planner) target(kind pageKind) (path, query string) {
 	case pageProduct:
 		return p.s.products[p.s.product.Uint64()], ""
 	case pageSearch:
-		p.word, p.page = words[rng.IntN(len(words))], 1
+		p.word, p.page = p.s.words[rng.IntN(len(p.s.words))], 1
 		return "/search", "q=" + p.word
 	case pageCart, pageAddToCart:
-		return "/cart", ""
+		return formPaths[p.s.kind][0], ""
 	case pageCheckout, pagePlaceOrder:
-		return "/checkout", ""
+		return formPaths[p.s.kind][1], ""
 	default: // pageLogin
 		return "/login", ""
 	}
@@ -609,7 +663,11 @@ func (p *planner) view(method, path, query, ref string, kind pageKind) {
 	status := 200
 	if kind == pageProduct && rng.IntN(100) < 7 { // removed from the catalogue
 		status = 404
-		path = "/products/" + strconv.Itoa(100_000+rng.IntN(900_000))
+		path = p.s.deadItem(rng)
+	}
+	if p.app {
+		p.appView(method, path, query, kind, status)
+		return
 	}
 	if method == "GET" && rng.IntN(300) == 0 {
 		method = "HEAD"
@@ -617,6 +675,7 @@ func (p *planner) view(method, path, query, ref string, kind pageKind) {
 	p.request(method, path, query, ref, status)
 	p.pages++
 	p.kind = kind
+	p.path = path
 	p.url = p.pageURL(path, query)
 	if method != "HEAD" {
 		p.assets(kind)
@@ -636,12 +695,16 @@ func (p *planner) redirect(path, query, ref string) {
 func (p *planner) assets(kind pageKind) {
 	rng := p.rng
 	cold := p.pages == 1 && !p.v.seen // first page of a first visit
-	for _, a := range [...]string{"/static/style.css", "/static/app.js"} {
+	warm := p.v.profile == profWarm
+	for _, a := range p.s.assets {
 		status := 200
 		if !cold {
 			skip, revalidate := 60, 90 // within a session: often from memory
 			if p.pages == 1 {
 				skip, revalidate = 30, 80 // a returning visitor
+			}
+			if warm {
+				skip, revalidate = 92, 100 // long cache lifetimes, kept
 			}
 			switch x := rng.IntN(100); {
 			case x < skip:
@@ -657,7 +720,7 @@ func (p *planner) assets(kind pageKind) {
 	case cold && x < 90:
 		p.after(100, 1200)
 		p.request("GET", "/favicon.ico", "", p.url, 200)
-	case p.pages == 1 && x < 20, x < 2:
+	case (p.pages == 1 && x < 20 || x < 2) && !warm:
 		p.after(100, 1200)
 		p.request("GET", "/favicon.ico", "", p.url, 304)
 	}
@@ -671,13 +734,18 @@ func (p *planner) assets(kind pageKind) {
 	}
 	switch kind {
 	case pageCart, pageCheckout, pageAddToCart:
-		p.after(50, 600)
-		p.request("GET", "/api/cart", "", p.url, 200)
+		if p.s.kind == kindShop {
+			p.after(50, 600)
+			p.request("GET", "/api/cart", "", p.url, 200)
+		}
 	case pageSearch:
 		if rng.IntN(10) < 7 {
 			p.after(50, 600)
 			p.request("GET", "/api/search", "q="+p.word, p.url, 200)
 		}
+	}
+	if p.s.rich {
+		p.xhr(kind)
 	}
 }
 
@@ -697,7 +765,11 @@ func (p *planner) request(method, path, query, ref string, status int) {
 		Referer:   ref,
 		Status:    status,
 		Label:     HumanLabel,
+		Profile:   p.profile,
 	})
+	if p.fields {
+		p.net.apply(&p.reqs[len(p.reqs)-1], p.plain)
+	}
 }
 
 func (p *planner) pageURL(path, query string) string {

@@ -27,6 +27,56 @@
 // humans, interleaved in time order. Bots draw from their own random
 // sources, so the human requests of a Config are the same with or without
 // bots.
+//
+// # Options
+//
+// A detector tuned on that model alone sees one kind of site, one kind of
+// person and four bots. Config.Options (see Options) turns on, each on its
+// own, a richer and more varied traffic, after public accounts of web
+// traffic (OWASP's Automated Threats to Web Applications, bot-management
+// vendors' reports, CDN log studies). Realistic turns them all on; the
+// zero Options is the traffic above, byte for byte.
+//
+//   - People: offices and mobile carriers with several people behind one
+//     address at once, privacy browsers (no Referer ever), warm caches
+//     (few static files), power users, one-page readers, the site's native
+//     app (JSON API calls, no Referer, no static files).
+//   - SiteKinds: news, blog, forum, docs and web app sites beside the
+//     shops, each with its own paths, page flow and static files, whose
+//     pages call the site's JSON API with the page as referer.
+//   - Automation: what sites want automated: app pollers at a steady
+//     interval, feed readers, uptime monitors, partner API clients, search
+//     engine crawlers, link previews.
+//   - Spread: bots as history has them, each for a bounded lifetime
+//     anywhere in the span, as counts or as a share of the visitors.
+//   - Campaigns: coordinated scraping and credential stuffing over
+//     hundreds of residential proxy addresses, a few requests each.
+//   - LogFields: ClientASN, ClientCountry, JA3Hash and JA4, plausible for
+//     each visitor: its country's residential and mobile networks, clouds
+//     for most scrapers and scanners, one browser family's few
+//     fingerprints shared by its users, tools' own.
+//
+// Beside the four original scenarios (Scenarios), eight newer ones and two
+// coordinated ones (AllScenarios) can be asked for in Config.Bots; the
+// individual ones also in Options.Spread.
+//
+// # Labels
+//
+// Request.Label is HumanLabel for every legitimate visitor, people and the
+// automation a site wants alike, and the Scenario for a bot.
+// Request.Profile says more when an option knows it: the kind of person or
+// automation (Profiles; ProfileOffice, ProfileAppPoller, ...) or the
+// variant of a bot's behaviour (e.g. "nuclei" for a vulnerability
+// scanner); it is "" without options and for the original scenarios.
+// Request.Group names the campaign of a coordinated bot ("campaign-1").
+// LabelledJSON writes them as "label", "profile" and "group" (the last two
+// when not empty); LogpushJSON, the log line, has none of them.
+//
+// Every part draws from seeded sources of its own: the same Config yields
+// the same sequence, and no bot option changes the requests of the
+// legitimate visitors. Agents (the newer bots, campaigns, automation) keep
+// only the burst of requests in progress, so memory grows with the number
+// of visitors and agents, not with the requests.
 package traffic
 
 import (
@@ -55,14 +105,26 @@ type Request struct {
 	UserAgent string
 	Referer   string // "" for none
 	Status    int
-	Label     string // HumanLabel or the bot's Scenario; not part of the log line
+	// The fields of Options.LogFields, zero without it: where the client
+	// is on the network and how its TLS stack greets the edge.
+	ASN     uint32 // ClientASN: the autonomous system of ClientIP
+	Country string // ClientCountry: ISO 3166-1 alpha-2, lower case as Logpush writes it
+	JA3     string // JA3Hash: the TLS client fingerprint, 32 hex digits; "" over plain HTTP
+	JA4     string // JA4: the newer fingerprint; "" over plain HTTP
+	// What the generator knows of the client, not part of the log line.
+	Label string // HumanLabel (people and the automation a site wants) or the bot's Scenario
+	// Profile is the kind of legitimate visitor (ProfileOffice, ...) or the
+	// variant of the bot's behaviour (e.g. "nuclei"); "" when the options
+	// that name them are off, and for the four original scenarios.
+	Profile string
+	Group   string // the coordinated campaign of a bot, e.g. "campaign-1"; "" for none
 }
 
 // Config says what traffic to generate.
 type Config struct {
 	Sites    int           // number of sites, at least 1
 	Visitors int           // visitor population, at least 1; not all need appear
-	Events   int           // number of human requests to generate
+	Events   int           // number of requests of people's browsing sessions; bots and Options.Automation come on top
 	Start    time.Time     // start of the span: no request is earlier
 	Duration time.Duration // human requests fill [Start, Start+Duration) at a diurnal rate; 0: all at Start
 	Seed     uint64        // same seed and config: same sequence
@@ -77,8 +139,14 @@ type Config struct {
 	// Bots is the number of bot visitors of each scenario; absent or zero
 	// means none. Their requests come on top of Events, at each
 	// scenario's own rate, from a start in the first half of the span to
-	// its end.
+	// its end (a vulnerability scanner stops when its word list is done).
+	// For a coordinated scenario (see Scenario.Coordinated) the number is
+	// of campaigns, shaped by Options.Campaigns, each from a start in the
+	// first half of the span to its end.
 	Bots Bots
+	// Options turns on the richer traffic models (see Options and
+	// Realistic); its zero value is the traffic above, byte for byte.
+	Options Options
 }
 
 // DefaultConfig is 100k visitors over 20 sites, 1M requests over 20 minutes.
@@ -122,7 +190,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %s bots must not be negative, got %d", ErrConfig, s, c.Bots[s])
 		}
 	}
-	return nil
+	return c.Options.validate()
 }
 
 // visitor is the stable identity and browser state of one human visitor.
@@ -138,6 +206,16 @@ type visitor struct {
 	// noReferer is a visitor behind a proxy or privacy extension that
 	// strips the Referer header from every request.
 	noReferer bool
+	// profile is the kind of person (Options.People); profNone without.
+	profile profile
+	// lead is 1 + the index of the first visitor of the office or mobile
+	// carrier address this one shares, 0 for a visitor on its own.
+	lead int32
+	// tls picks among the TLS variants of its browser (Options.LogFields),
+	// so that a visitor keeps one fingerprint and a browser has a few.
+	tls     uint8
+	asn     uint32 // Options.LogFields: its network
+	country string
 }
 
 // site is a site's name and what can be requested from it.
@@ -151,6 +229,19 @@ type site struct {
 	// phase is the site's diurnal phase at Config.Start, from its time
 	// zone (see site.diurnal).
 	phase float64
+	// The rest is what Options.SiteKinds and Options.LogFields vary (see
+	// sitekinds.go); newSite sets the shop's.
+	kind      siteKind
+	rich      bool     // its pages call JSON APIs (Options.SiteKinds)
+	words     []string // search words and category names
+	assets    []string // static files every page loads
+	itemRoute string   // prefix of the id-addressed item URLs bots enumerate
+	resource  string   // what its JSON API lists: "products", "articles", ...
+	country   string   // home country: most visitors come from it
+	app       string   // its native app's name, for app user agents
+	feeds     []string // its RSS/Atom feed URLs
+	poll      string   // the endpoint its app polls
+	pollEvery time.Duration
 }
 
 // Generator produces the requests of a Config, in time order. It is not
@@ -164,9 +255,12 @@ type Generator struct {
 	visitors []visitor
 	sites    []site
 	n        int      // human requests returned
-	bots     botQueue // by next request time
+	bots     botQueue // by next request time: bots and legitimate automation
 	end      time.Time
 	humans   humans
+	opts     *Options // cfg.Options
+	// campaignsMade numbers the campaigns as New makes them.
+	campaignsMade int
 }
 
 // New returns a generator for cfg.
@@ -183,6 +277,7 @@ func New(cfg Config) (*Generator, error) {
 		visitors: make([]visitor, cfg.Visitors),
 		end:      cfg.Start.Add(cfg.Duration),
 	}
+	g.opts = &g.cfg.Options
 	for i := range g.sites {
 		g.sites[i] = newSite(rng, i)
 	}
@@ -203,9 +298,20 @@ func New(cfg Config) (*Generator, error) {
 	for i := range g.visitors {
 		g.visitors[i].noReferer = rng.IntN(25) == 0
 	}
+	// The options draw from their own sources, so that each leaves the
+	// draws of the original model alone.
+	if g.opts.SiteKinds {
+		g.initSiteKinds()
+	}
+	if g.opts.People.on() {
+		g.initPeople()
+	}
+	if g.opts.LogFields {
+		g.initNetwork()
+	}
 	g.initHumans()
 	// After the humans, and from their own sources: humans stay unchanged.
-	g.bots = newBots(cfg)
+	g.bots = g.newBots()
 	return g, nil
 }
 
@@ -223,8 +329,8 @@ func Generate(cfg Config) ([]Request, error) {
 }
 
 // Next returns the next request in time order, or false after Config.Events
-// human requests and every bot request in the span. At equal times a human
-// request comes first. It plans each human session when the session starts
+// requests of people's sessions and every request of bots and automation in
+// the span. At equal times a person's request comes first. It plans each human session when the session starts
 // and keeps only the sessions in progress, so memory grows with the
 // session start rate times the session length, not with Config.Events.
 func (g *Generator) Next() (Request, bool) {
@@ -232,7 +338,7 @@ func (g *Generator) Next() (Request, bool) {
 	if len(g.bots) > 0 && (!human || g.bots[0].next.Before(t)) {
 		b := g.bots[0]
 		r := b.request(&g.sites[b.site])
-		if b.next.Before(g.end) {
+		if b.next.Before(b.until) {
 			heap.Fix(&g.bots, 0)
 		} else {
 			heap.Pop(&g.bots)
@@ -268,6 +374,9 @@ func newSite(rng *rand.Rand, i int) site {
 	}
 	s.category = rand.NewZipf(rng, 1.3, 1, uint64(len(s.categories)-1))
 	s.product = rand.NewZipf(rng, 1.05, 3, uint64(len(s.products)-1))
+	s.words, s.assets, s.itemRoute, s.resource = words, shopAssets, "/products/", "products"
+	s.country = siteCountries[i%len(siteCountries)]
+	s.setBasics()
 	return s
 }
 
@@ -325,6 +434,12 @@ type logpushEvent struct {
 	ClientRequestUserAgent string `json:"ClientRequestUserAgent"`
 	ClientRequestReferer   string `json:"ClientRequestReferer"`
 	EdgeResponseStatus     int    `json:"EdgeResponseStatus"`
+	// Options.LogFields; omitted when empty, so that the default output
+	// stays as it was.
+	ClientASN     uint32 `json:"ClientASN,omitempty"`
+	ClientCountry string `json:"ClientCountry,omitempty"`
+	JA3Hash       string `json:"JA3Hash,omitempty"`
+	JA4           string `json:"JA4,omitempty"`
 }
 
 // labelledEvent is a logpushEvent with the generator's label, for replays
@@ -332,7 +447,9 @@ type logpushEvent struct {
 // pipeline ignores unknown fields, so it reads these as plain events.
 type labelledEvent struct {
 	logpushEvent
-	Label string `json:"label"`
+	Label   string `json:"label"`
+	Profile string `json:"profile,omitempty"`
+	Group   string `json:"group,omitempty"`
 }
 
 // LogpushJSON returns r as a Logpush http_requests JSON event, with the
@@ -341,9 +458,10 @@ func (r *Request) LogpushJSON() ([]byte, error) {
 	return json.Marshal(r.logpush())
 }
 
-// LabelledJSON is LogpushJSON with r.Label as a trailing "label" field.
+// LabelledJSON is LogpushJSON with r.Label as a trailing "label" field,
+// then r.Profile as "profile" and r.Group as "group" when not empty.
 func (r *Request) LabelledJSON() ([]byte, error) {
-	return json.Marshal(labelledEvent{r.logpush(), r.Label})
+	return json.Marshal(labelledEvent{r.logpush(), r.Label, r.Profile, r.Group})
 }
 
 // WriteJSONL writes reqs to w as JSON lines, labelled if labels is true.
@@ -414,5 +532,9 @@ func (r *Request) logpush() logpushEvent {
 		ClientRequestUserAgent: r.UserAgent,
 		ClientRequestReferer:   r.Referer,
 		EdgeResponseStatus:     r.Status,
+		ClientASN:              r.ASN,
+		ClientCountry:          r.Country,
+		JA3Hash:                r.JA3,
+		JA4:                    r.JA4,
 	}
 }
