@@ -177,6 +177,7 @@ func Run(ctx context.Context, cfg Config, history, live io.Reader) (*Result, err
 			if d, outcome := sel.Select(&sc, visitor, nil); outcome == publisher.Published {
 				res.Detections = append(res.Detections, d)
 			}
+			res.Detections = append(res.Detections, sel.GroupDetections()...)
 		}
 		return nil
 	})

@@ -83,6 +83,9 @@ type Quality struct {
 	// Unlabelled counts detected visitors that are not in the labelled
 	// traffic.
 	Unlabelled *int `json:"unlabelled_detected_visitors,omitempty"`
+	// Groups are the coordinated attacks the detections name, largest
+	// first.
+	Groups []Group `json:"groups,omitempty"`
 	// Top are the highest-scoring detected visitors, at most 10, each with
 	// its highest-scoring detection.
 	Top []TopDetection `json:"top_detections"`
@@ -102,6 +105,44 @@ func (r *Recall) count(detected bool) {
 		r.Detected++
 	}
 	r.Recall = ratio(r.Detected, r.Visitors)
+}
+
+// Group is one coordinated attack the detections name: its members, and
+// with labels, how many of them each label has.
+type Group struct {
+	ID      string         `json:"id"`
+	Site    string         `json:"site"`
+	Members int            `json:"members"`
+	Labels  map[string]int `json:"labels,omitempty"`
+}
+
+// groupsOf returns the groups of the detections, largest first.
+func groupsOf(detections []records.Detection, labels Labels) []Group {
+	members := make(map[string]map[string]bool)
+	site := make(map[string]string)
+	for _, d := range detections {
+		if d.Group == "" {
+			continue
+		}
+		if members[d.Group] == nil {
+			members[d.Group] = make(map[string]bool)
+		}
+		members[d.Group][Key(d.Site, d.Visitor)] = true
+		site[d.Group] = d.Site
+	}
+	var out []Group
+	for id, ms := range members {
+		g := Group{ID: id, Site: site[id], Members: len(ms)}
+		if labels != nil {
+			g.Labels = make(map[string]int)
+			for k := range ms {
+				g.Labels[cmp.Or(labels[k].Label, "unlabelled")]++
+			}
+		}
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b Group) int { return cmp.Or(cmp.Compare(b.Members, a.Members), strings.Compare(a.ID, b.ID)) })
+	return out
 }
 
 // ClassQuality is what the detections found among the visitors of one
@@ -159,6 +200,7 @@ func Evaluate(detections []records.Detection, labels Labels) Quality {
 	keys := slices.SortedFunc(maps.Keys(best), func(a, b string) int {
 		return cmp.Or(cmp.Compare(best[b].Score, best[a].Score), strings.Compare(a, b))
 	})
+	q.Groups = groupsOf(detections, labels)
 	q.Top = []TopDetection{}
 	for _, k := range keys[:min(10, len(keys))] {
 		d := best[k]

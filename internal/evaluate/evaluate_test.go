@@ -3,6 +3,7 @@ package evaluate
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +226,27 @@ func TestEvaluateClasses(t *testing.T) {
 	q.WriteText(&text)
 	if !strings.Contains(text.String(), "class     api") {
 		t.Errorf("text lacks the class lines:\n%s", text.String())
+	}
+}
+
+func TestEvaluateGroups(t *testing.T) {
+	g := func(visitor, group string) records.Detection {
+		d := det("a", visitor, 2)
+		d.Group = group
+		return d
+	}
+	labels := Labels{"a|01": {Label: "stuffing", Group: "c1"}, "a|02": {Label: "stuffing", Group: "c1"}, "a|03": {Label: HumanLabel}}
+	q := Evaluate([]records.Detection{g("01", "g-1"), g("02", "g-1"), g("02", "g-1"), g("03", "g-2"), det("a", "04", 1)}, labels)
+	want := []Group{
+		{ID: "g-1", Site: "a", Members: 2, Labels: map[string]int{"stuffing": 2}},
+		{ID: "g-2", Site: "a", Members: 1, Labels: map[string]int{HumanLabel: 1}},
+	}
+	if !reflect.DeepEqual(q.Groups, want) {
+		t.Errorf("groups %+v, want %+v", q.Groups, want)
+	}
+	var text bytes.Buffer
+	q.WriteText(&text)
+	if !strings.Contains(text.String(), "group     g-1 a: 2 visitors (stuffing 2)") {
+		t.Errorf("text lacks the group lines:\n%s", text.String())
 	}
 }

@@ -49,6 +49,17 @@ func (q *Quality) WriteText(w io.Writer) {
 	} else {
 		p("labels    none in the traffic: no precision or recall\n")
 	}
+	for _, g := range q.Groups {
+		var labels []string
+		for _, l := range slices.Sorted(maps.Keys(g.Labels)) {
+			labels = append(labels, fmt.Sprintf("%s %d", l, g.Labels[l]))
+		}
+		p("group     %s %s: %d visitors", g.ID, g.Site, g.Members)
+		if len(labels) > 0 {
+			p(" (%s)", strings.Join(labels, ", "))
+		}
+		p("\n")
+	}
 	if len(q.Top) > 0 {
 		p("top detections (score > threshold: why)\n")
 		for i, d := range q.Top {

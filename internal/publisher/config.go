@@ -52,6 +52,11 @@ type SelectConfig struct {
 	RiseMargin float64       // score rise over the last published that republishes early
 	Top        int           // contributions a detection carries
 	MaxTracked int           // visitors whose state is kept at most
+	// GroupMin and GroupShare say when visitors that are outliers in the
+	// same way at once are a coordinated attack (see groups); GroupMin 0
+	// looks for none.
+	GroupMin   int
+	GroupShare float64
 }
 
 // Defaults.
@@ -68,6 +73,8 @@ const (
 	DefaultRiseMargin         = 1.0
 	DefaultTop                = 3
 	DefaultMaxTracked         = 1_000_000
+	DefaultGroupMin           = 10
+	DefaultGroupShare         = 0.02
 )
 
 // Limits that keep the per-visitor state and the records small.
@@ -91,6 +98,7 @@ func DefaultSelectConfig() SelectConfig {
 	return SelectConfig{
 		TTL: DefaultTTL, MinHits: DefaultMinHits, MinMargin: DefaultMinMargin,
 		RiseMargin: DefaultRiseMargin, Top: DefaultTop, MaxTracked: DefaultMaxTracked,
+		GroupMin: DefaultGroupMin, GroupShare: DefaultGroupShare,
 	}
 }
 
@@ -118,6 +126,8 @@ func (c *SelectConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.RiseMargin, "rise-margin", c.RiseMargin, "a visitor already published within -detection-ttl is published again when its score rises at least this much over the last published score. The default 1 is one bit, a window half as likely again: a real change, not rescoring noise; 'inf' never republishes early")
 	fs.IntVar(&c.Top, "top", c.Top, fmt.Sprintf("contributions a detection carries, largest first: why the visitor is anomalous (1 to %d)", maxTop))
 	fs.IntVar(&c.MaxTracked, "max-tracked", c.MaxTracked, "most visitors whose detection state is kept in memory (about 100 bytes each); beyond it the publisher forgets arbitrary ones, which may then be published once more")
+	fs.IntVar(&c.GroupMin, "group-min", c.GroupMin, "fewest visitors of a site with a hit of the same signature (class and two top features) within -detection-ttl that make a coordinated attack, each member published at its first hit, whatever -min-hits says; 0 looks for none")
+	fs.Float64Var(&c.GroupShare, "group-share", c.GroupShare, "and the least share of the site's visitors scored within -detection-ttl that they must be: people have hits at the contamination rate, spread over many signatures")
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -162,6 +172,10 @@ func (c *SelectConfig) Validate() error {
 		return fmt.Errorf("-top must be from 1 to %d, got %d", maxTop, c.Top)
 	case c.MaxTracked < 1:
 		return fmt.Errorf("-max-tracked must be at least 1, got %d", c.MaxTracked)
+	case c.GroupMin < 0:
+		return fmt.Errorf("-group-min must be 0 (no groups) or more, got %d", c.GroupMin)
+	case !(c.GroupShare >= 0 && c.GroupShare <= 1):
+		return fmt.Errorf("-group-share must be in [0, 1], got %v", c.GroupShare)
 	}
 	return nil
 }

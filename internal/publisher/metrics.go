@@ -35,6 +35,7 @@ const (
 //	clickhouse_errors_total{op}       failed ClickHouse calls by operation:
 //	                                  create_table, insert, drop_partition, ping
 //	detections_published_total        detections written to the detections topic
+//	group_detections_total            of them, members of coordinated attacks
 //	detections_suppressed_total{reason}  scores above threshold not published:
 //	                                  duplicate, allow_list, site_off, gate
 //	dead_letters_total{reason}        messages sent to the dead-letter topic:
@@ -54,6 +55,7 @@ type Metrics struct {
 	InsertSeconds    prometheus.Histogram
 	ClickHouseErrors *prometheus.CounterVec // label "op"
 	Published        prometheus.Counter
+	GroupDetections  prometheus.Counter
 	Suppressed       *prometheus.CounterVec // label "reason"
 	DeadLetters      *prometheus.CounterVec // label "reason"
 	OffsetCommits    prometheus.Counter
@@ -95,6 +97,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Published: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "detections_published_total",
 			Help: "Detections written to the detections topic.",
+		}),
+		GroupDetections: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "group_detections_total",
+			Help: "Detections of members of coordinated attacks: visitors of a site that were outliers in the same way at once (see -group-min).",
 		}),
 		Suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "detections_suppressed_total",
@@ -149,7 +155,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.ScoresRead, m.RowsInserted, m.InsertBatches, m.InsertSeconds, m.ClickHouseErrors,
-			m.Published, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.PolicyReloads, m.PolicySitesOff,
+			m.Published, m.GroupDetections, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.PolicyReloads, m.PolicySitesOff,
 			m.PolicyAllowed, m.Tracked, m.Evictions, m.RetentionCutoff)
 	}
 	return m

@@ -250,13 +250,16 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 		switch outcome {
 		case Below:
 		case Published:
-			js, err := json.Marshal(&d)
-			if err != nil {
-				return nil, fmt.Errorf("encoding the detection of %s|%s: %w", d.Site, d.Visitor, err)
+			if err := b.publish(&d, p.metrics); err != nil {
+				return nil, err
 			}
-			b.detections = append(b.detections, kafka.Message{Key: records.Key(d.Site, d.Visitor), Value: js})
 		default:
 			p.metrics.Suppressed.WithLabelValues(outcome.String()).Inc()
+		}
+		for _, d := range p.sel.GroupDetections() {
+			if err := b.publish(&d, p.metrics); err != nil {
+				return nil, err
+			}
 		}
 	}
 	p.metrics.Tracked.Set(float64(p.sel.Tracked()))
@@ -287,6 +290,19 @@ func (p *Publisher) decode(value []byte, s *records.Score) (uint64, string, erro
 		return 0, reasonInvalid, err
 	}
 	return visitor, "", nil
+}
+
+// publish queues d for the detections topic.
+func (b *batch) publish(d *records.Detection, m *Metrics) error {
+	js, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("encoding the detection of %s|%s: %w", d.Site, d.Visitor, err)
+	}
+	b.detections = append(b.detections, kafka.Message{Key: records.Key(d.Site, d.Visitor), Value: js})
+	if d.Group != "" {
+		m.GroupDetections.Inc()
+	}
+	return nil
 }
 
 // deadLetter queues m for the dead-letter topic with the reason.

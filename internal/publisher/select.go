@@ -2,6 +2,7 @@ package publisher
 
 import (
 	"slices"
+	"time"
 
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
@@ -69,6 +70,8 @@ func (o Outcome) String() string {
 type Selector struct {
 	cfg       SelectConfig
 	ttl       int64 // cfg.TTL in ns
+	groups    *groups
+	pending   []records.Detection // of group members, for GroupDetections
 	sites     map[string]map[uint64]*visitorState
 	tracked   int
 	newest    int64 // newest ScoredAt seen, Unix ns: the event-time clock
@@ -84,7 +87,7 @@ type visitorState struct {
 
 // NewSelector returns a Selector for a validated config.
 func NewSelector(cfg SelectConfig) *Selector {
-	return &Selector{cfg: cfg, ttl: int64(cfg.TTL), sites: make(map[string]map[uint64]*visitorState)}
+	return &Selector{cfg: cfg, ttl: int64(cfg.TTL), groups: newGroups(cfg), sites: make(map[string]map[uint64]*visitorState)}
 }
 
 // Tracked is the number of visitors whose state is kept.
@@ -96,10 +99,12 @@ func (s *Selector) Evicted() uint64 { return s.evicted }
 
 // Select decides about sc, a validated score whose visitor id is visitor,
 // under policy p (nil allows everything). For Published it returns the
-// detection.
+// detection. A hit that makes its group a coordinated attack also
+// publishes the group's earlier members: GroupDetections returns them.
 func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records.Detection, Outcome) {
 	t := sc.ScoredAt.UnixNano()
 	s.advance(t)
+	s.groups.seen(sc.Site, visitor, t)
 	if !(sc.Score > sc.Threshold) {
 		return records.Detection{}, Below
 	}
@@ -114,16 +119,57 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 	}
 	st := s.state(sc.Site, visitor)
 	s.hit(st, t)
+	d := s.detection(sc, visitor)
+	gr, started := s.groups.hit(sc, visitor, t, d)
+	if started {
+		s.publishGroup(gr, visitor, t)
+	}
+	inGroup := gr != nil && gr.active
 	if t < st.expires {
 		if !(sc.Score >= st.published+s.cfg.RiseMargin) {
 			return records.Detection{}, SuppressedDuplicate
 		}
-	} else if s.hitsSince(st, t-s.ttl) < s.cfg.MinHits {
+	} else if s.hitsSince(st, t-s.ttl) < s.cfg.MinHits && !inGroup {
 		return records.Detection{}, SuppressedGate
+	}
+	if inGroup {
+		d.Group, d.GroupSize = gr.id, len(gr.members)
+		if m := gr.members[visitor]; m != nil {
+			m.published = true
+		}
 	}
 	st.expires = max(st.expires, t+s.ttl)
 	st.published = sc.Score
-	return s.detection(sc, visitor), Published
+	return d, Published
+}
+
+// publishGroup publishes the members of gr, which became a coordinated
+// attack at t, that are not published already, but visitor, whose own hit
+// is being decided. Each detection lasts a TTL from t.
+func (s *Selector) publishGroup(gr *group, visitor uint64, t int64) {
+	for v, m := range gr.members {
+		if v == visitor || m.published {
+			continue
+		}
+		m.published = true
+		st := s.state(m.detection.Site, v)
+		if t < st.expires {
+			continue // published on its own evidence
+		}
+		st.expires, st.published = t+s.ttl, m.detection.Score
+		d := m.detection
+		d.Group, d.GroupSize = gr.id, len(gr.members)
+		d.ExpiresAt = time.Unix(0, t).UTC().Add(s.cfg.TTL)
+		s.pending = append(s.pending, d)
+	}
+}
+
+// GroupDetections returns the detections of group members that Select
+// calls have published since the last call, and forgets them.
+func (s *Selector) GroupDetections() []records.Detection {
+	out := s.pending
+	s.pending = nil
+	return out
 }
 
 // hit records a hit at t; only the latest MinHits matter.
@@ -198,6 +244,7 @@ func (s *Selector) advance(t int64) {
 // newest event time.
 func (s *Selector) sweep() {
 	s.lastSweep = s.newest
+	s.groups.sweep(s.newest - s.ttl)
 	cut := s.newest - 2*s.ttl
 	for site, visitors := range s.sites {
 		for v, st := range visitors {

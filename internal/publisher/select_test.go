@@ -385,3 +385,91 @@ func oneHitConfig() SelectConfig {
 	c.MinHits = 1
 	return c
 }
+
+// groupScore is a score of visitor at t0+at, above the threshold, whose
+// two top features are top1 and top2.
+func groupScore(site string, visitor uint64, at time.Duration, top1, top2 string) *records.Score {
+	sc := testScore(site, visitor, at, 15)
+	sc.Class = "browser"
+	sc.Features = []records.Contribution{
+		{Feature: top1, Value: 1, Contribution: 9}, {Feature: top2, Value: 1, Contribution: 5},
+		{Feature: "requests", Value: 2, Contribution: 1},
+	}
+	return sc
+}
+
+func TestSelectGroups(t *testing.T) {
+	cfg := DefaultSelectConfig() // -min-hits 3: one hit each is not enough alone
+	cfg.GroupMin, cfg.GroupShare = 5, 0.1
+	sel := NewSelector(cfg)
+	const site = "a.example"
+	// 40 ordinary visitors scored, below the threshold: the site's crowd.
+	for v := range uint64(40) {
+		sc := testScore(site, 1000+v, time.Duration(v)*time.Second, 1)
+		if _, got := sel.Select(sc, 1000+v, nil); got != Below {
+			t.Fatal(got)
+		}
+	}
+	// Four visitors outlying the same way: gated, not yet a group (and
+	// one outlying otherwise, which never joins).
+	for v := range uint64(4) {
+		if _, got := sel.Select(groupScore(site, v, time.Minute, "share_4xx", "share_non_get"), v, nil); got != SuppressedGate {
+			t.Fatalf("member %d: %v, want gate", v, got)
+		}
+	}
+	if _, got := sel.Select(groupScore(site, 99, time.Minute, "share_assets", "share_non_get"), 99, nil); got != SuppressedGate {
+		t.Fatal(got)
+	}
+	if d := sel.GroupDetections(); len(d) != 0 {
+		t.Fatalf("%d group detections before the group is large enough", len(d))
+	}
+	// The fifth makes a group of 5 of the site's 48 visitors: published,
+	// with the four before it.
+	d, got := sel.Select(groupScore(site, 4, 2*time.Minute, "share_non_get", "share_4xx"), 4, nil)
+	if got != Published || d.Group == "" || d.GroupSize != 5 {
+		t.Fatalf("the fifth member: %v, group %q of %d", got, d.Group, d.GroupSize)
+	}
+	earlier := sel.GroupDetections()
+	if len(earlier) != 4 {
+		t.Fatalf("%d earlier members published, want 4", len(earlier))
+	}
+	for _, e := range earlier {
+		if e.Group != d.Group || e.GroupSize != 5 || !e.ExpiresAt.Equal(t0.Add(2*time.Minute+cfg.TTL)) || e.Visitor == records.VisitorID(99) {
+			t.Errorf("member detection %+v", e)
+		}
+	}
+	// Later members publish at their first hit; published ones are
+	// duplicates; the visitor outlying otherwise still is not in.
+	if d, got := sel.Select(groupScore(site, 5, 3*time.Minute, "share_4xx", "share_non_get"), 5, nil); got != Published || d.Group != earlier[0].Group {
+		t.Errorf("a later member: %v %q", got, d.Group)
+	}
+	if _, got := sel.Select(groupScore(site, 0, 3*time.Minute, "share_4xx", "share_non_get"), 0, nil); got != SuppressedDuplicate {
+		t.Errorf("a published member again: %v", got)
+	}
+	if _, got := sel.Select(groupScore(site, 99, 3*time.Minute, "share_assets", "share_non_get"), 99, nil); got != SuppressedGate {
+		t.Errorf("the visitor outlying otherwise: %v", got)
+	}
+	if d := sel.GroupDetections(); len(d) != 0 {
+		t.Errorf("%d more group detections", len(d))
+	}
+
+	// The same five on a site of many visitors are no group: below
+	// -group-share.
+	sel = NewSelector(cfg)
+	for v := range uint64(200) {
+		sel.Select(testScore("b.example", 1000+v, 0, 1), 1000+v, nil)
+	}
+	for v := range uint64(5) {
+		if _, got := sel.Select(groupScore("b.example", v, time.Minute, "share_4xx", "share_non_get"), v, nil); got != SuppressedGate {
+			t.Errorf("member %d of a small share: %v", v, got)
+		}
+	}
+	// And none at all with -group-min 0.
+	cfg.GroupMin = 0
+	sel = NewSelector(cfg)
+	for v := range uint64(20) {
+		if _, got := sel.Select(groupScore(site, v, time.Minute, "share_4xx", "share_non_get"), v, nil); got != SuppressedGate {
+			t.Errorf("member %d without groups: %v", v, got)
+		}
+	}
+}

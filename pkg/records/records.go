@@ -69,6 +69,11 @@ type Detection struct {
 	BaselineVersion string  `json:"baseline_version"`
 	// Top are the largest contributions, largest first: why.
 	Top []Contribution `json:"top"`
+	// Group names the coordinated attack the visitor was found in, and
+	// GroupSize how many visitors it had then; empty for a visitor found
+	// on its own evidence.
+	Group     string `json:"group,omitempty"`
+	GroupSize int    `json:"group_size,omitempty"`
 	// DetectedAt is when the detection was made (the score's ScoredAt);
 	// the edge acts on it until ExpiresAt.
 	DetectedAt time.Time `json:"detected_at"`

@@ -1,0 +1,194 @@
+package publisher
+
+import (
+	"cmp"
+	"encoding/binary"
+	"encoding/hex"
+	"hash/fnv"
+	"slices"
+	"strings"
+
+	"github.com/anomalyd/anomalyd/pkg/records"
+)
+
+// groups finds coordinated attacks among the hits: many visitors of a
+// site that are outliers in the same way at the same time. An attack
+// spread over hundreds of addresses gives each address a window or two,
+// too little for -min-hits, but together they are a crowd that ordinary
+// visitors never form: people are outliers one at a time, each in their
+// own way.
+//
+// Visitors are "outliers in the same way" when their hits share a
+// signature: the traffic class and the two features that contribute most
+// to the score, as the baseline explains it. A group of a site is a
+// signature's visitors with a hit within the TTL (event time). It is a
+// coordinated attack, and each member is published as a detection that
+// names it, once it has at least MinMembers members and they are at least
+// Share of the site's visitors scored within the TTL: a site's people
+// have hits at the rate its contamination sets (half a percent by
+// default), spread over many signatures, so a signature holding a few
+// percent of the site's visitors is no accident. A crowd of people (a
+// popular page shared on social media) has no hits to gather: its members
+// score as people do.
+//
+// An attack that goes on keeps its group; members that join publish at
+// their first hit. A group ends once its last member's hit is a TTL old.
+// The state is in memory: per site, the visitors scored within the TTL,
+// and per group, its members, at most MaxTracked of each in all; beyond
+// that, new ones are not counted until old ones go.
+type groups struct {
+	ttl        int64
+	minMembers int
+	share      float64
+	limit      int // of visitors scored, and of members, in all
+	nScored    int
+	nMembers   int
+	// scored maps a site to its visitors scored within the TTL, by the
+	// event time of their latest score.
+	scored map[string]map[uint64]int64
+	byKey  map[groupKey]*group
+}
+
+type groupKey struct{ site, class, signature string }
+
+// group is the members of one signature within the TTL.
+type group struct {
+	id      string
+	members map[uint64]*member
+	active  bool // the members are a coordinated attack
+}
+
+// member is a visitor with a hit in a group: the detection that hit would
+// publish.
+type member struct {
+	at        int64
+	detection records.Detection
+	published bool
+}
+
+func newGroups(cfg SelectConfig) *groups {
+	return &groups{
+		ttl: int64(cfg.TTL), minMembers: cfg.GroupMin, share: cfg.GroupShare, limit: cfg.MaxTracked,
+		scored: make(map[string]map[uint64]int64), byKey: make(map[groupKey]*group),
+	}
+}
+
+// enabled reports whether groups are looked for at all.
+func (g *groups) enabled() bool { return g.minMembers > 0 }
+
+// seen notes that visitor of site was scored at t.
+func (g *groups) seen(site string, visitor uint64, t int64) {
+	if !g.enabled() {
+		return
+	}
+	m := g.scored[site]
+	if m == nil {
+		m = make(map[uint64]int64)
+		g.scored[site] = m
+	}
+	if at, ok := m[visitor]; ok {
+		m[visitor] = max(at, t)
+		return
+	}
+	if g.nScored < g.limit {
+		m[visitor] = t
+		g.nScored++
+	}
+}
+
+// hit adds the hit of sc, whose detection would be d, to its group, and
+// returns the group and whether the hit made it a coordinated attack just
+// now; nil when groups are off.
+func (g *groups) hit(sc *records.Score, visitor uint64, t int64, d records.Detection) (*group, bool) {
+	if !g.enabled() {
+		return nil, false
+	}
+	k := groupKey{sc.Site, sc.Class, signature(sc.Features)}
+	gr := g.byKey[k]
+	if gr == nil {
+		gr = &group{id: groupID(k, t), members: make(map[uint64]*member)}
+		g.byKey[k] = gr
+	}
+	for v, m := range gr.members {
+		if m.at <= t-g.ttl {
+			delete(gr.members, v)
+			g.nMembers--
+		}
+	}
+	m := gr.members[visitor]
+	if m == nil {
+		if g.nMembers >= g.limit {
+			return gr, false
+		}
+		m = &member{}
+		gr.members[visitor] = m
+		g.nMembers++
+	}
+	m.at, m.detection = t, d
+	if gr.active {
+		return gr, false
+	}
+	active := 0
+	for _, at := range g.scored[sc.Site] {
+		if at > t-g.ttl {
+			active++
+		}
+	}
+	if len(gr.members) >= g.minMembers && float64(len(gr.members)) >= g.share*float64(active) {
+		gr.active = true
+		return gr, true
+	}
+	return gr, false
+}
+
+// sweep forgets what is older than cut: scores, members, and groups left
+// without members.
+func (g *groups) sweep(cut int64) {
+	for site, m := range g.scored {
+		for v, at := range m {
+			if at <= cut {
+				delete(m, v)
+				g.nScored--
+			}
+		}
+		if len(m) == 0 {
+			delete(g.scored, site)
+		}
+	}
+	for k, gr := range g.byKey {
+		for v, m := range gr.members {
+			if m.at <= cut {
+				delete(gr.members, v)
+				g.nMembers--
+			}
+		}
+		if len(gr.members) == 0 {
+			delete(g.byKey, k)
+		}
+	}
+}
+
+// signature is the two features that contribute most to a score, by
+// name, in name order: how the visitor is an outlier.
+func signature(fs []records.Contribution) string {
+	top := Top(fs, 2)
+	names := make([]string, 0, len(top))
+	for _, c := range top {
+		names = append(names, c.Feature)
+	}
+	slices.SortFunc(names, cmp.Compare[string])
+	return strings.Join(names, "+")
+}
+
+// groupID names a group: its site, class and signature, and the event
+// time of its first hit, hashed, so that the same traffic gives the same
+// id.
+func groupID(k groupKey, t int64) string {
+	h := fnv.New64a()
+	for _, s := range []string{k.site, k.class, k.signature} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(t)))
+	return "g-" + hex.EncodeToString(h.Sum(nil))
+}
