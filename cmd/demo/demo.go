@@ -194,6 +194,7 @@ func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error)
 		cfg := replay.GenerateConfig{Labels: true, Traffic: traffic.Config{
 			Sites: o.sites, Visitors: o.visitors, Events: events, Start: start, Duration: span,
 			Seed: o.seed, Skew: traffic.DefaultConfig().Skew, SkewOffset: traffic.DefaultConfig().SkewOffset, Bots: bots,
+			Options: o.options,
 		}}
 		f, err := os.Create(path)
 		if err != nil {

@@ -56,8 +56,12 @@ Writes deterministic synthetic traffic as JSON lines with Cloudflare Logpush
 field names, in time order: -events human requests of -visitors visitors on
 -sites sites, spread over -duration from -start, and the requests of -bots
 bot visitors on top (each scenario at its own rate, from a start in the
-first half of the span). With -labels each line has a "label" field, human
-or the scenario, to check detections against; the pipeline ignores it.
+first half of the span). -options makes it richer: kinds of people, site
+kinds, the automation sites want, bots in the history, coordinated attacks,
+network fields (-options realistic for all of them). With -labels each line
+has a "label" field, human (people and wanted automation) or the scenario,
+and "profile" (the kind of visitor) and "group" (a coordinated attack)
+where they apply, to check detections against; the pipeline ignores them.
 Output streams, so memory does not grow with -events.
 `
 

@@ -16,7 +16,8 @@ type GenerateConfig struct {
 	// Bots on top.
 	Traffic traffic.Config
 	// Labels adds each request's "label" field (human or the bot
-	// scenario), which the pipeline ignores, to check detections against.
+	// scenario), and "profile" and "group" where they apply, which the
+	// pipeline ignores, to check detections against.
 	Labels bool
 }
 
@@ -44,7 +45,8 @@ func (c *GenerateConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&t.Seed, "seed", t.Seed, "random seed: the same flags and seed give the same traffic")
 	fs.Float64Var(&t.Skew, "skew", t.Skew, "Zipf exponent of visitor activity, above 1; larger concentrates requests on fewer visitors")
 	fs.Float64Var(&t.SkewOffset, "skew-offset", t.SkewOffset, "Zipf offset of visitor activity, at least 1; larger flattens the heaviest visitors")
-	fs.Var(&t.Bots, "bots", "bot visitors per scenario, `n` for every scenario or scenario=n[,...] of "+traffic.ScenarioNames()+"; none for humans only")
+	fs.Var(&t.Bots, "bots", "bot visitors per scenario, `n` for each of the four classic ones or scenario=n[,...] of "+traffic.ScenarioNames()+" (campaigns for the distributed ones); none for humans only")
+	fs.Var(&t.Options, "options", "richer traffic: none (the classic shops and four bots), realistic (all of it), or parts of it, comma-separated: people (offices, carriers, privacy browsers, warm caches, power users, one-page readers, app users), sites (news, blog, forum, docs and app sites), automation (app pollers, feed readers, uptime monitors, API clients, crawlers, link previews, labelled human), spread (3% of visitors bots with bounded lifetimes, as history has them), campaigns (attacks spread over hundreds of residential addresses), fields (ASN, country, JA3, JA4)")
 	fs.BoolVar(&c.Labels, "labels", c.Labels, "write each request's \"label\" field: human or the bot's scenario (the pipeline ignores it)")
 }
 
