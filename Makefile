@@ -53,11 +53,12 @@ bench: deps ## run the benchmarks (medians via benchstat) and the PyOD parity re
 	$(GO) tool benchstat bin/bench.txt
 	$(GO) test -count=1 -run TestPyODParity -v ./bench | grep -v '^=== RUN'
 
-fuzz: ## run each fuzz target (model, key and event decoding) for FUZZ_TIME (default 30s)
+fuzz: ## run each fuzz target (model, key, event and baseline decoding) for FUZZ_TIME (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/hbos
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/keys
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/keys
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/features
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/model
 
 build: ## build every command into bin/
 	$(GO) build -o bin/ ./cmd/...

@@ -32,7 +32,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/replay"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
-	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/model"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -218,28 +218,19 @@ func eachBatch(ctx context.Context, r io.Reader, fn func([]kafka.Message) error)
 	return nil
 }
 
-// Models are the baselines of every site and class, and the pooled ones,
-// as the detector's BaselineSource: a class is judged as the baseline
+// Models are the baselines that judge every site's traffic classes, as
+// the detector's BaselineSource: a class is judged as the baseline
 // service judges it (baseline.Baselines.Get), by its site's baseline, else
-// by the pooled one, else by its site's browser baseline.
+// by the pooled one, else by its site's browser baseline, each with the
+// site's known visitors.
 type Models struct {
-	sites map[string]*[features.NumClasses]*hbos.Model
+	sites map[string]*[features.NumClasses]*model.Baseline
 }
 
-// Get returns the model of class for site.
-func (m Models) Get(ctx context.Context, site string, class features.Class) (*hbos.Model, string, bool) {
-	own := m.sites[site]
-	if own == nil {
-		return nil, "", false // no history at all
-	}
-	if model := own[class]; model != nil {
-		return model, "backtest", true
-	}
-	if pooled := m.sites[baseline.Pooled]; pooled != nil && pooled[class] != nil {
-		return pooled[class], "backtest-pooled", true
-	}
-	if class != features.ClassBrowser {
-		return m.Get(ctx, site, features.ClassBrowser)
+// Get returns the baseline that judges class for site.
+func (m Models) Get(_ context.Context, site string, class features.Class) (*model.Baseline, string, bool) {
+	if s := m.sites[site]; s != nil && s[class] != nil {
+		return s[class], "backtest", true
 	}
 	return nil, "", false
 }
@@ -291,9 +282,8 @@ func (h *history) add(msgs []kafka.Message) {
 }
 
 // buildAll builds the baselines of every site of mem and the pooled
-// ones, as the baseline service does.
+// ones, as the baseline service does, and what judges each site's classes.
 func buildAll(ctx context.Context, cfg baseline.BuildConfig, mem *baseline.MemoryHistory) (Models, []Site) {
-	models := Models{sites: make(map[string]*[features.NumClasses]*hbos.Model)}
 	var sites []Site
 	stats := mem.Sites()
 	var newest time.Time
@@ -305,16 +295,16 @@ func buildAll(ctx context.Context, cfg baseline.BuildConfig, mem *baseline.Memor
 	if len(stats) > 0 {
 		stats = append(stats, chstore.SiteStats{Site: baseline.Pooled, Newest: newest})
 	}
+	builds := make(map[string]*baseline.Built)
 	for _, st := range stats {
 		s := Site{Site: st.Site, Status: baseline.StatusOK}
-		classes := new([features.NumClasses]*hbos.Model)
-		models.sites[st.Site] = classes
 		built, err := baseline.Build(ctx, mem, cfg, st.Site, st.Newest)
 		if err != nil {
 			s.Status, s.Error = baseline.StatusError, err.Error()
 			sites = append(sites, s)
 			continue
 		}
+		builds[st.Site] = built
 		for c := range features.Class(features.NumClasses) {
 			cs := ClassSite{Class: c.String(), Status: baseline.StatusOK}
 			switch b, err := built.Baselines[c], built.Errs[c]; {
@@ -324,7 +314,6 @@ func buildAll(ctx context.Context, cfg baseline.BuildConfig, mem *baseline.Memor
 				cs.Status, cs.Error = baseline.StatusError, err.Error()
 			default:
 				cs.Windows, cs.Suspects, cs.Threshold = b.Windows, b.Suspects, b.Model.Threshold()
-				classes[c] = b.Model
 			}
 			if c == features.ClassBrowser {
 				s.Status, s.Windows, s.Suspects, s.Threshold, s.Error = cs.Status, cs.Windows, cs.Suspects, cs.Threshold, cs.Error
@@ -332,6 +321,30 @@ func buildAll(ctx context.Context, cfg baseline.BuildConfig, mem *baseline.Memor
 			s.Classes = append(s.Classes, cs)
 		}
 		sites = append(sites, s)
+	}
+	models := Models{sites: make(map[string]*[features.NumClasses]*model.Baseline)}
+	pooled := builds[baseline.Pooled]
+	for site, built := range builds {
+		if site == baseline.Pooled {
+			continue
+		}
+		served := new([features.NumClasses]*model.Baseline)
+		for c := range features.Class(features.NumClasses) {
+			bl := built.Baselines[c]
+			if bl == nil && pooled != nil {
+				bl = pooled.Baselines[c]
+			}
+			if bl == nil {
+				bl = built.Baselines[features.ClassBrowser]
+				if bl == nil && pooled != nil {
+					bl = pooled.Baselines[features.ClassBrowser]
+				}
+			}
+			if bl != nil {
+				served[c] = &model.Baseline{Model: bl.Model, Known: built.Known}
+			}
+		}
+		models.sites[site] = served
 	}
 	return models, sites
 }

@@ -13,8 +13,9 @@ import (
 // adds authentication, TLS, /metrics and the health checks around it.
 //
 //	GET  /v1/sites/{site}/baseline[?class=browser|api]
-//	     200  the encoded model of the traffic class (browser by default;
-//	          pkg/hbos binary encoding), Content-Type
+//	     200  the baseline judging the traffic class (browser by default):
+//	          its HBOS model and the site's known visitors, in the pkg/model
+//	          binary encoding, Content-Type
 //	          application/octet-stream, ETag "<version>" (a digest of the
 //	          encoding), Last-Modified (the build time), Cache-Control
 //	          no-cache, and Anomalyd-Baseline naming the baseline served:

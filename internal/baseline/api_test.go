@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anomalyd/anomalyd/pkg/features"
-	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/model"
 )
 
 // TestAPI runs the HTTP API against a real ClickHouse.
@@ -64,8 +64,8 @@ func TestAPI(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s: %s", resp.Status, body)
 		}
-		var model hbos.Model
-		if err := model.UnmarshalBinary(body); err != nil {
+		var bl model.Baseline
+		if err := bl.UnmarshalBinary(body); err != nil || bl.Known == nil {
 			t.Fatal(err)
 		}
 		etag = resp.Header.Get("ETag")

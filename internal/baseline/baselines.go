@@ -15,6 +15,7 @@ import (
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/model"
 )
 
 // DefaultRefresh is the default refresh period: how old a baseline may get
@@ -90,11 +91,17 @@ type classState struct {
 	good   *Baseline // the last good baseline, nil before the first
 	status string
 	err    error // of the last build
+	// served is what judges the class while it has no good baseline: the
+	// baseline servedFrom with the site's known visitors servedKnown.
+	served      *Baseline
+	servedFrom  *Baseline
+	servedKnown *model.Known
 }
 
 // siteState is the cache entry of one site.
 type siteState struct {
 	classes  [features.NumClasses]classState
+	known    *model.Known // of the last good build
 	checked  time.Time // when the last build ended; zero before
 	requests uint64
 	newest   time.Time
@@ -163,14 +170,35 @@ func (b *Baselines) Get(ctx context.Context, site string, class features.Class) 
 		return own, err
 	}
 	if pooled, _ := b.get(ctx, Pooled, class); pooled != nil {
-		return pooled, nil
+		return b.served(site, class, pooled)
 	}
 	if class != features.ClassBrowser {
 		if browser, _ := b.Get(ctx, site, features.ClassBrowser); browser != nil {
-			return browser, nil
+			return b.served(site, class, browser)
 		}
 	}
 	return nil, err
+}
+
+// served is bl, a baseline of another site or class, as it judges site's
+// class: with site's known visitors, encoded once per version of bl.
+func (b *Baselines) served(site string, class features.Class, bl *Baseline) (*Baseline, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.sites[site]
+	if st == nil {
+		return bl, nil
+	}
+	cs := &st.classes[class]
+	if cs.served != nil && cs.servedFrom == bl && cs.servedKnown == st.known {
+		return cs.served, nil
+	}
+	s, err := bl.For(site, class, st.known)
+	if err != nil {
+		return nil, err
+	}
+	cs.served, cs.servedFrom, cs.servedKnown = s, bl, st.known
+	return s, nil
 }
 
 // get is Get without the pooled fallback.
@@ -422,6 +450,9 @@ func (b *Baselines) buildSite(ctx context.Context, site string, newest time.Time
 		b.sites[site] = st
 	}
 	st.checked = time.Now()
+	if built != nil && built.Known != nil {
+		st.known = built.Known
+	}
 	var prev [features.NumClasses]*Baseline
 	anyOK, anyTooFew := false, false
 	for c := range st.classes {

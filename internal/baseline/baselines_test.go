@@ -20,7 +20,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/chstore"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
-	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/model"
 )
 
 // smallBuildConfig builds from small synthetic sites quickly: 5-minute
@@ -131,7 +131,7 @@ func TestBaselinesShareBuilds(t *testing.T) {
 						t.Errorf("client %d, %s: %s %q %v", c, site, resp.Status, body, err)
 						return
 					}
-					var m hbos.Model
+					var m model.Baseline
 					if err := m.UnmarshalBinary(body); err != nil {
 						t.Errorf("client %d, %s: %v", c, site, err)
 					}

@@ -18,6 +18,7 @@ import (
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 	"github.com/anomalyd/anomalyd/pkg/keys"
+	"github.com/anomalyd/anomalyd/pkg/model"
 )
 
 // BuildConfig says how baselines are built.
@@ -128,13 +129,16 @@ var ErrTooFewWindows = errors.New("too few visitor-windows for a baseline")
 // own.
 const Pooled = "*"
 
-// Baseline is one site's fitted model of one traffic class and where it
-// came from.
+// Baseline is one site's fitted model of one traffic class, the visitors
+// its history knows, and where they came from.
 type Baseline struct {
-	Site    string // Pooled for the pooled baseline
-	Class   features.Class
-	Model   *hbos.Model
-	Encoded []byte // Model.MarshalBinary, what the API serves
+	Site  string // Pooled for the pooled baseline
+	Class features.Class
+	Model *hbos.Model
+	// Known are the site's visitors in the history, but those the fit
+	// left out as bots; nil for the pooled baselines.
+	Known   *model.Known
+	Encoded []byte // the pkg/model encoding of Model and Known, what the API serves
 	Version string // a digest of Encoded: the ETag
 	Windows int    // visitor-windows of the history of the class
 	// Suspects are the visitors of the history left out as bots, and
@@ -145,10 +149,12 @@ type Baseline struct {
 }
 
 // Built is what one build of a site made: a baseline of each traffic
-// class, or why the class has none (ErrTooFewWindows, or the fit's error).
+// class, or why the class has none (ErrTooFewWindows, or the fit's error),
+// and the visitors the site's history knows.
 type Built struct {
 	Baselines [features.NumClasses]*Baseline
 	Errs      [features.NumClasses]error
+	Known     *model.Known // nil for the pooled baselines
 }
 
 // Build fits the baselines of every traffic class of site (Pooled: of
@@ -189,36 +195,84 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 		return nil, fmt.Errorf("building the baselines of %q: %w", site, err)
 	}
 	built := &Built{}
+	left := make(map[uint64]bool)
+	var stats [features.NumClasses]FitStats
+	var models [features.NumClasses]*hbos.Model
 	for c := range features.Class(features.NumClasses) {
-		built.Baselines[c], built.Errs[c] = fitClass(cfg, site, c, cols[c], visitors[c], q.From, newest)
+		models[c], stats[c], built.Errs[c] = Fit(cols[c], visitors[c], cfg)
+		if built.Errs[c] != nil {
+			built.Errs[c] = fmt.Errorf("the %s baseline of %q: %w", c, site, built.Errs[c])
+		}
+		for v := range stats[c].Left {
+			left[v] = true
+		}
+	}
+	if site != Pooled {
+		if built.Known, err = knownVisitors(ctx, src, site, q.From, q.To, left); err != nil {
+			return nil, err
+		}
+	}
+	for c, m := range models {
+		if m == nil {
+			continue
+		}
+		b := &Baseline{
+			Site: site, Class: features.Class(c), Model: m, Known: built.Known,
+			Windows: len(visitors[c]), Suspects: stats[c].Suspects, Trimmed: stats[c].Trimmed,
+			From: q.From, To: newest, Built: time.Now().UTC(),
+		}
+		if err := b.encode(); err != nil {
+			return nil, err
+		}
+		built.Baselines[c] = b
 	}
 	return built, nil
 }
 
-// fitClass fits and encodes the baseline of one class.
-func fitClass(cfg BuildConfig, site string, c features.Class, cols [][]float64, visitors []uint64, from, to time.Time) (*Baseline, error) {
-	m, stats, err := Fit(cols, visitors, cfg)
+// knownVisitors are the visitors of site in [from, to), but those left out
+// as bots (left, keyed as Build keys them for Fit).
+func knownVisitors(ctx context.Context, src WindowSource, site string, from, to time.Time, left map[uint64]bool) (*model.Known, error) {
+	var ids []uint64
+	err := src.Visitors(ctx, site, from, to, func(v uint64) error {
+		if !left[v^keys.SiteID(site)] {
+			ids = append(ids, v)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("the %s baseline of %q: %w", c, site, err)
+		return nil, fmt.Errorf("the known visitors of %q: %w", site, err)
 	}
-	enc, err := m.MarshalBinary()
+	known := model.NewKnown(len(ids))
+	for _, v := range ids {
+		known.Add(v)
+	}
+	return known, nil
+}
+
+// encode sets Encoded and Version from Model and Known.
+func (b *Baseline) encode() error {
+	enc, err := (&model.Baseline{Model: b.Model, Known: b.Known}).MarshalBinary()
 	if err != nil {
-		return nil, fmt.Errorf("encoding the %s baseline of %q: %w", c, site, err)
+		return fmt.Errorf("encoding the %s baseline of %q: %w", b.Class, b.Site, err)
 	}
 	sum := sha256.Sum256(enc)
-	return &Baseline{
-		Site:     site,
-		Class:    c,
-		Model:    m,
-		Encoded:  enc,
-		Version:  hex.EncodeToString(sum[:8]),
-		Windows:  len(visitors),
-		Suspects: stats.Suspects,
-		Trimmed:  stats.Trimmed,
-		From:     from,
-		To:       to,
-		Built:    time.Now().UTC(),
-	}, nil
+	b.Encoded, b.Version = enc, hex.EncodeToString(sum[:8])
+	return nil
+}
+
+// For returns b as served to site: b itself when it is site's own, else (a
+// pooled baseline, or the browser one for another class) a copy carrying
+// site's known visitors.
+func (b *Baseline) For(site string, class features.Class, known *model.Known) (*Baseline, error) {
+	if b.Site == site && b.Class == class {
+		return b, nil
+	}
+	c := *b
+	c.Known = known
+	if err := c.encode(); err != nil {
+		return nil, err
+	}
+	return &c, nil
 }
 
 // Fit fits a site's model to the feature columns of its visitor-windows,
@@ -249,6 +303,12 @@ func Fit(cols [][]float64, visitors []uint64, cfg BuildConfig) (*hbos.Model, Fit
 		keep, suspects := trim(m, cols, visitors, cfg.Trim)
 		if suspects == stats.Suspects {
 			break
+		}
+		stats.Left = make(map[uint64]bool, suspects)
+		for i, k := range keep {
+			if !k {
+				stats.Left[visitors[i]] = true
+			}
 		}
 		kept := make([][]float64, len(cols))
 		for j, col := range cols {
@@ -281,9 +341,10 @@ const trimRounds = 3
 
 // FitStats says what a robust fit left out.
 type FitStats struct {
-	Windows  int // visitor-windows of the history
-	Suspects int // visitors whose windows were left out
-	Trimmed  int // windows left out, theirs
+	Windows  int             // visitor-windows of the history
+	Suspects int             // visitors whose windows were left out
+	Trimmed  int             // windows left out, theirs
+	Left     map[uint64]bool // the visitors left out, as Fit's visitors name them
 }
 
 // trim finds the visitors that history shows to be persistent outliers

@@ -12,6 +12,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/model"
 )
 
 // TestBuildHasTheExpectedHistograms fits a baseline from ClickHouse and
@@ -100,8 +101,8 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 	if b.Model.Threshold() != want.Threshold() {
 		t.Errorf("threshold %v, want %v", b.Model.Threshold(), want.Threshold())
 	}
-	var decoded hbos.Model
-	if err := decoded.UnmarshalBinary(b.Encoded); err != nil || len(b.Version) != 16 {
+	var decoded model.Baseline
+	if err := decoded.UnmarshalBinary(b.Encoded); err != nil || len(b.Version) != 16 || decoded.Known == nil {
 		t.Errorf("encoded baseline: %v, version %q", err, b.Version)
 	}
 

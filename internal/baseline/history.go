@@ -13,10 +13,12 @@ import (
 )
 
 // WindowSource streams the visitor-windows of one site that a query
-// selects, aggregated as chstore's SQL aggregates them: the requests table
-// in ClickHouse for the service, a MemoryHistory for backtests.
+// selects, aggregated as chstore's SQL aggregates them, and a site's
+// visitors: the requests table in ClickHouse for the service, a
+// MemoryHistory for backtests.
 type WindowSource interface {
 	Windows(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(chstore.VisitorWindow) error) error
+	Visitors(ctx context.Context, site string, from, to time.Time, fn func(uint64) error) error
 }
 
 // ClickHouseWindows is a requests table as a WindowSource.
@@ -28,6 +30,11 @@ type ClickHouseWindows struct {
 // Windows runs chstore.Windows on the table.
 func (c ClickHouseWindows) Windows(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(chstore.VisitorWindow) error) error {
 	return chstore.Windows(ctx, c.Conn, c.Table, w, q, fn)
+}
+
+// Visitors runs chstore.Visitors on the table.
+func (c ClickHouseWindows) Visitors(ctx context.Context, site string, from, to time.Time, fn func(uint64) error) error {
+	return chstore.Visitors(ctx, c.Conn, c.Table, site, from, to, fn)
 }
 
 // MemoryHistory is request history in memory, a WindowSource that
@@ -76,6 +83,27 @@ func (h *MemoryHistory) Sites() []chstore.SiteStats {
 	}
 	slices.SortFunc(out, func(a, b chstore.SiteStats) int { return cmp.Compare(a.Site, b.Site) })
 	return out
+}
+
+// Visitors streams the distinct visitors of site with requests in
+// [from, to), as chstore.Visitors does.
+func (h *MemoryHistory) Visitors(ctx context.Context, site string, from, to time.Time, fn func(uint64) error) error {
+	s := h.sites[site]
+	if s == nil {
+		return nil
+	}
+	seen := make(map[uint64]bool)
+	for i := range s.rows {
+		r := &s.rows[i]
+		if int64(r.second) < from.Unix() || int64(r.second) >= to.Unix() || seen[r.visitor] {
+			continue
+		}
+		seen[r.visitor] = true
+		if err := fn(r.visitor); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }
 
 // windowAcc accumulates one visitor-window exactly.

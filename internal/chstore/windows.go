@@ -127,6 +127,29 @@ func Windows(ctx context.Context, conn driver.Conn, table string, w features.Win
 	return nil
 }
 
+// Visitors streams to fn the distinct visitors of site with requests in
+// [from, to).
+func Visitors(ctx context.Context, conn driver.Conn, table, site string, from, to time.Time, fn func(uint64) error) error {
+	rows, err := conn.Query(ctx, "SELECT DISTINCT visitor FROM "+table+" WHERE site = ? AND time >= ? AND time < ?", site, from.UTC(), to.UTC())
+	if err != nil {
+		return fmt.Errorf("listing the visitors of %q: %w", site, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v uint64
+		if err := rows.Scan(&v); err != nil {
+			return fmt.Errorf("listing the visitors of %q: %w", site, err)
+		}
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("listing the visitors of %q: %w", site, err)
+	}
+	return nil
+}
+
 // SiteStats is what the requests table holds for one site.
 type SiteStats struct {
 	Site     string

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/anomalyd/anomalyd/pkg/features"
-	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/model"
 )
 
 // DefaultRevalidate is the default revalidation period. The baseline
@@ -105,7 +105,7 @@ func (k siteClass) String() string { return k.site + "/" + k.class.String() }
 // entry is what is known of one site class. A nil model means the site is not
 // scored: it has no baseline (404), or no fetch has succeeded yet.
 type entry struct {
-	model    *hbos.Model
+	model    *model.Baseline
 	version  string    // the ETag's value, without quotes
 	etag     string    // the ETag as received, sent back in If-None-Match
 	expires  time.Time // when to ask the service again
@@ -154,7 +154,7 @@ func NewBaselines(baseURL, token string, client *http.Client, revalidate time.Du
 // share one fetch. Later Gets never wait: a stale entry is returned while
 // one background fetch revalidates it. The model is shared: do not modify
 // it.
-func (b *Baselines) Get(ctx context.Context, site string, class features.Class) (model *hbos.Model, version string, ok bool) {
+func (b *Baselines) Get(ctx context.Context, site string, class features.Class) (bl *model.Baseline, version string, ok bool) {
 	k := siteClass{site, class}
 	var e *entry
 	if v, found := b.sites.Load(k); found {
@@ -254,7 +254,7 @@ func (b *Baselines) refresh(k siteClass) *entry {
 	site := k.String()
 	ctx, cancel := context.WithTimeout(b.ctx, fetchTimeout)
 	defer cancel()
-	model, etag, status, err := b.fetch(ctx, k, old.etag)
+	fetched, etag, status, err := b.fetch(ctx, k, old.etag)
 	now := b.now()
 	next := &entry{model: old.model, version: old.version, etag: old.etag, expires: now.Add(b.revalidate)}
 	switch {
@@ -288,7 +288,7 @@ func (b *Baselines) refresh(k siteClass) *entry {
 		}
 		next.model, next.version, next.etag = nil, "", ""
 	default:
-		next.model, next.version, next.etag = model, etagVersion(etag), etag
+		next.model, next.version, next.etag = fetched, etagVersion(etag), etag
 		b.logger.Debug("fetched baseline", "site", site, "version", next.version, "previous", old.version)
 	}
 	if err == nil && old.failures > 0 {
@@ -310,7 +310,7 @@ func (b *Baselines) backoff(failures int) time.Duration {
 // fetch sends one conditional GET for k's baseline. It returns the
 // decoded model on 200, nothing else on 304 and 404, and an error for any
 // other answer or an unusable model.
-func (b *Baselines) fetch(ctx context.Context, k siteClass, etag string) (model *hbos.Model, newETag string, status int, err error) {
+func (b *Baselines) fetch(ctx context.Context, k siteClass, etag string) (bl *model.Baseline, newETag string, status int, err error) {
 	u := b.endpoint + "/v1/sites/" + url.PathEscape(k.site) + "/baseline?class=" + k.class.String()
 	site := k.String()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -346,16 +346,16 @@ func (b *Baselines) fetch(ctx context.Context, k siteClass, etag string) (model 
 	if len(body) > maxBaselineSize {
 		return nil, "", resp.StatusCode, fmt.Errorf("baseline of %q is larger than %d bytes", site, maxBaselineSize)
 	}
-	model = new(hbos.Model)
-	if err := model.UnmarshalBinary(body); err != nil {
+	bl = new(model.Baseline)
+	if err := bl.UnmarshalBinary(body); err != nil {
 		return nil, "", resp.StatusCode, fmt.Errorf("decoding baseline of %q: %w", site, err)
 	}
 	newETag = resp.Header.Get("ETag")
-	if names := model.Names(); !slices.Equal(names, b.names) {
+	if names := bl.Model.Names(); !slices.Equal(names, b.names) {
 		return nil, newETag, resp.StatusCode, fmt.Errorf("%w: model has %d features %q, detector computes %d %q",
-			ErrIncompatible, model.Features(), names, len(b.names), b.names)
+			ErrIncompatible, bl.Model.Features(), names, len(b.names), b.names)
 	}
-	return model, newETag, resp.StatusCode, nil
+	return bl, newETag, resp.StatusCode, nil
 }
 
 // etagVersion is the baseline version an ETag names: "v1" and W/"v1" are v1.

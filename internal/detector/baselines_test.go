@@ -15,6 +15,7 @@ import (
 
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/model"
 )
 
 // TestMain checks that Close and the test servers leave no goroutines
@@ -46,7 +47,7 @@ func fitModel(t *testing.T, names []string, shift float64) []byte {
 	if err := m.SetNames(names); err != nil {
 		t.Fatal(err)
 	}
-	enc, err := m.MarshalBinary()
+	enc, err := (&model.Baseline{Model: m}).MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // get is Get of site that also waits for the background fetch it started.
-func (f *fixture) get(t *testing.T, site string) (*hbos.Model, string, bool) {
+func (f *fixture) get(t *testing.T, site string) (*model.Baseline, string, bool) {
 	t.Helper()
 	m, v, ok := f.b.Get(t.Context(), site, features.ClassBrowser)
 	f.b.wg.Wait()

@@ -12,7 +12,7 @@ import (
 
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
-	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/model"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -23,9 +23,10 @@ type Store interface {
 	Reset()
 }
 
-// BaselineSource gives the model of a site's traffic class (*Baselines).
+// BaselineSource gives the baseline of a site's traffic class
+// (*Baselines).
 type BaselineSource interface {
-	Get(ctx context.Context, site string, class features.Class) (model *hbos.Model, version string, ok bool)
+	Get(ctx context.Context, site string, class features.Class) (bl *model.Baseline, version string, ok bool)
 }
 
 // Processor turns batches of request events into score records and dead
@@ -288,19 +289,19 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		return nil
 	}
 	class := agg.Class()
-	model, version, ok := p.source.Get(ctx, it.site, class)
+	bl, version, ok := p.source.Get(ctx, it.site, class)
 	if !ok {
 		sh.counts.noBaseline++
 		return nil
 	}
 	sh.vec = agg.Vector(sh.vec, p.set)
 	sh.contrib = append(sh.contrib[:0], sh.vec...)
-	score, err := model.Explain(sh.vec, sh.contrib)
+	score, err := bl.Model.Explain(sh.vec, sh.contrib)
 	if err != nil {
 		sh.counts.errors++ // the cache admits only models of these features
 		return nil
 	}
-	threshold := model.Threshold()
+	threshold := bl.Model.Threshold()
 	if p.cfg.Threshold > 0 {
 		threshold = p.cfg.Threshold
 	}
@@ -309,6 +310,7 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		Site:            it.site,
 		Visitor:         records.VisitorID(o.Visitor),
 		Class:           class.String(),
+		Returning:       bl.Known != nil && bl.Known.Has(o.Visitor),
 		Score:           score,
 		Threshold:       threshold,
 		Features:        make([]records.Contribution, len(sh.vec)),

@@ -21,6 +21,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/model"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -32,9 +33,9 @@ func (memStore) Reset() {}
 
 type staticSource map[string]*hbos.Model
 
-func (s staticSource) Get(_ context.Context, site string, _ features.Class) (*hbos.Model, string, bool) {
+func (s staticSource) Get(_ context.Context, site string, _ features.Class) (*model.Baseline, string, bool) {
 	m, ok := s[site]
-	return m, "v1", ok
+	return &model.Baseline{Model: m}, "v1", ok
 }
 
 var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)

@@ -55,8 +55,10 @@ type SelectConfig struct {
 	// GroupMin and GroupShare say when visitors that are outliers in the
 	// same way at once are a coordinated attack (see groups); GroupMin 0
 	// looks for none.
-	GroupMin   int
-	GroupShare float64
+	GroupMin       int
+	GroupShare     float64
+	GroupReturning float64
+	GroupRarity    float64
 }
 
 // Defaults.
@@ -75,6 +77,8 @@ const (
 	DefaultMaxTracked         = 1_000_000
 	DefaultGroupMin           = 10
 	DefaultGroupShare         = 0.02
+	DefaultGroupReturning     = 0.5
+	DefaultGroupRarity        = 10
 )
 
 // Limits that keep the per-visitor state and the records small.
@@ -98,7 +102,8 @@ func DefaultSelectConfig() SelectConfig {
 	return SelectConfig{
 		TTL: DefaultTTL, MinHits: DefaultMinHits, MinMargin: DefaultMinMargin,
 		RiseMargin: DefaultRiseMargin, Top: DefaultTop, MaxTracked: DefaultMaxTracked,
-		GroupMin: DefaultGroupMin, GroupShare: DefaultGroupShare,
+		GroupMin: DefaultGroupMin, GroupShare: DefaultGroupShare, GroupReturning: DefaultGroupReturning,
+		GroupRarity: DefaultGroupRarity,
 	}
 }
 
@@ -128,6 +133,8 @@ func (c *SelectConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxTracked, "max-tracked", c.MaxTracked, "most visitors whose detection state is kept in memory (about 100 bytes each); beyond it the publisher forgets arbitrary ones, which may then be published once more")
 	fs.IntVar(&c.GroupMin, "group-min", c.GroupMin, "fewest visitors of a site with a hit of the same signature (class and two top features) within -detection-ttl that make a coordinated attack, each member published at its first hit, whatever -min-hits says; 0 looks for none")
 	fs.Float64Var(&c.GroupShare, "group-share", c.GroupShare, "and the least share of the site's visitors scored within -detection-ttl that they must be: people have hits at the contamination rate, spread over many signatures")
+	fs.Float64Var(&c.GroupRarity, "group-rarity", c.GroupRarity, "and the least median, over them, of their top feature's contribution, in bits: attackers bring values the site's history hardly has (an empty bin scores -log2(alpha), 13.3 by default), a crowd of people more of what it has (10 is a value a thousandth as dense as the densest)")
+	fs.Float64Var(&c.GroupReturning, "group-returning", c.GroupReturning, "and the largest share of them that the site's history knows (returning visitors): an attack comes from new addresses, a crowd of the site's own people (a sale, a rush) from many it has seen. Returning members are never published on the group's evidence")
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -176,6 +183,10 @@ func (c *SelectConfig) Validate() error {
 		return fmt.Errorf("-group-min must be 0 (no groups) or more, got %d", c.GroupMin)
 	case !(c.GroupShare >= 0 && c.GroupShare <= 1):
 		return fmt.Errorf("-group-share must be in [0, 1], got %v", c.GroupShare)
+	case math.IsNaN(c.GroupRarity) || math.IsInf(c.GroupRarity, 0):
+		return fmt.Errorf("-group-rarity must be a finite number, got %v", c.GroupRarity)
+	case !(c.GroupReturning >= 0 && c.GroupReturning <= 1):
+		return fmt.Errorf("-group-returning must be in [0, 1], got %v", c.GroupReturning)
 	}
 	return nil
 }

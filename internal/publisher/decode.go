@@ -66,6 +66,8 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 			s.Site, err = d.str(v)
 		case "class":
 			s.Class, err = d.str(v)
+		case "returning":
+			s.Returning, err = v.Bool()
 		case "visitor":
 			var b []byte
 			if b, err = v.StringBytes(); err == nil {

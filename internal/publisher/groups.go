@@ -23,13 +23,21 @@ import (
 // to the score, as the baseline explains it. A group of a site is a
 // signature's visitors with a hit within the TTL (event time). It is a
 // coordinated attack, and each member is published as a detection that
-// names it, once it has at least MinMembers members and they are at least
-// Share of the site's visitors scored within the TTL: a site's people
-// have hits at the rate its contamination sets (half a percent by
-// default), spread over many signatures, so a signature holding a few
-// percent of the site's visitors is no accident. A crowd of people (a
-// popular page shared on social media) has no hits to gather: its members
-// score as people do.
+// names it, once it has at least MinMembers members, they are at least
+// Share of the site's visitors scored within the TTL, at most Returning of
+// them are returning visitors (the site's history knows them,
+// records.Score.Returning), and the median of their top feature's
+// contribution is at least Rarity bits. A site's people have hits at the rate its
+// contamination sets (half a percent by default), spread over many
+// signatures, so a signature holding a few percent of the site's visitors
+// is no accident. A crowd of people (a popular page shared on social
+// media) has no hits to gather: its members score as people do. A crowd of
+// people that does stand out the same way at once (a rush on a sale, where
+// many fail to buy now and then) brings more of the values the site's
+// history has, rare as they are, and many of the site's own visitors; an
+// attack brings values the history hardly has (most requests failing,
+// say), from addresses the site has not seen. A returning visitor is never
+// published on a group's evidence, only on its own.
 //
 // An attack that goes on keeps its group; members that join publish at
 // their first hit. A group ends once its last member's hit is a TTL old.
@@ -40,6 +48,8 @@ type groups struct {
 	ttl        int64
 	minMembers int
 	share      float64
+	returning  float64
+	rarity     float64
 	limit      int // of visitors scored, and of members, in all
 	nScored    int
 	nMembers   int
@@ -64,11 +74,13 @@ type member struct {
 	at        int64
 	detection records.Detection
 	published bool
+	returning bool    // the site's history knows it: never published for the group
+	top       float64 // its top feature's contribution
 }
 
 func newGroups(cfg SelectConfig) *groups {
 	return &groups{
-		ttl: int64(cfg.TTL), minMembers: cfg.GroupMin, share: cfg.GroupShare, limit: cfg.MaxTracked,
+		ttl: int64(cfg.TTL), minMembers: cfg.GroupMin, share: cfg.GroupShare, returning: cfg.GroupReturning, rarity: cfg.GroupRarity, limit: cfg.MaxTracked,
 		scored: make(map[string]map[uint64]int64), byKey: make(map[groupKey]*group),
 	}
 }
@@ -124,7 +136,11 @@ func (g *groups) hit(sc *records.Score, visitor uint64, t int64, d records.Detec
 		gr.members[visitor] = m
 		g.nMembers++
 	}
-	m.at, m.detection = t, d
+	m.at, m.detection, m.returning = t, d, sc.Returning
+	m.top = 0
+	if len(d.Top) > 0 {
+		m.top = d.Top[0].Contribution
+	}
 	if gr.active {
 		return gr, false
 	}
@@ -134,7 +150,18 @@ func (g *groups) hit(sc *records.Score, visitor uint64, t int64, d records.Detec
 			active++
 		}
 	}
-	if len(gr.members) >= g.minMembers && float64(len(gr.members)) >= g.share*float64(active) {
+	returning := 0
+	tops := make([]float64, 0, len(gr.members))
+	for _, m := range gr.members {
+		if m.returning {
+			returning++
+		}
+		tops = append(tops, m.top)
+	}
+	slices.Sort(tops)
+	n := float64(len(gr.members))
+	if len(gr.members) >= g.minMembers && n >= g.share*float64(active) && float64(returning) <= g.returning*n &&
+		tops[len(tops)/2] >= g.rarity {
 		gr.active = true
 		return gr, true
 	}

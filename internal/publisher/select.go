@@ -124,7 +124,7 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 	if started {
 		s.publishGroup(gr, visitor, t)
 	}
-	inGroup := gr != nil && gr.active
+	inGroup := gr != nil && gr.active && !sc.Returning
 	if t < st.expires {
 		if !(sc.Score >= st.published+s.cfg.RiseMargin) {
 			return records.Detection{}, SuppressedDuplicate
@@ -148,7 +148,7 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 // is being decided. Each detection lasts a TTL from t.
 func (s *Selector) publishGroup(gr *group, visitor uint64, t int64) {
 	for v, m := range gr.members {
-		if v == visitor || m.published {
+		if v == visitor || m.published || m.returning {
 			continue
 		}
 		m.published = true

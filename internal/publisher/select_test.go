@@ -392,7 +392,7 @@ func groupScore(site string, visitor uint64, at time.Duration, top1, top2 string
 	sc := testScore(site, visitor, at, 15)
 	sc.Class = "browser"
 	sc.Features = []records.Contribution{
-		{Feature: top1, Value: 1, Contribution: 9}, {Feature: top2, Value: 1, Contribution: 5},
+		{Feature: top1, Value: 1, Contribution: 12}, {Feature: top2, Value: 1, Contribution: 5},
 		{Feature: "requests", Value: 2, Contribution: 1},
 	}
 	return sc
@@ -464,6 +464,45 @@ func TestSelectGroups(t *testing.T) {
 			t.Errorf("member %d of a small share: %v", v, got)
 		}
 	}
+	// A crowd outlying on values the history has, rare as they are, is
+	// no attack: their top contribution is below -group-rarity.
+	sel = NewSelector(cfg)
+	for v := range uint64(30) {
+		sel.Select(testScore("d.example", 1000+v, 0, 1), 1000+v, nil)
+	}
+	for v := range uint64(8) {
+		sc := groupScore("d.example", v, time.Minute, "share_4xx", "share_non_get")
+		sc.Features[0].Contribution = 7
+		if _, got := sel.Select(sc, v, nil); got != SuppressedGate {
+			t.Errorf("member %d of a crowd of common outliers: %v", v, got)
+		}
+	}
+	// A crowd of the site's own visitors outlying the same way is no
+	// attack: over -group-returning of them are returning visitors.
+	sel = NewSelector(cfg)
+	for v := range uint64(30) {
+		sel.Select(testScore("c.example", 1000+v, 0, 1), 1000+v, nil)
+	}
+	for v := range uint64(8) {
+		sc := groupScore("c.example", v, time.Minute, "share_4xx", "share_non_get")
+		sc.Returning = v%4 != 0 // 6 of 8
+		if _, got := sel.Select(sc, v, nil); got != SuppressedGate {
+			t.Errorf("member %d of a crowd of returning visitors: %v", v, got)
+		}
+	}
+	// And in an attack, a returning member needs its own evidence.
+	sel = NewSelector(cfg)
+	for v := range uint64(6) {
+		sc := groupScore(site, v, time.Minute, "share_4xx", "share_non_get")
+		sc.Returning = v == 0
+		sel.Select(sc, v, nil)
+	}
+	for _, d := range sel.GroupDetections() {
+		if d.Visitor == records.VisitorID(0) {
+			t.Error("a returning member was published on the group's evidence")
+		}
+	}
+
 	// And none at all with -group-min 0.
 	cfg.GroupMin = 0
 	sel = NewSelector(cfg)

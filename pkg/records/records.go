@@ -41,6 +41,10 @@ type Score struct {
 	// Class is the traffic class of the window, whose baseline scored it:
 	// browser or api (empty in records of versions before classes).
 	Class string `json:"class,omitempty"`
+	// Returning is set when the site's history knows the visitor: it had
+	// requests in the baseline's period, and the fit did not leave it out
+	// as a bot.
+	Returning bool `json:"returning,omitempty"`
 	// Score is the HBOS score of the visitor's window; higher is more
 	// anomalous. Threshold is the site baseline's (or the operator's
 	// override): the score is an outlier when above it.
