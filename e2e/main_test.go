@@ -51,9 +51,9 @@ const identitySecret = "e2e identity secret, 0123456789abcdef"
 // serviceFlags are the flags the tests give the services on top of the
 // shared ones; every other flag keeps its default.
 //
-//   - baseline -min-windows 100, as the offline harness has it: the
-//     history holds some 1.7k to 5k visitor-windows per site, near the
-//     default 1000, which is meant for production sites with far more.
+//   - baseline -min-windows 100, as the offline harness has it, below
+//     the default 300, so that small classes of the generated sites get
+//     baselines of their own as they did before classes.
 //   - detector -baseline-revalidate 2s: the tests last seconds, not the
 //     minutes of the default period; with it, the detector asks the
 //     baseline service again while TestBaselineServiceDown has it down.
