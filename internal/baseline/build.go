@@ -349,13 +349,15 @@ type FitStats struct {
 	Left     map[uint64]bool // the visitors left out, as Fit's visitors name them
 }
 
-// trim finds the visitors that history shows to be persistent outliers
-// under m: most of their windows score in the top share of all windows,
-// at least two of them. Bots in the history are such visitors: automation
-// repeats itself window after window. A person lands in the tail in one
-// window of a session now and then, and is kept, so that the threshold,
-// placed by contamination among the windows kept, stays among people. It
-// returns which windows to keep and how many visitors were left out.
+// trim finds the visitors that history shows to be bots under m: those
+// with most of their windows (two at least) in the top share of all
+// windows, and those with a single window, in the top tenth of that share.
+// Automation repeats itself window after window, and a bot that lives a
+// window or less is as far out as automation gets. A person lands in the
+// tail in one window of a session now and then, and is kept, so that the
+// threshold, placed by contamination among the windows kept, stays among
+// people. It returns which windows to keep and how many visitors were
+// left out.
 func trim(m *hbos.Model, cols [][]float64, visitors []uint64, share float64) (keep []bool, suspects int) {
 	n := len(cols[0])
 	scores := make([]float64, n)
@@ -369,7 +371,8 @@ func trim(m *hbos.Model, cols [][]float64, visitors []uint64, share float64) (ke
 	sorted := slices.Clone(scores)
 	slices.Sort(sorted)
 	cut := sorted[min(n-1, int(float64(n)*(1-share)))]
-	type tally struct{ windows, tail int }
+	far := sorted[min(n-1, int(float64(n)*(1-share/10)))]
+	type tally struct{ windows, tail, far int }
 	per := make(map[uint64]tally)
 	for i, v := range visitors {
 		t := per[v]
@@ -377,15 +380,18 @@ func trim(m *hbos.Model, cols [][]float64, visitors []uint64, share float64) (ke
 		if scores[i] > cut {
 			t.tail++
 		}
+		if scores[i] > far {
+			t.far++
+		}
 		per[v] = t
 	}
+	suspect := func(t tally) bool { return (t.tail >= 2 && 2*t.tail >= t.windows) || (t.windows == 1 && t.far == 1) }
 	keep = make([]bool, n)
 	for i, v := range visitors {
-		t := per[v]
-		keep[i] = !(t.tail >= 2 && 2*t.tail >= t.windows)
+		keep[i] = !suspect(per[v])
 	}
 	for _, t := range per {
-		if t.tail >= 2 && 2*t.tail >= t.windows {
+		if suspect(t) {
 			suspects++
 		}
 	}

@@ -188,6 +188,30 @@ func TestFitTrimsBots(t *testing.T) {
 	if stats.Suspects != 6 || stats.Trimmed != 60 || stats.Windows != 3060 {
 		t.Errorf("robust fit left out %d visitors, %d windows of %d; want the 6 bots' 60 windows of 3060", stats.Suspects, stats.Trimmed, stats.Windows)
 	}
+
+	// Bots that live one window each, 1% of the windows: the single
+	// windows far out go too.
+	cols, visitors = nil, nil
+	for v := range uint64(3000) {
+		add(v, person())
+	}
+	for b := range uint64(30) {
+		add(2_000_000+b, bot())
+	}
+	cfg.Trim = 0
+	if naive, _, err = Fit(cols, visitors, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := naive.Score(botVec); s > naive.Threshold() {
+		t.Fatalf("short-lived bots, one fit on everything: a bot scores %.1f, above the threshold %.1f; the test shows nothing", s, naive.Threshold())
+	}
+	cfg.Trim = DefaultBuildConfig().Trim
+	if m, stats, err = Fit(cols, visitors, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := m.Score(botVec); !(s > m.Threshold()) || stats.Suspects < 30 {
+		t.Errorf("short-lived bots, robust fit: a bot scores %.1f against the threshold %.1f; %d visitors left out, want the 30 bots at least", s, m.Threshold(), stats.Suspects)
+	}
 }
 
 // buildBrowser builds site and returns its browser baseline, or why it has
