@@ -102,7 +102,7 @@ type classState struct {
 type siteState struct {
 	classes  [features.NumClasses]classState
 	known    *model.Known // of the last good build
-	checked  time.Time // when the last build ended; zero before
+	checked  time.Time    // when the last build ended; zero before
 	requests uint64
 	newest   time.Time
 }

@@ -93,7 +93,7 @@ func Windows(ctx context.Context, conn driver.Conn, table string, w features.Win
 	if limit == 0 {
 		limit = 1<<63 - 1
 	}
-	args := []any{q.From.UTC(), q.To.UTC(), uint64(q.Sample*1e6), uint64(q.MinRequests), limit}
+	args := []any{q.From.UTC(), q.To.UTC(), uint64(q.Sample * 1e6), uint64(q.MinRequests), limit}
 	cond := ""
 	if site != "" {
 		cond, args = "site = ? AND", append([]any{site}, args...)

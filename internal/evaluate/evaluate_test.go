@@ -176,7 +176,7 @@ func TestScanLines(t *testing.T) {
 		return Key(site, records.VisitorID(v))
 	}
 	want := Labels{
-		key("a.example", "192.0.2.1"): {Label: "human", Class: "api"}, // no user agent: not a browser
+		key("a.example", "192.0.2.1"): {Label: "human", Class: "api"},   // no user agent: not a browser
 		key("a.example", "192.0.2.2"): {Label: "scraper", Class: "api"}, // a bot label wins over human
 		key("b.example", "192.0.2.1"): {Label: "human", Class: "api"},
 		key("a.example", "192.0.2.3"): {Label: "distributed-scraper", Group: "c1", Profile: "residential-proxy", Class: "api"},
