@@ -63,22 +63,10 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	conn := openClickHouse(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	w := features.Window{Buckets: 5, Width: time.Minute}
-	cfg := traffic.DefaultConfig()
-	cfg.Sites, cfg.Visitors, cfg.Events, cfg.Duration = 2, 300, 6000, 30*time.Minute
-	reqs, err := traffic.Generate(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := requestRows(t, w, reqs)
-	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
-		t.Fatal(err)
-	}
+	w, cfg := windowsTraffic()
+	rows := loadRows(ctx, t, conn, w, cfg)
 	// A crash after inserting and before committing offsets replays the
 	// tail of the stream: the same messages arrive twice.
-	if err := chstore.InsertRequests(ctx, conn, "requests", rows); err != nil {
-		t.Fatal(err)
-	}
 	if err := chstore.InsertRequests(ctx, conn, "requests", rows[len(rows)/2:]); err != nil {
 		t.Fatal(err)
 	}
@@ -184,21 +172,9 @@ func TestMemoryHistoryMatchesSQL(t *testing.T) {
 	conn := openClickHouse(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	w := features.Window{Buckets: 5, Width: time.Minute}
-	cfg := traffic.DefaultConfig()
-	cfg.Sites, cfg.Visitors, cfg.Events, cfg.Duration = 2, 300, 6000, 30*time.Minute
+	w, cfg := windowsTraffic()
 	cfg.Bots = traffic.EveryScenario(2)
-	reqs, err := traffic.Generate(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows := requestRows(t, w, reqs)
-	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
-		t.Fatal(err)
-	}
-	if err := chstore.InsertRequests(ctx, conn, "requests", rows); err != nil {
-		t.Fatal(err)
-	}
+	rows := loadRows(ctx, t, conn, w, cfg)
 	mem := NewMemoryHistory()
 	for i := range rows {
 		mem.Add(rows[i].Site, &rows[i].Obs)
@@ -243,4 +219,30 @@ func TestMemoryHistoryMatchesSQL(t *testing.T) {
 			t.Errorf("%s: memory gives %d windows, SQL %d; they differ", tc.name, len(got), len(sql))
 		}
 	}
+}
+
+// windowsTraffic is the window and the traffic of the windows tests: two
+// sites, half an hour.
+func windowsTraffic() (features.Window, traffic.Config) {
+	cfg := traffic.DefaultConfig()
+	cfg.Sites, cfg.Visitors, cfg.Events, cfg.Duration = 2, 300, 6000, 30*time.Minute
+	return features.Window{Buckets: 5, Width: time.Minute}, cfg
+}
+
+// loadRows creates the requests table and inserts cfg's traffic as ingest
+// would, and returns its rows.
+func loadRows(ctx context.Context, t *testing.T, conn driver.Conn, w features.Window, cfg traffic.Config) []chstore.Request {
+	t.Helper()
+	reqs, err := traffic.Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := requestRows(t, w, reqs)
+	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
+		t.Fatal(err)
+	}
+	if err := chstore.InsertRequests(ctx, conn, "requests", rows); err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }

@@ -453,41 +453,30 @@ func TestSelectGroups(t *testing.T) {
 		t.Errorf("%d more group detections", len(d))
 	}
 
-	// The same five on a site of many visitors are no group: below
-	// -group-share.
-	sel = NewSelector(cfg)
-	for v := range uint64(200) {
-		sel.Select(testScore("b.example", 1000+v, 0, 1), 1000+v, nil)
-	}
-	for v := range uint64(5) {
-		if _, got := sel.Select(groupScore("b.example", v, time.Minute, "share_4xx", "share_non_get"), v, nil); got != SuppressedGate {
-			t.Errorf("member %d of a small share: %v", v, got)
+	// Crowds that are no attack, each of 8 members outlying the same way.
+	for _, tc := range []struct {
+		name   string
+		people int // the site's visitors scored below the threshold
+		member func(sc *records.Score, v uint64)
+	}{
+		// On a site of many visitors: below -group-share.
+		{"a small share", 200, func(*records.Score, uint64) {}},
+		// Outlying on values the history has, rare as they are: below
+		// -group-rarity.
+		{"common outliers", 30, func(sc *records.Score, _ uint64) { sc.Features[0].Contribution = 7 }},
+		// The site's own visitors: over -group-returning of them returning.
+		{"returning visitors", 30, func(sc *records.Score, v uint64) { sc.Returning = v%4 != 0 }},
+	} {
+		sel := NewSelector(cfg)
+		for v := range uint64(tc.people) {
+			sel.Select(testScore(site, 1000+v, 0, 1), 1000+v, nil)
 		}
-	}
-	// A crowd outlying on values the history has, rare as they are, is
-	// no attack: their top contribution is below -group-rarity.
-	sel = NewSelector(cfg)
-	for v := range uint64(30) {
-		sel.Select(testScore("d.example", 1000+v, 0, 1), 1000+v, nil)
-	}
-	for v := range uint64(8) {
-		sc := groupScore("d.example", v, time.Minute, "share_4xx", "share_non_get")
-		sc.Features[0].Contribution = 7
-		if _, got := sel.Select(sc, v, nil); got != SuppressedGate {
-			t.Errorf("member %d of a crowd of common outliers: %v", v, got)
-		}
-	}
-	// A crowd of the site's own visitors outlying the same way is no
-	// attack: over -group-returning of them are returning visitors.
-	sel = NewSelector(cfg)
-	for v := range uint64(30) {
-		sel.Select(testScore("c.example", 1000+v, 0, 1), 1000+v, nil)
-	}
-	for v := range uint64(8) {
-		sc := groupScore("c.example", v, time.Minute, "share_4xx", "share_non_get")
-		sc.Returning = v%4 != 0 // 6 of 8
-		if _, got := sel.Select(sc, v, nil); got != SuppressedGate {
-			t.Errorf("member %d of a crowd of returning visitors: %v", v, got)
+		for v := range uint64(8) {
+			sc := groupScore(site, v, time.Minute, "share_4xx", "share_non_get")
+			tc.member(sc, v)
+			if _, got := sel.Select(sc, v, nil); got != SuppressedGate {
+				t.Errorf("%s: member %d: %v, want gate", tc.name, v, got)
+			}
 		}
 	}
 	// And in an attack, a returning member needs its own evidence.
