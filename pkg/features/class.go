@@ -173,25 +173,42 @@ func IsBrowser(ua []byte) bool {
 	if !bytes.Contains(ua, []byte("AppleWebKit/")) && !bytes.Contains(ua, []byte("Gecko/")) && !bytes.Contains(ua, []byte("Trident/")) {
 		return false
 	}
-	for _, w := range [...]string{"bot", "crawler", "spider"} {
-		if containsFold(ua, w) {
-			return false
-		}
-	}
-	return true
+	return !selfDeclaredBot(ua)
 }
 
-// containsFold reports whether s contains the lower-case ASCII word w,
-// ignoring the case of s, without allocating.
-func containsFold(s []byte, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		j := 0
-		for j < len(w) && s[i+j]|0x20 == w[j] {
-			j++
+// selfDeclaredBot reports whether ua has "bot", "crawler" or "spider" in
+// it, in any case, in one pass without allocating: every browser's user
+// agent is checked, so this is on the detector's path of every request.
+func selfDeclaredBot(ua []byte) bool {
+	for i, c := range ua {
+		var w string
+		switch c | 0x20 {
+		case 'b':
+			w = "bot"
+		case 'c':
+			w = "crawler"
+		case 's':
+			w = "spider"
+		default:
+			continue
 		}
-		if j == len(w) {
+		if hasFoldAt(ua, i, w) {
 			return true
 		}
 	}
 	return false
+}
+
+// hasFoldAt reports whether s holds the lower-case ASCII word w at i,
+// ignoring the case of s.
+func hasFoldAt(s []byte, i int, w string) bool {
+	if len(s)-i < len(w) {
+		return false
+	}
+	for j := range len(w) {
+		if s[i+j]|0x20 != w[j] {
+			return false
+		}
+	}
+	return true
 }

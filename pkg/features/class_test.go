@@ -27,6 +27,9 @@ func TestIsBrowser(t *testing.T) {
 		{"curl/8.5.0", false},
 		{"", false},
 		{"Mozilla/5.0 (", false},
+		{"Mozilla/5.0 (X11) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 ScanBOT", false},
+		{"Mozilla/5.0 (X11) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 crawle", true},
+		{"Mozilla/5.0 (X11) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 bo", true},
 	}
 	for _, tc := range tests {
 		if got := IsBrowser([]byte(tc.ua)); got != tc.want {
@@ -36,6 +39,16 @@ func TestIsBrowser(t *testing.T) {
 	ua := []byte(tests[0].ua)
 	if n := testing.AllocsPerRun(100, func() { IsBrowser(ua) }); n != 0 {
 		t.Errorf("IsBrowser allocates %v times", n)
+	}
+}
+
+// BenchmarkIsBrowser measures the check on a common browser's user agent,
+// the worst case: every test passes, so the whole string is scanned.
+func BenchmarkIsBrowser(b *testing.B) {
+	ua := []byte("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36")
+	b.ReportAllocs()
+	for b.Loop() {
+		IsBrowser(ua)
 	}
 }
 
