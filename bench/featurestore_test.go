@@ -21,6 +21,9 @@ func TestFeatureDesignsAgree(t *testing.T) {
 	cfg.Sites, cfg.Visitors, cfg.Events = 3, 200, 3000
 	cfg.Duration = 15 * time.Minute // the 10-minute window slides
 	cfg.Start = time.Now().UTC().Truncate(time.Minute)
+	// Apps' and the pages' own API requests, so that every counter is
+	// tested.
+	cfg.Options = traffic.Options{People: traffic.Realistic().People, SiteKinds: true}
 	events, err := traffic.Generate(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -51,9 +54,13 @@ func TestFeatureDesignsAgree(t *testing.T) {
 			defer cancel()
 
 			bad := 0
+			var counted [features.NumCounters]bool // some read's want has it
 			onScore := func(i int, got features.Aggregate) {
 				r := &events[i]
 				want := exactWindow(events[:tt.seen(i)+1], w, r.Site, r.ClientIP, w.Bucket(r.Time))
+				for c, n := range want.Counts {
+					counted[c] = counted[c] || n > 0
+				}
 				if !closeAggregates(got, want) && bad < 5 {
 					bad++
 					t.Errorf("read at request %d (%s %s): got %+v, want %+v", i, r.Site, r.ClientIP, got, want)
@@ -67,6 +74,11 @@ func TestFeatureDesignsAgree(t *testing.T) {
 				t.Errorf("%d window reads for %d requests", scores, len(events))
 			}
 			t.Logf("%d window reads for %d requests", scores, len(events))
+			for c, ok := range counted {
+				if !ok {
+					t.Errorf("no read had a %s count: the traffic does not test that counter", features.Counter(c))
+				}
+			}
 		})
 	}
 }
@@ -75,6 +87,7 @@ func TestFeatureDesignsAgree(t *testing.T) {
 // bucket newest from the requests in events, with exact distinct counts.
 func exactWindow(events []traffic.Request, w features.Window, site, ip string, newest uint32) features.Aggregate {
 	var agg features.Aggregate
+	classes := features.DefaultClassifier()
 	var distinct [features.NumSketches]map[string]bool
 	for i := range distinct {
 		distinct[i] = make(map[string]bool)
@@ -98,6 +111,10 @@ func exactWindow(events []traffic.Request, w features.Window, site, ip string, n
 		}
 		if features.IsAsset([]byte(r.Path)) {
 			agg.Counts[features.CountAssets]++
+		}
+		ev := features.Event{Site: r.Site, Path: []byte(r.Path), UserAgent: []byte(r.UserAgent), Referer: []byte(r.Referer)}
+		if classes.API(&ev) {
+			agg.Counts[features.CountAPI]++
 		}
 		if sec, ok := last[b]; ok && sec == r.Time.Unix() {
 			agg.Counts[features.CountSameSecond]++

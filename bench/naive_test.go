@@ -41,6 +41,8 @@ type naiveStore struct {
 	w    features.Window
 	ttl  time.Duration
 	last map[string]lastSecond // by key prefix (site and IP)
+	// classes decides which requests count as API requests.
+	classes *features.Classifier
 	// Reused per event; a naiveStore serves one worker goroutine.
 	shape []byte
 	query []byte
@@ -77,6 +79,7 @@ var naiveCounters = [...]string{
 	features.CountNoReferer:  "no_referer",
 	features.CountAssets:     "assets",
 	features.CountSameSecond: "same_second",
+	features.CountAPI:        "api",
 }
 
 // naiveGrace is how long a key outlives the window, so a late read of the
@@ -84,7 +87,7 @@ var naiveCounters = [...]string{
 const naiveGrace = time.Minute
 
 func newNaiveStore(rdb *redis.Client, w features.Window) *naiveStore {
-	return &naiveStore{rdb: rdb, w: w, ttl: w.Span() + naiveGrace, last: make(map[string]lastSecond)}
+	return &naiveStore{rdb: rdb, w: w, ttl: w.Span() + naiveGrace, last: make(map[string]lastSecond), classes: features.DefaultClassifier()}
 }
 
 // naiveKey is ad:{site:ip}:feature:bucket.
@@ -136,6 +139,10 @@ func (s *naiveStore) Process(ctx context.Context, r *traffic.Request) (features.
 	}
 	if sameSecond(s.last, prefix, bucket, r.Time.Unix()) {
 		incr(features.CountSameSecond)
+	}
+	ev := features.Event{Site: r.Site, Path: []byte(r.Path), UserAgent: []byte(r.UserAgent), Referer: []byte(r.Referer)}
+	if s.classes.API(&ev) {
+		incr(features.CountAPI)
 	}
 
 	var counts [len(naiveSketches)]*redis.IntCmd
@@ -197,7 +204,7 @@ func TestNaiveKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := features.Aggregate{Counts: [features.NumCounters]uint64{1, 1, 1, 1, 0, 0}, Distinct: [features.NumSketches]uint64{1, 1, 1, 0}}
+	want := features.Aggregate{Counts: [features.NumCounters]uint64{1, 1, 1, 1, 0, 0, 1}, Distinct: [features.NumSketches]uint64{1, 1, 1, 0}}
 	if agg != want {
 		t.Errorf("aggregate %+v, want %+v", agg, want)
 	}
@@ -210,6 +217,7 @@ func TestNaiveKeys(t *testing.T) {
 	prefix, bucket := "ad:{shop.example.com:203.0.113.77}:", ":30000000"
 	wantKeys := []string{
 		prefix + "4xx" + bucket,
+		prefix + "api" + bucket,
 		prefix + "no_referer" + bucket,
 		prefix + "non_get" + bucket,
 		prefix + "paths" + bucket,

@@ -109,21 +109,19 @@ func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 					hlls[k] = append(hlls[k], pfcountMember(h))
 				}
 			}
-			counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountRequests), o.Bucket)]++
-			if o.Flags&features.Flag4xx != 0 {
-				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.Count4xx), o.Bucket)]++
-			}
-			if o.Flags&features.FlagNonGET != 0 {
-				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountNonGET), o.Bucket)]++
-			}
-			if o.Flags&features.FlagNoReferer != 0 {
-				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountNoReferer), o.Bucket)]++
-			}
-			if o.Flags&features.FlagAsset != 0 {
-				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountAssets), o.Bucket)]++
-			}
-			if sameSecond(last, pfcountKey(o.Site, o.Visitor, 0, 0), o.Bucket, int64(o.Second)) {
-				counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(features.CountSameSecond), o.Bucket)]++
+			for c := range features.Counter(features.NumCounters) {
+				var add bool
+				switch d := c.Def(); d.Kind {
+				case features.EveryRequest:
+					add = true
+				case features.FlaggedRequests:
+					add = o.Flags&d.Flag != 0
+				case features.RepeatedSeconds:
+					add = sameSecond(last, pfcountKey(o.Site, o.Visitor, 0, 0), o.Bucket, int64(o.Second))
+				}
+				if add {
+					counters[pfcountKey(o.Site, o.Visitor, pfcountCounter(c), o.Bucket)]++
+				}
 			}
 		}
 
