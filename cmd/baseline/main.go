@@ -126,10 +126,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 		MaxWait: 500 * time.Millisecond, // bounds how long a quiet topic delays a batch's linger
 	})
 	transport := &kafka.Transport{}
-	deadLetter := &kafka.Writer{
-		Addr: kafka.TCP(a.kafka.Brokers...), Topic: a.kafka.DeadLetterTopic, Transport: transport,
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 10 * time.Millisecond, // not kafka-go's 1 s and no acks
-	}
+	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
 	ingester := baseline.NewIngester(a.ingest, reader, deadLetter, conn, a.table, conv, metrics, logger)
 
 	srv, err := service.NewServer(a.http, reg, baselines.Ready, baselines.Handler(), logger)

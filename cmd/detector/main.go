@@ -133,15 +133,9 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	}, func() float64 { return float64(reader.Lag()) }))
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
-	writer := func(topic string) *kafka.Writer {
-		return &kafka.Writer{
-			Addr: kafka.TCP(a.kafka.Brokers...), Topic: topic, Transport: transport,
-			Balancer:     &kafka.Murmur2Balancer{},                             // by key, site|visitor, as the Java client: a visitor's records stay in order
-			RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, // not kafka-go's no acks and 1 s
-			BatchSize: a.detector.BatchSize, BatchBytes: 64 << 20,
-		}
-	}
-	scores, deadLetter := writer(a.kafka.ScoresTopic), writer(a.kafka.DeadLetterTopic)
+	scores := a.kafka.Writer(a.kafka.ScoresTopic, transport)
+	scores.BatchSize, scores.BatchTimeout = a.detector.BatchSize, 5*time.Millisecond
+	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
 	det := detector.New(a.detector, proc, reader, scores, deadLetter, metrics, logger)
 
 	ready := func(ctx context.Context) error {

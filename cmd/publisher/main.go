@@ -125,11 +125,8 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	// idle connections after Close.
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
-	detections := a.pub.DetectionsWriter(a.kafka.Brokers, a.kafka.DetectionsTopic, transport)
-	deadLetter := &kafka.Writer{
-		Addr: kafka.TCP(a.kafka.Brokers...), Topic: a.kafka.DeadLetterTopic, Transport: transport,
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 10 * time.Millisecond, // not kafka-go's 1 s and no acks
-	}
+	detections := a.pub.DetectionsWriter(a.kafka.Writer(a.kafka.DetectionsTopic, transport))
+	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
 	pub := publisher.New(a.pub, reader, detections, deadLetter, conn, metrics, logger)
 	pub.SetPolicy(a.policy)
 

@@ -191,13 +191,13 @@ func (d *Detector) process(ctx context.Context, b *Decoded) (Batch, error) {
 // committed).
 func (d *Detector) deliver(ctx context.Context, b delivery) error {
 	if len(b.out.DeadLetters) > 0 {
-		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return d.deadLetter.WriteMessages(ctx, b.out.DeadLetters...) })
+		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return produced(d.deadLetter.WriteMessages(ctx, b.out.DeadLetters...)) })
 		if err != nil {
 			return fmt.Errorf("writing %d dead letters: %w", len(b.out.DeadLetters), err)
 		}
 	}
 	if len(b.out.Scores) > 0 {
-		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return d.scores.WriteMessages(ctx, b.out.Scores...) })
+		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return produced(d.scores.WriteMessages(ctx, b.out.Scores...)) })
 		if err != nil {
 			return fmt.Errorf("writing %d score records: %w", len(b.out.Scores), err)
 		}
@@ -210,6 +210,17 @@ func (d *Detector) deliver(ctx context.Context, b delivery) error {
 	d.metrics.Batches.Inc()
 	d.metrics.BatchSeconds.Observe(time.Since(b.start).Seconds())
 	return nil
+}
+
+// produced is err of a write, marked permanent when it was refused for its
+// size: the writers split their requests to fit -kafka-max-message-bytes,
+// so the flag is above what the brokers accept, and retrying would hold
+// the partitions up for ever.
+func produced(err error) error {
+	if service.TooLarge(err) {
+		return service.Permanent(fmt.Errorf("%w: is -kafka-max-message-bytes above the brokers' message.max.bytes?", err))
+	}
+	return err
 }
 
 // checkOwnership resets the stores' caches when a partition's offsets do

@@ -191,16 +191,10 @@ func (c *SelectConfig) Validate() error {
 	return nil
 }
 
-// DetectionsWriter returns the writer of the detections topic, set on
-// purpose where kafka-go's defaults are traps: every in-sync replica
-// acknowledges (the default waits for none, and offsets are committed on
-// the strength of it), and a produce request waits DetectionLinger to
-// fill, not 1 s. Keys are hashed so that a visitor's detections stay in
-// order on one partition. The caller owns transport and closes its idle
-// connections after closing the writer.
-func (c *Config) DetectionsWriter(brokers []string, topic string, transport *kafka.Transport) *kafka.Writer {
-	return &kafka.Writer{
-		Addr: kafka.TCP(brokers...), Topic: topic, Transport: transport, Balancer: &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll, BatchSize: c.DetectionBatchSize, BatchTimeout: c.DetectionLinger,
-	}
+// DetectionsWriter returns w, the writer of the detections topic
+// (service.KafkaConfig.Writer), with the batches of c: a produce request
+// waits DetectionLinger to fill.
+func (c *Config) DetectionsWriter(w *kafka.Writer) *kafka.Writer {
+	w.BatchSize, w.BatchTimeout = c.DetectionBatchSize, c.DetectionLinger
+	return w
 }

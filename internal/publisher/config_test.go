@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/service"
 )
 
 func TestConfigFlags(t *testing.T) {
@@ -60,15 +62,16 @@ func TestDetectionsWriter(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DetectionBatchSize, cfg.DetectionLinger = 77, 3*time.Millisecond
 	tr := &kafka.Transport{}
-	w := cfg.DetectionsWriter([]string{"127.0.0.1:1"}, "detections", tr)
+	kc := service.KafkaConfig{Brokers: []string{"127.0.0.1:1"}, MaxMessageBytes: service.DefaultMaxMessageBytes}
+	w := cfg.DetectionsWriter(kc.Writer("detections", tr))
 	defer w.Close()
 	// kafka-go's defaults (no acks, 1 s linger) are traps; these are set
 	// on purpose.
 	if w.RequiredAcks != kafka.RequireAll || w.BatchTimeout != 3*time.Millisecond || w.BatchSize != 77 ||
-		w.Transport != tr || w.Topic != "detections" {
+		w.Transport != tr || w.Topic != "detections" || w.BatchBytes != kc.BatchBytes() {
 		t.Errorf("writer %+v", w)
 	}
-	if _, ok := w.Balancer.(*kafka.Hash); !ok {
-		t.Errorf("balancer %T, want keys hashed", w.Balancer)
+	if _, ok := w.Balancer.(*kafka.Murmur2Balancer); !ok {
+		t.Errorf("balancer %T, want keys hashed as the Java client does", w.Balancer)
 	}
 }

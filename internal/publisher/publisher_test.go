@@ -81,7 +81,8 @@ func (e *env) start(t *testing.T, pol *Policy) (p *Publisher, stop func()) {
 		Brokers: e.kafka.Brokers(), Topic: "scores", GroupID: "publisher", MaxWait: 100 * time.Millisecond,
 	})
 	transport := &kafka.Transport{}
-	detections := e.cfg.DetectionsWriter(e.kafka.Brokers(), "detections", transport)
+	kc := service.KafkaConfig{Brokers: e.kafka.Brokers(), MaxMessageBytes: service.DefaultMaxMessageBytes}
+	detections := e.cfg.DetectionsWriter(kc.Writer("detections", transport))
 	dlq := &kafka.Writer{
 		Addr: kafka.TCP(e.kafka.Brokers()...), Topic: "deadletter", Transport: transport,
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,

@@ -80,3 +80,22 @@ func Retry(ctx context.Context, f func() error, failed func(err error, wait time
 		wait = min(2*wait, RetryMaxWait)
 	}
 }
+
+// TooLarge reports whether err is a write refused for its size, by
+// kafka-go (a message over the writer's BatchBytes) or by a broker (a
+// record batch over its message.max.bytes): retrying it cannot succeed.
+func TooLarge(err error) bool {
+	var tooLarge kafka.MessageTooLargeError
+	if errors.As(err, &tooLarge) || errors.Is(err, kafka.MessageSizeTooLarge) {
+		return true
+	}
+	var each kafka.WriteErrors // kafka-go's per-message errors do not unwrap
+	if errors.As(err, &each) {
+		for _, e := range each {
+			if e != nil && TooLarge(e) {
+				return true
+			}
+		}
+	}
+	return false
+}

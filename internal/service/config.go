@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
 )
 
 // Topic names one of the Kafka topics the services share.
@@ -37,9 +38,27 @@ func (t Topic) Flag() string { return topicFlags[t].flag }
 // DefaultBrokers is the default of -brokers.
 const DefaultBrokers = "127.0.0.1:9092"
 
+// DefaultMaxMessageBytes is Kafka's default message.max.bytes: the
+// largest record batch a broker accepts in a produce request.
+const DefaultMaxMessageBytes = 1048588
+
+// minMaxMessageBytes is the smallest -kafka-max-message-bytes accepted:
+// a score record or a detection must fit with room to spare.
+const minMaxMessageBytes = 64 << 10
+
+// batchOverhead is what a record batch adds to kafka-go's estimate of its
+// messages' sizes: the batch header (61 bytes) and, for a batch of one
+// record, the record's own framing beyond the estimate, with room to
+// spare.
+const batchOverhead = 512
+
 // KafkaConfig is the Kafka brokers and the topics a service uses.
 type KafkaConfig struct {
 	Brokers []string
+	// MaxMessageBytes is the brokers' limit on a produce request's record
+	// batch (message.max.bytes, or a topic's max.message.bytes): writes
+	// are split into batches that fit it.
+	MaxMessageBytes int
 	// The topic fields are set only for the topics passed to RegisterFlags.
 	RequestsTopic   string
 	ScoresTopic     string
@@ -68,6 +87,8 @@ func (c *KafkaConfig) topic(t Topic) *string {
 func (c *KafkaConfig) RegisterFlags(fs *flag.FlagSet, topics ...Topic) {
 	c.Brokers = strings.Split(DefaultBrokers, ",")
 	fs.Var((*addrList)(&c.Brokers), "brokers", "Kafka bootstrap brokers, `host:port[,...]`")
+	fs.IntVar(&c.MaxMessageBytes, "kafka-max-message-bytes", DefaultMaxMessageBytes,
+		"the largest record batch the brokers accept (their message.max.bytes, or the topics' max.message.bytes if lower): writes are split into batches that fit, and a dead letter's value is cut to fit")
 	c.topics = append([]Topic(nil), topics...)
 	for _, t := range topics {
 		f := topicFlags[t]
@@ -79,6 +100,9 @@ func (c *KafkaConfig) RegisterFlags(fs *flag.FlagSet, topics ...Topic) {
 func (c *KafkaConfig) Validate() error {
 	if err := checkDialAddrs("brokers", c.Brokers); err != nil {
 		return err
+	}
+	if c.MaxMessageBytes < minMaxMessageBytes {
+		return fmt.Errorf("-kafka-max-message-bytes: %d is below the %d bytes a record may need", c.MaxMessageBytes, minMaxMessageBytes)
 	}
 	seen := make(map[string]Topic)
 	for _, t := range c.topics {
@@ -93,6 +117,29 @@ func (c *KafkaConfig) Validate() error {
 		seen[name] = t
 	}
 	return nil
+}
+
+// BatchBytes is the most that a writer may put in one produce request, by
+// kafka-go's estimate of its messages' sizes (kafka.Writer.BatchBytes), so
+// that every request fits MaxMessageBytes.
+func (c *KafkaConfig) BatchBytes() int64 { return int64(c.MaxMessageBytes - batchOverhead) }
+
+// Writer returns a synchronous writer to topic, with the settings every
+// service needs where kafka-go's defaults are traps: every in-sync replica
+// acknowledges (the default waits for none, and offsets are committed on
+// the strength of a write), a produce request waits 10 ms to fill, not
+// 1 s, requests are split to fit MaxMessageBytes (a larger one is refused
+// by the broker however often it is retried), and keys are placed as the
+// Java client places them (Murmur2), so that a visitor's records stay in
+// order on one partition. Callers may tune BatchSize and BatchTimeout.
+// The caller owns transport and closes its idle connections after closing
+// the writer.
+func (c *KafkaConfig) Writer(topic string, transport *kafka.Transport) *kafka.Writer {
+	return &kafka.Writer{
+		Addr: kafka.TCP(c.Brokers...), Topic: topic, Transport: transport,
+		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 10 * time.Millisecond, BatchBytes: c.BatchBytes(),
+	}
 }
 
 // checkTopicName applies Kafka's rules for topic names.

@@ -69,6 +69,8 @@ func TestKafkaConfig(t *testing.T) {
 		{"dot topic", []string{"-deadletter-topic", ".."}, "-deadletter-topic:"},
 		{"long topic", []string{"-scores-topic", strings.Repeat("s", 250)}, "longer than 249"},
 		{"same topic twice", []string{"-scores-topic", "requests"}, `-requests-topic and -scores-topic are both "requests"`},
+		{"larger broker limit", []string{"-kafka-max-message-bytes", "10485760"}, ""},
+		{"tiny broker limit", []string{"-kafka-max-message-bytes", "1000"}, "-kafka-max-message-bytes: 1000 is below"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkValidate(t, detector, tt.args, tt.wantErr) })

@@ -1,0 +1,131 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/anomalyd/anomalyd/internal/testenv"
+)
+
+// writerEnv is a one-partition topic on an in-process broker with Kafka's
+// default message.max.bytes, and the config of a service writing to it.
+func writerEnv(t *testing.T) (KafkaConfig, *kafka.Transport) {
+	t.Helper()
+	k, err := testenv.StartKafka(t.Context(), testenv.KafkaOptions{Topics: []string{"out"}, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	tr := &kafka.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return KafkaConfig{Brokers: k.Brokers(), MaxMessageBytes: DefaultMaxMessageBytes}, tr
+}
+
+// readAll reads n messages of topic "out" from the start.
+func readAll(t *testing.T, kc KafkaConfig, n int) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: kc.Brokers, Topic: "out", MaxBytes: 4 << 20, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out := make([]kafka.Message, 0, n)
+	for len(out) < n {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("read %d of %d messages: %v", len(out), n, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestWriterFitsBrokerLimit writes a batch of 3 MiB of records for one
+// partition, more than a broker accepts in one produce request: the
+// services' writer splits it, where one request of all of it is refused
+// as too large, which retrying cannot cure.
+func TestWriterFitsBrokerLimit(t *testing.T) {
+	kc, tr := writerEnv(t)
+	msgs := make([]kafka.Message, 3000)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Key: []byte("site|visitor"), Value: bytes.Repeat([]byte{'a' + byte(i%26)}, 1024)}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	unsplit := kc.Writer("out", tr)
+	unsplit.BatchSize, unsplit.BatchBytes, unsplit.MaxAttempts = len(msgs), 64<<20, 1
+	err := unsplit.WriteMessages(ctx, msgs...)
+	unsplit.Close()
+	if err == nil || !TooLarge(err) {
+		t.Fatalf("one produce request of 3 MiB: %v, want the broker to refuse it as too large", err)
+	}
+
+	w := kc.Writer("out", tr)
+	w.BatchSize = len(msgs)
+	defer w.Close()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatalf("writing %d messages of 1 KiB: %v", len(msgs), err)
+	}
+	got := readAll(t, kc, len(msgs))
+	for i := range got {
+		if !bytes.Equal(got[i].Value, msgs[i].Value) {
+			t.Fatalf("message %d differs: %.20q, want %.20q", i, got[i].Value, msgs[i].Value)
+		}
+	}
+}
+
+// TestDeadLetterWriterFits dead-letters an event as large as a broker
+// accepts: with its headers it would be refused for ever, so its value is
+// cut to fit and says how long it was; small dead letters are untouched.
+func TestDeadLetterWriterFits(t *testing.T) {
+	kc, tr := writerEnv(t)
+	big := bytes.Repeat([]byte("x"), DefaultMaxMessageBytes-200)
+	small := []byte(`{"ClientIP": 7}`)
+	in := []kafka.Message{
+		{Topic: "requests", Partition: 3, Offset: 41, Key: []byte("k"), Value: big},
+		{Topic: "requests", Partition: 3, Offset: 42, Key: []byte("k"), Value: small},
+	}
+	w := DeadLetterWriter{Writer: kc.Writer("out", tr)}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	dead := []kafka.Message{DeadLetter(in[0], errors.New("malformed event: too long")), DeadLetter(in[1], errors.New("malformed event: field ClientIP: want a string"))}
+	if err := w.WriteMessages(ctx, dead...); err != nil {
+		t.Fatalf("writing dead letters: %v", err)
+	}
+	got := readAll(t, kc, 2)
+
+	header := func(m kafka.Message, key string) (string, bool) {
+		for _, h := range m.Headers {
+			if h.Key == key {
+				return string(h.Value), true
+			}
+		}
+		return "", false
+	}
+	cut := got[0]
+	if n, ok := header(cut, HeaderTruncated); !ok || n != strconv.Itoa(len(big)) {
+		t.Errorf("large dead letter: %s %q, want the original length %d", HeaderTruncated, n, len(big))
+	}
+	if len(cut.Value) == 0 || len(cut.Value) >= len(big) || !bytes.HasPrefix(big, cut.Value) {
+		t.Errorf("large dead letter: value of %d bytes, want a shorter prefix of the %d", len(cut.Value), len(big))
+	}
+	if r, _ := header(cut, HeaderReason); r != "malformed event: too long" {
+		t.Errorf("large dead letter: reason %q", r)
+	}
+	if s, _ := header(cut, HeaderSource); s != "requests/3/41" {
+		t.Errorf("large dead letter: source %q", s)
+	}
+	if !bytes.Equal(got[1].Value, small) {
+		t.Errorf("small dead letter: value %q, want %q", got[1].Value, small)
+	}
+	if _, ok := header(got[1], HeaderTruncated); ok {
+		t.Errorf("small dead letter marked %s", HeaderTruncated)
+	}
+}
