@@ -127,7 +127,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	})
 	transport := &kafka.Transport{}
 	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
-	ingester := baseline.NewIngester(a.ingest, reader, deadLetter, conn, a.table, conv, metrics, logger)
+	ingester := baseline.NewIngester(a.ingest, reader, deadLetter, conn, a.table, conv, baselines, metrics, logger)
 
 	srv, err := service.NewServer(a.http, reg, baselines.Ready, baselines.Handler(), logger)
 	if err != nil {

@@ -112,6 +112,14 @@ func (b *Baselines) siteError(w http.ResponseWriter, site string, err error, too
 		code = tooFew
 	}
 	st := b.status(site)
+	if errors.Is(err, ErrUnknownSite) && st.Status == StatusPending {
+		// A name without history has no state to report: it has too few
+		// windows, as a site of three requests does.
+		st.Status = StatusTooFew
+		for i := range st.Classes {
+			st.Classes[i].Status = StatusTooFew
+		}
+	}
 	writeJSON(w, code, apiError{Error: err.Error(), Status: &st})
 }
 

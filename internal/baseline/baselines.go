@@ -130,6 +130,10 @@ type Baselines struct {
 
 	mu    sync.Mutex
 	sites map[string]*siteState
+	// listed is set once the requests table's sites have been listed:
+	// from then on, a site that is neither in sites nor noted by Saw has
+	// no history, and asking for it costs no query and keeps no state.
+	listed bool
 }
 
 // New returns a Baselines building from the requests in table with cfg,
@@ -203,6 +207,10 @@ func (b *Baselines) served(site string, class features.Class, bl *Baseline) (*Ba
 
 // get is Get without the pooled fallback.
 func (b *Baselines) get(ctx context.Context, site string, class features.Class) (*Baseline, error) {
+	if b.unknown(site) {
+		b.metrics.UnknownSites.Inc()
+		return nil, fmt.Errorf("%q: %w", site, ErrUnknownSite)
+	}
 	if good, err, ok := b.cached(site, class, b.refresh); ok {
 		b.metrics.CacheHits.Inc()
 		return good, err
@@ -218,12 +226,48 @@ func (b *Baselines) get(ctx context.Context, site string, class features.Class) 
 	return nil, err
 }
 
+// unknown reports whether site is known to have no history: the sites
+// have been listed, and it was neither listed nor seen by the ingest
+// since. Names that clients make up are answered from this, so that they
+// cost ClickHouse nothing and the cache does not grow with them.
+func (b *Baselines) unknown(site string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.listed && site != Pooled && b.sites[site] == nil
+}
+
+// Saw notes that the requests table has requests of sites now: the ingest
+// calls it after each insert, so that a new site is served before the
+// next listing.
+func (b *Baselines) Saw(sites []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, site := range sites {
+		if b.sites[site] == nil {
+			b.sites[site] = pendingSite()
+		}
+	}
+}
+
+// pendingSite is the state of a site with history and no build yet.
+func pendingSite() *siteState {
+	st := &siteState{}
+	for c := range st.classes {
+		st.classes[c].status = StatusPending
+	}
+	return st
+}
+
 // Rebuild builds the baselines of site now, whatever their age, and
 // returns the build's error: ErrTooFewWindows when no class got one, or
 // the aggregation's (the last good baselines stay served). A build of the
 // site already running is joined rather than repeated.
 func (b *Baselines) Rebuild(ctx context.Context, site string) error {
 	site = siteName(site)
+	if b.unknown(site) {
+		b.metrics.UnknownSites.Inc()
+		return fmt.Errorf("%q: %w", site, ErrUnknownSite)
+	}
 	f, err := b.build(ctx, site, time.Time{}, 0)
 	if err != nil {
 		return err
@@ -313,10 +357,7 @@ func (b *Baselines) status(site string) SiteStatus {
 	defer b.mu.Unlock()
 	st := b.sites[site]
 	if st == nil {
-		st = &siteState{}
-		for c := range st.classes {
-			st.classes[c].status = StatusPending
-		}
+		st = pendingSite()
 	}
 	return b.report(site, st)
 }
@@ -445,6 +486,15 @@ func (b *Baselines) buildSite(ctx context.Context, site string, newest time.Time
 	var f flight
 	b.mu.Lock()
 	st := b.sites[site]
+	if st == nil && errors.Is(err, ErrUnknownSite) {
+		// Nothing to remember of a name without history.
+		b.mu.Unlock()
+		for c := range f.errs {
+			f.errs[c] = err
+		}
+		b.metrics.Builds.WithLabelValues(resultTooFew).Inc()
+		return f, err
+	}
 	if st == nil {
 		st = &siteState{}
 		b.sites[site] = st
@@ -543,14 +593,12 @@ func (b *Baselines) listSites(ctx context.Context) ([]chstore.SiteStats, error) 
 		listed[s.Site] = true
 		st := b.sites[s.Site]
 		if st == nil {
-			st = &siteState{}
-			for c := range st.classes {
-				st.classes[c].status = StatusPending
-			}
+			st = pendingSite()
 			b.sites[s.Site] = st
 		}
 		st.requests, st.newest = s.Requests, s.Newest
 	}
+	b.listed = true
 	for site, st := range b.sites {
 		if !listed[site] && site != Pooled && !st.hasGood() {
 			delete(b.sites, site)

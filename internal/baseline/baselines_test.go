@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -320,5 +321,97 @@ func TestSiteName(t *testing.T) {
 		if got := siteName(tc.in); got != tc.want {
 			t.Errorf("siteName(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// countingConn counts the queries sent through it.
+type countingConn struct {
+	driver.Conn
+	queries atomic.Int64
+}
+
+func (c *countingConn) QueryRow(ctx context.Context, query string, args ...any) driver.Row {
+	c.queries.Add(1)
+	return c.Conn.QueryRow(ctx, query, args...)
+}
+
+func (c *countingConn) Query(ctx context.Context, query string, args ...any) (driver.Rows, error) {
+	c.queries.Add(1)
+	return c.Conn.Query(ctx, query, args...)
+}
+
+func (c *countingConn) Select(ctx context.Context, dest any, query string, args ...any) error {
+	c.queries.Add(1)
+	return c.Conn.Select(ctx, dest, query, args...)
+}
+
+// TestBaselinesUnknownSites asks for names that have no history, as any
+// client can: once the table's sites are listed, they cost no query and
+// leave no state behind, and a site the ingest inserts after the listing
+// is served as soon as the ingest notes it.
+func TestBaselinesUnknownSites(t *testing.T) {
+	t.Parallel()
+	conn := &countingConn{Conn: openClickHouse(t)}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	sites := loadSiteTraffic(ctx, t, conn, 1)
+	m := NewMetrics(prometheus.NewRegistry())
+	b := New(conn, "requests", smallBuildConfig(), time.Hour, m, testLogger(t))
+
+	// Before the first listing the service must ask ClickHouse, but keeps
+	// nothing of a name without history.
+	if _, err := b.Get(ctx, "before-listing.example", features.ClassBrowser); !errors.Is(err, ErrUnknownSite) {
+		t.Fatalf("before the listing: %v, want ErrUnknownSite", err)
+	}
+	if _, err := b.listSites(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stateBefore := func() int { b.mu.Lock(); defer b.mu.Unlock(); return len(b.sites) }()
+	if stateBefore != 2 { // the site and tinySite
+		t.Errorf("%d sites in the cache after the listing, want 2", stateBefore)
+	}
+
+	queries := conn.queries.Load()
+	const asked = 200
+	for i := range asked {
+		name := fmt.Sprintf("made-up-%d.example", i)
+		if _, err := b.Get(ctx, name, features.Class(i%features.NumClasses)); !errors.Is(err, ErrUnknownSite) {
+			t.Fatalf("%s: %v, want ErrUnknownSite", name, err)
+		}
+	}
+	if err := b.Rebuild(ctx, "made-up-rebuild.example"); !errors.Is(err, ErrUnknownSite) {
+		t.Errorf("rebuild of a made-up name: %v, want ErrUnknownSite", err)
+	}
+	if n := conn.queries.Load() - queries; n != 0 {
+		t.Errorf("%d ClickHouse queries for %d made-up names, want 0", n, asked+1)
+	}
+	if n := func() int { b.mu.Lock(); defer b.mu.Unlock(); return len(b.sites) }(); n != stateBefore {
+		t.Errorf("%d sites in the cache after made-up names, want %d", n, stateBefore)
+	}
+	if n := testutil.ToFloat64(m.UnknownSites); n != asked+1 {
+		t.Errorf("unknown_sites_total %v, want %d", n, asked+1)
+	}
+
+	// A site inserted after the listing is unknown until the ingest notes
+	// it; then it is built like any other.
+	const late = "late.example"
+	gen := traffic.DefaultConfig()
+	gen.Sites, gen.Visitors, gen.Events, gen.Duration, gen.Seed = 1, 200, 1000, 30*time.Minute, 99
+	reqs, err := traffic.Generate(gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range reqs {
+		reqs[i].Site = late
+	}
+	if err := chstore.InsertRequests(ctx, conn, "requests", requestRows(t, smallBuildConfig().Window, reqs)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, late, features.ClassBrowser); !errors.Is(err, ErrUnknownSite) {
+		t.Fatalf("%s before the ingest noted it: %v, want ErrUnknownSite", late, err)
+	}
+	b.Saw([]string{late, sites[0]})
+	if bl, err := b.Get(ctx, late, features.ClassBrowser); err != nil || bl.Site != late {
+		t.Errorf("%s once noted: %v, %v", late, bl, err)
 	}
 }

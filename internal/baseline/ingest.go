@@ -81,6 +81,12 @@ type MessageWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
+// SiteNoter is told the sites of every batch inserted (*Baselines), so
+// that a new site is known before the next listing of the table's sites.
+type SiteNoter interface {
+	Saw(sites []string)
+}
+
 // Ingester moves request events from Kafka into the requests table. It is
 // at-least-once: offsets are committed only after the batch's rows are
 // inserted and its malformed messages are dead-lettered, and the table
@@ -93,14 +99,15 @@ type Ingester struct {
 	conn       driver.Conn
 	table      string
 	conv       *Converter
+	sites      SiteNoter
 	metrics    *Metrics
 	logger     *slog.Logger
 	now        func() time.Time // the clock event times are checked against
 }
 
-// NewIngester returns an Ingester; Run starts it.
-func NewIngester(cfg IngestConfig, reader MessageReader, deadLetter MessageWriter, conn driver.Conn, table string, conv *Converter, metrics *Metrics, logger *slog.Logger) *Ingester {
-	return &Ingester{cfg: cfg, reader: reader, deadLetter: deadLetter, conn: conn, table: table, conv: conv, metrics: metrics, logger: logger, now: time.Now}
+// NewIngester returns an Ingester; Run starts it. sites may be nil.
+func NewIngester(cfg IngestConfig, reader MessageReader, deadLetter MessageWriter, conn driver.Conn, table string, conv *Converter, sites SiteNoter, metrics *Metrics, logger *slog.Logger) *Ingester {
+	return &Ingester{cfg: cfg, reader: reader, deadLetter: deadLetter, conn: conn, table: table, conv: conv, sites: sites, metrics: metrics, logger: logger, now: time.Now}
 }
 
 // Run ingests until ctx is done, then inserts and commits the batch in hand
@@ -173,11 +180,27 @@ func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
 	if err := in.insert(ctx, rows); err != nil {
 		return err
 	}
+	if in.sites != nil && len(rows) > 0 {
+		in.sites.Saw(sitesOf(rows))
+	}
 	if err := in.reader.CommitMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("committing %d offsets: %w", len(msgs), err)
 	}
 	in.metrics.OffsetCommits.Inc()
 	return nil
+}
+
+// sitesOf returns the distinct sites of rows.
+func sitesOf(rows []chstore.Request) []string {
+	seen := make(map[string]bool)
+	var sites []string
+	for i := range rows {
+		if !seen[rows[i].Site] {
+			seen[rows[i].Site] = true
+			sites = append(sites, rows[i].Site)
+		}
+	}
+	return sites
 }
 
 // row converts m, or returns why it is a dead letter: the reason label and

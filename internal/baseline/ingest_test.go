@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +33,30 @@ type ingestEnv struct {
 	conn    driver.Conn
 	w       features.Window
 	metrics *Metrics
+	sites   siteRecorder // the sites the ingesters noted
+}
+
+// siteRecorder is a SiteNoter that remembers what it is told.
+type siteRecorder struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (r *siteRecorder) Saw(sites []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen == nil {
+		r.seen = make(map[string]bool)
+	}
+	for _, s := range sites {
+		r.seen[s] = true
+	}
+}
+
+func (r *siteRecorder) sorted() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Sorted(maps.Keys(r.seen))
 }
 
 func newIngestEnv(t *testing.T) *ingestEnv {
@@ -88,7 +114,7 @@ func (env *ingestEnv) start(t *testing.T) (stop func()) {
 	cfg := DefaultIngestConfig()
 	cfg.BatchSize, cfg.Linger = 500, 200*time.Millisecond
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	in := NewIngester(cfg, reader, dlq, env.conn, "requests", conv, env.metrics, logger)
+	in := NewIngester(cfg, reader, dlq, env.conn, "requests", conv, &env.sites, env.metrics, logger)
 	in.now = func() time.Time { return trafficNow } // the generated events' present
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -179,6 +205,21 @@ func TestIngestExactlyOnceAcrossRestart(t *testing.T) {
 		t.Fatalf("%d rows, want each of the %d events once", n, len(good))
 	}
 	t.Logf("first ingester inserted %d of %d before stopping", first, len(good))
+	// The baselines are told of every site inserted, so that a site new
+	// since their last listing is served.
+	var inTable []struct {
+		Site string `ch:"site"`
+	}
+	if err := env.conn.Select(t.Context(), &inTable, "SELECT DISTINCT site FROM requests ORDER BY site"); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, r := range inTable {
+		want = append(want, r.Site)
+	}
+	if got := env.sites.sorted(); len(want) == 0 || !slices.Equal(got, want) {
+		t.Errorf("sites noted %q, want the table's %q", got, want)
+	}
 
 	// Malformed messages went to the dead-letter topic with their reason.
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: env.kafka.Brokers(), Topic: "deadletter", GroupID: "check", MaxWait: 100 * time.Millisecond})
@@ -315,7 +356,7 @@ func TestRetentionCountsFromTheNewestRequest(t *testing.T) {
 	cfg := DefaultIngestConfig()
 	cfg.Retention = 5 * 24 * time.Hour
 	metrics := NewMetrics(nil)
-	in := NewIngester(cfg, nil, nil, conn, "requests", nil, metrics, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	in := NewIngester(cfg, nil, nil, conn, "requests", nil, nil, metrics, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	in.dropOldPartitions(ctx)
 	var n uint64
 	if err := conn.QueryRow(ctx, "SELECT count() FROM requests WHERE time <= ?", newest).Scan(&n); err != nil {

@@ -30,6 +30,8 @@ const (
 //	build_duration_seconds             time of one build, whatever its result
 //	cache_hits_total                   Get answered from the cache
 //	cache_misses_total                 Get that started or waited for a build
+//	unknown_sites_total                Get of a site without history, answered
+//	                                   without a query once the sites are listed
 //	clickhouse_errors_total{op}        failed ClickHouse calls by operation:
 //	                                   list_sites, newest, build, ping (baselines),
 //	                                   create_table, insert, drop_partition (ingest)
@@ -47,6 +49,7 @@ type Metrics struct {
 	BuildSeconds prometheus.Histogram
 	CacheHits    prometheus.Counter
 	CacheMisses  prometheus.Counter
+	UnknownSites prometheus.Counter
 	// Shared: label "op".
 	ClickHouseErrors *prometheus.CounterVec
 	// Ingest.
@@ -81,6 +84,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "cache_misses_total",
 			Help: "Baseline requests that started a build or waited for one.",
+		}),
+		UnknownSites: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "unknown_sites_total",
+			Help: "Baseline requests for sites without history, answered without a query.",
 		}),
 		ClickHouseErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "clickhouse_errors_total",
@@ -124,7 +131,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.DeadLetters.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Builds, m.BuildSeconds, m.CacheHits, m.CacheMisses, m.ClickHouseErrors,
+		reg.MustRegister(m.Builds, m.BuildSeconds, m.CacheHits, m.CacheMisses, m.UnknownSites, m.ClickHouseErrors,
 			m.IngestRows, m.IngestBatches, m.IngestBatchSeconds, m.DeadLetters, m.OffsetCommits, m.RetentionCutoff)
 	}
 	return m

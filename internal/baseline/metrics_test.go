@@ -31,6 +31,7 @@ func TestMetricsNames(t *testing.T) {
 		"anomalyd_baseline_ingest_rows_total",
 		"anomalyd_baseline_offset_commits_total",
 		"anomalyd_baseline_retention_cutoff_timestamp_seconds",
+		"anomalyd_baseline_unknown_sites_total",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("metrics %v,\nwant %v", got, want)
