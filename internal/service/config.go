@@ -172,10 +172,13 @@ type HTTPConfig struct {
 	Token string
 	// TLSCert and TLSKey are PEM files; both or neither.
 	TLSCert, TLSKey string
+	// Pprof serves net/http/pprof's profiles at /debug/pprof/, behind
+	// Token like the API.
+	Pprof bool
 }
 
 // RegisterFlags registers -listen (default defaultListen, or DefaultListen
-// when that is empty), -token, -tls-cert and -tls-key.
+// when that is empty), -token, -tls-cert, -tls-key and -pprof.
 func (c *HTTPConfig) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	if defaultListen == "" {
 		defaultListen = DefaultListen
@@ -184,6 +187,7 @@ func (c *HTTPConfig) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	fs.StringVar(&c.Token, "token", "", fmt.Sprintf("bearer token required on every HTTP request except /healthz and /readyz, at least %d characters; empty disables authentication. Prefer the environment variable: command lines are visible to all users", MinTokenLen))
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate `file` (chain) for HTTPS; needs -tls-key")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key `file` for HTTPS; needs -tls-cert")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's runtime profiles (heap, CPU, goroutines) at /debug/pprof/, behind -token like the API, for `go tool pprof`")
 }
 
 // Validate reports the first unusable setting.

@@ -17,13 +17,14 @@
 //
 // A service registers only the groups it uses; the names are the same in all:
 //
-//	-brokers host:port[,...]   Kafka bootstrap brokers (KafkaConfig)
+//	-brokers host:port[,...]   Kafka bootstrap brokers (KafkaConfig), with
+//	                           -kafka-max-message-bytes, the brokers' limit writes fit
 //	-requests-topic NAME       and -scores-topic, -detections-topic, -deadletter-topic
 //	-clickhouse host:port      native protocol (ClickHouseConfig), with
 //	                           -clickhouse-database, -clickhouse-user, -clickhouse-password
 //	-redis host:port[,...]     one address: a standalone server; several: Redis
 //	                           Cluster seeds (RedisConfig), with -redis-user, -redis-password
-//	-listen host:port          HTTP (HTTPConfig), with -token, -tls-cert, -tls-key
+//	-listen host:port          HTTP (HTTPConfig), with -token, -tls-cert, -tls-key, -pprof
 //	-baseline-url URL          the baseline service (BaselineClientConfig)
 //	-max-event-ahead, -max-event-age  event-time bounds of the input (EventTimeConfig)
 //	-log-level, -log-format    registered by Main in every service (LogConfig)

@@ -211,8 +211,8 @@ func TestUsage(t *testing.T) {
 			t.Errorf("usage does not name %s for -%s", want, f.Name)
 		}
 	})
-	if n != 20 {
-		t.Errorf("%d flags registered, want 20", n)
+	if n != 21 {
+		t.Errorf("%d flags registered, want 21", n)
 	}
 }
 

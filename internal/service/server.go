@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,6 +130,15 @@ func NewServer(cfg HTTPConfig, reg *prometheus.Registry, ready func(context.Cont
 	mux.Handle("/metrics", m.instrument("metrics", auth(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
 	}))))
+	if cfg.Pprof {
+		// Registered on this mux only: the package's import also registers
+		// them on http.DefaultServeMux, which no service serves.
+		mux.Handle("/debug/pprof/", m.instrument("pprof", auth(http.HandlerFunc(pprof.Index))))
+		mux.Handle("/debug/pprof/cmdline", m.instrument("pprof", auth(http.HandlerFunc(pprof.Cmdline))))
+		mux.Handle("/debug/pprof/profile", m.instrument("pprof", auth(http.HandlerFunc(pprof.Profile))))
+		mux.Handle("/debug/pprof/symbol", m.instrument("pprof", auth(http.HandlerFunc(pprof.Symbol))))
+		mux.Handle("/debug/pprof/trace", m.instrument("pprof", auth(http.HandlerFunc(pprof.Trace))))
+	}
 	mux.Handle("/", m.instrument("api", auth(api)))
 	s.srv = &http.Server{
 		Handler:           mux,

@@ -466,3 +466,35 @@ func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+// TestServerPprof: the runtime's profiles are served only with -pprof, and
+// only to a caller with the token.
+func TestServerPprof(t *testing.T) {
+	tests := []struct {
+		name       string
+		pprof      bool
+		token      string
+		path       string
+		want       int
+		wantInBody string
+	}{
+		{"off", false, testToken, "/debug/pprof/heap?debug=1", http.StatusNotFound, ""},
+		{"no token", true, "", "/debug/pprof/heap?debug=1", http.StatusUnauthorized, ""},
+		{"heap", true, testToken, "/debug/pprof/heap?debug=1", http.StatusOK, "heap profile"},
+		{"goroutines", true, testToken, "/debug/pprof/goroutine?debug=1", http.StatusOK, "goroutine profile"},
+		{"index", true, testToken, "/debug/pprof/", http.StatusOK, "Types of profiles available"},
+		{"cmdline", true, testToken, "/debug/pprof/cmdline", http.StatusOK, ""},
+	}
+	servers := map[bool]*testServer{
+		false: startServer(t, HTTPConfig{Token: testToken}, nil, apiHandler()),
+		true:  startServer(t, HTTPConfig{Token: testToken, Pprof: true}, nil, apiHandler()),
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body, _ := servers[tt.pprof].get(t, tt.path, tt.token)
+			if code != tt.want || !strings.Contains(body, tt.wantInBody) {
+				t.Errorf("GET %s: %d %.80q, want %d with %q", tt.path, code, body, tt.want, tt.wantInBody)
+			}
+		})
+	}
+}
