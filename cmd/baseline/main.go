@@ -127,12 +127,14 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	})
 	transport := &kafka.Transport{}
 	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
-	ingester := baseline.NewIngester(a.ingest, reader, deadLetter, conn, a.table, conv, baselines, metrics, logger)
+	progress := service.NewProgress(a.http.StallTimeout)
+	ingester := baseline.NewIngester(a.ingest, progress.Watch(reader), deadLetter, conn, a.table, conv, baselines, metrics, logger)
 
 	srv, err := service.NewServer(a.http, reg, baselines.Ready, baselines.Handler(), logger)
 	if err != nil {
 		return err
 	}
+	srv.SetLive(progress.Live)
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}

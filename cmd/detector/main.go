@@ -136,7 +136,8 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	scores := a.kafka.Writer(a.kafka.ScoresTopic, transport)
 	scores.BatchSize, scores.BatchTimeout = a.detector.BatchSize, 5*time.Millisecond
 	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
-	det := detector.New(a.detector, proc, reader, scores, deadLetter, metrics, logger)
+	progress := service.NewProgress(a.http.StallTimeout)
+	det := detector.New(a.detector, proc, progress.Watch(reader), scores, deadLetter, metrics, logger)
 
 	ready := func(ctx context.Context) error {
 		if err := rdb.Ping(ctx).Err(); err != nil {
@@ -148,6 +149,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	srv.SetLive(progress.Live)
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}

@@ -127,13 +127,15 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	defer transport.CloseIdleConnections()
 	detections := a.pub.DetectionsWriter(a.kafka.Writer(a.kafka.DetectionsTopic, transport))
 	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
-	pub := publisher.New(a.pub, reader, detections, deadLetter, conn, metrics, logger)
+	progress := service.NewProgress(a.http.StallTimeout)
+	pub := publisher.New(a.pub, progress.Watch(reader), detections, deadLetter, conn, metrics, logger)
 	pub.SetPolicy(a.policy)
 
 	srv, err := service.NewServer(a.http, reg, pub.Ready, nil, logger)
 	if err != nil {
 		return errors.Join(err, reader.Close(), detections.Close(), deadLetter.Close())
 	}
+	srv.SetLive(progress.Live)
 	if err := srv.Start(ctx); err != nil {
 		return errors.Join(err, reader.Close(), detections.Close(), deadLetter.Close())
 	}

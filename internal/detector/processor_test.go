@@ -555,3 +555,52 @@ func TestReaderFailureWhileKafkaIsDown(t *testing.T) {
 		t.Errorf("%d offsets committed with the records unwritten", n)
 	}
 }
+
+// TestLivenessMeansProgress: a detector whose score records cannot be
+// written holds its batch without committing and, past the stall timeout,
+// fails its liveness check, so that Kubernetes restarts it; one that has
+// committed everything and waits for more stays alive however long it
+// waits.
+func TestLivenessMeansProgress(t *testing.T) {
+	const stall = 300 * time.Millisecond
+	tests := []struct {
+		name      string
+		failures  int
+		wantStall bool
+	}{
+		{"caught up", 0, false},
+		{"writes failing", 1 << 30, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msgs := trafficMessages()
+			for i := range msgs {
+				msgs[i].Partition, msgs[i].Offset = 0, int64(i)
+			}
+			reader := &fakeReader{msgs: msgs}
+			cfg := DefaultConfig()
+			cfg.BatchSize = len(msgs)
+			cfg.ShutdownTimeout = 100 * time.Millisecond // the failing batch is given up at once
+			p, metrics := newTestProcessor(t, cfg, staticSource{"shop.example": testModel(t)})
+			progress := service.NewProgress(stall)
+			d := New(cfg, p, progress.Watch(reader), &fakeWriter{failures: tt.failures}, &fakeWriter{}, metrics, slog.New(slog.DiscardHandler))
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx) }()
+
+			deadline := time.Now().Add(10 * time.Second)
+			for !tt.wantStall && reader.commits() < len(msgs) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(3 * stall)
+			err := progress.Live(ctx)
+			cancel()
+			if runErr := <-done; runErr != nil {
+				t.Fatal(runErr)
+			}
+			if (err != nil) != tt.wantStall {
+				t.Errorf("Live after %v: %v, want stalled %v (%d of %d committed)", 3*stall, err, tt.wantStall, reader.commits(), len(msgs))
+			}
+		})
+	}
+}

@@ -175,10 +175,14 @@ type HTTPConfig struct {
 	// Pprof serves net/http/pprof's profiles at /debug/pprof/, behind
 	// Token like the API.
 	Pprof bool
+	// StallTimeout is how long the service's consumer may hold messages
+	// without committing before /healthz fails (Progress); 0 never.
+	StallTimeout time.Duration
 }
 
 // RegisterFlags registers -listen (default defaultListen, or DefaultListen
-// when that is empty), -token, -tls-cert, -tls-key and -pprof.
+// when that is empty), -token, -tls-cert, -tls-key, -stall-timeout and
+// -pprof.
 func (c *HTTPConfig) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	if defaultListen == "" {
 		defaultListen = DefaultListen
@@ -187,6 +191,7 @@ func (c *HTTPConfig) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	fs.StringVar(&c.Token, "token", "", fmt.Sprintf("bearer token required on every HTTP request except /healthz and /readyz, at least %d characters; empty disables authentication. Prefer the environment variable: command lines are visible to all users", MinTokenLen))
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate `file` (chain) for HTTPS; needs -tls-key")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key `file` for HTTPS; needs -tls-cert")
+	fs.DurationVar(&c.StallTimeout, "stall-timeout", DefaultStallTimeout, "/healthz fails once the service has held messages read from Kafka this long without committing them, so that Kubernetes restarts a consumer that is connected but stuck; a consumer with nothing to read stays healthy; 0 disables")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's runtime profiles (heap, CPU, goroutines) at /debug/pprof/, behind -token like the API, for `go tool pprof`")
 }
 
@@ -208,6 +213,9 @@ func (c *HTTPConfig) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("-tls-cert and -tls-key go together: set both or neither")
+	}
+	if c.StallTimeout < 0 {
+		return fmt.Errorf("-stall-timeout must not be negative, got %v", c.StallTimeout)
 	}
 	return nil
 }

@@ -84,6 +84,7 @@ type Server struct {
 	cfg    HTTPConfig
 	logger *slog.Logger
 	ready  func(context.Context) error
+	live   atomic.Pointer[func(context.Context) error]
 	srv    *http.Server
 
 	ln       net.Listener
@@ -123,7 +124,7 @@ func NewServer(cfg HTTPConfig, reg *prometheus.Registry, ready func(context.Cont
 		auth = func(h http.Handler) http.Handler { return h }
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/healthz", m.instrument("healthz", http.HandlerFunc(healthz)))
+	mux.Handle("/healthz", m.instrument("healthz", http.HandlerFunc(s.healthz)))
 	mux.Handle("/readyz", m.instrument("readyz", http.HandlerFunc(s.readyz)))
 	// /metrics is authenticated too: label values name sites, and a
 	// scraper can carry a token as easily as any other client.
@@ -226,8 +227,21 @@ const (
 	readyNo  = 2
 )
 
-func healthz(w http.ResponseWriter, _ *http.Request) {
+// SetLive makes /healthz fail while live does (Progress.Live): the
+// process is up but not doing its work.
+func (s *Server) SetLive(live func(context.Context) error) { s.live.Store(&live) }
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if live := s.live.Load(); live != nil {
+		if err := (*live)(r.Context()); err != nil {
+			s.logger.Warn("failing liveness", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, err)
+			return
+		}
+	}
 	fmt.Fprintln(w, "ok")
 }
 
