@@ -129,13 +129,13 @@ func (in *Ingester) Run(ctx context.Context) error {
 			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ShutdownTimeout)
 			defer cancel()
 			if err := in.flush(flushCtx, msgs); err != nil {
-				in.logger.Warn("shutting down with a batch not inserted; it will be read again", "messages", len(msgs), "error", err)
+				in.logger.Warn("shutting down with a batch not inserted; it will be read again", "messages", len(msgs), "err", err)
 			}
 			return nil
 		}
 		if err := in.flush(ctx, msgs); err != nil {
 			if ctx.Err() != nil {
-				in.logger.Warn("shutting down with a batch not inserted; it will be read again", "messages", len(msgs), "error", err)
+				in.logger.Warn("shutting down with a batch not inserted; it will be read again", "messages", len(msgs), "err", err)
 				return nil
 			}
 			return err
@@ -261,6 +261,6 @@ func (in *Ingester) dropOldPartitions(ctx context.Context) {
 func (in *Ingester) retry(ctx context.Context, op string, f func() error) error {
 	return service.Retry(ctx, f, func(err error, wait time.Duration) {
 		in.metrics.ClickHouseErrors.WithLabelValues(op).Inc()
-		in.logger.Warn("ClickHouse failed; retrying, offsets not committed", "op", op, "retry_in", wait, "error", err)
+		in.logger.Warn("ClickHouse failed; retrying, offsets not committed", "op", op, "retry_in", wait, "err", err)
 	})
 }

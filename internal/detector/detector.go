@@ -92,7 +92,7 @@ func (d *Detector) Run(ctx context.Context) error {
 		defer close(delivered)
 		for b := range deliveries {
 			if err := d.deliver(work, b); err != nil {
-				d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(b.msgs), "error", err)
+				d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(b.msgs), "err", err)
 				return
 			}
 		}
@@ -153,7 +153,7 @@ func (d *Detector) consume(work context.Context, decoded <-chan *Decoded, delive
 			if errors.Is(err, ErrPartial) {
 				return err
 			}
-			d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(b.Messages()), "error", err)
+			d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(b.Messages()), "err", err)
 			return nil
 		}
 		select {
@@ -205,7 +205,7 @@ func (d *Detector) deliver(ctx context.Context, b delivery) error {
 	if err := d.reader.CommitMessages(ctx, b.msgs...); err != nil {
 		// The batch's effects are durable; at worst it is read again.
 		d.metrics.KafkaErrors.WithLabelValues("commit").Inc()
-		d.logger.Warn("committing offsets failed; the batch may be read again", "events", len(b.msgs), "error", err)
+		d.logger.Warn("committing offsets failed; the batch may be read again", "events", len(b.msgs), "err", err)
 	}
 	d.metrics.Batches.Inc()
 	d.metrics.BatchSeconds.Observe(time.Since(b.start).Seconds())
@@ -248,6 +248,6 @@ var _ Store = (*features.RedisStore)(nil)
 func (d *Detector) retry(ctx context.Context, op string, errs *prometheus.CounterVec, f func() error) error {
 	return service.Retry(ctx, f, func(err error, wait time.Duration) {
 		errs.WithLabelValues(op).Inc()
-		d.logger.Warn("retrying; offsets not committed", "op", op, "retry_in", wait, "error", err)
+		d.logger.Warn("retrying; offsets not committed", "op", op, "retry_in", wait, "err", err)
 	})
 }
