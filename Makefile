@@ -53,12 +53,13 @@ bench: deps ## run the benchmarks (medians via benchstat) and the PyOD parity re
 	$(GO) tool benchstat bin/bench.txt
 	$(GO) test -count=1 -run TestPyODParity -v ./bench | grep -v '^=== RUN'
 
-fuzz: ## run each fuzz target (model, key, event and baseline decoding) for FUZZ_TIME (default 30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/hbos
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/keys
-	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/keys
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/features
-	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $${FUZZ_TIME:-30s} ./pkg/model
+fuzz: ## run every fuzz target (event, score, key, model and baseline decoding) for FUZZ_TIME each (default 30s)
+	@set -e; grep -rlE '^func Fuzz[A-Za-z0-9_]*\(' --include='*_test.go' . | sort | while read -r file; do \
+		for target in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' "$$file"); do \
+			echo "fuzz $$(dirname "$$file") $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $${FUZZ_TIME:-30s} "$$(dirname "$$file")"; \
+		done; \
+	done
 
 build: ## build every command into bin/
 	$(GO) build -o bin/ ./cmd/...
