@@ -61,6 +61,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	a.kafka.RegisterFlags(fs, service.TopicRequests, service.TopicDeadLetter)
 	a.ch.RegisterFlags(fs)
 	a.http.RegisterFlags(fs, "127.0.0.1:8080")
+	a.http.RegisterAdminFlag(fs, "rebuild baselines (POST /v1/sites/{site}/rebuild)")
 	a.features.RegisterFlags(fs)
 	a.build = baseline.DefaultBuildConfig()
 	a.build.RegisterFlags(fs)

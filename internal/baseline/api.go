@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
@@ -34,7 +35,9 @@ import (
 //	     503  the sites cannot be listed (ClickHouse unreachable)
 //	POST /v1/sites/{site}/rebuild
 //	     200  JSON SiteStatus after building the site's baselines now
-//	     422  too few visitor-windows for any class: nothing to build from yet
+//	     403  the caller has -token but the service has an -admin-token
+//	     422  too few visitor-windows for any class, or no history at all:
+//	          nothing to build from yet
 //	     503  the build failed; the last good baselines are still served
 //
 // The site "*" (baseline.Pooled) is the baselines pooled over every site.
@@ -47,7 +50,7 @@ func (b *Baselines) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sites/{site}/baseline", b.serveBaseline)
 	mux.HandleFunc("GET /v1/sites", b.serveSites)
-	mux.HandleFunc("POST /v1/sites/{site}/rebuild", b.serveRebuild)
+	mux.Handle("POST /v1/sites/{site}/rebuild", service.RequireAdmin(http.HandlerFunc(b.serveRebuild)))
 	return mux
 }
 

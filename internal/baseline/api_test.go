@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/model"
 )
@@ -208,4 +209,47 @@ func TestAPI(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAPIRebuildNeedsAdmin: behind the service's server with an
+// -admin-token, the read token gets baselines but may not rebuild.
+func TestAPIRebuildNeedsAdmin(t *testing.T) {
+	t.Parallel()
+	conn := openClickHouse(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	sites := loadSiteTraffic(ctx, t, conn, 1)
+	b := New(conn, "requests", smallBuildConfig(), time.Hour, nil, testLogger(t))
+	const reader, admin = "reader-token-0123456789", "admin-token-0123456789"
+	srv, err := service.NewServer(service.HTTPConfig{Listen: "127.0.0.1:0", Token: reader, AdminToken: admin}, service.NewRegistry(), nil, b.Handler(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	for _, tc := range []struct {
+		method, path, token string
+		want                int
+	}{
+		{"GET", "/v1/sites/" + sites[0] + "/baseline", reader, http.StatusOK},
+		{"POST", "/v1/sites/" + sites[0] + "/rebuild", reader, http.StatusForbidden},
+		{"POST", "/v1/sites/" + sites[0] + "/rebuild", admin, http.StatusOK},
+	} {
+		req, err := http.NewRequestWithContext(ctx, tc.method, "http://"+srv.Addr().String()+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tc.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s with the %s: %s %.100q, want %d", tc.method, tc.path, map[string]string{reader: "read token", admin: "admin token"}[tc.token], resp.Status, body, tc.want)
+		}
+	}
 }

@@ -170,6 +170,10 @@ type HTTPConfig struct {
 	// Token, if set, is the bearer token every request needs except
 	// /healthz and /readyz.
 	Token string
+	// AdminToken, if set, is the only token the API's admin operations
+	// accept (RequireAdmin: the baseline service's rebuild); without it,
+	// Token serves them too. It needs Token.
+	AdminToken string
 	// TLSCert and TLSKey are PEM files; both or neither.
 	TLSCert, TLSKey string
 	// Pprof serves net/http/pprof's profiles at /debug/pprof/, behind
@@ -195,27 +199,50 @@ func (c *HTTPConfig) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's runtime profiles (heap, CPU, goroutines) at /debug/pprof/, behind -token like the API, for `go tool pprof`")
 }
 
+// RegisterAdminFlag registers -admin-token, for a service whose API has
+// admin operations.
+func (c *HTTPConfig) RegisterAdminFlag(fs *flag.FlagSet, operations string) {
+	fs.StringVar(&c.AdminToken, "admin-token", "", fmt.Sprintf("bearer token that alone may %s, at least %d characters, unlike -token, which then only reads; empty: -token may. Prefer the environment variable", operations, MinTokenLen))
+}
+
 // Validate reports the first unusable setting.
 func (c *HTTPConfig) Validate() error {
 	if err := checkListenAddr("listen", c.Listen); err != nil {
 		return err
 	}
-	if c.Token != "" {
-		if len(c.Token) < MinTokenLen {
-			return fmt.Errorf("-token: %d characters, want at least %d", len(c.Token), MinTokenLen)
+	for _, t := range []struct{ flag, token string }{{"token", c.Token}, {"admin-token", c.AdminToken}} {
+		if err := checkToken(t.flag, t.token); err != nil {
+			return err
 		}
-		// It travels in a header: no spaces, no control characters.
-		for _, b := range []byte(c.Token) {
-			if b <= ' ' || b >= 0x7f {
-				return errors.New("-token: only printable ASCII characters without spaces are allowed")
-			}
-		}
+	}
+	switch {
+	case c.AdminToken != "" && c.Token == "":
+		return errors.New("-admin-token needs -token: without it every operation is open")
+	case c.AdminToken != "" && c.AdminToken == c.Token:
+		return errors.New("-admin-token and -token are the same: the admin operations would be open to every reader")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("-tls-cert and -tls-key go together: set both or neither")
 	}
 	if c.StallTimeout < 0 {
 		return fmt.Errorf("-stall-timeout must not be negative, got %v", c.StallTimeout)
+	}
+	return nil
+}
+
+// checkToken checks a bearer token flag's value; empty is allowed.
+func checkToken(flag, token string) error {
+	if token == "" {
+		return nil
+	}
+	if len(token) < MinTokenLen {
+		return fmt.Errorf("-%s: %d characters, want at least %d", flag, len(token), MinTokenLen)
+	}
+	// It travels in a header: no spaces, no control characters.
+	for _, b := range []byte(token) {
+		if b <= ' ' || b >= 0x7f {
+			return fmt.Errorf("-%s: only printable ASCII characters without spaces are allowed", flag)
+		}
 	}
 	return nil
 }

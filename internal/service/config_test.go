@@ -102,6 +102,7 @@ func TestHTTPConfig(t *testing.T) {
 	register := func(fs *flag.FlagSet) validator {
 		c := new(HTTPConfig)
 		c.RegisterFlags(fs, "127.0.0.1:8081")
+		c.RegisterAdminFlag(fs, "rebuild baselines")
 		return c
 	}
 	token := strings.Repeat("t", MinTokenLen)
@@ -115,6 +116,10 @@ func TestHTTPConfig(t *testing.T) {
 		{"short token", []string{"-token", token[1:]}, "-token: 15 characters, want at least 16"},
 		{"token with space", []string{"-token", token + " x"}, "-token: only printable ASCII"},
 		{"token with non-ASCII", []string{"-token", token + "é"}, "-token: only printable ASCII"},
+		{"admin token", []string{"-token", token, "-admin-token", token + "-admin"}, ""},
+		{"short admin token", []string{"-token", token, "-admin-token", "short"}, "-admin-token: 5 characters"},
+		{"admin token without token", []string{"-admin-token", token}, "-admin-token needs -token"},
+		{"admin token same as token", []string{"-token", token, "-admin-token", token}, "-admin-token and -token are the same"},
 		{"TLS pair", []string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, ""},
 		{"cert alone", []string{"-tls-cert", "c.pem"}, "-tls-cert and -tls-key go together"},
 		{"key alone", []string{"-tls-key", "k.pem"}, "-tls-cert and -tls-key go together"},

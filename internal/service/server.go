@@ -84,8 +84,10 @@ type Server struct {
 	cfg    HTTPConfig
 	logger *slog.Logger
 	ready  func(context.Context) error
-	live   atomic.Pointer[func(context.Context) error]
-	srv    *http.Server
+	// tokenSum and adminSum are the SHA-256 sums of the tokens.
+	tokenSum, adminSum [sha256.Size]byte
+	live               atomic.Pointer[func(context.Context) error]
+	srv                *http.Server
 
 	ln       net.Listener
 	stopping <-chan struct{} // closed when the context given to Start is done
@@ -118,11 +120,8 @@ func NewServer(cfg HTTPConfig, reg *prometheus.Registry, ready func(context.Cont
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, logger: logger, ready: ready}
+	s := &Server{cfg: cfg, logger: logger, ready: ready, tokenSum: sha256.Sum256([]byte(cfg.Token)), adminSum: sha256.Sum256([]byte(cfg.AdminToken))}
 	auth := s.authenticate
-	if cfg.Token == "" {
-		auth = func(h http.Handler) http.Handler { return h }
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", m.instrument("healthz", http.HandlerFunc(s.healthz)))
 	mux.Handle("/readyz", m.instrument("readyz", http.HandlerFunc(s.readyz)))
@@ -273,26 +272,81 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
+		// What failed (an address, a driver's message) is for the
+		// operators: probes need only the status.
+		if s.roleOf(r) == roleNone {
+			fmt.Fprintln(w, "not ready")
+			return
+		}
 		fmt.Fprintf(w, "not ready: %v\n", err)
 		return
 	}
 	fmt.Fprintln(w, "ok")
 }
 
-// authenticate lets a request through only with the configured bearer
-// token. It compares SHA-256 sums so that the constant-time comparison
-// does not reveal the token's length either.
+// role is what a request's bearer token allows.
+type role int
+
+const (
+	roleNone   role = iota // no valid token
+	roleReader             // -token
+	roleAdmin              // -admin-token, or -token when there is none
+)
+
+type roleKey struct{}
+
+// roleOf returns the role of a request's token: the admin token's, the
+// token's, or none. Without any token configured every request is an
+// admin's. It compares SHA-256 sums so that the constant-time comparison
+// does not reveal the tokens' lengths either.
+func (s *Server) roleOf(r *http.Request) role {
+	if s.cfg.Token == "" {
+		return roleAdmin
+	}
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return roleNone
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	if s.cfg.AdminToken != "" && subtle.ConstantTimeCompare(got[:], s.adminSum[:]) == 1 {
+		return roleAdmin
+	}
+	if subtle.ConstantTimeCompare(got[:], s.tokenSum[:]) == 1 {
+		if s.cfg.AdminToken == "" {
+			return roleAdmin
+		}
+		return roleReader
+	}
+	return roleNone
+}
+
+// authenticate lets a request through only with a valid bearer token
+// (-token or -admin-token), noting its role for RequireAdmin.
 func (s *Server) authenticate(next http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(s.cfg.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			unauthorized(w, `Bearer realm="anomalyd"`, "bearer token required")
+		ro := s.roleOf(r)
+		if ro == roleNone {
+			if scheme, _, ok := strings.Cut(r.Header.Get("Authorization"), " "); !ok || !strings.EqualFold(scheme, "Bearer") {
+				unauthorized(w, `Bearer realm="anomalyd"`, "bearer token required")
+			} else {
+				unauthorized(w, `Bearer realm="anomalyd", error="invalid_token"`, "invalid bearer token")
+			}
 			return
 		}
-		got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			unauthorized(w, `Bearer realm="anomalyd", error="invalid_token"`, "invalid bearer token")
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), roleKey{}, ro)))
+	})
+}
+
+// RequireAdmin refuses a request of the API that the Server let through
+// with the read token only: the operations that change what a service
+// does, such as a rebuild, need the admin token (-admin-token, or -token
+// when there is none). A handler served without a Server has no
+// authentication at all, and RequireAdmin adds none.
+func RequireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ro, ok := r.Context().Value(roleKey{}).(role); ok && ro != roleAdmin {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="anomalyd", error="insufficient_scope"`)
+			http.Error(w, "this operation needs the -admin-token", http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -183,9 +183,14 @@ func TestServerReadyz(t *testing.T) {
 	}
 	ts := startServer(t, HTTPConfig{Token: testToken}, ready, nil)
 
+	// The reason is for the operators: a probe without the token gets
+	// only the status.
 	code, body, resp := ts.get(t, "/readyz", "")
-	if code != 503 || !strings.Contains(body, "redis: connection refused") {
-		t.Errorf("dependency down: %d %q, want 503 with the reason", code, body)
+	if code != 503 || body != "not ready\n" {
+		t.Errorf("dependency down, no token: %d %q, want 503 without the reason", code, body)
+	}
+	if code, body, _ := ts.get(t, "/readyz", testToken); code != 503 || !strings.Contains(body, "redis: connection refused") {
+		t.Errorf("dependency down, with the token: %d %q, want 503 with the reason", code, body)
 	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("Cache-Control %q, want no-store", cc)
@@ -204,6 +209,7 @@ func TestServerReadyz(t *testing.T) {
 		t.Errorf("healthz: %d, want 200", code)
 	}
 	// A repeated result is not logged again.
+	ts.get(t, "/readyz", "")
 	ts.get(t, "/readyz", "")
 	logs := ts.log.String()
 	if n := strings.Count(logs, "msg=ready"); n != 1 {
@@ -494,6 +500,51 @@ func TestServerPprof(t *testing.T) {
 			code, body, _ := servers[tt.pprof].get(t, tt.path, tt.token)
 			if code != tt.want || !strings.Contains(body, tt.wantInBody) {
 				t.Errorf("GET %s: %d %.80q, want %d with %q", tt.path, code, body, tt.want, tt.wantInBody)
+			}
+		})
+	}
+}
+
+// TestServerAdminToken: with -admin-token, the admin operations take only
+// it, and -token only reads; without it, -token does both.
+func TestServerAdminToken(t *testing.T) {
+	const adminToken = "fedcba9876543210-admin"
+	api := http.NewServeMux()
+	api.HandleFunc("GET /v1/read", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "read") })
+	api.Handle("POST /v1/change", RequireAdmin(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "changed") })))
+	tests := []struct {
+		name                string
+		token, admin        string
+		method, path, using string
+		want                int
+	}{
+		{"reader reads", testToken, adminToken, "GET", "/v1/read", testToken, 200},
+		{"admin reads", testToken, adminToken, "GET", "/v1/read", adminToken, 200},
+		{"reader may not change", testToken, adminToken, "POST", "/v1/change", testToken, 403},
+		{"admin changes", testToken, adminToken, "POST", "/v1/change", adminToken, 200},
+		{"no token may not change", testToken, adminToken, "POST", "/v1/change", "", 401},
+		{"wrong token may not change", testToken, adminToken, "POST", "/v1/change", adminToken + "x", 401},
+		{"one token does both", testToken, "", "POST", "/v1/change", testToken, 200},
+		{"no tokens: open", "", "", "POST", "/v1/change", "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := startServer(t, HTTPConfig{Token: tt.token, AdminToken: tt.admin}, nil, api)
+			req, err := http.NewRequestWithContext(t.Context(), tt.method, ts.base+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.using != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.using)
+			}
+			resp, err := ts.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("%s %s: %d %q, want %d", tt.method, tt.path, resp.StatusCode, body, tt.want)
 			}
 		})
 	}
