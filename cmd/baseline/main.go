@@ -49,6 +49,7 @@ type app struct {
 	build    baseline.BuildConfig
 	ingest   baseline.IngestConfig
 	refresh  time.Duration
+	rebuilds int
 	table    string
 	group    string
 }
@@ -68,6 +69,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	a.ingest = baseline.DefaultIngestConfig()
 	a.ingest.RegisterFlags(fs)
 	fs.DurationVar(&a.refresh, "refresh", baseline.DefaultRefresh, "how old a site's baseline may get before it is built again; every site is rebuilt once per period")
+	fs.IntVar(&a.rebuilds, "rebuild-limit", baseline.DefaultRebuildLimit, "most rebuilds asked through the API per minute, all sites together, each an aggregation in ClickHouse; more are answered 429 with Retry-After; 0 is no limit")
 	fs.StringVar(&a.table, "requests-table", "requests", "ClickHouse table of request history, created if missing")
 	fs.StringVar(&a.group, "group", "baseline", "Kafka consumer group of the ingest")
 }
@@ -91,6 +93,8 @@ func (a *app) validate() error {
 	switch {
 	case a.refresh <= 0:
 		return fmt.Errorf("-refresh must be positive, got %v", a.refresh)
+	case a.rebuilds < 0:
+		return fmt.Errorf("-rebuild-limit must not be negative, got %d", a.rebuilds)
 	case !tableName.MatchString(a.table):
 		return fmt.Errorf("-requests-table: %q is not a plain table name", a.table)
 	case a.group == "":
@@ -121,6 +125,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	reg := service.NewRegistry()
 	metrics := baseline.NewMetrics(reg)
 	baselines := baseline.New(conn, a.table, a.build, a.refresh, metrics, logger)
+	baselines.LimitRebuilds(a.rebuilds)
 
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: a.kafka.Brokers, Topic: a.kafka.RequestsTopic, GroupID: a.group,

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -36,6 +38,8 @@ import (
 //	POST /v1/sites/{site}/rebuild
 //	     200  JSON SiteStatus after building the site's baselines now
 //	     403  the caller has -token but the service has an -admin-token
+//	     429  more rebuilds than -rebuild-limit a minute; Retry-After says
+//	          when to ask again
 //	     422  too few visitor-windows for any class, or no history at all:
 //	          nothing to build from yet
 //	     503  the build failed; the last good baselines are still served
@@ -100,6 +104,15 @@ func (b *Baselines) serveSites(w http.ResponseWriter, r *http.Request) {
 
 func (b *Baselines) serveRebuild(w http.ResponseWriter, r *http.Request) {
 	site := siteName(r.PathValue("site"))
+	if b.rebuilds != nil {
+		if res := b.rebuilds.Reserve(); res.Delay() > 0 {
+			res.Cancel()
+			b.metrics.RebuildsLimited.Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(res.Delay().Seconds()))))
+			writeJSON(w, http.StatusTooManyRequests, apiError{Error: "too many rebuilds: at most -rebuild-limit a minute"})
+			return
+		}
+	}
 	if err := b.Rebuild(r.Context(), site); err != nil {
 		b.siteError(w, site, err, http.StatusUnprocessableEntity)
 		return

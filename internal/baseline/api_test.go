@@ -6,11 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -251,5 +253,42 @@ func TestAPIRebuildNeedsAdmin(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s %s with the %s: %s %.100q, want %d", tc.method, tc.path, map[string]string{reader: "read token", admin: "admin token"}[tc.token], resp.Status, body, tc.want)
 		}
+	}
+}
+
+// TestAPIRebuildLimit: past -rebuild-limit a minute, rebuilds are refused
+// with 429 and when to ask again, and cost ClickHouse nothing.
+func TestAPIRebuildLimit(t *testing.T) {
+	t.Parallel()
+	conn := openClickHouse(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	sites := loadSiteTraffic(ctx, t, conn, 1)
+	m := NewMetrics(prometheus.NewRegistry())
+	b := New(conn, "requests", smallBuildConfig(), time.Hour, m, testLogger(t))
+	b.LimitRebuilds(2)
+	srv := httptest.NewServer(b.Handler())
+	t.Cleanup(srv.Close)
+	for i, want := range []int{http.StatusOK, http.StatusOK, http.StatusTooManyRequests} {
+		resp, err := srv.Client().Post(srv.URL+"/v1/sites/"+sites[0]+"/rebuild", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("rebuild %d: %s %.100q, want %d", i+1, resp.Status, body, want)
+		}
+		if want == http.StatusTooManyRequests {
+			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+				t.Errorf("Retry-After %q, want 1 to 60 seconds", resp.Header.Get("Retry-After"))
+			}
+		}
+	}
+	if got := builds(m, resultOK); got != 2 {
+		t.Errorf("%d builds, want 2: the refused rebuild built nothing", got)
+	}
+	if n := testutil.ToFloat64(m.RebuildsLimited); n != 1 {
+		t.Errorf("rebuilds_limited_total %v, want 1", n)
 	}
 }

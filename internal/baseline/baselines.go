@@ -12,6 +12,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -130,6 +131,8 @@ type Baselines struct {
 
 	mu    sync.Mutex
 	sites map[string]*siteState
+	// rebuilds limits the rebuilds asked through the API; nil: no limit.
+	rebuilds *rate.Limiter
 	// listed is set once the requests table's sites have been listed:
 	// from then on, a site that is neither in sites nor noted by Saw has
 	// no history, and asking for it costs no query and keeps no state.
@@ -224,6 +227,21 @@ func (b *Baselines) get(ctx context.Context, site string, class features.Class) 
 		err = f.errs[class]
 	}
 	return nil, err
+}
+
+// DefaultRebuildLimit is how many rebuilds a minute the API accepts by
+// default: enough for an operator replaying history into a few dozen
+// sites at once, few enough that a client cannot keep ClickHouse busy.
+const DefaultRebuildLimit = 60
+
+// LimitRebuilds limits the rebuilds asked through the API to perMinute
+// (all sites together, in bursts of as many), 0 for no limit. Call it
+// before serving.
+func (b *Baselines) LimitRebuilds(perMinute int) {
+	b.rebuilds = nil
+	if perMinute > 0 {
+		b.rebuilds = rate.NewLimiter(rate.Limit(float64(perMinute)/60), perMinute)
+	}
 }
 
 // unknown reports whether site is known to have no history: the sites

@@ -32,6 +32,7 @@ const (
 //	cache_misses_total                 Get that started or waited for a build
 //	unknown_sites_total                Get of a site without history, answered
 //	                                   without a query once the sites are listed
+//	rebuilds_limited_total             rebuilds refused by -rebuild-limit
 //	clickhouse_errors_total{op}        failed ClickHouse calls by operation:
 //	                                   list_sites, newest, build, ping (baselines),
 //	                                   create_table, insert, drop_partition (ingest)
@@ -45,11 +46,12 @@ const (
 //	                                   at the last retention pass
 type Metrics struct {
 	// Baselines.
-	Builds       *prometheus.CounterVec // label "result"
-	BuildSeconds prometheus.Histogram
-	CacheHits    prometheus.Counter
-	CacheMisses  prometheus.Counter
-	UnknownSites prometheus.Counter
+	Builds          *prometheus.CounterVec // label "result"
+	BuildSeconds    prometheus.Histogram
+	CacheHits       prometheus.Counter
+	CacheMisses     prometheus.Counter
+	UnknownSites    prometheus.Counter
+	RebuildsLimited prometheus.Counter
 	// Shared: label "op".
 	ClickHouseErrors *prometheus.CounterVec
 	// Ingest.
@@ -88,6 +90,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		UnknownSites: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "unknown_sites_total",
 			Help: "Baseline requests for sites without history, answered without a query.",
+		}),
+		RebuildsLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "rebuilds_limited_total",
+			Help: "Rebuilds asked through the API and refused by -rebuild-limit.",
 		}),
 		ClickHouseErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "clickhouse_errors_total",
@@ -131,7 +137,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.DeadLetters.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Builds, m.BuildSeconds, m.CacheHits, m.CacheMisses, m.UnknownSites, m.ClickHouseErrors,
+		reg.MustRegister(m.Builds, m.BuildSeconds, m.CacheHits, m.CacheMisses, m.UnknownSites, m.RebuildsLimited, m.ClickHouseErrors,
 			m.IngestRows, m.IngestBatches, m.IngestBatchSeconds, m.DeadLetters, m.OffsetCommits, m.RetentionCutoff)
 	}
 	return m

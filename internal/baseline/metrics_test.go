@@ -30,6 +30,7 @@ func TestMetricsNames(t *testing.T) {
 		"anomalyd_baseline_ingest_batches_total",
 		"anomalyd_baseline_ingest_rows_total",
 		"anomalyd_baseline_offset_commits_total",
+		"anomalyd_baseline_rebuilds_limited_total",
 		"anomalyd_baseline_retention_cutoff_timestamp_seconds",
 		"anomalyd_baseline_unknown_sites_total",
 	}
