@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"time"
 
@@ -92,7 +91,11 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	metrics := detector.NewMetrics(reg)
 
 	names := a.features.Set().Names()
-	baselines := detector.NewBaselines(a.baseline.URL, a.http.Token, &http.Client{}, a.revalidate, names, logger)
+	client, err := a.baseline.Client()
+	if err != nil {
+		return err
+	}
+	baselines := detector.NewBaselines(a.baseline.URL, a.http.Token, client, a.revalidate, names, logger)
 	defer baselines.Close()
 	registerBaselineStats(reg, baselines)
 

@@ -1,12 +1,16 @@
 package service
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -176,6 +180,10 @@ type HTTPConfig struct {
 	AdminToken string
 	// TLSCert and TLSKey are PEM files; both or neither.
 	TLSCert, TLSKey string
+	// TLSClientCA, if set, is the PEM file of the CAs whose client
+	// certificates the API and /metrics require (mutual TLS); the health
+	// checks stay open to probes without one.
+	TLSClientCA string
 	// Pprof serves net/http/pprof's profiles at /debug/pprof/, behind
 	// Token like the API.
 	Pprof bool
@@ -185,8 +193,8 @@ type HTTPConfig struct {
 }
 
 // RegisterFlags registers -listen (default defaultListen, or DefaultListen
-// when that is empty), -token, -tls-cert, -tls-key, -stall-timeout and
-// -pprof.
+// when that is empty), -token, -tls-cert, -tls-key, -tls-client-ca,
+// -stall-timeout and -pprof.
 func (c *HTTPConfig) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	if defaultListen == "" {
 		defaultListen = DefaultListen
@@ -195,6 +203,7 @@ func (c *HTTPConfig) RegisterFlags(fs *flag.FlagSet, defaultListen string) {
 	fs.StringVar(&c.Token, "token", "", fmt.Sprintf("bearer token required on every HTTP request except /healthz and /readyz, at least %d characters; empty disables authentication. Prefer the environment variable: command lines are visible to all users", MinTokenLen))
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate `file` (chain) for HTTPS; needs -tls-key")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key `file` for HTTPS; needs -tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM `file` of the CAs whose client certificates every request but /healthz and /readyz must present (mutual TLS); needs -tls-cert")
 	fs.DurationVar(&c.StallTimeout, "stall-timeout", DefaultStallTimeout, "/healthz fails once the service has held messages read from Kafka this long without committing them, so that Kubernetes restarts a consumer that is connected but stuck; a consumer with nothing to read stays healthy; 0 disables")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's runtime profiles (heap, CPU, goroutines) at /debug/pprof/, behind -token like the API, for `go tool pprof`")
 }
@@ -223,6 +232,9 @@ func (c *HTTPConfig) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("-tls-cert and -tls-key go together: set both or neither")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return errors.New("-tls-client-ca needs -tls-cert: client certificates come over TLS")
 	}
 	if c.StallTimeout < 0 {
 		return fmt.Errorf("-stall-timeout must not be negative, got %v", c.StallTimeout)
@@ -338,16 +350,26 @@ func (c *RedisConfig) Client() redis.UniversalClient {
 // on DefaultListen.
 const DefaultBaselineURL = "http://127.0.0.1:8080"
 
-// BaselineClientConfig is where a service finds the baseline service. The
-// bearer token is the client's own -token (HTTPConfig): the services of one
-// deployment share it.
+// BaselineClientConfig is where a service finds the baseline service and
+// how it trusts it. The bearer token is the client's own -token
+// (HTTPConfig): the services of one deployment share it.
 type BaselineClientConfig struct {
 	URL string
+	// CAFile, if set, is the PEM file of the certificates that may sign
+	// the baseline service's (else the system's roots).
+	CAFile string
+	// CertFile and KeyFile are the client's certificate and key (PEM),
+	// presented for mutual TLS; both or neither.
+	CertFile, KeyFile string
 }
 
-// RegisterFlags registers -baseline-url.
+// RegisterFlags registers -baseline-url, -baseline-ca, -baseline-cert and
+// -baseline-key.
 func (c *BaselineClientConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.URL, "baseline-url", DefaultBaselineURL, "base `URL` of the baseline service (http or https)")
+	fs.StringVar(&c.CAFile, "baseline-ca", "", "PEM `file` of the CA certificates that may sign the baseline service's certificate; empty: the system's roots")
+	fs.StringVar(&c.CertFile, "baseline-cert", "", "PEM certificate `file` presented to the baseline service (mutual TLS, its -tls-client-ca); needs -baseline-key")
+	fs.StringVar(&c.KeyFile, "baseline-key", "", "PEM private key `file` of -baseline-cert")
 }
 
 // Validate reports the first unusable setting.
@@ -361,7 +383,50 @@ func (c *BaselineClientConfig) Validate() error {
 		// the client joins paths onto the base.
 		return fmt.Errorf("-baseline-url: %q must have no user info, query or fragment", c.URL)
 	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return errors.New("-baseline-cert and -baseline-key go together: set both or neither")
+	}
+	if u.Scheme != "https" && (c.CAFile != "" || c.CertFile != "") {
+		return fmt.Errorf("-baseline-ca and -baseline-cert need an https -baseline-url, got %q", c.URL)
+	}
 	return nil
+}
+
+// Client returns the HTTP client of the baseline service: TLS 1.2 or
+// later, verifying its certificate against CAFile if set, and presenting
+// the client certificate if set.
+func (c *BaselineClientConfig) Client() (*http.Client, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pool, err := certPool(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("-baseline-ca: %w", err)
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-baseline-cert and -baseline-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return &http.Client{Transport: tr}, nil
+}
+
+// certPool reads a PEM file of CA certificates.
+func certPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", file)
+	}
+	return pool, nil
 }
 
 // LogConfig is the format and level of the service's log.

@@ -123,6 +123,8 @@ func TestHTTPConfig(t *testing.T) {
 		{"TLS pair", []string{"-tls-cert", "c.pem", "-tls-key", "k.pem"}, ""},
 		{"cert alone", []string{"-tls-cert", "c.pem"}, "-tls-cert and -tls-key go together"},
 		{"key alone", []string{"-tls-key", "k.pem"}, "-tls-cert and -tls-key go together"},
+		{"client CA", []string{"-tls-cert", "c.pem", "-tls-key", "k.pem", "-tls-client-ca", "ca.pem"}, ""},
+		{"client CA without TLS", []string{"-tls-client-ca", "ca.pem"}, "-tls-client-ca needs -tls-cert"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkValidate(t, register, tt.args, tt.wantErr) })
@@ -240,6 +242,9 @@ func TestBaselineClientConfig(t *testing.T) {
 		{"user info", []string{"-baseline-url", "http://u:p@baseline"}, "no user info"},
 		{"query", []string{"-baseline-url", "http://baseline/?a=b"}, "no user info, query or fragment"},
 		{"empty", []string{"-baseline-url", ""}, "-baseline-url:"},
+		{"mutual TLS", []string{"-baseline-url", "https://b:8443", "-baseline-ca", "ca.pem", "-baseline-cert", "c.pem", "-baseline-key", "k.pem"}, ""},
+		{"cert without key", []string{"-baseline-url", "https://b:8443", "-baseline-cert", "c.pem"}, "-baseline-cert and -baseline-key go together"},
+		{"CA over http", []string{"-baseline-url", "http://b:8080", "-baseline-ca", "ca.pem"}, "need an https -baseline-url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkValidate(t, register, tt.args, tt.wantErr) })

@@ -24,9 +24,11 @@
 //	                           -clickhouse-database, -clickhouse-user, -clickhouse-password
 //	-redis host:port[,...]     one address: a standalone server; several: Redis
 //	                           Cluster seeds (RedisConfig), with -redis-user, -redis-password
-//	-listen host:port          HTTP (HTTPConfig), with -token, -tls-cert, -tls-key, -pprof,
-//	                           -stall-timeout (when /healthz fails: Progress)
-//	-baseline-url URL          the baseline service (BaselineClientConfig)
+//	-listen host:port          HTTP (HTTPConfig), with -token, -tls-cert, -tls-key,
+//	                           -tls-client-ca (mutual TLS), -pprof, -stall-timeout
+//	                           (when /healthz fails: Progress)
+//	-baseline-url URL          the baseline service (BaselineClientConfig), with
+//	                           -baseline-ca, -baseline-cert, -baseline-key
 //	-max-event-ahead, -max-event-age  event-time bounds of the input (EventTimeConfig)
 //	-log-level, -log-format    registered by Main in every service (LogConfig)
 //

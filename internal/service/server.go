@@ -169,6 +169,16 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("http server: loading -tls-cert and -tls-key: %w", err)
 		}
 		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if s.cfg.TLSClientCA != "" {
+			pool, err := certPool(s.cfg.TLSClientCA)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("http server: -tls-client-ca: %w", err)
+			}
+			// Verified if given; required by authenticate, so that the
+			// health checks stay open to probes that have none.
+			s.srv.TLSConfig.ClientCAs, s.srv.TLSConfig.ClientAuth = pool, tls.VerifyClientCertIfGiven
+		}
 	}
 	s.ln, s.stopping, s.served = ln, ctx.Done(), make(chan error, 1)
 	if s.cfg.Token == "" {
@@ -321,9 +331,14 @@ func (s *Server) roleOf(r *http.Request) role {
 }
 
 // authenticate lets a request through only with a valid bearer token
-// (-token or -admin-token), noting its role for RequireAdmin.
+// (-token or -admin-token), and with -tls-client-ca a verified client
+// certificate, noting its role for RequireAdmin.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.TLSClientCA != "" && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+			http.Error(w, "a client certificate signed by -tls-client-ca is required", http.StatusUnauthorized)
+			return
+		}
 		ro := s.roleOf(r)
 		if ro == roleNone {
 			if scheme, _, ok := strings.Cut(r.Header.Get("Authorization"), " "); !ok || !strings.EqualFold(scheme, "Bearer") {
