@@ -85,7 +85,10 @@ func (a *app) validate() error {
 }
 
 func (a *app) run(ctx context.Context, logger *slog.Logger) error {
-	rdb := a.redis.Client()
+	rdb, err := a.redis.Client()
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	reg := service.NewRegistry()
 	metrics := detector.NewMetrics(reg)

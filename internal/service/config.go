@@ -314,14 +314,21 @@ type RedisConfig struct {
 	Addrs    []string
 	User     string
 	Password string
+	// TLS connects over TLS, verifying the servers against CAFile if set,
+	// else the system's roots; CAFile alone implies TLS.
+	TLS    bool
+	CAFile string
 }
 
-// RegisterFlags registers -redis, -redis-user and -redis-password.
+// RegisterFlags registers -redis, -redis-user, -redis-password,
+// -redis-tls and -redis-ca.
 func (c *RedisConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Addrs = strings.Split(DefaultRedis, ",")
 	fs.Var((*addrList)(&c.Addrs), "redis", "Redis `host:port[,...]`: one address is a standalone server, several are Redis Cluster seeds")
 	fs.StringVar(&c.User, "redis-user", "", "Redis ACL user; empty is the default user")
 	fs.StringVar(&c.Password, "redis-password", "", "Redis password; prefer the environment variable")
+	fs.BoolVar(&c.TLS, "redis-tls", false, "connect to Redis over TLS (its tls-port), verifying it against the system's roots or -redis-ca")
+	fs.StringVar(&c.CAFile, "redis-ca", "", "PEM `file` of the CA certificates that may sign Redis's certificate; implies -redis-tls")
 }
 
 // Validate reports the first unusable setting.
@@ -330,12 +337,12 @@ func (c *RedisConfig) Validate() error {
 }
 
 // Client builds a client for a validated config: a standalone client for
-// one address, a Cluster client for several. ContextTimeoutEnabled is set
-// because features.NewRedisStore requires it: without it go-redis ignores
-// context deadlines and a dead server blocks a caller for ReadTimeout. The
-// caller closes the client.
-func (c *RedisConfig) Client() redis.UniversalClient {
-	return redis.NewUniversalClient(&redis.UniversalOptions{
+// one address, a Cluster client for several, over TLS if asked.
+// ContextTimeoutEnabled is set because features.NewRedisStore requires
+// it: without it go-redis ignores context deadlines and a dead server
+// blocks a caller for ReadTimeout. The caller closes the client.
+func (c *RedisConfig) Client() (redis.UniversalClient, error) {
+	opts := &redis.UniversalOptions{
 		Addrs:                 append([]string(nil), c.Addrs...),
 		Username:              c.User,
 		Password:              c.Password,
@@ -343,7 +350,18 @@ func (c *RedisConfig) Client() redis.UniversalClient {
 		ReadTimeout:           RedisIOTimeout,
 		WriteTimeout:          RedisIOTimeout,
 		ContextTimeoutEnabled: true,
-	})
+	}
+	if c.TLS || c.CAFile != "" {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.CAFile != "" {
+			pool, err := certPool(c.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("-redis-ca: %w", err)
+			}
+			opts.TLSConfig.RootCAs = pool
+		}
+	}
+	return redis.NewUniversalClient(opts), nil
 }
 
 // DefaultBaselineURL is the default of -baseline-url: the baseline service

@@ -3,10 +3,12 @@ package service
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -187,7 +189,10 @@ func TestRedisClientKind(t *testing.T) {
 	}
 	for _, tt := range tests {
 		c := RedisConfig{Addrs: tt.addrs}
-		rdb := c.Client()
+		rdb, err := c.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Cleanup(func() { rdb.Close() })
 		switch cl := rdb.(type) {
 		case *redis.Client:
@@ -215,7 +220,10 @@ func TestRedisClientKind(t *testing.T) {
 func TestRedisClientServes(t *testing.T) {
 	srv := testenv.Redis(t)
 	c := RedisConfig{Addrs: []string{srv.Addr()}}
-	rdb := c.Client()
+	rdb, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { rdb.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -286,5 +294,70 @@ func TestLogConfigLogger(t *testing.T) {
 	c.Logger(&buf).Debug("hello")
 	if !strings.Contains(buf.String(), "level=DEBUG msg=hello") {
 		t.Errorf("text record = %q", buf.String())
+	}
+}
+
+// TestRedisTLSAndACL connects through the services' Redis client to a
+// real redis-server over TLS, as an ACL user with a password: with the
+// CA, the user and the password it works; a wrong password, a client
+// that does not trust the server's CA, or no TLS at all, does not.
+func TestRedisTLSAndACL(t *testing.T) {
+	ca := newTestCA(t, "redis CA")
+	cert, key := ca.issue(t, "redis", x509.ExtKeyUsageServerAuth)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsAddr := l.Addr().String()
+	l.Close()
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	srv, err := testenv.StartRedis(ctx, testenv.RedisOptions{Args: []string{
+		"--tls-port", tlsPort, "--tls-cert-file", cert, "--tls-key-file", key,
+		"--tls-ca-cert-file", ca.file, "--tls-auth-clients", "no",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	// The ACL user, set up over the plain port as an operator would.
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer admin.Close()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "detector", "on", ">s3cret-passw0rd", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, "ACL", "SETUSER", "default", "off").Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		cfg     RedisConfig
+		wantErr string
+	}{
+		{"TLS and ACL", RedisConfig{CAFile: ca.file, User: "detector", Password: "s3cret-passw0rd"}, ""},
+		{"wrong password", RedisConfig{CAFile: ca.file, User: "detector", Password: "guess"}, "WRONGPASS"},
+		{"no user: the default one is off", RedisConfig{CAFile: ca.file}, "NOAUTH"},
+		{"CA not trusted", RedisConfig{TLS: true, User: "detector", Password: "s3cret-passw0rd"}, "certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Addrs = []string{tlsAddr}
+			rdb, err := tt.cfg.Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rdb.Close()
+			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer pcancel()
+			err = rdb.Set(pctx, "k", "v", time.Minute).Err()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("SET: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("SET: %v, want an error with %q", err, tt.wantErr)
+			}
+		})
 	}
 }

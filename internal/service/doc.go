@@ -23,7 +23,8 @@
 //	-clickhouse host:port      native protocol (ClickHouseConfig), with
 //	                           -clickhouse-database, -clickhouse-user, -clickhouse-password
 //	-redis host:port[,...]     one address: a standalone server; several: Redis
-//	                           Cluster seeds (RedisConfig), with -redis-user, -redis-password
+//	                           Cluster seeds (RedisConfig), with -redis-user, -redis-password,
+//	                           -redis-tls, -redis-ca
 //	-listen host:port          HTTP (HTTPConfig), with -token, -tls-cert, -tls-key,
 //	                           -tls-client-ca (mutual TLS), -pprof, -stall-timeout
 //	                           (when /healthz fails: Progress)

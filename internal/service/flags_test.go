@@ -211,8 +211,8 @@ func TestUsage(t *testing.T) {
 			t.Errorf("usage does not name %s for -%s", want, f.Name)
 		}
 	})
-	if n != 26 {
-		t.Errorf("%d flags registered, want 26", n)
+	if n != 28 {
+		t.Errorf("%d flags registered, want 28", n)
 	}
 }
 
