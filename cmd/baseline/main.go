@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/baseline"
@@ -104,14 +103,9 @@ func (a *app) validate() error {
 }
 
 func (a *app) run(ctx context.Context, logger *slog.Logger) error {
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:        []string{a.ch.Addr},
-		Auth:        clickhouse.Auth{Database: a.ch.Database, Username: a.ch.User, Password: a.ch.Password},
-		Protocol:    clickhouse.Native, // the HTTP mode cannot talk to ClickHouse 18.16
-		DialTimeout: 5 * time.Second,
-	})
+	conn, err := a.ch.Open()
 	if err != nil {
-		return fmt.Errorf("clickhouse: %w", err)
+		return err
 	}
 	defer conn.Close()
 	id, err := features.NewIdentity(a.features.Identity, []byte(a.features.Secret))

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 )
@@ -272,15 +274,50 @@ type ClickHouseConfig struct {
 	Database string
 	User     string
 	Password string
+	// TLS connects over TLS (ClickHouse's tcp_port_secure), verifying the
+	// server against CAFile if set, else the system's roots; CAFile alone
+	// implies TLS.
+	TLS    bool
+	CAFile string
 }
 
 // RegisterFlags registers -clickhouse, -clickhouse-database,
-// -clickhouse-user and -clickhouse-password.
+// -clickhouse-user, -clickhouse-password, -clickhouse-tls and
+// -clickhouse-ca.
 func (c *ClickHouseConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Addr, "clickhouse", DefaultClickHouseAddr, "ClickHouse native-protocol `host:port`")
+	fs.StringVar(&c.Addr, "clickhouse", DefaultClickHouseAddr, "ClickHouse native-protocol `host:port` (its tcp_port, or tcp_port_secure with -clickhouse-tls)")
 	fs.StringVar(&c.Database, "clickhouse-database", DefaultClickHouseDB, "ClickHouse database of anomalyd's tables")
 	fs.StringVar(&c.User, "clickhouse-user", DefaultClickHouseUser, "ClickHouse user")
 	fs.StringVar(&c.Password, "clickhouse-password", "", "ClickHouse password; prefer the environment variable")
+	fs.BoolVar(&c.TLS, "clickhouse-tls", false, "connect to ClickHouse over TLS, verifying it against the system's roots or -clickhouse-ca")
+	fs.StringVar(&c.CAFile, "clickhouse-ca", "", "PEM `file` of the CA certificates that may sign ClickHouse's certificate; implies -clickhouse-tls")
+}
+
+// Open connects to ClickHouse as configured, over the native protocol (the
+// HTTP one cannot talk to 18.16). The connection is lazy: Ping checks it.
+// The caller closes it.
+func (c *ClickHouseConfig) Open() (driver.Conn, error) {
+	opts := &clickhouse.Options{
+		Addr:        []string{c.Addr},
+		Auth:        clickhouse.Auth{Database: c.Database, Username: c.User, Password: c.Password},
+		Protocol:    clickhouse.Native,
+		DialTimeout: 5 * time.Second,
+	}
+	if c.TLS || c.CAFile != "" {
+		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.CAFile != "" {
+			pool, err := certPool(c.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("-clickhouse-ca: %w", err)
+			}
+			opts.TLS.RootCAs = pool
+		}
+	}
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	return conn, nil
 }
 
 // Validate reports the first unusable setting.

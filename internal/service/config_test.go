@@ -361,3 +361,40 @@ func TestRedisTLSAndACL(t *testing.T) {
 		})
 	}
 }
+
+// TestClickHouseAuth connects through the services' ClickHouse config to a
+// real server as a user with a password: the right one works, a wrong one
+// is refused.
+func TestClickHouseAuth(t *testing.T) {
+	srv := testenv.ClickHouse(t)
+	tests := []struct {
+		name, password string
+		ok             bool
+	}{
+		{"right password", testenv.ClickHousePassword, true},
+		{"wrong password", "guess-guess-guess", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ClickHouseConfig{Addr: srv.Addr(), Database: "default", User: testenv.ClickHouseUser, Password: tt.password}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			conn, err := cfg.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			var one uint8
+			err = conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+			if tt.ok && (err != nil || one != 1) {
+				t.Errorf("SELECT 1 as %s: %v", testenv.ClickHouseUser, err)
+			}
+			if !tt.ok && (err == nil || !strings.Contains(err.Error(), "password")) {
+				t.Errorf("SELECT 1 with a wrong password: %v, want the server to refuse the password", err)
+			}
+		})
+	}
+}

@@ -21,7 +21,8 @@
 //	                           -kafka-max-message-bytes, the brokers' limit writes fit
 //	-requests-topic NAME       and -scores-topic, -detections-topic, -deadletter-topic
 //	-clickhouse host:port      native protocol (ClickHouseConfig), with
-//	                           -clickhouse-database, -clickhouse-user, -clickhouse-password
+//	                           -clickhouse-database, -clickhouse-user, -clickhouse-password,
+//	                           -clickhouse-tls, -clickhouse-ca
 //	-redis host:port[,...]     one address: a standalone server; several: Redis
 //	                           Cluster seeds (RedisConfig), with -redis-user, -redis-password,
 //	                           -redis-tls, -redis-ca

@@ -211,8 +211,8 @@ func TestUsage(t *testing.T) {
 			t.Errorf("usage does not name %s for -%s", want, f.Name)
 		}
 	})
-	if n != 28 {
-		t.Errorf("%d flags registered, want 28", n)
+	if n != 30 {
+		t.Errorf("%d flags registered, want 30", n)
 	}
 }
 

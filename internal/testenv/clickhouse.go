@@ -202,8 +202,16 @@ func clickHouseConfig(dir, usersPath, logLevel string, tcpPort, httpPort int) st
 	)
 }
 
-// clickHouseUsers has the one user tests connect as: default, no password,
-// loopback only.
+// ClickHouseUser and ClickHousePassword are a second user of the test
+// servers, for tests of authentication; the tests otherwise connect as
+// default, without a password.
+const (
+	ClickHouseUser     = "anomalyd_test"
+	ClickHousePassword = "test-password-0123"
+)
+
+// clickHouseUsers has the users tests connect as: default, no password,
+// and ClickHouseUser with ClickHousePassword; loopback only.
 const clickHouseUsers = `<?xml version="1.0"?>
 <yandex>
     <profiles>
@@ -221,6 +229,15 @@ const clickHouseUsers = `<?xml version="1.0"?>
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <` + ClickHouseUser + `>
+            <password>` + ClickHousePassword + `</password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </` + ClickHouseUser + `>
     </users>
     <quotas>
         <default>
