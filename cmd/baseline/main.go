@@ -121,11 +121,18 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	baselines := baseline.New(conn, a.table, a.build, a.refresh, metrics, logger)
 	baselines.LimitRebuilds(a.rebuilds)
 
+	dialer, err := a.kafka.Dialer()
+	if err != nil {
+		return err
+	}
+	transport, err := a.kafka.Transport()
+	if err != nil {
+		return err
+	}
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: a.kafka.Brokers, Topic: a.kafka.RequestsTopic, GroupID: a.group,
+		Brokers: a.kafka.Brokers, Dialer: dialer, Topic: a.kafka.RequestsTopic, GroupID: a.group,
 		MaxWait: 500 * time.Millisecond, // bounds how long a quiet topic delays a batch's linger
 	})
-	transport := &kafka.Transport{}
 	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
 	progress := service.NewProgress(a.http.StallTimeout)
 	ingester := baseline.NewIngester(a.ingest, progress.Watch(reader), deadLetter, conn, a.table, conv, baselines, metrics, logger)

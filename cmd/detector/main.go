@@ -124,8 +124,16 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 		return float64(n)
 	}))
 
+	dialer, err := a.kafka.Dialer()
+	if err != nil {
+		return err
+	}
+	transport, err := a.kafka.Transport()
+	if err != nil {
+		return err
+	}
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: a.kafka.Brokers, Topic: a.kafka.RequestsTopic, GroupID: a.group,
+		Brokers: a.kafka.Brokers, Dialer: dialer, Topic: a.kafka.RequestsTopic, GroupID: a.group,
 		MinBytes: 1, MaxBytes: 1 << 20,
 		QueueCapacity: a.detector.BatchSize, // keeps a batch's worth read ahead
 		// kafka-go also uses MaxWait as the deadline for the broker's answer:
@@ -137,7 +145,6 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 		Namespace: "anomalyd", Subsystem: "detector", Name: "lag",
 		Help: "Messages behind the end of the partition last fetched from, as the Kafka reader last saw it.",
 	}, func() float64 { return float64(reader.Lag()) }))
-	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	scores := a.kafka.Writer(a.kafka.ScoresTopic, transport)
 	scores.BatchSize, scores.BatchTimeout = a.detector.BatchSize, 5*time.Millisecond

@@ -111,13 +111,18 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	reg := service.NewRegistry()
 	metrics := publisher.NewMetrics(reg)
 
+	dialer, err := a.kafka.Dialer()
+	if err != nil {
+		return err
+	}
+	transport, err := a.kafka.Transport()
+	if err != nil {
+		return err
+	}
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: a.kafka.Brokers, Topic: a.kafka.ScoresTopic, GroupID: a.group,
+		Brokers: a.kafka.Brokers, Dialer: dialer, Topic: a.kafka.ScoresTopic, GroupID: a.group,
 		MaxWait: 500 * time.Millisecond, // bounds how long a quiet topic delays a batch's linger
 	})
-	// The writers' own transport: kafka-go's shared default would keep
-	// idle connections after Close.
-	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	detections := a.pub.DetectionsWriter(a.kafka.Writer(a.kafka.DetectionsTopic, transport))
 	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}

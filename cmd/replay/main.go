@@ -211,6 +211,13 @@ func send(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer,
 		fmt.Fprintf(stderr, "replay send: %d events sent in %.0f s, %.0f events/s\n", st.Events, st.Elapsed.Seconds(), st.Rate())
 	}
 	w := replay.NewKafkaWriter(kafka.Brokers, kafka.RequestsTopic, cfg.Batch)
+	w.BatchBytes = kafka.BatchBytes()
+	transport, err := kafka.Transport()
+	if err != nil {
+		fmt.Fprintf(stderr, "replay send: %v\n", err)
+		return service.ExitUsage
+	}
+	w.SetTransport(transport)
 	s, err := replay.NewSender(cfg, w)
 	if err == nil {
 		for _, in := range inputs {

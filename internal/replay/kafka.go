@@ -48,6 +48,12 @@ func NewKafkaWriter(brokers []string, topic string, batch int) *KafkaWriter {
 	}
 }
 
+// SetTransport makes the writer connect through t (TLS, SASL), which Close
+// then closes the idle connections of. Call it before the first write.
+func (w *KafkaWriter) SetTransport(t *kafka.Transport) {
+	w.Writer.Transport, w.transport = t, t
+}
+
 // Close flushes and closes the writer and its connections.
 func (w *KafkaWriter) Close() error {
 	err := w.Writer.Close()

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 )
 
 // Topic names one of the Kafka topics the services share.
@@ -65,6 +69,14 @@ type KafkaConfig struct {
 	// batch (message.max.bytes, or a topic's max.message.bytes): writes
 	// are split into batches that fit it.
 	MaxMessageBytes int
+	// TLS connects over TLS, verifying the brokers against CAFile if set,
+	// else the system's roots; CAFile alone implies TLS.
+	TLS    bool
+	CAFile string
+	// SASL is the SASL mechanism (SASLMechanisms), "" for none, with User
+	// and Password.
+	SASL           string
+	User, Password string
 	// The topic fields are set only for the topics passed to RegisterFlags.
 	RequestsTopic   string
 	ScoresTopic     string
@@ -93,6 +105,11 @@ func (c *KafkaConfig) topic(t Topic) *string {
 func (c *KafkaConfig) RegisterFlags(fs *flag.FlagSet, topics ...Topic) {
 	c.Brokers = strings.Split(DefaultBrokers, ",")
 	fs.Var((*addrList)(&c.Brokers), "brokers", "Kafka bootstrap brokers, `host:port[,...]`")
+	fs.BoolVar(&c.TLS, "kafka-tls", false, "connect to the brokers over TLS, verifying them against the system's roots or -kafka-ca")
+	fs.StringVar(&c.CAFile, "kafka-ca", "", "PEM `file` of the CA certificates that may sign the brokers' certificates; implies -kafka-tls")
+	fs.StringVar(&c.SASL, "kafka-sasl", "", "SASL `mechanism` to authenticate to the brokers with: "+strings.Join(SASLMechanisms, ", ")+"; empty for none")
+	fs.StringVar(&c.User, "kafka-user", "", "SASL user name, with -kafka-sasl")
+	fs.StringVar(&c.Password, "kafka-password", "", "SASL password, with -kafka-sasl; prefer the environment variable")
 	fs.IntVar(&c.MaxMessageBytes, "kafka-max-message-bytes", DefaultMaxMessageBytes,
 		"the largest record batch the brokers accept (their message.max.bytes, or the topics' max.message.bytes if lower): writes are split into batches that fit, and a dead letter's value is cut to fit")
 	c.topics = append([]Topic(nil), topics...)
@@ -106,6 +123,14 @@ func (c *KafkaConfig) RegisterFlags(fs *flag.FlagSet, topics ...Topic) {
 func (c *KafkaConfig) Validate() error {
 	if err := checkDialAddrs("brokers", c.Brokers); err != nil {
 		return err
+	}
+	switch {
+	case c.SASL != "" && !slices.Contains(SASLMechanisms, c.SASL):
+		return fmt.Errorf("-kafka-sasl: %q is not one of %s", c.SASL, strings.Join(SASLMechanisms, ", "))
+	case c.SASL != "" && c.User == "":
+		return errors.New("-kafka-sasl needs -kafka-user")
+	case c.SASL == "" && (c.User != "" || c.Password != ""):
+		return errors.New("-kafka-user and -kafka-password need -kafka-sasl")
 	}
 	if c.MaxMessageBytes < minMaxMessageBytes {
 		return fmt.Errorf("-kafka-max-message-bytes: %d is below the %d bytes a record may need", c.MaxMessageBytes, minMaxMessageBytes)
@@ -123,6 +148,59 @@ func (c *KafkaConfig) Validate() error {
 		seen[name] = t
 	}
 	return nil
+}
+
+// SASLMechanisms are the values of -kafka-sasl.
+var SASLMechanisms = []string{"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"}
+
+// security returns the TLS config and SASL mechanism of c, either nil
+// when not configured.
+func (c *KafkaConfig) security() (*tls.Config, sasl.Mechanism, error) {
+	var tc *tls.Config
+	if c.TLS || c.CAFile != "" {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.CAFile != "" {
+			pool, err := certPool(c.CAFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("-kafka-ca: %w", err)
+			}
+			tc.RootCAs = pool
+		}
+	}
+	var mech sasl.Mechanism
+	var err error
+	switch c.SASL {
+	case "SCRAM-SHA-512":
+		mech, err = scram.Mechanism(scram.SHA512, c.User, c.Password)
+	case "SCRAM-SHA-256":
+		mech, err = scram.Mechanism(scram.SHA256, c.User, c.Password)
+	case "PLAIN":
+		mech = plain.Mechanism{Username: c.User, Password: c.Password}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("-kafka-sasl %s: %w", c.SASL, err)
+	}
+	return tc, mech, nil
+}
+
+// Transport returns the transport of the service's writers: TLS and SASL
+// as configured. The caller closes its idle connections when done.
+func (c *KafkaConfig) Transport() (*kafka.Transport, error) {
+	tc, mech, err := c.security()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Transport{TLS: tc, SASL: mech}, nil
+}
+
+// Dialer returns the dialer of the service's readers
+// (kafka.ReaderConfig.Dialer): TLS and SASL as configured.
+func (c *KafkaConfig) Dialer() (*kafka.Dialer, error) {
+	tc, mech, err := c.security()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: tc, SASLMechanism: mech}, nil
 }
 
 // BatchBytes is the most that a writer may put in one produce request, by

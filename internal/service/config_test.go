@@ -73,6 +73,10 @@ func TestKafkaConfig(t *testing.T) {
 		{"same topic twice", []string{"-scores-topic", "requests"}, `-requests-topic and -scores-topic are both "requests"`},
 		{"larger broker limit", []string{"-kafka-max-message-bytes", "10485760"}, ""},
 		{"tiny broker limit", []string{"-kafka-max-message-bytes", "1000"}, "-kafka-max-message-bytes: 1000 is below"},
+		{"TLS and SCRAM", []string{"-kafka-ca", "ca.pem", "-kafka-sasl", "SCRAM-SHA-256", "-kafka-user", "u", "-kafka-password", "p"}, ""},
+		{"unknown SASL", []string{"-kafka-sasl", "GSSAPI", "-kafka-user", "u"}, `-kafka-sasl: "GSSAPI" is not one of`},
+		{"SASL without user", []string{"-kafka-sasl", "PLAIN"}, "-kafka-sasl needs -kafka-user"},
+		{"user without SASL", []string{"-kafka-user", "u"}, "need -kafka-sasl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkValidate(t, detector, tt.args, tt.wantErr) })

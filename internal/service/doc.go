@@ -18,7 +18,8 @@
 // A service registers only the groups it uses; the names are the same in all:
 //
 //	-brokers host:port[,...]   Kafka bootstrap brokers (KafkaConfig), with
-//	                           -kafka-max-message-bytes, the brokers' limit writes fit
+//	                           -kafka-max-message-bytes, the brokers' limit writes fit,
+//	                           -kafka-tls, -kafka-ca, -kafka-sasl, -kafka-user, -kafka-password
 //	-requests-topic NAME       and -scores-topic, -detections-topic, -deadletter-topic
 //	-clickhouse host:port      native protocol (ClickHouseConfig), with
 //	                           -clickhouse-database, -clickhouse-user, -clickhouse-password,

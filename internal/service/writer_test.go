@@ -3,12 +3,16 @@ package service
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/anomalyd/anomalyd/internal/testenv"
 )
@@ -127,5 +131,77 @@ func TestDeadLetterWriterFits(t *testing.T) {
 	}
 	if _, ok := header(got[1], HeaderTruncated); ok {
 		t.Errorf("small dead letter marked %s", HeaderTruncated)
+	}
+}
+
+// TestKafkaTLSAndSASL writes and reads through the services' Kafka
+// transport and dialer to a broker that takes only TLS and SASL/SCRAM:
+// with the CA and the credentials it works; a wrong password or a client
+// without the CA is refused.
+func TestKafkaTLSAndSASL(t *testing.T) {
+	ca := newTestCA(t, "kafka CA")
+	certFile, keyFile := ca.issue(t, "broker", x509.ExtKeyUsageServerAuth)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const user, password = "detector", "scram-secret-0123"
+	k, err := testenv.StartKafka(t.Context(), testenv.KafkaOptions{Topics: []string{"out"}, Partitions: 1, Extra: []kfake.Opt{
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", user, password),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+
+	tests := []struct {
+		name    string
+		cfg     KafkaConfig
+		wantErr string
+	}{
+		{"TLS and SCRAM", KafkaConfig{CAFile: ca.file, SASL: "SCRAM-SHA-512", User: user, Password: password}, ""},
+		// The broker hangs up on a failed SCRAM exchange.
+		{"wrong password", KafkaConfig{CAFile: ca.file, SASL: "SCRAM-SHA-512", User: user, Password: "guess"}, "EOF"},
+		{"CA not trusted", KafkaConfig{TLS: true, SASL: "SCRAM-SHA-512", User: user, Password: password}, "certificate"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Brokers, tt.cfg.MaxMessageBytes = k.Brokers(), DefaultMaxMessageBytes
+			if err := tt.cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			transport, err := tt.cfg.Transport()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer transport.CloseIdleConnections()
+			w := tt.cfg.Writer("out", transport)
+			w.MaxAttempts = 1
+			defer w.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			value := []byte("message " + strconv.Itoa(i))
+			err = w.WriteMessages(ctx, kafka.Message{Key: []byte("k"), Value: value})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("write: %v, want an error about %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			dialer, err := tt.cfg.Dialer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := kafka.NewReader(kafka.ReaderConfig{Brokers: tt.cfg.Brokers, Dialer: dialer, Topic: "out", MaxWait: 100 * time.Millisecond})
+			defer r.Close()
+			m, err := r.ReadMessage(ctx)
+			if err != nil || !bytes.Equal(m.Value, value) {
+				t.Fatalf("read: %q, %v; want %q", m.Value, err, value)
+			}
+		})
 	}
 }
