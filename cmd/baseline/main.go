@@ -121,11 +121,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	baselines := baseline.New(conn, a.table, a.build, a.refresh, metrics, logger)
 	baselines.LimitRebuilds(a.rebuilds)
 
-	dialer, err := a.kafka.Dialer()
-	if err != nil {
-		return err
-	}
-	transport, err := a.kafka.Transport()
+	dialer, transport, err := a.kafka.Clients()
 	if err != nil {
 		return err
 	}

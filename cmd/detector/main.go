@@ -124,11 +124,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 		return float64(n)
 	}))
 
-	dialer, err := a.kafka.Dialer()
-	if err != nil {
-		return err
-	}
-	transport, err := a.kafka.Transport()
+	dialer, transport, err := a.kafka.Clients()
 	if err != nil {
 		return err
 	}

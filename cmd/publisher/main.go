@@ -111,11 +111,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	reg := service.NewRegistry()
 	metrics := publisher.NewMetrics(reg)
 
-	dialer, err := a.kafka.Dialer()
-	if err != nil {
-		return err
-	}
-	transport, err := a.kafka.Transport()
+	dialer, transport, err := a.kafka.Clients()
 	if err != nil {
 		return err
 	}

@@ -212,7 +212,7 @@ func send(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer,
 	}
 	w := replay.NewKafkaWriter(kafka.Brokers, kafka.RequestsTopic, cfg.Batch)
 	w.BatchBytes = kafka.BatchBytes()
-	transport, err := kafka.Transport()
+	_, transport, err := kafka.Clients()
 	if err != nil {
 		fmt.Fprintf(stderr, "replay send: %v\n", err)
 		return service.ExitUsage

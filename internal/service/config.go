@@ -153,22 +153,16 @@ func (c *KafkaConfig) Validate() error {
 // SASLMechanisms are the values of -kafka-sasl.
 var SASLMechanisms = []string{"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"}
 
-// security returns the TLS config and SASL mechanism of c, either nil
-// when not configured.
-func (c *KafkaConfig) security() (*tls.Config, sasl.Mechanism, error) {
-	var tc *tls.Config
-	if c.TLS || c.CAFile != "" {
-		tc = &tls.Config{MinVersion: tls.VersionTLS12}
-		if c.CAFile != "" {
-			pool, err := certPool(c.CAFile)
-			if err != nil {
-				return nil, nil, fmt.Errorf("-kafka-ca: %w", err)
-			}
-			tc.RootCAs = pool
-		}
+// Clients returns the dialer of the service's readers
+// (kafka.ReaderConfig.Dialer) and the transport of its writers, with TLS
+// and SASL as configured. The caller closes the transport's idle
+// connections when done.
+func (c *KafkaConfig) Clients() (*kafka.Dialer, *kafka.Transport, error) {
+	tc, err := clientTLS(c.TLS, c.CAFile, "kafka-ca")
+	if err != nil {
+		return nil, nil, err
 	}
 	var mech sasl.Mechanism
-	var err error
 	switch c.SASL {
 	case "SCRAM-SHA-512":
 		mech, err = scram.Mechanism(scram.SHA512, c.User, c.Password)
@@ -180,27 +174,8 @@ func (c *KafkaConfig) security() (*tls.Config, sasl.Mechanism, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("-kafka-sasl %s: %w", c.SASL, err)
 	}
-	return tc, mech, nil
-}
-
-// Transport returns the transport of the service's writers: TLS and SASL
-// as configured. The caller closes its idle connections when done.
-func (c *KafkaConfig) Transport() (*kafka.Transport, error) {
-	tc, mech, err := c.security()
-	if err != nil {
-		return nil, err
-	}
-	return &kafka.Transport{TLS: tc, SASL: mech}, nil
-}
-
-// Dialer returns the dialer of the service's readers
-// (kafka.ReaderConfig.Dialer): TLS and SASL as configured.
-func (c *KafkaConfig) Dialer() (*kafka.Dialer, error) {
-	tc, mech, err := c.security()
-	if err != nil {
-		return nil, err
-	}
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: tc, SASLMechanism: mech}, nil
+	dialer := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: tc, SASLMechanism: mech}
+	return dialer, &kafka.Transport{TLS: tc, SASL: mech}, nil
 }
 
 // BatchBytes is the most that a writer may put in one produce request, by
@@ -381,15 +356,9 @@ func (c *ClickHouseConfig) Open() (driver.Conn, error) {
 		Protocol:    clickhouse.Native,
 		DialTimeout: 5 * time.Second,
 	}
-	if c.TLS || c.CAFile != "" {
-		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-		if c.CAFile != "" {
-			pool, err := certPool(c.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("-clickhouse-ca: %w", err)
-			}
-			opts.TLS.RootCAs = pool
-		}
+	var err error
+	if opts.TLS, err = clientTLS(c.TLS, c.CAFile, "clickhouse-ca"); err != nil {
+		return nil, err
 	}
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
@@ -466,15 +435,9 @@ func (c *RedisConfig) Client() (redis.UniversalClient, error) {
 		WriteTimeout:          RedisIOTimeout,
 		ContextTimeoutEnabled: true,
 	}
-	if c.TLS || c.CAFile != "" {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		if c.CAFile != "" {
-			pool, err := certPool(c.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("-redis-ca: %w", err)
-			}
-			opts.TLSConfig.RootCAs = pool
-		}
+	var err error
+	if opts.TLSConfig, err = clientTLS(c.TLS, c.CAFile, "redis-ca"); err != nil {
+		return nil, err
 	}
 	return redis.NewUniversalClient(opts), nil
 }
@@ -529,13 +492,9 @@ func (c *BaselineClientConfig) Validate() error {
 // later, verifying its certificate against CAFile if set, and presenting
 // the client certificate if set.
 func (c *BaselineClientConfig) Client() (*http.Client, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pool, err := certPool(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("-baseline-ca: %w", err)
-		}
-		tc.RootCAs = pool
+	tc, err := clientTLS(true, c.CAFile, "baseline-ca")
+	if err != nil {
+		return nil, err
 	}
 	if c.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
@@ -547,6 +506,24 @@ func (c *BaselineClientConfig) Client() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
 	return &http.Client{Transport: tr}, nil
+}
+
+// clientTLS is the TLS config of a client that verifies its server
+// against the CAs of caFile (its flag named in errors), else the system's
+// roots; nil when neither on nor caFile asks for TLS.
+func clientTLS(on bool, caFile, caFlag string) (*tls.Config, error) {
+	if !on && caFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := certPool(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("-%s: %w", caFlag, err)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
 }
 
 // certPool reads a PEM file of CA certificates.

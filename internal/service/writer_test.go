@@ -171,7 +171,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 			if err := tt.cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			transport, err := tt.cfg.Transport()
+			dialer, transport, err := tt.cfg.Clients()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -191,10 +191,6 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatalf("write: %v", err)
-			}
-			dialer, err := tt.cfg.Dialer()
-			if err != nil {
-				t.Fatal(err)
 			}
 			r := kafka.NewReader(kafka.ReaderConfig{Brokers: tt.cfg.Brokers, Dialer: dialer, Topic: "out", MaxWait: 100 * time.Millisecond})
 			defer r.Close()
