@@ -75,7 +75,13 @@ func startServer(t *testing.T, cfg HTTPConfig, ready func(context.Context) error
 // the body and the response.
 func (ts *testServer) get(t *testing.T, path, token string) (int, string, *http.Response) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, ts.base+path, nil)
+	return ts.do(t, http.MethodGet, path, token)
+}
+
+// do is get with another method.
+func (ts *testServer) do(t *testing.T, method, path, token string) (int, string, *http.Response) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, ts.base+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -634,21 +640,8 @@ func TestServerAdminToken(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := startServer(t, HTTPConfig{Token: tt.token, AdminToken: tt.admin}, nil, api)
-			req, err := http.NewRequestWithContext(t.Context(), tt.method, ts.base+tt.path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.using != "" {
-				req.Header.Set("Authorization", "Bearer "+tt.using)
-			}
-			resp, err := ts.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tt.want {
-				t.Errorf("%s %s: %d %q, want %d", tt.method, tt.path, resp.StatusCode, body, tt.want)
+			if code, body, _ := ts.do(t, tt.method, tt.path, tt.using); code != tt.want {
+				t.Errorf("%s %s: %d %q, want %d", tt.method, tt.path, code, body, tt.want)
 			}
 		})
 	}
