@@ -125,6 +125,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	progress := service.NewProgress(a.http.StallTimeout)
 	pub := publisher.New(a.pub, progress.Watch(reader), detections, deadLetter, conn, metrics, logger)
 	pub.SetPolicy(a.policy)
+	pub.RestoreFrom(publisher.TopicHistory{Brokers: a.kafka.Brokers, Topic: a.kafka.DetectionsTopic, Dialer: dialer})
 
 	srv, err := service.NewServer(a.http, reg, pub.Ready, nil, logger)
 	if err != nil {

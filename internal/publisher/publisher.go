@@ -64,6 +64,7 @@ type Publisher struct {
 	metrics    *Metrics
 	logger     *slog.Logger
 	now        func() time.Time
+	history    DetectionHistory // nil: start with nothing published
 
 	policy   atomic.Pointer[Policy]
 	reloadMu sync.Mutex // one reload at a time, so the last file read wins
@@ -82,6 +83,33 @@ func New(cfg Config, reader MessageReader, detections, deadLetter MessageWriter,
 		cfg: cfg, reader: reader, detections: detections, deadLetter: deadLetter, conn: conn,
 		sel: NewSelector(cfg.Select), dec: newScoreDecoder(), metrics: metrics, logger: logger, now: time.Now,
 	}
+}
+
+// RestoreFrom makes Run start by reading back the detections published in
+// the last two TTLs from h, so that a restart, or a crash that leaves a
+// batch to be read again, does not publish its visitors twice. Call it
+// before Run.
+func (p *Publisher) RestoreFrom(h DetectionHistory) { p.history = h }
+
+// restore reads the past detections into the Selector. A failure is
+// logged and Run goes on: republishing beats not publishing.
+func (p *Publisher) restore(ctx context.Context) {
+	if p.history == nil {
+		return
+	}
+	n, bad := 0, 0
+	err := p.history.Since(ctx, p.now().Add(-2*p.cfg.Select.TTL), func(d *records.Detection) {
+		if p.sel.Restore(d) != nil {
+			bad++
+			return
+		}
+		n++
+	})
+	if err != nil {
+		p.logger.Warn("reading back past detections failed; visitors detected before the restart may be published again", "restored", n, "err", err)
+		return
+	}
+	p.logger.Info("read back past detections", "restored", n, "malformed", bad)
 }
 
 // SetPolicy makes pol (nil: none) the policy of the scores read from now
@@ -137,6 +165,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err != nil {
 		return nil // ctx is done before ClickHouse ever answered
 	}
+	p.restore(ctx)
 	for {
 		msgs, err := service.FetchBatch(ctx, p.reader, p.cfg.BatchSize, p.cfg.Linger)
 		if err != nil {

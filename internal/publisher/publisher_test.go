@@ -31,6 +31,8 @@ type env struct {
 	conn    driver.Conn
 	cfg     Config
 	metrics *Metrics
+	group   string // the publishers' consumer group
+	restore bool   // publishers read back past detections (RestoreFrom)
 }
 
 func newEnv(t *testing.T) *env {
@@ -39,6 +41,7 @@ func newEnv(t *testing.T) *env {
 		kafka:   testenv.Kafka(t, "scores", "detections", "deadletter"),
 		cfg:     DefaultConfig(),
 		metrics: NewMetrics(prometheus.NewRegistry()),
+		group:   "publisher",
 	}
 	e.cfg.BatchSize, e.cfg.Linger = 300, 100*time.Millisecond
 	e.cfg.Select = oneHitConfig() // one score above the threshold publishes
@@ -78,7 +81,7 @@ func (e *env) produce(t *testing.T, values ...[]byte) {
 func (e *env) start(t *testing.T, pol *Policy) (p *Publisher, stop func()) {
 	t.Helper()
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: e.kafka.Brokers(), Topic: "scores", GroupID: "publisher", MaxWait: 100 * time.Millisecond,
+		Brokers: e.kafka.Brokers(), Topic: "scores", GroupID: e.group, MaxWait: 100 * time.Millisecond,
 	})
 	transport := &kafka.Transport{}
 	kc := service.KafkaConfig{Brokers: e.kafka.Brokers(), MaxMessageBytes: service.DefaultMaxMessageBytes}
@@ -90,6 +93,9 @@ func (e *env) start(t *testing.T, pol *Policy) (p *Publisher, stop func()) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p = New(e.cfg, reader, detections, dlq, e.conn, e.metrics, logger)
 	p.SetPolicy(pol)
+	if e.restore {
+		p.RestoreFrom(TopicHistory{Brokers: e.kafka.Brokers(), Topic: "detections"})
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	var runErr error
@@ -133,7 +139,7 @@ func (e *env) committed(t *testing.T) int64 {
 	for i := range parts {
 		parts[i] = i
 	}
-	resp, err := client.OffsetFetch(t.Context(), &kafka.OffsetFetchRequest{GroupID: "publisher", Topics: map[string][]int{"scores": parts}})
+	resp, err := client.OffsetFetch(t.Context(), &kafka.OffsetFetchRequest{GroupID: e.group, Topics: map[string][]int{"scores": parts}})
 	if err != nil {
 		t.Fatalf("fetching committed offsets: %v", err)
 	}
@@ -483,5 +489,51 @@ func TestReloadPolicy(t *testing.T) {
 	p2.SetPolicy(mustPolicy(t, "a.example off"))
 	if err := p2.ReloadPolicy(); err != nil || !p2.Policy().SiteOff("a.example") {
 		t.Errorf("reload without a file: %v", err)
+	}
+}
+
+// TestRestartPublishesOnce: a publisher that starts over on scores already
+// published, as one does after a crash before its commit, reads back the
+// detections topic and publishes none of their visitors again, while a
+// new visitor's hit is still published.
+func TestRestartPublishesOnce(t *testing.T) {
+	for _, restore := range []bool{true, false} {
+		t.Run(map[bool]string{true: "read back", false: "without reading back"}[restore], func(t *testing.T) {
+			e := newEnv(t)
+			e.restore = restore
+			base := recent()
+			values, above := scores(t, "a.example", 0x2000, 90, base)
+			e.produce(t, values...)
+			_, stop := e.start(t, nil)
+			waitFor(t, "the first publisher's commits", 30*time.Second, func() bool { return e.committed(t) == int64(len(values)) })
+			stop()
+
+			// The same scores again, for a publisher that has not committed
+			// them, and one new visitor's hit.
+			e.group = "publisher-restarted"
+			late := testScore("a.example", 0x9999, 0, 30)
+			late.ScoredAt = base.Add(2 * time.Minute)
+			late.WindowStart, late.WindowEnd = late.ScoredAt.Add(-10*time.Minute), late.ScoredAt
+			e.produce(t, mustJSON(t, late))
+			e.start(t, nil)
+			waitFor(t, "the second publisher's commits", 30*time.Second, func() bool { return e.committed(t) == int64(len(values)+1) })
+
+			want := above + 1 // each visitor once, and the new one
+			if !restore {
+				want = 2*above + 1 // what a publisher that forgets does
+			}
+			got := e.read(t, "detections", want, 500*time.Millisecond)
+			seen := make(map[string]int)
+			for _, m := range got {
+				seen[string(m.Key)]++
+			}
+			if restore {
+				for k, n := range seen {
+					if n != 1 {
+						t.Errorf("%s published %d times, want once", k, n)
+					}
+				}
+			}
+		})
 	}
 }

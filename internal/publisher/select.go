@@ -62,9 +62,10 @@ func (o Outcome) String() string {
 // has expired and its hits are older than TTL, by more than a further TTL
 // behind the newest event time seen (slack for partitions whose event time
 // lags), and arbitrary visitors are forgotten when more than MaxTracked are
-// tracked. A forgotten visitor, like every visitor after a restart or a
-// partition rebalance, may be published once more within its TTL; the edge
-// takes the later record, which changes nothing for it.
+// tracked. A forgotten visitor, like every visitor after a partition
+// rebalance, may be published once more within its TTL; the edge takes the
+// later record, which changes nothing for it. After a restart, Restore
+// gives back what was published before.
 //
 // A Selector is not safe for concurrent use.
 type Selector struct {
@@ -141,6 +142,24 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 	st.expires = max(st.expires, t+s.ttl)
 	st.published = sc.Score
 	return d, Published
+}
+
+// Restore notes d, a detection published before this Selector existed
+// (read back from the detections topic after a restart): until d expires,
+// its visitor is published again only on a score RiseMargin above d's,
+// as if this Selector had published it. A malformed visitor id is an
+// error, and d is ignored.
+func (s *Selector) Restore(d *records.Detection) error {
+	visitor, err := records.ParseVisitorID(d.Visitor)
+	if err != nil {
+		return err
+	}
+	s.advance(d.DetectedAt.UnixNano())
+	st := s.state(d.Site, visitor)
+	if exp := d.ExpiresAt.UnixNano(); exp > st.expires {
+		st.expires, st.published = exp, d.Score
+	}
+	return nil
 }
 
 // publishGroup publishes the members of gr, which became a coordinated
