@@ -29,8 +29,9 @@
 // ([SketchDef]) and the features ([Schema]); the vector, the names, the
 // bucket aggregation and the baseline service's SQL are derived from it.
 // The baseline service computes the same features in SQL, so these
-// definitions are exact and are the contract between the two. Every share
-// is divided by the window's requests, capped at 1, and 0 for no requests:
+// definitions are exact and are the contract between the two. A share is
+// divided by the window's requests, capped at 1, and 0 for no requests;
+// log-odds of k of n requests are ln((k + 1/4) / (n - k + 1/4)):
 //
 //	feature                 definition over the window's requests              transform
 //	----------------------  -------------------------------------------------  ---------
@@ -39,13 +40,13 @@
 //	share_new_user_agents   distinct non-empty ClientRequestUserAgent values   share
 //	share_new_query_shapes  distinct non-empty query shapes (AppendQueryShape  share
 //	                        of ClientRequestURI)
-//	share_no_referer        requests with an empty ClientRequestReferer        share
-//	share_4xx               requests with EdgeResponseStatus 400..499          share
-//	share_non_get           requests whose ClientRequestMethod is not          share
+//	logodds_no_referer      requests with an empty ClientRequestReferer        log-odds
+//	logodds_4xx             requests with EdgeResponseStatus 400..499          log-odds
+//	logodds_non_get         requests whose ClientRequestMethod is not          log-odds
 //	                        exactly "GET"
-//	share_assets            requests for a static file: a ClientRequestPath    share
+//	logodds_assets          requests for a static file: a ClientRequestPath    log-odds
 //	                        with an extension of IsAsset (css, js, png, ...)
-//	share_same_second       requests sent in the same second (of               share
+//	logodds_same_second     requests sent in the same second (of               log-odds
 //	                        EdgeStartTimestamp) as the visitor's request
 //	                        before them; for requests in time order, that
 //	                        is requests minus their distinct seconds
@@ -60,20 +61,25 @@
 //
 // Distinct counts are HyperLogLog estimates in the detector and may be
 // exact counts in SQL; the difference is the sketch's error. The detector
-// counts share_same_second in the order a visitor's requests arrive, which
+// counts logodds_same_second in the order a visitor's requests arrive, which
 // is their order in its Kafka partition, and the SQL in time order; the two
 // differ only where the edge logged a visitor's requests out of order
 // across a second's boundary.
 //
-// Only the request count grows with volume. When the distinct counts were
-// scored as counts too, a busy address shared by many people (an office, a
-// carrier's NAT) was unusual on four features at once, and such addresses
-// made most of the false positives; as shares, they look like the people
-// behind them. share_assets and share_same_second describe how a browser
-// fetches: the styles, scripts and images of each page it shows, most
-// within a second of the page. They are what sets a crawler that asks for
-// one page at a time, slowly, apart from people. Referers are only counted
-// when missing: distinct referers mostly repeat the distinct paths.
+// When the distinct counts were scored as counts, a busy address shared by
+// many people (an office, a carrier's NAT) was unusual on four features at
+// once, and such addresses made most of the false positives; as shares,
+// they look like the people behind them. The kinds of request (no
+// referer, 4xx, not GET, static files, same second) are scored as
+// log-odds instead: a share says the same of one request without a static
+// file as of five hundred, and HBOS, which scores each feature alone,
+// could not tell a person's short visit from a crawler that never loads
+// one; the log-odds of the second are far out. The prior keeps short
+// windows near the middle. logodds_assets and logodds_same_second
+// describe how a browser fetches: the styles, scripts and images of each
+// page it shows, most within a second of the page. Referers are only
+// counted when missing: distinct referers mostly repeat the distinct
+// paths.
 //
 // # Store
 //

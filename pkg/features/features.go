@@ -125,6 +125,14 @@ const (
 	// distinct-count estimate can exceed the requests it counts), and 0
 	// for an empty window.
 	Share
+	// LogOdds is ln((n + 1/4) / (requests - n + 1/4)), n capped at the
+	// requests: the share of requests with a trait as log-odds, with a
+	// Jeffreys prior of half a request split between having it and not.
+	// Its magnitude grows with the evidence: none of 5 requests is -3.0,
+	// none of 500 is -7.6, where a share is 0 for both; so a visitor that
+	// never loads a static file over hundreds of requests stands out from
+	// people who did not in a short visit.
+	LogOdds
 )
 
 // Source is what a feature counts: one of a window's counters or the
@@ -170,11 +178,11 @@ var schema = []Feature{
 	{Name: "share_new_paths", Source: OfSketch(SketchPaths), Transform: Share},
 	{Name: "share_new_user_agents", Source: OfSketch(SketchUserAgents), Transform: Share},
 	{Name: "share_new_query_shapes", Source: OfSketch(SketchQueryShapes), Transform: Share},
-	{Name: "share_no_referer", Source: OfCounter(CountNoReferer), Transform: Share},
-	{Name: "share_4xx", Source: OfCounter(Count4xx), Transform: Share},
-	{Name: "share_non_get", Source: OfCounter(CountNonGET), Transform: Share},
-	{Name: "share_assets", Source: OfCounter(CountAssets), Transform: Share},
-	{Name: "share_same_second", Source: OfCounter(CountSameSecond), Transform: Share},
+	{Name: "logodds_no_referer", Source: OfCounter(CountNoReferer), Transform: LogOdds},
+	{Name: "logodds_4xx", Source: OfCounter(Count4xx), Transform: LogOdds},
+	{Name: "logodds_non_get", Source: OfCounter(CountNonGET), Transform: LogOdds},
+	{Name: "logodds_assets", Source: OfCounter(CountAssets), Transform: LogOdds},
+	{Name: "logodds_same_second", Source: OfCounter(CountSameSecond), Transform: LogOdds},
 	{Name: "log1p_distinct_ips", Source: OfSketch(SketchIPs), Transform: Log1p, Set: SetFingerprint},
 }
 
@@ -273,11 +281,19 @@ func (a *Aggregate) Vector(dst []float64, s Set) []float64 {
 		switch f.Transform {
 		case Log1p:
 			dst = append(dst, math.Log1p(float64(n)))
+		case LogOdds:
+			dst = append(dst, logOdds(n, req))
 		default: // Share
 			dst = append(dst, share(n, req))
 		}
 	}
 	return dst
+}
+
+// logOdds is the LogOdds transform of part of total.
+func logOdds(part, total uint64) float64 {
+	part = min(part, total)
+	return math.Log((float64(part) + 0.25) / (float64(total-part) + 0.25))
 }
 
 // share is part/total, at most 1, and 0 for an empty window.

@@ -19,13 +19,16 @@ func TestVector(t *testing.T) {
 	a.Distinct[SketchUserAgents] = 1
 	a.Distinct[SketchQueryShapes] = 3
 	a.Distinct[SketchIPs] = 7
+	// The log-odds of k of the 20 requests: ln((k + 1/4) / (20 - k + 1/4)).
+	lo := func(k float64) float64 { return math.Log((k + 0.25) / (20 - k + 0.25)) }
+	base := []float64{math.Log(21), 0.6, 0.05, 0.15, lo(4), lo(5), lo(2), lo(6), lo(5)}
 	tests := []struct {
 		name string
 		set  Set
 		want []float64
 	}{
-		{"address identity", SetOf(IdentityIP), []float64{math.Log(21), 0.6, 0.05, 0.15, 0.2, 0.25, 0.1, 0.3, 0.25}},
-		{"fingerprint identity", SetOf(IdentityJA4), []float64{math.Log(21), 0.6, 0.05, 0.15, 0.2, 0.25, 0.1, 0.3, 0.25, math.Log(8)}},
+		{"address identity", SetOf(IdentityIP), base},
+		{"fingerprint identity", SetOf(IdentityJA4), append(slices.Clone(base), math.Log(8))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,6 +55,14 @@ func TestVector(t *testing.T) {
 	over.Distinct[SketchPaths] = 102
 	if got := over.Vector(nil, 0); got[1] != 1 {
 		t.Errorf("share_new_paths %v for an estimate above the requests, want 1", got[1])
+	}
+	// Log-odds grow with the evidence: no static file in 500 requests is
+	// further out than none in 5, where both shares would be 0.
+	few, many := Aggregate{}, Aggregate{}
+	few.Counts[CountRequests], many.Counts[CountRequests] = 5, 500
+	i := slices.Index(SetOf(IdentityIP).Names(), "logodds_assets")
+	if f, m := few.Vector(nil, 0)[i], many.Vector(nil, 0)[i]; !(m < f && f < -2.9 && m < -7.5) {
+		t.Errorf("logodds_assets of none in 5 requests %v, in 500 %v; want about -3.0 and -7.6", f, m)
 	}
 	buf := make([]float64, 0, 8)
 	if n := testing.AllocsPerRun(100, func() { buf = a.Vector(buf, SetFingerprint) }); n != 0 {
@@ -147,8 +158,8 @@ func TestSchema(t *testing.T) {
 		sketches []Sketch
 		last     string
 	}{
-		{SetOf(IdentityIP), "base", []Sketch{SketchPaths, SketchUserAgents, SketchQueryShapes}, "share_same_second"},
-		{SetOf(IdentityIPUA), "base", []Sketch{SketchPaths, SketchUserAgents, SketchQueryShapes}, "share_same_second"},
+		{SetOf(IdentityIP), "base", []Sketch{SketchPaths, SketchUserAgents, SketchQueryShapes}, "logodds_same_second"},
+		{SetOf(IdentityIPUA), "base", []Sketch{SketchPaths, SketchUserAgents, SketchQueryShapes}, "logodds_same_second"},
 		{SetOf(IdentityJA3), "fingerprint", []Sketch{SketchPaths, SketchUserAgents, SketchQueryShapes, SketchIPs}, "log1p_distinct_ips"},
 	}
 	for _, tc := range tests {
