@@ -155,7 +155,7 @@ func backtestDefaults() backtest.Config { return backtest.DefaultConfig() }
 // false-positive rate of at most 0.5%, pooled. Recall, per kind, is
 // logged: the goals of 0.9 over individual bots and 0.8 over members of
 // coordinated attacks are not met yet (see the README's detection
-// figures).
+// figures), and today's levels are asserted instead.
 func TestRealisticQuality(t *testing.T) {
 	var bots, found, humans, fps, members, membersFound int
 	perKind := make(map[string][2]int)
@@ -192,5 +192,14 @@ func TestRealisticQuality(t *testing.T) {
 	}
 	if fpr > 0.005 {
 		t.Errorf("pooled human false-positive rate %.2f%%, want at most 0.5%%", 100*fpr)
+	}
+	// Not the goals (0.9 and 0.8) but what is met today, so that a change
+	// that loses detection shows; the seeds are fixed, so the figures are
+	// too (0.571 and 0.219 when these floors were set).
+	if individual < 0.55 {
+		t.Errorf("pooled recall %.3f over individual bots, below today's 0.55", individual)
+	}
+	if coordinated < 0.2 {
+		t.Errorf("pooled recall %.3f over members of coordinated attacks, below today's 0.2", coordinated)
 	}
 }
