@@ -120,10 +120,9 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}
 	var lastDrop time.Time
 	for {
-		msgs, err := service.FetchBatch(ctx, in.reader, in.cfg.BatchSize, in.cfg.Linger)
-		if err != nil {
-			return fmt.Errorf("reading requests: %w", err)
-		}
+		msgs := service.ReadBatch(ctx, in.reader, in.cfg.BatchSize, in.cfg.Linger, func(err error, wait time.Duration) {
+			in.logger.Warn("reading requests failed; retrying", "retry_in", wait, "err", err)
+		})
 		if ctx.Err() != nil {
 			// Shutting down: the batch in hand still goes in, within bounds.
 			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ShutdownTimeout)
@@ -170,7 +169,10 @@ func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
 		rows = append(rows, r)
 	}
 	if len(dead) > 0 {
-		if err := in.deadLetter.WriteMessages(ctx, dead...); err != nil {
+		err := service.Write(ctx, in.deadLetter, dead, func(err error, wait time.Duration) {
+			in.logger.Warn("writing dead letters failed; retrying, offsets not committed", "retry_in", wait, "err", err)
+		})
+		if err != nil {
 			return fmt.Errorf("writing %d dead letters: %w", len(dead), err)
 		}
 		for reason, n := range deadBy {
@@ -184,7 +186,10 @@ func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
 		in.sites.Saw(sitesOf(rows))
 	}
 	if err := in.reader.CommitMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("committing %d offsets: %w", len(msgs), err)
+		// The rows are in: a batch read again collapses into them, and the
+		// next batch's commit covers this one's offsets.
+		in.logger.Warn("committing offsets failed; the batch may be read again", "messages", len(msgs), "err", err)
+		return nil
 	}
 	in.metrics.OffsetCommits.Inc()
 	return nil

@@ -57,11 +57,11 @@ func New(cfg Config, proc *Processor, reader MessageReader, scores, deadLetter M
 }
 
 // Run detects until ctx is done, then finishes the batches in hand within
-// ShutdownTimeout and returns nil. While Redis or Kafka fail, it retries
-// with backoff and commits nothing. It returns an error only when it
-// cannot go on without losing data: the reader fails, or the feature store
-// fails midway through a batch (ErrPartial); the batch is then read again
-// after a restart.
+// ShutdownTimeout and returns nil. While Redis or Kafka fail (reading,
+// writing or committing), it retries with backoff and commits nothing. It
+// returns an error only when it cannot go on without losing data: the
+// feature store fails midway through a batch (ErrPartial), and the batch
+// is then read again after a restart.
 //
 // Batches go through three stages, so that the CPU work of one overlaps
 // the waits of the others: the first reads a batch and decodes it; the
@@ -80,10 +80,9 @@ func (d *Detector) Run(ctx context.Context) error {
 	read, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	decoded, quit := make(chan *Decoded), make(chan struct{})
-	var readErr error
 	go func() {
 		defer close(decoded)
-		readErr = d.read(read, decoded, quit)
+		d.read(read, decoded, quit)
 	}()
 
 	deliveries := make(chan delivery)
@@ -103,9 +102,6 @@ func (d *Detector) Run(ctx context.Context) error {
 	close(quit)
 	for range decoded { // the first stage is done; a batch it decoded meanwhile is read again after a restart
 	}
-	if err == nil && readErr != nil {
-		err = readErr
-	}
 	if err != nil { // the batch being delivered gets the same grace as on shutdown
 		time.AfterFunc(d.cfg.ShutdownTimeout, cancelWork)
 	}
@@ -117,22 +113,18 @@ func (d *Detector) Run(ctx context.Context) error {
 // read is Run's first stage: it reads and decodes batches, and hands each
 // to the second stage, until ctx is done (the batch read by then is handed
 // on too) or quit is closed.
-func (d *Detector) read(ctx context.Context, decoded chan<- *Decoded, quit <-chan struct{}) error {
+func (d *Detector) read(ctx context.Context, decoded chan<- *Decoded, quit <-chan struct{}) {
 	for ctx.Err() == nil {
-		msgs, err := service.FetchBatch(ctx, d.reader, d.cfg.BatchSize, d.cfg.BatchLinger)
-		if err != nil {
-			return fmt.Errorf("reading requests: %w", err)
-		}
+		msgs := service.ReadBatch(ctx, d.reader, d.cfg.BatchSize, d.cfg.BatchLinger, d.failed("fetch", d.metrics.KafkaErrors))
 		if len(msgs) == 0 {
-			return nil // ctx is done
+			return // ctx is done
 		}
 		select {
 		case decoded <- d.proc.Decode(msgs):
 		case <-quit:
-			return nil
+			return
 		}
 	}
-	return nil
 }
 
 // delivery is a scored batch on its way to the third stage.
@@ -191,13 +183,13 @@ func (d *Detector) process(ctx context.Context, b *Decoded) (Batch, error) {
 // committed).
 func (d *Detector) deliver(ctx context.Context, b delivery) error {
 	if len(b.out.DeadLetters) > 0 {
-		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return produced(d.deadLetter.WriteMessages(ctx, b.out.DeadLetters...)) })
+		err := service.Write(ctx, d.deadLetter, b.out.DeadLetters, d.failed("produce", d.metrics.KafkaErrors))
 		if err != nil {
 			return fmt.Errorf("writing %d dead letters: %w", len(b.out.DeadLetters), err)
 		}
 	}
 	if len(b.out.Scores) > 0 {
-		err := d.retry(ctx, "produce", d.metrics.KafkaErrors, func() error { return produced(d.scores.WriteMessages(ctx, b.out.Scores...)) })
+		err := service.Write(ctx, d.scores, b.out.Scores, d.failed("produce", d.metrics.KafkaErrors))
 		if err != nil {
 			return fmt.Errorf("writing %d score records: %w", len(b.out.Scores), err)
 		}
@@ -210,17 +202,6 @@ func (d *Detector) deliver(ctx context.Context, b delivery) error {
 	d.metrics.Batches.Inc()
 	d.metrics.BatchSeconds.Observe(time.Since(b.start).Seconds())
 	return nil
-}
-
-// produced is err of a write, marked permanent when it was refused for its
-// size: the writers split their requests to fit -kafka-max-message-bytes,
-// so the flag is above what the brokers accept, and retrying would hold
-// the partitions up for ever.
-func produced(err error) error {
-	if service.TooLarge(err) {
-		return service.Permanent(fmt.Errorf("%w: is -kafka-max-message-bytes above the brokers' message.max.bytes?", err))
-	}
-	return err
 }
 
 // checkOwnership resets the stores' caches when a partition's offsets do
@@ -246,8 +227,13 @@ var _ Store = (*features.RedisStore)(nil)
 // retry runs f with service.Retry, counting each failure under op in errs
 // and logging it.
 func (d *Detector) retry(ctx context.Context, op string, errs *prometheus.CounterVec, f func() error) error {
-	return service.Retry(ctx, f, func(err error, wait time.Duration) {
+	return service.Retry(ctx, f, d.failed(op, errs))
+}
+
+// failed is Retry's callback for a failure of op: counted in errs, logged.
+func (d *Detector) failed(op string, errs *prometheus.CounterVec) func(error, time.Duration) {
+	return func(err error, wait time.Duration) {
 		errs.WithLabelValues(op).Inc()
 		d.logger.Warn("retrying; offsets not committed", "op", op, "retry_in", wait, "err", err)
-	})
+	}
 }

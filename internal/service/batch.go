@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -14,17 +15,21 @@ type MessageFetcher interface {
 }
 
 // FetchBatch reads from r until it holds size messages, linger has passed
-// since the first one, or ctx is done; then it returns what it has. Every
-// service reads this way: a batch is what it commits at once, and the
-// linger bounds how long a quiet topic delays the first message's effects.
+// since the first one, ctx is done, or r fails; then it returns what it
+// has, and r's error only when it has nothing. Every service reads this
+// way: a batch is what it commits at once, and the linger bounds how long
+// a quiet topic delays the first message's effects.
 func FetchBatch(ctx context.Context, r MessageFetcher, size int, linger time.Duration) ([]kafka.Message, error) {
 	var msgs []kafka.Message
 	fetchCtx := ctx
 	for len(msgs) < size {
 		m, err := r.FetchMessage(fetchCtx)
 		if err != nil {
-			if fetchCtx.Err() != nil {
-				return msgs, nil // shutdown, or the linger is over
+			if fetchCtx.Err() != nil || len(msgs) > 0 {
+				// Shutdown, or the linger is over; or the reader failed
+				// after messages it has moved past: they must be processed,
+				// or the next commit would skip them.
+				return msgs, nil
 			}
 			return nil, err
 		}
@@ -36,6 +41,41 @@ func FetchBatch(ctx context.Context, r MessageFetcher, size int, linger time.Dur
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// ReadBatch is FetchBatch, retried with Retry's backoff while the reader
+// fails: kafka-go's reader reconnects by itself, and what it met meanwhile
+// (a broker gone, a connection cut) is passed to failed, to count and log.
+// It returns no messages only when ctx is done.
+func ReadBatch(ctx context.Context, r MessageFetcher, size int, linger time.Duration, failed func(err error, wait time.Duration)) []kafka.Message {
+	var msgs []kafka.Message
+	_ = Retry(ctx, func() error { // its error is ctx's then: the caller sees ctx done
+		var err error
+		msgs, err = FetchBatch(ctx, r, size, linger)
+		return err
+	}, failed)
+	return msgs
+}
+
+// MessageWriter is what Write needs of a Kafka writer (*kafka.Writer).
+type MessageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Write writes msgs with w, retried with Retry's backoff while the brokers
+// fail (each failure passed to failed, to count and log), until ctx is
+// done. A write refused for its size is not retried (TooLarge): the
+// writers split their requests to fit -kafka-max-message-bytes, so the
+// flag is above what the brokers accept, and retrying would hold the
+// partitions up for ever.
+func Write(ctx context.Context, w MessageWriter, msgs []kafka.Message, failed func(err error, wait time.Duration)) error {
+	return Retry(ctx, func() error {
+		err := w.WriteMessages(ctx, msgs...)
+		if TooLarge(err) {
+			return Permanent(fmt.Errorf("%w: is -kafka-max-message-bytes above the brokers' message.max.bytes?", err))
+		}
+		return err
+	}, failed)
 }
 
 // Retry backoff: the first wait, doubled after every failure up to the

@@ -53,6 +53,41 @@ func TestFetchBatch(t *testing.T) {
 	if _, err := FetchBatch(t.Context(), failingFetcher{}, 5, time.Hour); err == nil {
 		t.Error("a failing reader gave no error")
 	}
+	// A reader that fails after serving messages has moved past them: they
+	// are the batch, or the next commit would skip them.
+	if msgs, err := FetchBatch(t.Context(), &flakyFetcher{serve: 3, fail: 1}, 10, time.Hour); err != nil || len(msgs) != 3 {
+		t.Errorf("a reader failing after 3 messages: %d messages, %v; want the 3 and no error", len(msgs), err)
+	}
+}
+
+// flakyFetcher serves serve messages, then fails fail times, then serves
+// for ever.
+type flakyFetcher struct{ serve, fail, served int }
+
+func (f *flakyFetcher) FetchMessage(context.Context) (kafka.Message, error) {
+	if f.serve == 0 && f.fail > 0 {
+		f.fail--
+		return kafka.Message{}, errors.New("connection reset")
+	}
+	f.serve = max(f.serve-1, 0)
+	f.served++
+	return kafka.Message{Offset: int64(f.served)}, nil
+}
+
+// TestReadBatch: a reader failing before any message is retried, each
+// failure reported; stopping returns no messages.
+func TestReadBatch(t *testing.T) {
+	var failures int
+	f := &flakyFetcher{fail: 2}
+	msgs := ReadBatch(t.Context(), f, 4, time.Hour, func(error, time.Duration) { failures++ })
+	if len(msgs) != 4 || failures != 2 {
+		t.Errorf("%d messages after %d failures, want 4 after 2", len(msgs), failures)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if msgs := ReadBatch(ctx, failingFetcher{}, 4, time.Hour, func(error, time.Duration) {}); len(msgs) != 0 {
+		t.Errorf("%d messages from a stopped read, want none", len(msgs))
+	}
 }
 
 func TestRetry(t *testing.T) {
