@@ -23,14 +23,7 @@ func TestBrokerUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	st := r.st
-	cfg := historyTraffic
-	cfg.Seed, cfg.Visitors, cfg.Events, cfg.Duration = 45, 3000, 12_000, 3*time.Minute
-	cfg.Start = r.reserve(cfg.Duration)
-	cfg.Bots = map[traffic.Scenario]int{traffic.Scraper: 2, traffic.CredentialStuffing: 2}
-	b, err := generate("broker-outage traffic", cfg, identity, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := faultTraffic(t, r, "broker-outage traffic", 45, 3000, 12_000, 3*time.Minute, map[traffic.Scenario]int{traffic.Scraper: 2, traffic.CredentialStuffing: 2})
 	scoresFrom, err := r.kc.ends(ctx, pipeline.TopicScores)
 	if err != nil {
 		t.Fatal(err)
@@ -68,16 +61,7 @@ func TestBrokerUnreachable(t *testing.T) {
 		t.Errorf("%v events accounted for (%v dead letters, %v scored, %v skipped, %v unscored), want all %v read",
 			accounted, got.dead, got.scored, got.skipped, got.unscored, got.events)
 	}
-	conn, err := st.ClickHouse().Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var rows uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM requests FINAL WHERE time >= ? AND time <= ?", b.first.Truncate(time.Second), b.last).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows != uint64(b.events) {
+	if rows := requestRows(ctx, t, st, b); rows != uint64(b.events) {
 		t.Errorf("%d rows in the requests table for the %d events sent, want each once", rows, b.events)
 	}
 	checkScoresStored(ctx, t, r, scoresFrom, b)

@@ -19,28 +19,8 @@ func TestClickHouseDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	st := r.st
-	cfg := historyTraffic
-	cfg.Seed, cfg.Visitors, cfg.Events, cfg.Duration = 44, 2000, 6_000, 3*time.Minute
-	cfg.Start = r.reserve(cfg.Duration)
-	cfg.Bots = map[traffic.Scenario]int{traffic.Scraper: 2, traffic.CredentialStuffing: 2}
-	b, err := generate("clickhouse-down traffic", cfg, identity, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	countRows := func() uint64 {
-		t.Helper()
-		conn, err := st.ClickHouse().Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		var n uint64
-		if err := conn.QueryRow(ctx, "SELECT count() FROM requests FINAL WHERE time >= ? AND time <= ?", b.first.Truncate(time.Second), b.last).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if n := countRows(); n != 0 {
+	b := faultTraffic(t, r, "clickhouse-down traffic", 44, 2000, 6_000, 3*time.Minute, map[traffic.Scenario]int{traffic.Scraper: 2, traffic.CredentialStuffing: 2})
+	if n := requestRows(ctx, t, st, b); n != 0 {
 		t.Fatalf("%d rows in the traffic's span before it was sent", n)
 	}
 	scoresFrom, err := r.kc.ends(ctx, pipeline.TopicScores)
@@ -69,7 +49,7 @@ func TestClickHouseDown(t *testing.T) {
 	if errs == 0 {
 		t.Error("no ClickHouse error counted: the outage did not happen under load, so the test shows nothing")
 	}
-	if n := countRows(); n != uint64(b.events) {
+	if n := requestRows(ctx, t, st, b); n != uint64(b.events) {
 		t.Errorf("%d rows in the requests table for the %d events sent while ClickHouse was down, want each once", n, b.events)
 	}
 	checkScoresStored(ctx, t, r, scoresFrom, b)

@@ -24,14 +24,7 @@ func TestPublisherKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	st, pub := r.st, r.st.Service(pipeline.Publisher)
-	cfg := historyTraffic
-	cfg.Seed, cfg.Visitors, cfg.Events, cfg.Duration = 46, 3000, 12_000, 4*time.Minute
-	cfg.Start = r.reserve(cfg.Duration)
-	cfg.Bots = map[traffic.Scenario]int{traffic.Scraper: 4, traffic.CredentialStuffing: 4, traffic.UARotation: 4}
-	b, err := generate("publisher-kill traffic", cfg, identity, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := faultTraffic(t, r, "publisher-kill traffic", 46, 3000, 12_000, 4*time.Minute, map[traffic.Scenario]int{traffic.Scraper: 4, traffic.CredentialStuffing: 4, traffic.UARotation: 4})
 	scoresFrom, err := r.kc.ends(ctx, pipeline.TopicScores)
 	if err != nil {
 		t.Fatal(err)

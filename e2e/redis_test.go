@@ -34,6 +34,37 @@ func (c detectorCounts) minus(d detectorCounts) detectorCounts {
 	return detectorCounts{c.events - d.events, c.dead - d.dead, c.scored - d.scored, c.skipped - d.skipped, c.unscored - d.unscored, c.storeErrors - d.storeErrors}
 }
 
+// faultTraffic generates the traffic of a fault test in a span of its
+// own: people, and bots of the given scenarios.
+func faultTraffic(t *testing.T, r *run, name string, seed uint64, visitors, events int, span time.Duration, bots map[traffic.Scenario]int) *batch {
+	t.Helper()
+	cfg := historyTraffic
+	cfg.Seed, cfg.Visitors, cfg.Events, cfg.Duration = seed, visitors, events, span
+	cfg.Start = r.reserve(span)
+	cfg.Bots = bots
+	b, err := generate(name, cfg, identity, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// requestRows counts the requests table's rows in b's span, each replayed
+// event once.
+func requestRows(ctx context.Context, t *testing.T, st *pipeline.Stack, b *batch) uint64 {
+	t.Helper()
+	conn, err := st.ClickHouse().Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM requests FINAL WHERE time >= ? AND time <= ?", b.first.Truncate(time.Second), b.last).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // TestRedisRestart restarts Redis, which keeps nothing on disk (so it
 // comes back flushed), under a live detector while events flow. The
 // detector waits for it without committing, then goes on: every event
@@ -47,14 +78,7 @@ func TestRedisRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	st, det := r.st, r.st.Service(pipeline.Detector)
-	cfg := historyTraffic
-	cfg.Seed, cfg.Visitors, cfg.Events, cfg.Duration = 43, 3000, 12_000, 4*time.Minute
-	cfg.Start = r.reserve(cfg.Duration)
-	cfg.Bots = map[traffic.Scenario]int{traffic.Scraper: 2, traffic.CredentialStuffing: 2}
-	b, err := generate("redis restart traffic", cfg, identity, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := faultTraffic(t, r, "redis restart traffic", 43, 3000, 12_000, 4*time.Minute, map[traffic.Scenario]int{traffic.Scraper: 2, traffic.CredentialStuffing: 2})
 	scoresFrom, err := r.kc.ends(ctx, pipeline.TopicScores)
 	if err != nil {
 		t.Fatal(err)
