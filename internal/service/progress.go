@@ -34,14 +34,18 @@ type Progress struct {
 
 	mu         sync.Mutex
 	lastCommit time.Time
-	held       int       // messages fetched and not yet committed
-	heldSince  time.Time // the first fetch or commit since which some are held
+	// By partition, the offset after the last message fetched and after
+	// the last one committed: a commit covers every offset before it, so a
+	// commit that failed is made good by the next.
+	fetchedTo, committedTo map[int]int64
+	heldParts              int       // partitions with messages fetched and not committed
+	heldSince              time.Time // the fetch or commit since which some are held
 }
 
 // NewProgress returns the progress of a consumer that stalls after stall
 // (0: never).
 func NewProgress(stall time.Duration) *Progress {
-	return &Progress{stall: stall, now: time.Now}
+	return &Progress{stall: stall, now: time.Now, fetchedTo: make(map[int]int64), committedTo: make(map[int]int64)}
 }
 
 // Watch returns r, reporting its fetches and commits to p.
@@ -55,7 +59,7 @@ type watchedReader struct {
 func (w watchedReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 	m, err := w.r.FetchMessage(ctx)
 	if err == nil {
-		w.p.fetched()
+		w.p.fetched(m.Partition, m.Offset)
 	}
 	return m, err
 }
@@ -63,27 +67,41 @@ func (w watchedReader) FetchMessage(ctx context.Context) (kafka.Message, error) 
 func (w watchedReader) CommitMessages(ctx context.Context, msgs ...kafka.Message) error {
 	err := w.r.CommitMessages(ctx, msgs...)
 	if err == nil {
-		w.p.committed(len(msgs))
+		w.p.committed(msgs)
 	}
 	return err
 }
 
-func (p *Progress) fetched() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.held == 0 {
-		p.heldSince = p.now()
+// set moves partition's offset in m to at least to, and keeps heldParts.
+func (p *Progress) set(m map[int]int64, partition int, to int64) {
+	wasHeld := p.fetchedTo[partition] > p.committedTo[partition]
+	m[partition] = max(m[partition], to)
+	switch isHeld := p.fetchedTo[partition] > p.committedTo[partition]; {
+	case isHeld && !wasHeld:
+		p.heldParts++
+	case wasHeld && !isHeld:
+		p.heldParts--
 	}
-	p.held++
 }
 
-// committed notes a commit of n messages: progress, so the clock of the
-// messages still held (a pipelined consumer fetches ahead) starts again.
-func (p *Progress) committed(n int) {
+func (p *Progress) fetched(partition int, offset int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.heldParts == 0 {
+		p.heldSince = p.now()
+	}
+	p.set(p.fetchedTo, partition, offset+1)
+}
+
+// committed notes a commit of msgs: progress, so the clock of the
+// messages still held (a pipelined consumer fetches ahead) starts again.
+func (p *Progress) committed(msgs []kafka.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range msgs {
+		p.set(p.committedTo, msgs[i].Partition, msgs[i].Offset+1)
+	}
 	p.lastCommit = p.now()
-	p.held = max(p.held-n, 0)
 	p.heldSince = p.lastCommit
 }
 
@@ -92,7 +110,7 @@ func (p *Progress) committed(n int) {
 func (p *Progress) Live(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stall == 0 || p.held == 0 {
+	if p.stall == 0 || p.heldParts == 0 {
 		return nil
 	}
 	if held := p.now().Sub(p.heldSince); held > p.stall {
@@ -100,8 +118,12 @@ func (p *Progress) Live(context.Context) error {
 		if !p.lastCommit.IsZero() {
 			last = p.now().Sub(p.lastCommit).Round(time.Second).String() + " ago"
 		}
+		var n int64
+		for part, to := range p.fetchedTo {
+			n += max(to-p.committedTo[part], 0)
+		}
 		return fmt.Errorf("stalled: %d messages fetched and not committed for %v, more than -stall-timeout %v; last commit %s",
-			p.held, held.Round(time.Second), p.stall, last)
+			n, held.Round(time.Second), p.stall, last)
 	}
 	return nil
 }

@@ -11,18 +11,24 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// countReader serves messages for ever and accepts every commit.
-type countReader struct{}
+// countReader serves messages of partition 0 for ever, in offset order,
+// and accepts every commit.
+type countReader struct{ next int64 }
 
-func (countReader) FetchMessage(context.Context) (kafka.Message, error)    { return kafka.Message{}, nil }
-func (countReader) CommitMessages(context.Context, ...kafka.Message) error { return nil }
+func (r *countReader) FetchMessage(context.Context) (kafka.Message, error) {
+	r.next++
+	return kafka.Message{Partition: 0, Offset: r.next - 1}, nil
+}
+
+func (*countReader) CommitMessages(context.Context, ...kafka.Message) error { return nil }
 
 func TestProgress(t *testing.T) {
 	const stall = time.Minute
 	type step struct {
 		advance time.Duration
 		fetch   int // messages fetched
-		commit  int // messages committed, in one commit
+		lose    int // the next messages to commit whose commit failed
+		commit  int // the next messages committed, in one commit
 	}
 	tests := []struct {
 		name      string
@@ -42,24 +48,32 @@ func TestProgress(t *testing.T) {
 			{fetch: 20}, {advance: 40 * time.Second, commit: 10}, {advance: 61 * time.Second},
 		}, true},
 		{"disabled", 0, []step{{fetch: 10}, {advance: time.Hour}}, false},
+		{"a failed commit made good by the next, then idle", stall, []step{
+			{fetch: 20}, {advance: time.Second, lose: 10}, {commit: 10}, {advance: time.Hour},
+		}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := NewProgress(tt.stall)
 			now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 			p.now = func() time.Time { return now }
-			r := p.Watch(countReader{})
+			r := p.Watch(&countReader{})
+			var fetched []kafka.Message // not yet committed
 			for _, s := range tt.steps {
 				now = now.Add(s.advance)
 				for range s.fetch {
-					if _, err := r.FetchMessage(t.Context()); err != nil {
+					m, err := r.FetchMessage(t.Context())
+					if err != nil {
 						t.Fatal(err)
 					}
+					fetched = append(fetched, m)
 				}
+				fetched = fetched[s.lose:]
 				if s.commit > 0 {
-					if err := r.CommitMessages(t.Context(), make([]kafka.Message, s.commit)...); err != nil {
+					if err := r.CommitMessages(t.Context(), fetched[:s.commit]...); err != nil {
 						t.Fatal(err)
 					}
+					fetched = fetched[s.commit:]
 				}
 			}
 			err := p.Live(t.Context())
