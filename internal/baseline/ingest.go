@@ -120,9 +120,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}
 	var lastDrop time.Time
 	for {
-		msgs := service.ReadBatch(ctx, in.reader, in.cfg.BatchSize, in.cfg.Linger, func(err error, wait time.Duration) {
-			in.logger.Warn("reading requests failed; retrying", "retry_in", wait, "err", err)
-		})
+		msgs, err := service.FetchBatch(ctx, in.reader, in.cfg.BatchSize, in.cfg.Linger)
+		if err != nil {
+			return fmt.Errorf("reading requests: %w", err)
+		}
 		if ctx.Err() != nil {
 			// Shutting down: the batch in hand still goes in, within bounds.
 			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ShutdownTimeout)
@@ -186,10 +187,7 @@ func (in *Ingester) flush(ctx context.Context, msgs []kafka.Message) error {
 		in.sites.Saw(sitesOf(rows))
 	}
 	if err := in.reader.CommitMessages(ctx, msgs...); err != nil {
-		// The rows are in: a batch read again collapses into them, and the
-		// next batch's commit covers this one's offsets.
-		in.logger.Warn("committing offsets failed; the batch may be read again", "messages", len(msgs), "err", err)
-		return nil
+		return fmt.Errorf("committing %d offsets: %w", len(msgs), err)
 	}
 	in.metrics.OffsetCommits.Inc()
 	return nil

@@ -57,11 +57,12 @@ func New(cfg Config, proc *Processor, reader MessageReader, scores, deadLetter M
 }
 
 // Run detects until ctx is done, then finishes the batches in hand within
-// ShutdownTimeout and returns nil. While Redis or Kafka fail (reading,
-// writing or committing), it retries with backoff and commits nothing. It
-// returns an error only when it cannot go on without losing data: the
-// feature store fails midway through a batch (ErrPartial), and the batch
-// is then read again after a restart.
+// ShutdownTimeout and returns nil. While Redis or Kafka writes fail, it
+// retries with backoff and commits nothing. It returns an error when it
+// cannot go on without risking data: the reader fails (a reader that goes
+// on after an error has been seen to skip messages; a new one resumes
+// from the committed offsets), or the feature store fails midway through
+// a batch (ErrPartial). The batch is then read again after a restart.
 //
 // Batches go through three stages, so that the CPU work of one overlaps
 // the waits of the others: the first reads a batch and decodes it; the
@@ -80,9 +81,10 @@ func (d *Detector) Run(ctx context.Context) error {
 	read, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	decoded, quit := make(chan *Decoded), make(chan struct{})
+	var readErr error
 	go func() {
 		defer close(decoded)
-		d.read(read, decoded, quit)
+		readErr = d.read(read, decoded, quit)
 	}()
 
 	deliveries := make(chan delivery)
@@ -102,6 +104,9 @@ func (d *Detector) Run(ctx context.Context) error {
 	close(quit)
 	for range decoded { // the first stage is done; a batch it decoded meanwhile is read again after a restart
 	}
+	if err == nil && readErr != nil {
+		err = readErr
+	}
 	if err != nil { // the batch being delivered gets the same grace as on shutdown
 		time.AfterFunc(d.cfg.ShutdownTimeout, cancelWork)
 	}
@@ -113,18 +118,23 @@ func (d *Detector) Run(ctx context.Context) error {
 // read is Run's first stage: it reads and decodes batches, and hands each
 // to the second stage, until ctx is done (the batch read by then is handed
 // on too) or quit is closed.
-func (d *Detector) read(ctx context.Context, decoded chan<- *Decoded, quit <-chan struct{}) {
+func (d *Detector) read(ctx context.Context, decoded chan<- *Decoded, quit <-chan struct{}) error {
 	for ctx.Err() == nil {
-		msgs := service.ReadBatch(ctx, d.reader, d.cfg.BatchSize, d.cfg.BatchLinger, d.failed("fetch", d.metrics.KafkaErrors))
+		msgs, err := service.FetchBatch(ctx, d.reader, d.cfg.BatchSize, d.cfg.BatchLinger)
+		if err != nil {
+			d.metrics.KafkaErrors.WithLabelValues("fetch").Inc()
+			return fmt.Errorf("reading requests: %w", err)
+		}
 		if len(msgs) == 0 {
-			return // ctx is done
+			return nil // ctx is done
 		}
 		select {
 		case decoded <- d.proc.Decode(msgs):
 		case <-quit:
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // delivery is a scored batch on its way to the third stage.

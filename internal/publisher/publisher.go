@@ -175,7 +175,10 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 	p.restore(ctx)
 	for {
-		msgs := service.ReadBatch(ctx, p.reader, p.cfg.BatchSize, p.cfg.Linger, p.kafkaFailed("reading scores"))
+		msgs, err := service.FetchBatch(ctx, p.reader, p.cfg.BatchSize, p.cfg.Linger)
+		if err != nil {
+			return fmt.Errorf("reading scores: %w", err)
+		}
 		if err := p.flushInTime(ctx, msgs); err != nil {
 			if ctx.Err() != nil {
 				p.logger.Warn("shutting down with a batch not committed; it will be read again", "messages", len(msgs), "err", err)
@@ -252,11 +255,7 @@ func (p *Publisher) flush(ctx context.Context, msgs []kafka.Message) error {
 		}
 	}
 	if err := p.reader.CommitMessages(ctx, msgs...); err != nil {
-		// The scores are stored and the detections out: a batch read again
-		// collapses into the table, and the Selector, which has them,
-		// publishes none twice; the next batch's commit covers this one.
-		p.logger.Warn("committing offsets failed; the batch may be read again", "messages", len(msgs), "err", err)
-		return nil
+		return fmt.Errorf("committing %d offsets: %w", len(msgs), err)
 	}
 	p.metrics.OffsetCommits.Inc()
 	p.logger.Debug("batch committed", "messages", len(msgs), "rows", len(b.rows),

@@ -16,7 +16,8 @@ type MessageFetcher interface {
 
 // FetchBatch reads from r until it holds size messages, linger has passed
 // since the first one, ctx is done, or r fails; then it returns what it
-// has, and r's error only when it has nothing. Every service reads this
+// has, and r's error only when it has nothing (the caller then stops: a
+// new reader resumes from the committed offsets). Every service reads this
 // way: a batch is what it commits at once, and the linger bounds how long
 // a quiet topic delays the first message's effects.
 func FetchBatch(ctx context.Context, r MessageFetcher, size int, linger time.Duration) ([]kafka.Message, error) {
@@ -41,20 +42,6 @@ func FetchBatch(ctx context.Context, r MessageFetcher, size int, linger time.Dur
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
-}
-
-// ReadBatch is FetchBatch, retried with Retry's backoff while the reader
-// fails: kafka-go's reader reconnects by itself, and what it met meanwhile
-// (a broker gone, a connection cut) is passed to failed, to count and log.
-// It returns no messages only when ctx is done.
-func ReadBatch(ctx context.Context, r MessageFetcher, size int, linger time.Duration, failed func(err error, wait time.Duration)) []kafka.Message {
-	var msgs []kafka.Message
-	_ = Retry(ctx, func() error { // its error is ctx's then: the caller sees ctx done
-		var err error
-		msgs, err = FetchBatch(ctx, r, size, linger)
-		return err
-	}, failed)
-	return msgs
 }
 
 // MessageWriter is what Write needs of a Kafka writer (*kafka.Writer).

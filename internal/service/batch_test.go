@@ -74,22 +74,6 @@ func (f *flakyFetcher) FetchMessage(context.Context) (kafka.Message, error) {
 	return kafka.Message{Offset: int64(f.served)}, nil
 }
 
-// TestReadBatch: a reader failing before any message is retried, each
-// failure reported; stopping returns no messages.
-func TestReadBatch(t *testing.T) {
-	var failures int
-	f := &flakyFetcher{fail: 2}
-	msgs := ReadBatch(t.Context(), f, 4, time.Hour, func(error, time.Duration) { failures++ })
-	if len(msgs) != 4 || failures != 2 {
-		t.Errorf("%d messages after %d failures, want 4 after 2", len(msgs), failures)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if msgs := ReadBatch(ctx, failingFetcher{}, 4, time.Hour, func(error, time.Duration) {}); len(msgs) != 0 {
-		t.Errorf("%d messages from a stopped read, want none", len(msgs))
-	}
-}
-
 func TestRetry(t *testing.T) {
 	var waits []time.Duration
 	calls := 0
