@@ -17,7 +17,7 @@ type Metrics struct {
 	Batches         prometheus.Counter
 	BatchSeconds    prometheus.Histogram
 	StoreErrors     *prometheus.CounterVec // by operation: prefetch, flush
-	KafkaErrors     *prometheus.CounterVec // by operation: produce, commit
+	KafkaErrors     *prometheus.CounterVec // by operation: fetch, produce, commit
 	PartitionResets prometheus.Counter
 }
 
@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
 		StoreErrors:     prometheus.NewCounterVec(opts("store_errors_total", "Feature store (Redis) failures, by operation; each is retried."), []string{"op"}),
-		KafkaErrors:     prometheus.NewCounterVec(opts("kafka_errors_total", "Kafka failures, by operation; produces are retried."), []string{"op"}),
+		KafkaErrors:     prometheus.NewCounterVec(opts("kafka_errors_total", "Kafka failures, by operation: fetch (the detector then exits, to be restarted), produce (retried), commit."), []string{"op"}),
 		PartitionResets: prometheus.NewCounter(opts("partition_resets_total", "Times the feature stores dropped their caches because a partition's offsets jumped: another replica owned it meanwhile.")),
 	}
 	for _, r := range service.EventReasons() {
