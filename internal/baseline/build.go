@@ -13,6 +13,8 @@ import (
 	"slices"
 	"time"
 
+	"gonum.org/v1/gonum/stat"
+
 	"github.com/anomalyd/anomalyd/internal/chstore"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -54,6 +56,13 @@ type BuildConfig struct {
 	Trim float64
 	// HBOS fits the model; its Contamination places the threshold.
 	HBOS hbos.Config
+	// ThresholdSpread caps the threshold at the median score of the
+	// windows fitted plus ThresholdSpread times their upper spread (third
+	// quartile less median); 0 leaves it where Contamination puts it.
+	// Bots the trim did not find sit in the tail that Contamination reads,
+	// and lift the threshold with them; the median and quartile are of the
+	// bulk, which a few percent of bots hardly move.
+	ThresholdSpread float64
 	// ThresholdFloor is the lowest threshold a baseline gets, so that a
 	// site of very uniform visitors does not flag trivia.
 	ThresholdFloor float64
@@ -85,6 +94,10 @@ func DefaultBuildConfig() BuildConfig {
 		MaxWindows:  2_000_000,
 		Trim:        0.1,
 		HBOS:        h,
+		// On clean generated histories contamination puts thresholds 4
+		// to 5 upper spreads above the median: 7 leaves such thresholds
+		// alone and lowers those that bots lifted (the README's figures).
+		ThresholdSpread: 7,
 	}
 }
 
@@ -96,6 +109,7 @@ func (c *BuildConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MinWindows, "min-windows", c.MinWindows, "fewest visitor-windows a site needs to get a baseline")
 	fs.Float64Var(&c.Sample, "sample", c.Sample, "share of visitors (0, 1] a build uses, chosen deterministically by visitor id, to bound large sites")
 	fs.IntVar(&c.MaxWindows, "max-windows", c.MaxWindows, "most visitor-windows one build reads (about 128 bytes each in memory)")
+	fs.Float64Var(&c.ThresholdSpread, "threshold-spread", c.ThresholdSpread, "most a baseline's threshold may lie above the median score of the windows it learned from, in upper spreads (third quartile less median) of those scores, so that bots in the history cannot lift it; 0 for no cap")
 	fs.Float64Var(&c.ThresholdFloor, "threshold-floor", c.ThresholdFloor, "lowest score threshold a baseline may have")
 	fs.Float64Var(&c.Trim, "trim", c.Trim, "share [0, 0.5] of a build's highest-scoring visitor-windows among which bots in the history are looked for: visitors with most of their windows (two at least) there are left out and the baseline fitted again; 0 fits once, on everything")
 	c.HBOS.RegisterFlags(fs)
@@ -114,6 +128,8 @@ func (c *BuildConfig) Validate() error {
 		return fmt.Errorf("-sample must be in (0, 1], got %v", c.Sample)
 	case !(c.Trim >= 0 && c.Trim <= 0.5):
 		return fmt.Errorf("-trim must be in [0, 0.5], got %v", c.Trim)
+	case !(c.ThresholdSpread >= 0):
+		return fmt.Errorf("-threshold-spread must be at least 0, got %v", c.ThresholdSpread)
 	case c.MaxWindows < c.MinWindows:
 		return fmt.Errorf("-max-windows (%d) must be at least -min-windows (%d)", c.MaxWindows, c.MinWindows)
 	}
@@ -298,6 +314,7 @@ func Fit(cols [][]float64, visitors []uint64, cfg BuildConfig) (*hbos.Model, Fit
 		return nil, FitStats{}, fmt.Errorf("fitting: %w", err)
 	}
 	stats := FitStats{Windows: n}
+	fitted := cols
 	for range trimRounds {
 		if cfg.Trim == 0 {
 			break
@@ -327,13 +344,26 @@ func Fit(cols [][]float64, visitors []uint64, cfg BuildConfig) (*hbos.Model, Fit
 		if m, err = hbos.FitColumns(kept, cfg.HBOS); err != nil {
 			return nil, FitStats{}, fmt.Errorf("refitting: %w", err)
 		}
+		fitted = kept
 		stats.Suspects, stats.Trimmed = suspects, n-len(kept[0])
 	}
 	if err := m.SetNames(names); err != nil {
 		return nil, FitStats{}, err
 	}
+	if cfg.ThresholdSpread > 0 {
+		m.SetThreshold(min(m.Threshold(), spreadCap(m, fitted, cfg.ThresholdSpread)))
+	}
 	m.SetThreshold(max(m.Threshold(), cfg.ThresholdFloor))
 	return m, stats, nil
+}
+
+// spreadCap is the median score of the windows cols under m plus spread
+// times their third quartile less the median.
+func spreadCap(m *hbos.Model, cols [][]float64, spread float64) float64 {
+	scores := scoreWindows(m, cols)
+	slices.Sort(scores)
+	median := stat.Quantile(0.5, stat.LinInterp, scores, nil)
+	return median + spread*(stat.Quantile(0.75, stat.LinInterp, scores, nil)-median)
 }
 
 // trimRounds bounds how often the fit looks for bots again under the
@@ -360,14 +390,7 @@ type FitStats struct {
 // left out.
 func trim(m *hbos.Model, cols [][]float64, visitors []uint64, share float64) (keep []bool, suspects int) {
 	n := len(cols[0])
-	scores := make([]float64, n)
-	x := make([]float64, len(cols))
-	for i := range scores {
-		for j, col := range cols {
-			x[j] = col[i]
-		}
-		scores[i], _ = m.Score(x)
-	}
+	scores := scoreWindows(m, cols)
 	sorted := slices.Clone(scores)
 	slices.Sort(sorted)
 	cut := sorted[min(n-1, int(float64(n)*(1-share)))]
@@ -396,4 +419,18 @@ func trim(m *hbos.Model, cols [][]float64, visitors []uint64, share float64) (ke
 		}
 	}
 	return keep, suspects
+}
+
+// scoreWindows scores every window of cols under m, the model fitted to
+// them.
+func scoreWindows(m *hbos.Model, cols [][]float64) []float64 {
+	scores := make([]float64, len(cols[0]))
+	x := make([]float64, len(cols))
+	for i := range scores {
+		for j, col := range cols {
+			x[j] = col[i]
+		}
+		scores[i], _ = m.Score(x)
+	}
+	return scores
 }

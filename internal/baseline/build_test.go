@@ -124,39 +124,12 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 func TestFitTrimsBots(t *testing.T) {
 	cfg := DefaultBuildConfig()
 	cfg.MinWindows = 100
+	cfg.ThresholdSpread = 0 // the trim alone
+	w := fitWindows{set: cfg.Set}
+	add := w.add
 	set := cfg.Set
 	rng := rand.New(rand.NewPCG(1, 2))
-	var cols [][]float64
-	var visitors []uint64
-	add := func(visitor uint64, a features.Aggregate) {
-		v := a.Vector(nil, set)
-		if cols == nil {
-			cols = make([][]float64, len(v))
-		}
-		for j := range v {
-			cols[j] = append(cols[j], v[j])
-		}
-		visitors = append(visitors, visitor)
-	}
-	person := func() features.Aggregate {
-		var a features.Aggregate
-		n := uint64(5 + rng.IntN(30))
-		a.Counts[features.CountRequests] = n
-		a.Counts[features.CountAssets] = n * uint64(3+rng.IntN(4)) / 10
-		a.Counts[features.CountNoReferer] = uint64(rng.IntN(2))
-		a.Distinct[features.SketchPaths] = n/2 + uint64(rng.IntN(int(n/2)))
-		a.Distinct[features.SketchUserAgents] = 1
-		return a
-	}
-	bot := func() features.Aggregate {
-		var a features.Aggregate
-		a.Counts[features.CountRequests] = 300
-		a.Counts[features.CountNoReferer] = 300
-		a.Counts[features.CountSameSecond] = 150
-		a.Distinct[features.SketchPaths] = 300
-		a.Distinct[features.SketchUserAgents] = 1
-		return a
-	}
+	person := func() features.Aggregate { return fitPerson(rng) }
 	for v := range uint64(3000) {
 		add(v, person())
 	}
@@ -170,7 +143,7 @@ func TestFitTrimsBots(t *testing.T) {
 	botVec := func() []float64 { a := bot(); return a.Vector(nil, set) }()
 
 	cfg.Trim = 0
-	naive, _, err := Fit(cols, visitors, cfg)
+	naive, _, err := Fit(w.cols, w.visitors, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +151,7 @@ func TestFitTrimsBots(t *testing.T) {
 		t.Fatalf("one fit on everything: a bot scores %.1f, above the threshold %.1f; the test shows nothing", s, naive.Threshold())
 	}
 	cfg.Trim = DefaultBuildConfig().Trim
-	m, stats, err := Fit(cols, visitors, cfg)
+	m, stats, err := Fit(w.cols, w.visitors, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +164,7 @@ func TestFitTrimsBots(t *testing.T) {
 
 	// Bots that live one window each, 1% of the windows: the single
 	// windows far out go too.
-	cols, visitors = nil, nil
+	w = fitWindows{set: set}
 	for v := range uint64(3000) {
 		add(v, person())
 	}
@@ -199,18 +172,130 @@ func TestFitTrimsBots(t *testing.T) {
 		add(2_000_000+b, bot())
 	}
 	cfg.Trim = 0
-	if naive, _, err = Fit(cols, visitors, cfg); err != nil {
+	if naive, _, err = Fit(w.cols, w.visitors, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if s, _ := naive.Score(botVec); s > naive.Threshold() {
 		t.Fatalf("short-lived bots, one fit on everything: a bot scores %.1f, above the threshold %.1f; the test shows nothing", s, naive.Threshold())
 	}
 	cfg.Trim = DefaultBuildConfig().Trim
-	if m, stats, err = Fit(cols, visitors, cfg); err != nil {
+	if m, stats, err = Fit(w.cols, w.visitors, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if s, _ := m.Score(botVec); !(s > m.Threshold()) || stats.Suspects < 30 {
 		t.Errorf("short-lived bots, robust fit: a bot scores %.1f against the threshold %.1f; %d visitors left out, want the 30 bots at least", s, m.Threshold(), stats.Suspects)
+	}
+}
+
+// fitWindows are the columns and visitors that Fit takes.
+type fitWindows struct {
+	set      features.Set
+	cols     [][]float64
+	visitors []uint64
+}
+
+// add adds a visitor's window.
+func (w *fitWindows) add(visitor uint64, a features.Aggregate) {
+	v := a.Vector(nil, w.set)
+	if w.cols == nil {
+		w.cols = make([][]float64, len(v))
+	}
+	for j := range v {
+		w.cols[j] = append(w.cols[j], v[j])
+	}
+	w.visitors = append(w.visitors, visitor)
+}
+
+// above is the share of the first n windows that score above m's
+// threshold.
+func (w *fitWindows) above(m *hbos.Model, n int) float64 {
+	x := make([]float64, len(w.cols))
+	above := 0
+	for i := range n {
+		for j := range w.cols {
+			x[j] = w.cols[j][i]
+		}
+		if s, _ := m.Score(x); s > m.Threshold() {
+			above++
+		}
+	}
+	return float64(above) / float64(n)
+}
+
+// fitPerson is a person's window: a few pages with their static files.
+func fitPerson(rng *rand.Rand) features.Aggregate {
+	var a features.Aggregate
+	n := uint64(5 + rng.IntN(30))
+	a.Counts[features.CountRequests] = n
+	a.Counts[features.CountAssets] = n * uint64(3+rng.IntN(4)) / 10
+	a.Counts[features.CountNoReferer] = uint64(rng.IntN(2))
+	a.Distinct[features.SketchPaths] = n/2 + uint64(rng.IntN(int(n/2)))
+	a.Distinct[features.SketchUserAgents] = 1
+	return a
+}
+
+// bot is a crawler's window: hundreds of pages, no static file, no
+// referer, half of them in the same second as the one before.
+func bot() features.Aggregate {
+	var a features.Aggregate
+	a.Counts[features.CountRequests] = 300
+	a.Counts[features.CountNoReferer] = 300
+	a.Counts[features.CountSameSecond] = 150
+	a.Distinct[features.SketchPaths] = 300
+	a.Distinct[features.SketchUserAgents] = 1
+	return a
+}
+
+// TestFitCapsThreshold fits once, with no trim, on a history whose
+// crawlers (each its own rate and paths) are 3% of its windows, six times
+// the contamination: the threshold that contamination places is among
+// them, and the cap at seven upper spreads above the median puts it below
+// a crawler while people above it stay as few as contamination allows.
+// On the people alone the cap leaves the threshold where it was.
+func TestFitCapsThreshold(t *testing.T) {
+	cfg := DefaultBuildConfig()
+	cfg.MinWindows, cfg.Trim = 100, 0
+	w := fitWindows{set: cfg.Set}
+	rng := rand.New(rand.NewPCG(3, 4))
+	const people = 3800
+	for v := range uint64(people) {
+		w.add(v, fitPerson(rng))
+	}
+	fit := func(spread float64) *hbos.Model {
+		t.Helper()
+		cfg.ThresholdSpread = spread
+		m, _, err := Fit(w.cols, w.visitors, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	spread := DefaultBuildConfig().ThresholdSpread
+	if clean, capped := fit(0), fit(spread); capped.Threshold() != clean.Threshold() {
+		t.Errorf("people alone: the cap moved the threshold from %.2f to %.2f", clean.Threshold(), capped.Threshold())
+	}
+
+	for b := range uint64(120) {
+		var a features.Aggregate
+		n := uint64(50 + rng.IntN(400))
+		a.Counts[features.CountRequests] = n
+		a.Counts[features.CountNoReferer] = n
+		a.Counts[features.CountSameSecond] = n / uint64(2+rng.IntN(3))
+		a.Distinct[features.SketchPaths] = n
+		a.Distinct[features.SketchUserAgents] = 1
+		w.add(1_000_000+b, a)
+	}
+	botVec := func() []float64 { a := bot(); return a.Vector(nil, cfg.Set) }()
+	uncapped := fit(0)
+	if s, _ := uncapped.Score(botVec); s > uncapped.Threshold() {
+		t.Fatalf("uncapped: a crawler scores %.1f, above the threshold %.1f; the test shows nothing", s, uncapped.Threshold())
+	}
+	m := fit(spread)
+	if s, _ := m.Score(botVec); !(s > m.Threshold()) {
+		t.Errorf("capped at %v spreads: a crawler scores %.1f, not above the threshold %.1f", spread, s, m.Threshold())
+	}
+	if share := w.above(m, people); share > 0.005 {
+		t.Errorf("capped: %.2f%% of people's windows above the threshold %.1f, want at most 0.5%%", 100*share, m.Threshold())
 	}
 }
 
