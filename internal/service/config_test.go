@@ -402,3 +402,54 @@ func TestClickHouseAuth(t *testing.T) {
 		})
 	}
 }
+
+// TestClickHouseTLS connects through the services' ClickHouse config to a
+// real server's native protocol over TLS, as a user with a password: with
+// the CA that signed the server's certificate it works, without it the
+// certificate is refused, and a plain connection to the TLS port fails.
+func TestClickHouseTLS(t *testing.T) {
+	ca := newTestCA(t, "clickhouse CA")
+	cert, key := ca.issue(t, "clickhouse", x509.ExtKeyUsageServerAuth)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	srv, err := testenv.StartClickHouse(ctx, testenv.ClickHouseOptions{TLSCertFile: cert, TLSKeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	tests := []struct {
+		name    string
+		cfg     ClickHouseConfig
+		wantErr string // "" for success, "*" for any error
+	}{
+		{"TLS and password", ClickHouseConfig{CAFile: ca.file, Password: testenv.ClickHousePassword}, ""},
+		{"wrong password", ClickHouseConfig{CAFile: ca.file, Password: "guess-guess-guess"}, "password"},
+		{"CA not trusted", ClickHouseConfig{TLS: true, Password: testenv.ClickHousePassword}, "certificate"},
+		{"plain to the TLS port", ClickHouseConfig{Password: testenv.ClickHousePassword}, "*"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Addr, tt.cfg.Database, tt.cfg.User = srv.SecureAddr(), "default", testenv.ClickHouseUser
+			if err := tt.cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			conn, err := tt.cfg.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			qctx, qcancel := context.WithTimeout(ctx, 10*time.Second)
+			defer qcancel()
+			var one uint8
+			err = conn.QueryRow(qctx, "SELECT 1").Scan(&one)
+			switch {
+			case tt.wantErr == "" && (err != nil || one != 1):
+				t.Errorf("SELECT 1: %v", err)
+			case tt.wantErr == "*" && err == nil:
+				t.Error("SELECT 1 worked, want an error")
+			case tt.wantErr != "" && tt.wantErr != "*" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("SELECT 1: %v, want an error with %q", err, tt.wantErr)
+			}
+		})
+	}
+}

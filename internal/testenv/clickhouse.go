@@ -38,14 +38,19 @@ type ClickHouseOptions struct {
 	// LogLevel is the server's logger level: "warning" (default),
 	// "information", "debug", "trace".
 	LogLevel string
+	// TLSCertFile and TLSKeyFile, when set, make the server also listen
+	// for the native protocol over TLS (tcp_port_secure) on a free port,
+	// with that certificate: SecureAddr.
+	TLSCertFile, TLSKeyFile string
 }
 
 // ClickHouseServer is a clickhouse-server child process with its own config,
 // ports and data directory. Data survives Stop and Start.
 type ClickHouseServer struct {
 	child
-	addr     string
-	httpAddr string
+	addr       string
+	httpAddr   string
+	secureAddr string
 }
 
 // StartClickHouse writes a config for a private clickhouse-server (root
@@ -71,8 +76,15 @@ func StartClickHouse(ctx context.Context, opts ClickHouseOptions) (*ClickHouseSe
 		return nil, fmt.Errorf("starting clickhouse-server: %w", err)
 	}
 
-	srv, ports, err := startOnPorts(ctx, []int{opts.TCPPort, opts.HTTPPort}, func(ports []int) (*server, error) {
+	want := []int{opts.TCPPort, opts.HTTPPort}
+	if opts.TLSCertFile != "" {
+		want = append(want, 0)
+	}
+	srv, ports, err := startOnPorts(ctx, want, func(ports []int) (*server, error) {
 		config := clickHouseConfig(dir, usersPath, cmp.Or(opts.LogLevel, "warning"), ports[0], ports[1])
+		if len(ports) > 2 {
+			config = strings.Replace(config, "</yandex>", clickHouseTLS(ports[2], opts.TLSCertFile, opts.TLSKeyFile)+"</yandex>", 1)
+		}
 		if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 			return nil, err
 		}
@@ -94,11 +106,15 @@ func StartClickHouse(ctx context.Context, opts ClickHouseOptions) (*ClickHouseSe
 		}
 		return nil, fmt.Errorf("starting clickhouse-server: %w", err)
 	}
-	return &ClickHouseServer{
+	c := &ClickHouseServer{
 		child:    child{srv: srv, dir: dir, removeDir: removeDir},
 		addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
-	}, nil
+	}
+	if len(ports) > 2 {
+		c.secureAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2]))
+	}
+	return c, nil
 }
 
 // Open connects to the server over the native protocol, the only one
@@ -114,6 +130,10 @@ func (c *ClickHouseServer) Open() (driver.Conn, error) {
 // Addr returns the native protocol host:port, for clickhouse-go with
 // Protocol: clickhouse.Native (its HTTP mode cannot talk to 18.16).
 func (c *ClickHouseServer) Addr() string { return c.addr }
+
+// SecureAddr returns the native protocol over TLS host:port, empty unless
+// the server was started with a certificate.
+func (c *ClickHouseServer) SecureAddr() string { return c.secureAddr }
 
 // HTTPAddr returns the HTTP interface host:port (for curl, /ping).
 func (c *ClickHouseServer) HTTPAddr() string { return c.httpAddr }
@@ -200,6 +220,24 @@ func clickHouseConfig(dir, usersPath, logLevel string, tcpPort, httpPort int) st
 		xmlText(data+"format_schemas/"),
 		xmlText(usersPath),
 	)
+}
+
+// clickHouseTLS is the config of the native protocol over TLS on port,
+// with the server's certificate and key; clients are not asked for one.
+func clickHouseTLS(port int, certFile, keyFile string) string {
+	return fmt.Sprintf(`    <tcp_port_secure>%d</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>%s</certificateFile>
+            <privateKeyFile>%s</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
+`, port, xmlText(certFile), xmlText(keyFile))
 }
 
 // ClickHouseUser and ClickHousePassword are a second user of the test
