@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"testing"
 	"time"
 
@@ -24,17 +23,11 @@ import (
 // every event the detector read is accounted for, every score record is
 // in the scores table, and every consumer has caught up.
 //
-// It is skipped unless ANOMALYD_BROKER_OUTAGE_TEST is set: it fails. With
-// services that exit on a failed read or commit, the baseline service's
-// ingest did not catch up within 3 minutes of the outage (its group stayed
-// 13,453 messages behind while its process kept running); with ones that
-// went on after a failed commit, the requests table ended up 321 to 654
-// rows short at the check, which did not then wait for the ingest's
-// group. A defect to find, not yet explained.
+// It found the baseline service's ingest failing on a commit during the
+// outage while the process went on serving baselines (it waited for its
+// builds' loop, which only a signal stopped): its group stayed 13,453
+// messages behind for the 3 minutes the test waited.
 func TestBrokerUnreachable(t *testing.T) {
-	if os.Getenv("ANOMALYD_BROKER_OUTAGE_TEST") == "" {
-		t.Skip("known defect: the ingest does not recover from a broker outage in this test; set ANOMALYD_BROKER_OUTAGE_TEST=1 to run it")
-	}
 	r := shared(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()

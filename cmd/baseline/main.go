@@ -143,8 +143,13 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	}
 	ingestDone := make(chan error, 1)
 	go func() { ingestDone <- ingester.Run(ctx) }()
+	// The builds stop with the ingest: a service whose ingest failed must
+	// exit, so that its orchestrator starts it again, not go on serving
+	// baselines that no longer learn.
+	buildsCtx, stopBuilds := context.WithCancel(ctx)
+	defer stopBuilds()
 	buildsDone := make(chan struct{})
-	go func() { baselines.Run(ctx); close(buildsDone) }()
+	go func() { baselines.Run(buildsCtx); close(buildsDone) }()
 
 	var runErr error
 	select {
@@ -155,6 +160,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 			runErr = errors.New("ingest stopped unexpectedly")
 		}
 	}
+	stopBuilds()
 	<-buildsDone
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

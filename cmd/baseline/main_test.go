@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/anomalyd/anomalyd/internal/baseline"
 	"github.com/anomalyd/anomalyd/internal/testenv"
@@ -145,5 +147,47 @@ func TestService(t *testing.T) {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestServiceExitsWhenIngestFails: once the broker refuses the ingest's
+// commits, the service exits with an error, so that its orchestrator
+// starts it again from the offsets committed. It used to go on serving
+// baselines, its ingest stopped, until a signal came.
+func TestServiceExitsWhenIngestFails(t *testing.T) {
+	kf := testenv.Kafka(t, "requests", "deadletter")
+	ch := testenv.ClickHouse(t)
+	args := []string{
+		"-brokers", strings.Join(kf.Brokers(), ","), "-clickhouse", ch.Addr(), "-listen", freeAddr(t),
+		"-identity-secret", "service test secret!", "-batch-linger", "100ms", "-log-level", "error",
+		"-max-event-age", "0", "-requests-table", "requests_exit_test",
+	}
+	kf.Cluster().Control(func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kf.Cluster().KeepControl()
+		if req.Key() == int16(kmsg.OffsetCommit) {
+			return nil, errors.New("commits refused (test)"), true
+		}
+		return nil, nil, false
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stderr bytes.Buffer
+	exit := make(chan int, 1)
+	var a app
+	go func() { exit <- serviceMain(ctx, &a, args, &stderr) }()
+
+	w := &kafka.Writer{Addr: kafka.TCP(kf.Brokers()...), Topic: "requests", RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond}
+	defer w.Close()
+	event := fmt.Sprintf(`{"EdgeStartTimestamp":%d,"ZoneName":"a.example","ClientIP":"192.0.2.1","ClientRequestPath":"/"}`, time.Now().Unix())
+	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("a.example|192.0.2.1"), Value: []byte(event)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exit:
+		if code == 0 || !strings.Contains(stderr.String(), "committing") {
+			t.Errorf("exit code %d, want an error naming the failed commit; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the service still runs 60 s after its ingest failed to commit; stderr:\n%s", stderr.String())
 	}
 }
