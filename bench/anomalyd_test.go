@@ -29,7 +29,7 @@ func runAnomalyd(ctx context.Context, p featurePartition) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	recency := features.NewRecency(anomalydRescore)
+	recency := features.NewRecency(anomalydRescore, 0)
 	identity, err := features.NewIdentity(features.IdentityIP, []byte("benchmark identity secret, 32+ bytes"))
 	if err != nil {
 		return 0, err

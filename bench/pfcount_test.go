@@ -69,7 +69,7 @@ func pfcountMember(h uint64) string {
 func runPfcount(ctx context.Context, p featurePartition) (int, error) {
 	w := p.w
 	ttl := w.Span() + w.Width // RedisStore's default grace: one bucket
-	recency := features.NewRecency(anomalydRescore)
+	recency := features.NewRecency(anomalydRescore, 0)
 	identity, err := features.NewIdentity(features.IdentityIP, []byte("benchmark identity secret, 32+ bytes"))
 	if err != nil {
 		return 0, err

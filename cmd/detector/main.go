@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,21 @@ func main() {
 // call it with their own context and output.
 func serviceMain(ctx context.Context, a *app, args []string, stderr io.Writer) int {
 	return service.Main(ctx, a.service(), args, os.Getenv, stderr)
+}
+
+// setMemoryLimit sets the runtime's soft memory limit from -memory-limit,
+// else GOMEMLIMIT, else -max-visitors, and returns the limit before.
+func (a *app) setMemoryLimit(logger *slog.Logger) int64 {
+	limit, from := a.detector.MemoryLimit, "-memory-limit"
+	switch {
+	case limit > 0:
+	case os.Getenv("GOMEMLIMIT") != "":
+		limit, from = debug.SetMemoryLimit(-1), "GOMEMLIMIT"
+	default:
+		limit, from = a.detector.MemoryBudget(), "-max-visitors"
+	}
+	logger.Info("memory limit", "bytes", limit, "from", from, "max_visitors", a.detector.MaxVisitors)
+	return debug.SetMemoryLimit(limit)
 }
 
 // app is the detector's configuration and wiring.
@@ -85,6 +101,7 @@ func (a *app) validate() error {
 }
 
 func (a *app) run(ctx context.Context, logger *slog.Logger) error {
+	defer debug.SetMemoryLimit(a.setMemoryLimit(logger))
 	rdb, err := a.redis.Client()
 	if err != nil {
 		return err
@@ -104,7 +121,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 
 	var stores []*features.RedisStore
 	proc, err := detector.NewProcessor(a.detector, a.features, func() (detector.Store, error) {
-		s, err := features.NewRedisStore(rdb, a.features.Window, features.RedisOptions{})
+		s, err := features.NewRedisStore(rdb, a.features.Window, a.detector.StoreOptions())
 		if err == nil {
 			stores = append(stores, s)
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/service"
@@ -64,6 +66,40 @@ type Config struct {
 	// would move its visitor's window and recency register past every
 	// real request to come.
 	EventTime service.EventTimeConfig
+	// MaxVisitors bounds what the detector keeps in memory, shared out
+	// among the workers: per worker, at most its share of visitors in the
+	// recency register, of open buckets (the newest minute's) and of
+	// closed buckets. Beyond it, state is dropped and read again from
+	// Redis when needed (see StoreOptions).
+	MaxVisitors int
+	// MemoryLimit is the Go runtime's soft memory limit in bytes; 0 sets
+	// it from MaxVisitors (MemoryBudget) unless GOMEMLIMIT is set.
+	MemoryLimit int64
+}
+
+// DefaultMaxVisitors is the default -max-visitors.
+const DefaultMaxVisitors = 250_000
+
+// StoreOptions are the Redis store bounds of one worker's share of
+// MaxVisitors.
+func (c *Config) StoreOptions() features.RedisOptions {
+	share := c.MaxVisitors / c.Workers
+	return features.RedisOptions{MaxOpen: share, MaxCached: share}
+}
+
+// Memory per visitor of MaxVisitors at most (an open and a closed bucket
+// of a few requests, about 470 bytes each in their maps, a recency entry
+// and a window span, with room for the garbage collector), and for
+// everything else: the process, its batches, its baselines.
+const (
+	bytesPerVisitor = 1536
+	baseBytes       = 128 << 20
+)
+
+// MemoryBudget is the soft memory limit that MaxVisitors implies: about
+// 494 MiB at the default.
+func (c *Config) MemoryBudget() int64 {
+	return baseBytes + bytesPerVisitor*int64(c.MaxVisitors)
 }
 
 // DefaultConfig is a rescore interval of 30 s, the baselines' thresholds, a worker per CPU and batches of 5,000 events
@@ -76,6 +112,7 @@ func DefaultConfig() Config {
 		BatchLinger:     200 * time.Millisecond,
 		ShutdownTimeout: 30 * time.Second,
 		EventTime:       service.DefaultEventTimeConfig(),
+		MaxVisitors:     DefaultMaxVisitors,
 	}
 }
 
@@ -86,6 +123,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "most events per batch; offsets are committed once per batch, after its scores are acknowledged and its features written")
 	fs.DurationVar(&c.BatchLinger, "batch-linger", c.BatchLinger, "longest a batch waits for more events before it is processed")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "longest the batch in hand may take to finish on shutdown")
+	fs.IntVar(&c.MaxVisitors, "max-visitors", c.MaxVisitors, "visitors whose state the detector keeps in memory (recency register, open and closed buckets), shared among the workers; beyond it state is dropped and read from Redis again when needed, so a flood of new visitors costs Redis reads, not memory")
+	fs.Var((*byteSize)(&c.MemoryLimit), "memory-limit", "the Go runtime's soft memory limit, as GOMEMLIMIT writes it (`size`: 512MiB, 1GiB, or bytes); 0 sets it from -max-visitors (128MiB + 1.5KiB a visitor) unless GOMEMLIMIT is set")
 	c.EventTime.RegisterFlags(fs, "events")
 }
 
@@ -103,6 +142,48 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-batch-linger must be positive, got %v", c.BatchLinger)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("-shutdown-timeout must be positive, got %v", c.ShutdownTimeout)
+	case c.MaxVisitors < 1000*c.Workers:
+		return fmt.Errorf("-max-visitors must be at least 1000 per worker (%d), got %d", 1000*c.Workers, c.MaxVisitors)
+	case c.MemoryLimit < 0:
+		return fmt.Errorf("-memory-limit must not be negative, got %d", c.MemoryLimit)
 	}
 	return c.EventTime.Validate()
+}
+
+// byteSize is a flag of bytes written as GOMEMLIMIT is: a number with an
+// optional unit B, KiB, MiB, GiB or TiB.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if b == nil || *b == 0 {
+		return "0"
+	}
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}} {
+		if int64(*b)%(1<<u.shift) == 0 {
+			return strconv.FormatInt(int64(*b)>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num, shift := s, uint(0)
+	for _, u := range []struct {
+		name  string
+		shift uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}} {
+		if n, ok := strings.CutSuffix(s, u.name); ok {
+			num, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64>>shift {
+		return fmt.Errorf("%q is not a size such as 512MiB", s)
+	}
+	*b = byteSize(n << shift)
+	return nil
 }

@@ -19,6 +19,7 @@ type Metrics struct {
 	StoreErrors     *prometheus.CounterVec // by operation: prefetch, flush
 	KafkaErrors     *prometheus.CounterVec // by operation: fetch, produce, commit
 	PartitionResets prometheus.Counter
+	Evictions       *prometheus.CounterVec // by what: open, closed, recency
 }
 
 // NewMetrics registers the detector's metrics with reg.
@@ -43,11 +44,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StoreErrors:     prometheus.NewCounterVec(opts("store_errors_total", "Feature store (Redis) failures, by operation; each is retried."), []string{"op"}),
 		KafkaErrors:     prometheus.NewCounterVec(opts("kafka_errors_total", "Kafka failures, by operation: fetch (the detector then exits, to be restarted), produce (retried), commit."), []string{"op"}),
 		PartitionResets: prometheus.NewCounter(opts("partition_resets_total", "Times the feature stores dropped their caches because a partition's offsets jumped: another replica owned it meanwhile.")),
+		Evictions:       prometheus.NewCounterVec(opts("evictions_total", "State dropped from memory to stay within -max-visitors, by what: open buckets (written, read from Redis again if their visitor returns within the minute), closed buckets (read again when a window needs them), recency entries (their visitors scored again sooner than -rescore-interval)."), []string{"what"}),
+	}
+	for _, w := range []string{"open", "closed", "recency"} {
+		m.Evictions.WithLabelValues(w)
 	}
 	for _, r := range service.EventReasons() {
 		m.DeadLetters.WithLabelValues(r)
 	}
 	reg.MustRegister(m.Events, m.DeadLetters, m.Scored, m.Outliers, m.Unscored, m.RecencySkips,
-		m.Batches, m.BatchSeconds, m.StoreErrors, m.KafkaErrors, m.PartitionResets)
+		m.Batches, m.BatchSeconds, m.StoreErrors, m.KafkaErrors, m.PartitionResets, m.Evictions)
 	return m
 }

@@ -82,6 +82,10 @@ type shard struct {
 	contrib []float64
 	scores  []kafka.Message
 	counts  shardCounts
+	// evicted is what the metrics have of the store's and the register's
+	// evictions.
+	evicted features.Evictions
+	forgot  uint64
 }
 
 // shardCounts are a shard's counts for one batch, added to the metrics
@@ -89,6 +93,10 @@ type shard struct {
 type shardCounts struct {
 	scored, outliers, recencySkips, noBaseline, tooFew, errors uint64
 }
+
+// evictionCounter is a store that drops state to stay within its bounds
+// (*features.RedisStore).
+type evictionCounter interface{ Evicted() features.Evictions }
 
 // NewProcessor returns a Processor for the detector's features config.
 // newStore is called once per worker.
@@ -119,7 +127,7 @@ func NewProcessor(cfg Config, fc features.Config, newStore func() (Store, error)
 		if err != nil {
 			return nil, err
 		}
-		p.shards = append(p.shards, &shard{store: store, recency: features.NewRecency(cfg.RescoreInterval)})
+		p.shards = append(p.shards, &shard{store: store, recency: features.NewRecency(cfg.RescoreInterval, cfg.MaxVisitors/cfg.Workers)})
 	}
 	return p, nil
 }
@@ -228,7 +236,27 @@ func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
 		sh.counts = shardCounts{}
 		out.Scores = append(out.Scores, sh.scores...)
 	}
+	p.countEvictions()
 	return out, nil
+}
+
+// countEvictions adds to the metrics what the shards dropped since they
+// were last counted.
+func (p *Processor) countEvictions() {
+	for _, sh := range p.shards {
+		if f := sh.recency.Evictions(); f > sh.forgot {
+			p.metrics.Evictions.WithLabelValues("recency").Add(float64(f - sh.forgot))
+			sh.forgot = f
+		}
+		ec, ok := sh.store.(evictionCounter)
+		if !ok {
+			continue
+		}
+		e := ec.Evicted()
+		p.metrics.Evictions.WithLabelValues("open").Add(float64(e.Open - sh.evicted.Open))
+		p.metrics.Evictions.WithLabelValues("closed").Add(float64(e.Closed - sh.evicted.Closed))
+		sh.evicted = e
+	}
 }
 
 // parallel runs f(0..n-1) on n goroutines and waits for them.
@@ -338,6 +366,7 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 func (p *Processor) Flush(ctx context.Context) error {
 	errs := make([]error, len(p.shards))
 	p.parallel(len(p.shards), func(s int) { errs[s] = p.shards[s].store.Flush(ctx) })
+	p.countEvictions()
 	return errors.Join(errs...)
 }
 

@@ -23,6 +23,19 @@ type RedisOptions struct {
 	// Default 1<<19: a decoded bucket of a few requests takes about 450
 	// bytes, so some 250 MB at most for busy visitors.
 	MaxCached int
+	// MaxOpen bounds the open buckets, those of the newest minute, that
+	// the store keeps in memory after a Flush has written them: beyond
+	// it, they are dropped, and a visitor that comes back within the
+	// minute has its bucket read from Redis again. It also bounds the
+	// visitors whose whole window the store knows it holds. Default 1<<19.
+	MaxOpen int
+}
+
+// Evictions counts what a RedisStore dropped from memory to stay within
+// its bounds; each costs Redis reads later, never data.
+type Evictions struct {
+	Open   uint64 // open buckets dropped after they were written
+	Closed uint64 // closed buckets forgotten when the cache started over
 }
 
 // RedisStore is a Store in Redis, standalone or Cluster (any
@@ -57,6 +70,7 @@ type RedisStore struct {
 	rdb       redis.UniversalClient
 	ttl       time.Duration
 	maxCached int
+	maxOpen   int
 
 	mu     sync.Mutex
 	wm     watermark
@@ -66,14 +80,17 @@ type RedisStore struct {
 	// evicted is the oldest bucket closed may still hold: older ones were
 	// dropped when the watermark passed them.
 	evicted uint32
-	// complete is, per visitor, the newest bucket of a window the store
-	// holds in full (open or closed) since a Prefetch loaded it, so that
-	// Prefetch looks up only the buckets a visitor's window gained since.
-	complete map[visitorID]uint32
-	seen     map[bucketID]struct{} // scratch for Add
-	buckets  []*bucket             // scratch for Window
-	ids      []bucketID            // scratch for Window
-	buf      []byte
+	// complete is, per visitor, the buckets the store holds in full (open
+	// or closed, and those Redis does not have) since a Prefetch loaded
+	// them, so that Prefetch looks up only the buckets a visitor's window
+	// gained since, and a window needs no round trip for the buckets that
+	// nobody wrote.
+	complete  map[visitorID]span
+	seen      map[bucketID]struct{} // scratch for Add
+	buckets   []*bucket             // scratch for Window
+	ids       []bucketID            // scratch for Window
+	buf       []byte
+	evictions Evictions
 }
 
 // NewRedisStore returns a store for window w in rdb. The client must have
@@ -86,8 +103,8 @@ func NewRedisStore(rdb redis.UniversalClient, w Window, opts RedisOptions) (*Red
 	if !honoursDeadlines(rdb) {
 		return nil, errors.New("redis store: the client must set ContextTimeoutEnabled so that context deadlines are honoured")
 	}
-	if opts.Grace < 0 || opts.MaxCached < 0 {
-		return nil, fmt.Errorf("redis store: negative grace %v or cache size %d", opts.Grace, opts.MaxCached)
+	if opts.Grace < 0 || opts.MaxCached < 0 || opts.MaxOpen < 0 {
+		return nil, fmt.Errorf("redis store: negative grace %v or bound %d, %d", opts.Grace, opts.MaxCached, opts.MaxOpen)
 	}
 	if opts.Grace == 0 {
 		opts.Grace = w.Width
@@ -95,16 +112,20 @@ func NewRedisStore(rdb redis.UniversalClient, w Window, opts RedisOptions) (*Red
 	if opts.MaxCached == 0 {
 		opts.MaxCached = 1 << 19
 	}
+	if opts.MaxOpen == 0 {
+		opts.MaxOpen = 1 << 19
+	}
 	return &RedisStore{
 		rdb:       rdb,
 		ttl:       w.Span() + opts.Grace,
 		maxCached: opts.MaxCached,
+		maxOpen:   opts.MaxOpen,
 		wm:        newWatermark(w),
 		open:      make(map[bucketID]*bucket),
 		dirty:     make(map[bucketID]struct{}),
 		closed:    make(map[bucketID]*bucket),
 		seen:      make(map[bucketID]struct{}),
-		complete:  make(map[visitorID]uint32),
+		complete:  make(map[visitorID]span),
 	}, nil
 }
 
@@ -185,14 +206,12 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 	for i := range obs {
 		o := &obs[i]
 		from := w.First(o.Bucket)
-		if c, ok := s.complete[visitorID{o.Site, o.Visitor}]; ok && w.First(c) >= s.evicted {
-			// The store holds the window ending at c.
-			if o.Bucket <= c && from >= w.First(c) {
+		if c, ok := s.complete[visitorID{o.Site, o.Visitor}]; ok && from >= max(c.from, s.evicted) && from <= c.to {
+			// The store holds the window's buckets up to c.to.
+			if o.Bucket <= c.to {
 				continue
 			}
-			if o.Bucket > c {
-				from = max(from, c+1)
-			}
+			from = c.to + 1
 		}
 		for b := from; b <= o.Bucket; b++ {
 			id := bucketID{o.Site, o.Visitor, b}
@@ -216,44 +235,77 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 	if full {
 		s.forgetClosed() // as remember would, but before rather than midway
 	}
+	// One MGET per visitor: its keys share a Cluster hash slot, and a new
+	// visitor's whole window is one command instead of one per bucket.
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(ids))
+	var cmds []*redis.SliceCmd
+	var keys []string
 	for i, id := range ids {
-		cmds[i] = pipe.Get(ctx, s.key(id))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("%w: prefetching %d buckets: %w", ErrUnavailable, len(ids), err)
-	}
-	loaded := make([]*bucket, len(ids))
-	for i, id := range ids {
-		data, err := cmds[i].Bytes()
-		switch {
-		case errors.Is(err, redis.Nil):
-		case err != nil:
-			return fmt.Errorf("%w: prefetching bucket %s: %w", ErrUnavailable, s.key(id), err)
-		default:
-			if loaded[i], err = decodeBucket(data); err != nil {
-				return fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, s.key(id), err)
-			}
+		keys = append(keys, s.key(id))
+		if i+1 == len(ids) || ids[i+1].site != id.site || ids[i+1].visitor != id.visitor {
+			cmds = append(cmds, pipe.MGet(ctx, keys...))
+			keys = nil
 		}
 	}
-	for i, id := range ids {
-		s.closed[id] = loaded[i] // nil: Redis has none
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%w: prefetching %d buckets: %w", ErrUnavailable, len(ids), err)
+	}
+	loaded := make([]*bucket, 0, len(ids))
+	for _, cmd := range cmds {
+		for _, v := range cmd.Val() {
+			var b *bucket
+			if data, ok := v.(string); ok {
+				var err error
+				if b, err = decodeBucket([]byte(data)); err != nil {
+					return fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, s.key(ids[len(loaded)]), err)
+				}
+			}
+			loaded = append(loaded, b)
+		}
 	}
 	if !full { // else the rest of the windows was just forgotten
 		s.completed(obs)
 	}
+	for i, id := range ids {
+		// What Redis does not have is remembered per visitor where the
+		// visitor's newest window is held in full, not per bucket: a new
+		// visitor's window is ten buckets that nobody wrote.
+		if loaded[i] != nil || !s.holds(id) {
+			s.closed[id] = loaded[i] // nil: Redis has none
+		}
+	}
 	return nil
 }
 
-// completed records that the store holds the windows of obs in full.
+// holds reports whether the store knows bucket id as it is in Redis from
+// its visitor's window held in full: a bucket of that window that is
+// neither open nor closed is one Redis does not have.
+func (s *RedisStore) holds(id bucketID) bool {
+	c, ok := s.complete[visitorID{id.site, id.visitor}]
+	return ok && id.bucket >= max(c.from, s.evicted) && id.bucket <= c.to
+}
+
+// span is the buckets from and to, both included.
+type span struct{ from, to uint32 }
+
+// completed records that the store holds the windows of obs in full: with
+// what it held of their visitors when they overlap or touch, else in its
+// place when newer.
 func (s *RedisStore) completed(obs []Observation) {
 	w := s.wm.w
 	for i := range obs {
 		o := &obs[i]
 		v := visitorID{o.Site, o.Visitor}
-		if c, ok := s.complete[v]; !ok || o.Bucket > c || w.First(c) < s.evicted {
-			s.complete[v] = o.Bucket
+		got := span{w.First(o.Bucket), o.Bucket}
+		c, ok := s.complete[v]
+		c.from = max(c.from, s.evicted)
+		switch {
+		case !ok || c.from > c.to:
+			s.complete[v] = got
+		case got.from <= c.to+1 && got.to+1 >= c.from:
+			s.complete[v] = span{min(c.from, got.from), max(c.to, got.to)}
+		case got.to > c.to:
+			s.complete[v] = got
 		}
 	}
 }
@@ -261,6 +313,7 @@ func (s *RedisStore) completed(obs []Observation) {
 // forgetClosed forgets the closed buckets, and so which windows the store
 // holds in full.
 func (s *RedisStore) forgetClosed() {
+	s.evictions.Closed += uint64(len(s.closed))
 	clear(s.closed)
 	clear(s.complete)
 }
@@ -274,7 +327,7 @@ func (s *RedisStore) load(ctx context.Context, dst []*bucket, ids []bucketID) ([
 	var fetch []int // indexes into ids of the buckets to read from Redis
 	for i, id := range ids {
 		b, ok := s.closed[id]
-		if !ok {
+		if !ok && !s.holds(id) {
 			fetch = append(fetch, i)
 		}
 		dst = append(dst, b)
@@ -346,6 +399,16 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 		s.remember(id, b)
 		delete(s.open, id)
 	}
+	// A flood of new visitors fills the newest minute: what is written
+	// goes, and is read again if its visitor comes back.
+	if len(s.open) > s.maxOpen {
+		s.evictions.Open += uint64(len(s.open))
+		clear(s.open)
+		clear(s.complete)
+	}
+	if len(s.complete) > s.maxOpen {
+		clear(s.complete)
+	}
 	// The visitors of a partition read behind the others still need
 	// buckets older than the newest window; keep a second window of them.
 	// Windows further behind are read from Redis again.
@@ -356,7 +419,7 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 			}
 		}
 		for v, c := range s.complete {
-			if s.wm.w.First(c) < oldest {
+			if c.to < oldest {
 				delete(s.complete, v)
 			}
 		}
@@ -402,6 +465,14 @@ func (s *RedisStore) Reset() {
 			delete(s.open, id)
 		}
 	}
+}
+
+// Evicted returns what the store has dropped from memory to stay within
+// its bounds.
+func (s *RedisStore) Evicted() Evictions {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.evictions
 }
 
 // Late is the number of observations dropped as older than the window.

@@ -525,3 +525,35 @@ func addOneByOne(t *testing.T, s Store, batch []Observation, want []uint64) {
 		}
 	}
 }
+
+// TestRedisStoreBoundsOpenBuckets: a flood of visitors in one minute keeps
+// at most MaxOpen open buckets in memory after a Flush, counted as
+// evictions, and a visitor who comes back within the minute still has
+// every request of it counted: its bucket is read from Redis again.
+func TestRedisStoreBoundsOpenBuckets(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t).Addr(), ContextTimeoutEnabled: true})
+	t.Cleanup(func() { rdb.Close() })
+	const maxOpen = 100
+	s, err := NewRedisStore(rdb, DefaultWindow(), RedisOptions{MaxOpen: maxOpen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flood := make([]Observation, 3*maxOpen)
+	for i := range flood {
+		flood[i] = req{bucket: b0, path: "/", method: "GET"}.observation(testSite, uint64(1000+i))
+	}
+	mustAdd(t, s, flood)
+	if n, ev := len(s.open), s.Evicted(); n > maxOpen || ev.Open != 3*maxOpen {
+		t.Fatalf("after the flood: %d open buckets, evictions %+v; want at most %d, and the %d written evicted", n, ev, maxOpen, 3*maxOpen)
+	}
+	// The first visitor comes back within the minute.
+	back := req{bucket: b0, path: "/again", method: "GET"}.observation(testSite, 1000)
+	mustAdd(t, s, []Observation{back})
+	got, err := s.Window(t.Context(), testSite, 1000, b0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Counts[CountRequests] != 2 || got.Distinct[SketchPaths] != 2 {
+		t.Errorf("the visitor back after eviction: %d requests on %d paths, want 2 on 2", got.Counts[CountRequests], got.Distinct[SketchPaths])
+	}
+}
