@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/anomalyd/anomalyd/internal/jsondepth"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -45,6 +46,9 @@ func (d *scoreDecoder) reset(n int) {
 // decode decodes one record from data into *s, overwriting all of it.
 func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 	*s = records.Score{}
+	if jsondepth.Exceeds(data, jsondepth.Max) {
+		return fmt.Errorf("invalid JSON: nested deeper than %d", jsondepth.Max)
+	}
 	root, err := d.parser.ParseBytes(data)
 	if err != nil {
 		return fmt.Errorf("invalid JSON: %w", err)

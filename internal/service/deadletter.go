@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -34,10 +35,24 @@ func EventReasons() []string {
 	return []string{ReasonMalformed, ReasonIdentity, ReasonFuture, ReasonTooOld}
 }
 
-// DeadLetter is the dead-letter message of m, refused for reason.
+// MaxReason is the longest reason header a dead letter gets: a parser's
+// message can quote the rest of a hostile value, which the dead letter
+// keeps anyway.
+const MaxReason = 512
+
+// DeadLetter is the dead-letter message of m, refused for reason, whose
+// message is cut to MaxReason bytes.
 func DeadLetter(m kafka.Message, reason error) kafka.Message {
+	why := reason.Error()
+	if len(why) > MaxReason {
+		cut := MaxReason - len("...")
+		for cut > 0 && !utf8.RuneStart(why[cut]) {
+			cut--
+		}
+		why = why[:cut] + "..."
+	}
 	return kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
-		{Key: HeaderReason, Value: []byte(reason.Error())},
+		{Key: HeaderReason, Value: []byte(why)},
 		{Key: HeaderSource, Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))},
 	}}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -199,5 +200,25 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 				t.Fatalf("read: %q, %v; want %q", m.Value, err, value)
 			}
 		})
+	}
+}
+
+// TestDeadLetterReasonIsBounded: a reason that quotes a hostile value at
+// length is cut to MaxReason bytes, on a character boundary.
+func TestDeadLetterReasonIsBounded(t *testing.T) {
+	long := errors.New("invalid JSON: unexpected value found: " + strings.Repeat("é", 2000))
+	m := DeadLetter(kafka.Message{Value: []byte("x")}, long)
+	var reason []byte
+	for _, h := range m.Headers {
+		if h.Key == HeaderReason {
+			reason = h.Value
+		}
+	}
+	if len(reason) > MaxReason || !utf8.Valid(reason) || !bytes.HasPrefix(reason, []byte("invalid JSON: unexpected value found: é")) || !bytes.HasSuffix(reason, []byte("...")) {
+		t.Errorf("reason of %d bytes (valid UTF-8: %v): %.80q...", len(reason), utf8.Valid(reason), reason)
+	}
+	short := DeadLetter(kafka.Message{}, errors.New("field \"ClientIP\": missing"))
+	if got := string(short.Headers[0].Value); got != `field "ClientIP": missing` {
+		t.Errorf("a short reason became %q", got)
 	}
 }

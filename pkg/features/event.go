@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/anomalyd/anomalyd/internal/jsondepth"
 )
 
 // Sentinel errors of event decoding and visitor identity. Test for them with
@@ -328,6 +330,9 @@ func NewDecoder(m FieldMap) (*Decoder, error) {
 // except for a site name not in its cache of the last few thousand.
 func (d *Decoder) Decode(data []byte, ev *Event) error {
 	*ev = Event{}
+	if jsondepth.Exceeds(data, jsondepth.Max) {
+		return &FieldError{Reason: fmt.Sprintf("invalid JSON: nested deeper than %d", jsondepth.Max)}
+	}
 	root, err := d.parser.ParseBytes(data)
 	if err != nil {
 		return &FieldError{Reason: "invalid JSON: " + err.Error()}

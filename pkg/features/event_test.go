@@ -550,3 +550,39 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeRefusesDeepNesting: an event nested deeper than jsondepth.Max is
+// refused before fastjson parses it (which took some 12 ms and wrote a
+// 14 KB reason for each past its own limit of 300), with a short reason;
+// brackets inside strings and a wide but shallow event are no nesting.
+func TestDecodeRefusesDeepNesting(t *testing.T) {
+	d, err := NewDecoder(DefaultFieldMap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ok = `"EdgeStartTimestamp":1767225600,"ZoneName":"a.example","ClientIP":"192.0.2.1"`
+	tests := []struct {
+		name    string
+		data    string
+		refused bool
+	}{
+		{"nested 65 deep", `{` + ok + `,"x":` + strings.Repeat("[", 64) + strings.Repeat("]", 64) + `}`, true},
+		{"nested 5000 deep", `{` + ok + `,"x":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}`, true},
+		{"nested 64 deep", `{` + ok + `,"x":` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + `}`, false},
+		{"brackets in a string", `{` + ok + `,"ClientRequestPath":"/` + strings.Repeat("[{", 500) + `"}`, false},
+		{"escaped quote, then brackets in the string", `{` + ok + `,"ClientRequestPath":"\"` + strings.Repeat("[", 500) + `"}`, false},
+		{"many shallow arrays", `{` + ok + strings.Repeat(`,"x":[1]`, 500) + `}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ev Event
+			err := d.Decode([]byte(tt.data), &ev)
+			if got := err != nil; got != tt.refused {
+				t.Fatalf("Decode: %v, want refused %v", err, tt.refused)
+			}
+			if tt.refused && (!errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "nested deeper than 64") || len(err.Error()) > 100) {
+				t.Errorf("reason %.200q, want a short one naming the nesting", err)
+			}
+		})
+	}
+}
