@@ -108,12 +108,18 @@ func TestDetectionQuality(t *testing.T) {
 // jsonl is cfg's traffic as labelled JSON lines.
 func jsonl(tb testing.TB, cfg traffic.Config) []byte {
 	tb.Helper()
+	return trafficJSONL(tb, cfg, true)
+}
+
+// trafficJSONL is cfg's traffic as JSON lines, with labels or without.
+func trafficJSONL(tb testing.TB, cfg traffic.Config, labels bool) []byte {
+	tb.Helper()
 	reqs, err := traffic.Generate(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := traffic.WriteJSONL(&buf, reqs, true); err != nil {
+	if err := traffic.WriteJSONL(&buf, reqs, labels); err != nil {
 		tb.Fatal(err)
 	}
 	return buf.Bytes()

@@ -58,7 +58,7 @@ func BenchmarkFlood(b *testing.B) {
 	// The baselines and sites of ordinary traffic; the traffic itself is
 	// made again by the drain run, so that it is not in memory during the
 	// visitors run.
-	models, sites := floodModels(b, fc, generated(b, cfg))
+	models, sites := floodModels(b, fc, trafficJSONL(b, cfg, false))
 	start := cfg.Start.Add(cfg.Duration)
 	dc := detector.DefaultConfig()
 	// The limit the detector sets from -max-visitors, as cmd/detector does.
@@ -80,7 +80,7 @@ func BenchmarkFlood(b *testing.B) {
 			}
 			took := process(b, fc, models, rdb, events)
 			rss := peak()
-			used := redisUsedMemory(b, rdb)
+			used := redisUsage(b.Context(), b, rdb).memory
 			if keys, expiring := redisKeys(b, rdb); keys != expiring {
 				b.Fatalf("%d keys in Redis, %d of them with an expiry: every visitor's bucket must expire", keys, expiring)
 			}
@@ -94,7 +94,7 @@ func BenchmarkFlood(b *testing.B) {
 
 	b.Run("drain", func(b *testing.B) {
 		b.ReportAllocs()
-		ordinary := generated(b, cfg)
+		ordinary := trafficJSONL(b, cfg, false)
 		lines := bytes.Split(bytes.TrimSpace(ordinary), []byte("\n"))
 		const requests = 6 // each flood visitor's, a few minutes apart
 		visitors := len(lines) / requests
@@ -130,20 +130,6 @@ func BenchmarkFlood(b *testing.B) {
 		b.ReportMetric(floodRate/ordinaryRate, "flood/ordinary")
 		b.ReportMetric(0, "ns/op")
 	})
-}
-
-// generated is cfg's traffic as unlabelled JSON lines.
-func generated(b *testing.B, cfg traffic.Config) []byte {
-	b.Helper()
-	reqs, err := traffic.Generate(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := traffic.WriteJSONL(&buf, reqs, false); err != nil {
-		b.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // floodModels fits the baselines of history's sites, and lists them.
@@ -260,23 +246,6 @@ func rss() int64 {
 			return kb << 10
 		}
 	}
-	return 0
-}
-
-// redisUsedMemory is Redis's used_memory in bytes.
-func redisUsedMemory(b *testing.B, rdb *redis.Client) int64 {
-	b.Helper()
-	info, err := rdb.Info(context.Background(), "memory").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	b.Fatal("no used_memory in INFO memory")
 	return 0
 }
 

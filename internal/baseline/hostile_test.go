@@ -53,7 +53,6 @@ func TestIngestHostileInput(t *testing.T) {
 		total /= 10
 	}
 	good := events(t, 2000, 9)
-	per := total / len(good)
 	_, conn := clickHouse(t)
 	id, err := features.NewIdentity(features.IdentityIP, testSecret)
 	if err != nil {
@@ -108,11 +107,8 @@ func TestIngestHostileInput(t *testing.T) {
 			flush()
 		}
 	}
-	for i, v := range good {
+	for v := range traffic.HostileAmong(good, total, 2, func(int) time.Time { return trafficNow.Add(-time.Minute) }) {
 		add(v)
-		for j := range per {
-			add(traffic.Hostile(2, i*per+j, trafficNow.Add(-time.Minute)))
-		}
 	}
 	flush()
 

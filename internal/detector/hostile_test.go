@@ -28,7 +28,6 @@ func TestHostileInput(t *testing.T) {
 		total /= 10
 	}
 	good := trafficMessages()
-	per := total / len(good) // hostile events after each good one
 	source := staticSource{"shop.example": testModel(t)}
 	cfg := DefaultConfig()
 	want := runBatches(t, proc(newTestProcessor(t, cfg, source)), good, cfg.BatchSize)
@@ -82,11 +81,12 @@ func TestHostileInput(t *testing.T) {
 			flush()
 		}
 	}
+	values := make([][]byte, len(good))
 	for i, g := range good {
-		add(g.Value)
-		for j := range per {
-			add(traffic.Hostile(1, i*per+j, t0.Add(time.Duration(i)*time.Second/8)))
-		}
+		values[i] = g.Value
+	}
+	for v := range traffic.HostileAmong(values, total, 1, func(i int) time.Time { return t0.Add(time.Duration(i) * time.Second / 8) }) {
+		add(v)
 	}
 	flush()
 

@@ -29,7 +29,6 @@ func TestHostileInput(t *testing.T) {
 		s := testScore("a.example", uint64(i%40), time.Duration(i)*300*time.Millisecond, float64(5+i%17))
 		good = append(good, kafka.Message{Value: mustJSON(t, s)})
 	}
-	per := total / len(good)
 	detections := func(p *Publisher, msgs []kafka.Message) []string {
 		t.Helper()
 		b, err := p.prepare(msgs)
@@ -79,19 +78,20 @@ func TestHostileInput(t *testing.T) {
 		batch = batch[:0]
 	}
 	add := func(m kafka.Message) {
+		sent++
 		if batch = append(batch, m); len(batch) == size {
 			flush()
 		}
 	}
+	values := make([][]byte, len(good))
 	for i, g := range good {
-		add(g)
-		for j := range per {
-			add(kafka.Message{Value: traffic.Hostile(3, i*per+j, t0)})
-			sent++
-		}
+		values[i] = g.Value
+	}
+	for v := range traffic.HostileAmong(values, total, 3, func(int) time.Time { return t0 }) {
+		add(kafka.Message{Value: v})
 	}
 	flush()
-	t.Logf("%d hostile values among %d score records; peak heap in use %d MiB", sent, len(good), peakHeap>>20)
+	t.Logf("%d values, %d of them score records; peak heap in use %d MiB", sent, len(good), peakHeap>>20)
 	if peakHeap > 512<<20 {
 		t.Errorf("peak heap in use %d MiB, want at most 512", peakHeap>>20)
 	}

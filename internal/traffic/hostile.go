@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -88,5 +89,23 @@ func Hostile(seed uint64, i int, at time.Time) []byte {
 		return fmt.Appendf(nil, `{"EdgeStartTimestamp":%d,"ZoneName":%q,"ClientIP":"999.1.1.1%%eth0"}`, ts, HostileSite)
 	default: // plausible, for the hostile site: accepted
 		return valid(fmt.Sprintf("/%d", rng.IntN(1000)), "hostile/1.0")
+	}
+}
+
+// HostileAmong yields the events of good in order, each followed by its
+// share of n Hostile events of seed, dated at(i) after good[i].
+func HostileAmong(good [][]byte, n int, seed uint64, at func(i int) time.Time) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		per := n / max(len(good), 1)
+		for i, g := range good {
+			if !yield(g) {
+				return
+			}
+			for j := range per {
+				if !yield(Hostile(seed, i*per+j, at(i))) {
+					return
+				}
+			}
+		}
 	}
 }
