@@ -142,8 +142,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-batch-linger must be positive, got %v", c.BatchLinger)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("-shutdown-timeout must be positive, got %v", c.ShutdownTimeout)
-	case c.MaxVisitors < 1000*c.Workers:
-		return fmt.Errorf("-max-visitors must be at least 1000 per worker (%d), got %d", 1000*c.Workers, c.MaxVisitors)
+	case c.MaxVisitors < 100*c.Workers:
+		return fmt.Errorf("-max-visitors must be at least 100 per worker (%d), got %d", 100*c.Workers, c.MaxVisitors)
 	case c.MemoryLimit < 0:
 		return fmt.Errorf("-memory-limit must not be negative, got %d", c.MemoryLimit)
 	}
