@@ -2,9 +2,9 @@ package detector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,8 +80,11 @@ type shard struct {
 	idx     []int // batch indexes of obs
 	vec     []float64
 	contrib []float64
-	scores  []kafka.Message
-	counts  shardCounts
+	// features is the scratch of a score record's contributions: the
+	// record is kept only as its encoding.
+	features []records.Contribution
+	scores   []kafka.Message
+	counts   shardCounts
 	// evicted is what the metrics have of the store's and the register's
 	// evictions.
 	evicted features.Evictions
@@ -341,7 +344,7 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		Returning:       bl.Known != nil && bl.Known.Has(o.Visitor),
 		Score:           score,
 		Threshold:       threshold,
-		Features:        make([]records.Contribution, len(sh.vec)),
+		Features:        slices.Grow(sh.features[:0], len(sh.vec))[:len(sh.vec)],
 		WindowStart:     p.window.Start(p.window.First(o.Bucket)),
 		WindowEnd:       p.window.Start(o.Bucket).Add(p.window.Width),
 		BaselineVersion: version,
@@ -350,7 +353,8 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 	for j, v := range sh.vec {
 		rec.Features[j] = records.Contribution{Feature: p.names[j], Value: v, Contribution: sh.contrib[j]}
 	}
-	value, err := json.Marshal(&rec)
+	sh.features = rec.Features
+	value, err := rec.AppendJSON(make([]byte, 0, 320+96*len(rec.Features)))
 	if err != nil {
 		return fmt.Errorf("encoding a score record: %w", err)
 	}

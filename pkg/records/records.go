@@ -15,6 +15,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Version is the record version this package writes and reads.
@@ -173,3 +174,153 @@ func contributions(field string, cs []Contribution) error {
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// AppendJSON appends s as json.Marshal writes it, without reflection: the
+// detector writes one for every scoring. A non-finite number is an error,
+// as it is for json.Marshal.
+func (s *Score) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(s.V), 10)
+	b = append(b, `,"site":`...)
+	b = appendString(b, s.Site)
+	b = append(b, `,"visitor":`...)
+	b = appendString(b, s.Visitor)
+	if s.Class != "" {
+		b = append(b, `,"class":`...)
+		b = appendString(b, s.Class)
+	}
+	if s.Returning {
+		b = append(b, `,"returning":true`...)
+	}
+	var err error
+	b = append(b, `,"score":`...)
+	if b, err = appendFloat(b, s.Score, "score"); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"threshold":`...)
+	if b, err = appendFloat(b, s.Threshold, "threshold"); err != nil {
+		return nil, err
+	}
+	if s.Features == nil {
+		b = append(b, `,"features":null`...)
+	} else {
+		b = append(b, `,"features":[`...)
+		for i := range s.Features {
+			c := &s.Features[i]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"feature":`...)
+			b = appendString(b, c.Feature)
+			b = append(b, `,"value":`...)
+			if b, err = appendFloat(b, c.Value, "value"); err != nil {
+				return nil, err
+			}
+			b = append(b, `,"contribution":`...)
+			if b, err = appendFloat(b, c.Contribution, "contribution"); err != nil {
+				return nil, err
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	for _, f := range [...]struct {
+		key string
+		t   time.Time
+	}{{`,"window_start":`, s.WindowStart}, {`,"window_end":`, s.WindowEnd}} {
+		b = append(b, f.key...)
+		if b, err = appendTime(b, f.t); err != nil {
+			return nil, err
+		}
+	}
+	b = append(b, `,"baseline_version":`...)
+	b = appendString(b, s.BaselineVersion)
+	b = append(b, `,"scored_at":`...)
+	if b, err = appendTime(b, s.ScoredAt); err != nil {
+		return nil, err
+	}
+	return append(b, '}'), nil
+}
+
+// appendFloat appends f as encoding/json does.
+func appendFloat(b []byte, f float64, field string) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, fmt.Errorf("json: unsupported value: %v (field %q)", f, field)
+	}
+	abs, format := math.Abs(f), byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' { // clean up e-09 to e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
+}
+
+// appendTime appends t as time.Time's MarshalJSON does.
+func appendTime(b []byte, t time.Time) ([]byte, error) {
+	if y := t.Year(); y < 0 || y >= 10000 {
+		return nil, errors.New("json: Time.MarshalJSON: year outside of range [0,9999]")
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), nil
+}
+
+// appendString appends s as a JSON string, as encoding/json escapes it
+// (HTML characters included).
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,9 +1,11 @@
 package records
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +109,49 @@ func TestVisitorID(t *testing.T) {
 	}
 	if string(Key("a.example", "00000000000000ff")) != "a.example|00000000000000ff" {
 		t.Error("Key")
+	}
+}
+
+// TestScoreAppendJSON: AppendJSON writes exactly what json.Marshal does,
+// for strings that need escaping, numbers of every magnitude, times with
+// and without fractions, and features nil, empty or many.
+func TestScoreAppendJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	strs := []string{"", "shop.example", `"b1"`, "a<b>&c", "tab\there", "nl\n\r\b\f", "\x00\x1f\x7f", "é ü 漢字", "\u2028\u2029", "bad \xff\xfe utf8", "emoji 😀", `back\slash`}
+	floats := []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1e-6, 9.99e-7, 1e-7, 123456.789, 1e20, 1e21, 1.5e300, -2.5e-10, 13.287712379549449, math.SmallestNonzeroFloat64, math.MaxFloat64}
+	times := []time.Time{{}, time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC), time.Date(2026, 3, 2, 10, 0, 0, 123456789, time.UTC), time.Date(2026, 3, 2, 10, 0, 0, 120000000, time.UTC), time.Unix(1_767_225_600, 1).UTC()}
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	for i := range 2000 {
+		s := Score{
+			V: rng.IntN(3), Site: pick(strs), Visitor: pick(strs), Class: pick(strs), Returning: rng.IntN(2) == 0,
+			Score: floats[rng.IntN(len(floats))] * float64(1-2*rng.IntN(2)), Threshold: rng.NormFloat64() * 1e3,
+			WindowStart: times[rng.IntN(len(times))], WindowEnd: times[rng.IntN(len(times))], ScoredAt: times[rng.IntN(len(times))],
+			BaselineVersion: pick(strs),
+		}
+		switch i % 3 {
+		case 0:
+		case 1:
+			s.Features = []Contribution{}
+		default:
+			for range 1 + rng.IntN(10) {
+				s.Features = append(s.Features, Contribution{Feature: pick(strs), Value: floats[rng.IntN(len(floats))], Contribution: rng.ExpFloat64() * math.Pow(10, float64(rng.IntN(40)-20))})
+			}
+		}
+		want, err := json.Marshal(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("AppendJSON of %+v:\n got %s\nwant %s", s, got, want)
+		}
+	}
+	for _, bad := range []Score{{Score: math.NaN()}, {Threshold: math.Inf(1)}, {Features: []Contribution{{Value: math.Inf(-1)}}}, {ScoredAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}} {
+		if _, err := bad.AppendJSON(nil); err == nil {
+			t.Errorf("AppendJSON of %+v: no error, want one as json.Marshal gives", bad)
+		}
 	}
 }
