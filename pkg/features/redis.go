@@ -243,8 +243,8 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 	for i, id := range ids {
 		keys = append(keys, s.key(id))
 		if i+1 == len(ids) || ids[i+1].site != id.site || ids[i+1].visitor != id.visitor {
-			cmds = append(cmds, pipe.MGet(ctx, keys...))
-			keys = nil
+			cmds = append(cmds, pipe.MGet(ctx, keys...)) // copies keys
+			keys = keys[:0]
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
