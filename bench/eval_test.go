@@ -201,11 +201,11 @@ func TestRealisticQuality(t *testing.T) {
 	}
 	// Not the goals (0.9 and 0.8) but what is met today, so that a change
 	// that loses detection shows; the seeds are fixed, so the figures are
-	// too (0.639 and 0.222 when these floors were set).
-	if individual < 0.62 {
-		t.Errorf("pooled recall %.3f over individual bots, below today's 0.62", individual)
+	// too (0.655 and 0.291 when these floors were set).
+	if individual < 0.65 {
+		t.Errorf("pooled recall %.3f over individual bots, below today's 0.65", individual)
 	}
-	if coordinated < 0.2 {
-		t.Errorf("pooled recall %.3f over members of coordinated attacks, below today's 0.2", coordinated)
+	if coordinated < 0.28 {
+		t.Errorf("pooled recall %.3f over members of coordinated attacks, below today's 0.28", coordinated)
 	}
 }

@@ -157,9 +157,9 @@ func TestMalformedInput(t *testing.T) {
 		"not JSON":         {garbage, []string{"malformed event", "invalid JSON"}},
 		"without ClientIP": {noIP, []string{"malformed event", `"ClientIP"`, "missing"}},
 	}
-	// Two good events, the bad ones, then eight good: the visitor reaches
-	// the detector's five requests only with events after the bad ones.
-	const before, after = 2, 8
+	// One good event, the bad ones, then nine good: the visitor reaches
+	// the detector's -min-requests (2) only with events after the bad ones.
+	const before, after = 1, 9
 	var msgs []kafka.Message
 	for i := range before {
 		msgs = append(msgs, kafka.Message{Key: key, Value: good(i)})
@@ -256,8 +256,8 @@ func TestMalformedInput(t *testing.T) {
 		t.Errorf(`anomalyd_baseline_dead_letters_total{reason="malformed"} grew by %v, want %d`, got, len(bad))
 	}
 
-	// The visitor is scored once its window holds five requests, which
-	// takes events sent after the bad ones.
+	// The visitor is scored once its window holds -min-requests requests,
+	// which takes events sent after the bad ones.
 	visitor := visitorOf(t, good(0))
 	scores, err := readScores(ctx, r.kc, scoresFrom)
 	if err != nil {

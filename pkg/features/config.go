@@ -26,7 +26,7 @@ type Config struct {
 }
 
 // DefaultMinRequests is the default of -min-requests.
-const DefaultMinRequests = 5
+const DefaultMinRequests = 4
 
 // DefaultRescoreInterval is how often, in event time, the detector
 // re-scores a visitor at most: the default of its -rescore-interval flag.
