@@ -17,6 +17,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/backtest"
 	"github.com/anomalyd/anomalyd/internal/detector"
 	"github.com/anomalyd/anomalyd/internal/replay"
+	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -60,7 +61,7 @@ func BenchmarkDetector(b *testing.B) {
 				}
 				group := fmt.Sprintf("bench-%s-%d-%d", mode, i, time.Now().UnixNano())
 				start, cpu0 := time.Now(), processCPU()
-				runDetector(b, mode, fc, models, kf.Brokers(), group, rdb, events)
+				runDetector(b, mode, fc, models, kf.Brokers(), "requests", group, rdb, events)
 				elapsed += time.Since(start)
 				cpu += processCPU() - cpu0
 				rdb.Close()
@@ -105,9 +106,9 @@ func loadRequests(b *testing.B, fc features.Config, brokers []string) (backtest.
 	return models, len(reqs)
 }
 
-// runDetector consumes the whole requests topic in group and returns once
-// every event's offset is committed.
-func runDetector(b *testing.B, mode string, fc features.Config, models backtest.Models, brokers []string, group string, rdb redis.UniversalClient, events int) {
+// runDetector consumes the whole of topic, which holds events request
+// events, in group and returns once every event's offset is committed.
+func runDetector(b *testing.B, mode string, fc features.Config, models backtest.Models, brokers []string, topic, group string, rdb redis.UniversalClient, events int) {
 	b.Helper()
 	cfg := detector.DefaultConfig()
 	cfg.EventTime.MaxAge = 0 // generated traffic from January, replayed on purpose
@@ -115,7 +116,7 @@ func runDetector(b *testing.B, mode string, fc features.Config, models backtest.
 		cfg.RescoreInterval = 0
 	}
 	reader := &countingReader{Reader: kafka.NewReader(kafka.ReaderConfig{
-		Brokers: brokers, Topic: "requests", GroupID: group,
+		Brokers: brokers, Topic: topic, GroupID: group,
 		MinBytes: 1, MaxBytes: 1 << 20, QueueCapacity: cfg.BatchSize, MaxWait: 500 * time.Millisecond, // as cmd/detector
 		StartOffset: kafka.FirstOffset,
 	})}
@@ -128,9 +129,12 @@ func runDetector(b *testing.B, mode string, fc features.Config, models backtest.
 	} else {
 		transport := &kafka.Transport{}
 		defer transport.CloseIdleConnections()
+		// Requests split to fit the broker's limit, as cmd/detector's
+		// writers split them (a flood's batch of score records is more).
+		kc := service.KafkaConfig{Brokers: brokers, MaxMessageBytes: service.DefaultMaxMessageBytes}
 		writer := func(topic string) *kafka.Writer {
 			return &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Transport: transport, Balancer: &kafka.Hash{},
-				RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: cfg.BatchSize, BatchBytes: 64 << 20}
+				RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: cfg.BatchSize, BatchBytes: kc.BatchBytes()}
 		}
 		scores, dead := writer("scores"), writer("deadletter")
 		defer scores.Close()

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/backtest"
 	"github.com/anomalyd/anomalyd/internal/baseline"
 	"github.com/anomalyd/anomalyd/internal/detector"
+	"github.com/anomalyd/anomalyd/internal/replay"
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -37,6 +39,11 @@ import (
 //   - drain: the same number of events twice, first ordinary generated
 //     traffic, then a flood of new visitors sending 6 requests each within
 //     a few minutes, and the flood's rate as a share of the ordinary one.
+//   - drain-detector: the same two, each through the whole detector as
+//     BenchmarkDetector runs it (kfake topics in this process, a
+//     consumer-group reader, score records written, offsets committed),
+//     alternately: the rates the issue compares, of the detector rather
+//     than of its Processor alone.
 //
 // ANOMALYD_FLOOD_VISITORS sets N (default 5,000,000).
 func BenchmarkFlood(b *testing.B) {
@@ -124,6 +131,52 @@ func BenchmarkFlood(b *testing.B) {
 			})
 			floodRate += float64(requests*visitors) / took.Seconds()
 			rdb.Close()
+		}
+		b.ReportMetric(ordinaryRate/float64(b.N), "ordinary-events/s")
+		b.ReportMetric(floodRate/float64(b.N), "flood-events/s")
+		b.ReportMetric(floodRate/ordinaryRate, "flood/ordinary")
+		b.ReportMetric(0, "ns/op")
+	})
+
+	b.Run("drain-detector", func(b *testing.B) {
+		b.ReportAllocs()
+		// The broker's copy of every record is in this process too: the
+		// detector's soft limit would make the collector chase it.
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+		kf := testenv.Kafka(b, "requests", "flood", "scores", "deadletter")
+		ordinary := trafficJSONL(b, cfg, false)
+		events := bytes.Count(ordinary, []byte("\n"))
+		const requests = 6
+		visitors := events / requests
+		var flood bytes.Buffer
+		for j := range requests {
+			for i := range visitors {
+				at := start.Add(time.Duration(j*visitors+i) * 3 * time.Minute / time.Duration(requests*visitors))
+				flood.Write(floodEvent(sites[i%len(sites)], i, at))
+				flood.WriteByte('\n')
+			}
+		}
+		for topic, data := range map[string][]byte{"requests": ordinary, "flood": flood.Bytes()} {
+			w := replay.NewKafkaWriter(kf.Brokers(), topic, replay.DefaultBatch)
+			if _, err := replay.Send(b.Context(), replay.DefaultConfig(), bytes.NewReader(data), w); err != nil {
+				b.Fatal(err)
+			}
+			w.Close()
+		}
+		ordinary = nil
+		var ordinaryRate, floodRate float64
+		for i := range b.N {
+			for _, run := range []struct {
+				topic string
+				n     int
+				rate  *float64
+			}{{"requests", events, &ordinaryRate}, {"flood", requests * visitors, &floodRate}} {
+				rdb := floodRedis(b, srv.Addr())
+				t0 := time.Now()
+				runDetector(b, "recency", fc, models, kf.Brokers(), run.topic, fmt.Sprintf("drain-%s-%d-%d", run.topic, i, time.Now().UnixNano()), rdb, run.n)
+				*run.rate += float64(run.n) / time.Since(t0).Seconds()
+				rdb.Close()
+			}
 		}
 		b.ReportMetric(ordinaryRate/float64(b.N), "ordinary-events/s")
 		b.ReportMetric(floodRate/float64(b.N), "flood-events/s")

@@ -61,8 +61,9 @@ func New(cfg Config, proc *Processor, reader MessageReader, scores, deadLetter M
 // retries with backoff and commits nothing. It returns an error when it
 // cannot go on without risking data: the reader fails (a reader that goes
 // on after an error has been seen to skip messages; a new one resumes
-// from the committed offsets), or the feature store fails midway through
-// a batch (ErrPartial). The batch is then read again after a restart.
+// from the committed offsets), the feature store fails midway through
+// a batch (ErrPartial), or the brokers refuse a write for good (its
+// size). The batch is then read again after a restart.
 //
 // Batches go through three stages, so that the CPU work of one overlaps
 // the waits of the others: the first reads a batch and decodes it; the
@@ -89,11 +90,13 @@ func (d *Detector) Run(ctx context.Context) error {
 
 	deliveries := make(chan delivery)
 	delivered := make(chan struct{})
+	var deliverErr error
 	go func() {
 		defer close(delivered)
 		for b := range deliveries {
 			if err := d.deliver(work, b); err != nil {
 				d.logger.Warn("stopping with a batch not committed; it will be read again", "events", len(b.msgs), "err", err)
+				deliverErr = err
 				return
 			}
 		}
@@ -112,6 +115,11 @@ func (d *Detector) Run(ctx context.Context) error {
 	}
 	close(deliveries)
 	<-delivered
+	if err == nil && ctx.Err() == nil {
+		// The third stage gave up on a write that no retry could make
+		// (refused for its size), not on shutdown: the process must fail.
+		err = deliverErr
+	}
 	return err
 }
 
@@ -148,7 +156,16 @@ type delivery struct {
 // batches, and hands each to the third stage, until the first stage is
 // done or the third has stopped.
 func (d *Detector) consume(work context.Context, decoded <-chan *Decoded, deliveries chan<- delivery, delivered <-chan struct{}) error {
-	for b := range decoded {
+	for {
+		var b *Decoded
+		select {
+		case b = <-decoded:
+			if b == nil {
+				return nil // the first stage is done
+			}
+		case <-delivered:
+			return nil // the third stage gave up; it said why
+		}
 		start := time.Now()
 		out, err := d.process(work, b)
 		if err != nil {
@@ -164,7 +181,6 @@ func (d *Detector) consume(work context.Context, decoded <-chan *Decoded, delive
 			return nil // the third stage gave up; it said why
 		}
 	}
-	return nil
 }
 
 // process scores one batch and makes its features durable. It returns an
@@ -189,8 +205,8 @@ func (d *Detector) process(ctx context.Context, b *Decoded) (Batch, error) {
 }
 
 // deliver writes a batch's dead letters and score records, then commits
-// its offsets. It returns an error only when ctx ends first (nothing
-// committed).
+// its offsets. It returns an error, having committed nothing, when ctx
+// ends first or a write is refused for good (service.Write).
 func (d *Detector) deliver(ctx context.Context, b delivery) error {
 	if len(b.out.DeadLetters) > 0 {
 		err := service.Write(ctx, d.deadLetter, b.out.DeadLetters, d.failed("produce", d.metrics.KafkaErrors))

@@ -456,6 +456,52 @@ func TestCommitsOnlyAfterAcknowledgements(t *testing.T) {
 	}
 }
 
+// refusingWriter refuses every message as too large, as a broker does
+// one above its message.max.bytes.
+type refusingWriter struct{}
+
+func (refusingWriter) WriteMessages(_ context.Context, msgs ...kafka.Message) error {
+	errs := make(kafka.WriteErrors, len(msgs))
+	for i := range errs {
+		errs[i] = kafka.MessageSizeTooLarge
+	}
+	return errs
+}
+
+// TestWriteRefusedForSizeFailsRun: score records the brokers refuse for
+// their size are not retried for ever, and not dropped either: nothing is
+// committed, and Run returns an error, so that the process exits failed
+// and says why in a line, not in one error per message.
+func TestWriteRefusedForSizeFailsRun(t *testing.T) {
+	msgs := trafficMessages()
+	for i := range msgs {
+		msgs[i].Partition, msgs[i].Offset = 0, int64(i)
+	}
+	reader := &fakeReader{msgs: msgs}
+	cfg := DefaultConfig()
+	cfg.BatchSize = len(msgs)
+	p, metrics := newTestProcessor(t, cfg, staticSource{"shop.example": testModel(t)})
+	d := New(cfg, p, reader, refusingWriter{}, &fakeWriter{}, metrics, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err := d.Run(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("Run did not return before its deadline: the refused write was retried")
+	}
+	if err == nil {
+		t.Fatal("Run returned nil after the brokers refused the score records")
+	}
+	if !service.TooLarge(err) || !strings.Contains(err.Error(), "not written") {
+		t.Errorf("error %q does not say the records were too large", err)
+	}
+	if len(err.Error()) > 500 {
+		t.Errorf("error of %d bytes: %.200s...", len(err.Error()), err)
+	}
+	if n := reader.commits(); n != 0 {
+		t.Errorf("%d offsets committed of records never written", n)
+	}
+}
+
 // TestPipelinedBatchesCommitInOrder: with many small batches and slow
 // score writes, so that a batch is scored while the one before it is
 // being written, every offset is committed once and in order, and the

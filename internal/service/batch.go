@@ -57,12 +57,39 @@ type MessageWriter interface {
 // partitions up for ever.
 func Write(ctx context.Context, w MessageWriter, msgs []kafka.Message, failed func(err error, wait time.Duration)) error {
 	return Retry(ctx, func() error {
-		err := w.WriteMessages(ctx, msgs...)
+		err := condense(w.WriteMessages(ctx, msgs...))
 		if TooLarge(err) {
 			return Permanent(fmt.Errorf("%w: is -kafka-max-message-bytes above the brokers' message.max.bytes?", err))
 		}
 		return err
 	}, failed)
+}
+
+// writeErrors is kafka.WriteErrors told briefly: kafka-go's own message
+// repeats every message's error, a megabyte of log for a batch refused
+// whole.
+type writeErrors struct{ each kafka.WriteErrors }
+
+func (w writeErrors) Error() string {
+	var first error
+	for _, e := range w.each {
+		if e != nil {
+			first = e
+			break
+		}
+	}
+	return fmt.Sprintf("%d of %d messages not written, the first because: %v", w.each.Count(), len(w.each), first)
+}
+
+func (w writeErrors) Unwrap() error { return w.each }
+
+// condense makes kafka.WriteErrors, whatever wraps it, an error of one line.
+func condense(err error) error {
+	var each kafka.WriteErrors
+	if !errors.As(err, &each) {
+		return err
+	}
+	return writeErrors{each}
 }
 
 // Retry backoff: the first wait, doubled after every failure up to the

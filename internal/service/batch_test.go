@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +98,39 @@ func TestRetry(t *testing.T) {
 	defer cancel()
 	if err := Retry(ctx, func() error { return errors.New("down") }, func(error, time.Duration) {}); err == nil || err.Error() != "down" {
 		t.Errorf("ctx done: err %v, want the last error", err)
+	}
+}
+
+// writerFunc is a function as a MessageWriter.
+type writerFunc func(msgs ...kafka.Message) error
+
+func (f writerFunc) WriteMessages(_ context.Context, msgs ...kafka.Message) error { return f(msgs...) }
+
+// TestWriteRefusedForSize: a batch the broker refuses for its size is not
+// retried, and its error is one line, whatever the batch's length, that
+// still says what was wrong.
+func TestWriteRefusedForSize(t *testing.T) {
+	calls := 0
+	refuse := writerFunc(func(msgs ...kafka.Message) error {
+		calls++
+		errs := make(kafka.WriteErrors, len(msgs))
+		for i := range errs {
+			errs[i] = kafka.MessageSizeTooLarge
+		}
+		return errs
+	})
+	err := Write(t.Context(), refuse, make([]kafka.Message, 5000), func(error, time.Duration) {})
+	if err == nil || calls != 1 {
+		t.Fatalf("err %v after %d calls, want one refused call", err, calls)
+	}
+	if !TooLarge(err) {
+		t.Errorf("TooLarge(%q) is false", err)
+	}
+	var each kafka.WriteErrors
+	if !errors.As(err, &each) || len(each) != 5000 {
+		t.Errorf("the per-message errors are not reachable with errors.As: %v", err)
+	}
+	if len(err.Error()) > 400 || !strings.Contains(err.Error(), "5000 of 5000 messages not written") {
+		t.Errorf("error of %d bytes: %.300s", len(err.Error()), err)
 	}
 }
