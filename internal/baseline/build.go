@@ -347,6 +347,11 @@ func Fit(cols [][]float64, visitors []uint64, cfg BuildConfig) (*hbos.Model, Fit
 		fitted = kept
 		stats.Suspects, stats.Trimmed = suspects, n-len(kept[0])
 	}
+	if stats.Suspects > 0 {
+		if m, fitted, err = confirm(m, cols, fitted, visitors, &stats, cfg); err != nil {
+			return nil, FitStats{}, err
+		}
+	}
 	if err := m.SetNames(names); err != nil {
 		return nil, FitStats{}, err
 	}
@@ -355,6 +360,66 @@ func Fit(cols [][]float64, visitors []uint64, cfg BuildConfig) (*hbos.Model, Fit
 	}
 	m.SetThreshold(max(m.Threshold(), cfg.ThresholdFloor))
 	return m, stats, nil
+}
+
+// confirm keeps out only the suspects that m, fitted without them, still
+// finds outliers: most of their windows above its threshold (capped as
+// Fit caps it). A bot left out of the fit loses the bins it filled and
+// stands further out; a person the trim took from the tail of a history
+// without bots falls back among the others. Putting such people back
+// keeps the baseline as wide as its people, which a trim that always
+// leaves out the top of a history would narrow. When some come back, the
+// model is fitted again on the windows kept and theirs; it returns the
+// model and the windows it was fitted on.
+func confirm(m *hbos.Model, cols, fitted [][]float64, visitors []uint64, stats *FitStats, cfg BuildConfig) (*hbos.Model, [][]float64, error) {
+	threshold := m.Threshold()
+	if cfg.ThresholdSpread > 0 {
+		threshold = min(threshold, spreadCap(m, fitted, cfg.ThresholdSpread))
+	}
+	type tally struct{ windows, above int }
+	per := make(map[uint64]tally, len(stats.Left))
+	x := make([]float64, len(cols))
+	for i, v := range visitors {
+		if !stats.Left[v] {
+			continue
+		}
+		for j, col := range cols {
+			x[j] = col[i]
+		}
+		s, _ := m.Score(x)
+		t := per[v]
+		t.windows++
+		if s > threshold {
+			t.above++
+		}
+		per[v] = t
+	}
+	back := 0
+	for v, t := range per {
+		if t.above == 0 || 2*t.above < t.windows {
+			delete(stats.Left, v)
+			back++
+		}
+	}
+	if back == 0 {
+		return m, fitted, nil
+	}
+	n := len(cols[0])
+	kept := make([][]float64, len(cols))
+	for j, col := range cols {
+		kept[j] = make([]float64, 0, n)
+		for i, v := range col {
+			if !stats.Left[visitors[i]] {
+				kept[j] = append(kept[j], v)
+			}
+		}
+	}
+	m, err := hbos.FitColumns(kept, cfg.HBOS)
+	if err != nil {
+		return nil, nil, fmt.Errorf("refitting with the suspects not confirmed: %w", err)
+	}
+	stats.Suspects, stats.Trimmed = len(stats.Left), n-len(kept[0])
+	return m, kept, nil
 }
 
 // spreadCap is the median score of the windows cols under m plus spread

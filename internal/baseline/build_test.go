@@ -246,6 +246,41 @@ func bot() features.Aggregate {
 	return a
 }
 
+// TestFitConfirmsSuspects: on a history of people alone, the trim takes
+// out the people whose windows fall in its top share, but judged by the
+// model fitted without them most are ordinary again and come back, so the
+// baseline stays as wide as the site's people; with bots among them, the
+// bots stay out (TestFitTrimsBots).
+func TestFitConfirmsSuspects(t *testing.T) {
+	cfg := DefaultBuildConfig()
+	cfg.MinWindows = 100
+	w := fitWindows{set: cfg.Set}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for v := range uint64(2000) {
+		w.add(v, fitPerson(rng))
+		w.add(v, fitPerson(rng))
+	}
+	first, err := hbos.FitColumns(w.cols, cfg.HBOS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, trimmed := trim(first, w.cols, w.visitors, cfg.Trim)
+	if trimmed < 20 {
+		t.Fatalf("the trim alone takes out %d people; the test shows nothing", trimmed)
+	}
+	_, stats, err := Fit(w.cols, w.visitors, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Suspects > trimmed/4 {
+		t.Errorf("%d people left out as bots after confirming, of %d the trim took out; want at most a quarter", stats.Suspects, trimmed)
+	}
+	if len(stats.Left) != stats.Suspects {
+		t.Errorf("%d visitors in Left, %d suspects", len(stats.Left), stats.Suspects)
+	}
+	t.Logf("trim alone: %d people; confirmed: %d", trimmed, stats.Suspects)
+}
+
 // TestFitCapsThreshold fits once, with no trim, on a history whose
 // crawlers (each its own rate and paths) are 3% of its windows, six times
 // the contamination: the threshold that contamination places is among
