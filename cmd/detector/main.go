@@ -198,6 +198,8 @@ func registerBaselineStats(reg prometheus.Registerer, b *detector.Baselines) {
 		{"not_modified", "Baseline revalidations answered 304: the cached model is current.", func(s detector.Stats) uint64 { return s.NotModified }},
 		{"errors", "Failed baseline fetches (network, 5xx, bad body, incompatible model); the last good model is kept.", func(s detector.Stats) uint64 { return s.Errors }},
 		{"incompatible", "Fetched baselines rejected because they score other features than the detector computes.", func(s detector.Stats) uint64 { return s.Incompatible }},
+		{"unlisted", "Lookups of sites that requests name but the baseline service does not list: not scored, and never asked for.", func(s detector.Stats) uint64 { return s.Unlisted }},
+		{"listings", "Requests for the baseline service's list of sites.", func(s detector.Stats) uint64 { return s.Listings }},
 	} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "anomalyd", Subsystem: "detector", Name: "baseline_" + c.name + "_total", Help: c.help,

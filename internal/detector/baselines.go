@@ -55,6 +55,8 @@ type Stats struct {
 	Errors       uint64 // failed fetches: network, 5xx, bad body, incompatible
 	Incompatible uint64 // fetched models rejected as ErrIncompatible
 	Unscored     uint64 // Gets that found no baseline for the site
+	Unlisted     uint64 // Gets of sites the service does not list: no fetch, no entry
+	Listings     uint64 // requests for the list of sites
 }
 
 // Baselines lazily fetches the baseline of each site and traffic class
@@ -64,6 +66,14 @@ type Stats struct {
 // one without waiting. Only the first Get of a site waits for the network.
 // A failed fetch keeps the last good model and is retried after a backoff;
 // a site without a baseline (404) is remembered as such for a period.
+//
+// Only the sites the service lists (GET /v1/sites, the sites of its
+// history, asked again every revalidation period) are fetched and cached:
+// a site name that requests carry but the service has no history of is
+// not scored, costs no request and takes no memory, however many such
+// names arrive (a Host header under the attacker's control, say). Until
+// the list can be had (the service is down, or does not serve it), every
+// site is asked for, as if listed.
 //
 // Site names must be lower case already, as pkg/features decodes them: the
 // service matches names in lower case, and a second spelling would only
@@ -81,8 +91,14 @@ type Baselines struct {
 	// only replaced, so Get reads one without a lock; sync.Map suits keys
 	// that are written once a period and read on every event.
 	sites sync.Map
-	// first joins the callers waiting for a site class's first answer.
+	// first joins the callers waiting for a site class's first answer,
+	// and for the first list of sites.
 	first singleflight.Group
+	// listing is the latest list of sites, nil before the first answer;
+	// replaced, never changed. listRefreshing is set by the one Get that
+	// starts its renewal.
+	listing        atomic.Pointer[listing]
+	listRefreshing atomic.Bool
 
 	// ctx ends background fetches on Close; wg waits for them.
 	ctx    context.Context
@@ -91,7 +107,14 @@ type Baselines struct {
 	closed bool
 	wg     sync.WaitGroup
 
-	fetches, notModified, errors, incompatible, unscored atomic.Uint64
+	fetches, notModified, errors, incompatible, unscored, unlisted, listings atomic.Uint64
+}
+
+// listing is what the service said of its sites.
+type listing struct {
+	sites    map[string]struct{} // nil: no list to go by, every site is asked for
+	expires  time.Time
+	failures int
 }
 
 // siteClass is what a baseline is of: a site's traffic class.
@@ -165,6 +188,11 @@ func (b *Baselines) Get(ctx context.Context, site string, class features.Class) 
 			b.background(k)
 		}
 	} else {
+		if !b.listed(ctx, site) {
+			b.unlisted.Add(1)
+			b.unscored.Add(1)
+			return nil, "", false
+		}
 		e = b.waitFirst(ctx, k)
 	}
 	if e == nil || e.model == nil {
@@ -182,7 +210,108 @@ func (b *Baselines) Stats() Stats {
 		Errors:       b.errors.Load(),
 		Incompatible: b.incompatible.Load(),
 		Unscored:     b.unscored.Load(),
+		Unlisted:     b.unlisted.Load(),
+		Listings:     b.listings.Load(),
 	}
+}
+
+// listed reports whether the service lists site, or gives no list to go
+// by. Only the first call waits for the list, at most until ctx is done;
+// later ones renew it in the background once it is a period old.
+func (b *Baselines) listed(ctx context.Context, site string) bool {
+	l := b.listing.Load()
+	if l == nil {
+		ch := b.first.DoChan("\x00sites", func() (any, error) {
+			if l := b.listing.Load(); l != nil {
+				return l, nil
+			}
+			if !b.begin() {
+				return (*listing)(nil), nil
+			}
+			defer b.wg.Done()
+			return b.refreshListing(), nil
+		})
+		select {
+		case r := <-ch:
+			l = r.Val.(*listing)
+		case <-ctx.Done():
+		}
+	} else if !b.now().Before(l.expires) && !b.listRefreshing.Load() && b.listRefreshing.CompareAndSwap(false, true) {
+		if b.begin() {
+			go func() {
+				defer b.wg.Done()
+				b.refreshListing()
+				b.listRefreshing.Store(false)
+			}()
+		} else {
+			b.listRefreshing.Store(false)
+		}
+	}
+	if l == nil || l.sites == nil {
+		return true
+	}
+	_, ok := l.sites[site]
+	return ok
+}
+
+// refreshListing asks the service for its sites, stores what the answer
+// means and returns it. A failure keeps the last list, and is retried
+// after a backoff.
+func (b *Baselines) refreshListing() *listing {
+	old := b.listing.Load()
+	if old == nil {
+		old = &listing{}
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, fetchTimeout)
+	defer cancel()
+	sites, err := b.fetchSites(ctx)
+	now := b.now()
+	next := &listing{sites: sites, expires: now.Add(b.revalidate)}
+	if err != nil {
+		next.sites, next.failures = old.sites, old.failures+1
+		next.expires = now.Add(b.backoff(next.failures))
+		level := slog.LevelDebug
+		if next.failures == 1 {
+			level = slog.LevelWarn
+		}
+		b.logger.Log(ctx, level, "listing the baseline service's sites; sites not listed before are asked for one by one meanwhile",
+			"failures", next.failures, "retry_in", b.backoff(next.failures), "err", err)
+	}
+	b.listing.Store(next)
+	return next
+}
+
+// fetchSites sends GET /v1/sites and returns the names it lists.
+func (b *Baselines) fetchSites(ctx context.Context) (map[string]struct{}, error) {
+	u := b.endpoint + "/v1/sites"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("building request: %w", err)
+	}
+	if b.token != "" {
+		req.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	b.listings.Add(1)
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	defer io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s%s", u, resp.Status, apiErrorText(resp.Body))
+	}
+	var list []struct {
+		Site string `json:"site"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBaselineSize)).Decode(&list); err != nil {
+		return nil, fmt.Errorf("decoding GET %s: %w", u, err)
+	}
+	sites := make(map[string]struct{}, len(list))
+	for _, s := range list {
+		sites[s.Site] = struct{}{}
+	}
+	return sites, nil
 }
 
 // Close cancels the fetches under way and waits for them to end. Get keeps

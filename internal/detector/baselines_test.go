@@ -3,6 +3,7 @@ package detector
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -67,6 +68,27 @@ type fakeService struct {
 	requests int
 	inm      []string // If-None-Match of every request
 	classes  []string // the class parameter of every request
+	// sites is what GET /v1/sites lists; nil answers 404, as a service
+	// that does not list its sites.
+	sites    []string
+	listings int
+}
+
+// serveSites answers GET /v1/sites with sites.
+func (f *fakeService) serveSites(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listings++
+	if f.sites == nil || r.Header.Get("Authorization") != "Bearer "+testToken {
+		http.NotFound(w, r)
+		return
+	}
+	list := make([]map[string]string, 0, len(f.sites))
+	for _, s := range f.sites {
+		list = append(list, map[string]string{"site": s, "status": "ok"})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(list)
 }
 
 func (f *fakeService) set(site, version string, enc []byte) {
@@ -146,6 +168,7 @@ func newFixture(t *testing.T) *fixture {
 	f.clock.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/sites/{site}/baseline", f.svc)
+	mux.HandleFunc("GET /v1/sites", f.svc.serveSites)
 	f.srv = httptest.NewServer(mux)
 	f.b = NewBaselines(f.srv.URL+"/", testToken, f.srv.Client(), testPeriod, testNames, nil)
 	f.b.now = f.clock.now
@@ -169,6 +192,60 @@ func (f *fixture) wantRequests(t *testing.T, want int) {
 	if got := f.svc.count(); got != want {
 		t.Fatalf("service got %d requests, want %d", got, want)
 	}
+}
+
+// TestBaselinesUnlisted: a site name the service does not list costs no
+// request and no cache entry, however many arrive; a listed site is
+// fetched; a site listed later is fetched once the list is renewed; and
+// without a list every site is asked for, as before.
+func TestBaselinesUnlisted(t *testing.T) {
+	f := newFixture(t)
+	f.svc.set("shop.example", "v1", fitModel(t, testNames, 0))
+	f.svc.mu.Lock()
+	f.svc.sites = []string{"shop.example"}
+	f.svc.mu.Unlock()
+
+	for i := range 1000 {
+		if _, _, ok := f.get(t, fmt.Sprintf("made-up-%d.example", i)); ok {
+			t.Fatal("a site the service does not list was scored")
+		}
+	}
+	f.wantRequests(t, 0)
+	entries := 0
+	f.b.sites.Range(func(any, any) bool { entries++; return true })
+	if entries != 0 {
+		t.Errorf("%d cache entries for sites the service does not list", entries)
+	}
+	if st := f.b.Stats(); st.Unlisted != 1000 || st.Listings != 1 {
+		t.Errorf("stats %+v: want 1000 unlisted and 1 listing", st)
+	}
+	if _, v, ok := f.get(t, "shop.example"); !ok || v != "v1" {
+		t.Fatalf("listed site: ok %v, version %q", ok, v)
+	}
+	f.wantRequests(t, 1)
+
+	// A site that gets history is listed at the next renewal.
+	f.svc.set("new.example", "n1", fitModel(t, testNames, 0))
+	f.svc.mu.Lock()
+	f.svc.sites = append(f.svc.sites, "new.example")
+	f.svc.mu.Unlock()
+	if _, _, ok := f.get(t, "new.example"); ok {
+		t.Fatal("scored before the list was renewed")
+	}
+	f.clock.advance(testPeriod)
+	f.get(t, "new.example") // starts the renewal
+	if _, v, ok := f.get(t, "new.example"); !ok || v != "n1" {
+		t.Fatalf("after the renewal: ok %v, version %q", ok, v)
+	}
+
+	// A service that does not list its sites: every site is asked for.
+	g := newFixture(t)
+	g.svc.set("shop.example", "v1", fitModel(t, testNames, 0))
+	if _, _, ok := g.get(t, "shop.example"); !ok {
+		t.Fatal("without a list, a site with a baseline was not scored")
+	}
+	g.get(t, "made-up.example")
+	g.wantRequests(t, 2)
 }
 
 // TestBaselinesClasses: each traffic class of a site is a baseline of its
