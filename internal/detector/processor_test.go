@@ -81,6 +81,16 @@ func event(site, ip string, sec int, path string) kafka.Message {
 		t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339), site, ip, path, site)}
 }
 
+// partitionMessages is trafficMessages as read from one partition: in
+// order, with offsets from 0.
+func partitionMessages() []kafka.Message {
+	msgs := trafficMessages()
+	for i := range msgs {
+		msgs[i].Partition, msgs[i].Offset = 0, int64(i)
+	}
+	return msgs
+}
+
 // trafficMessages is a few visitors over two sites, one without a
 // baseline, and a scraper.
 func trafficMessages() []kafka.Message {
@@ -418,10 +428,7 @@ func (w *fakeWriter) WriteMessages(_ context.Context, msgs ...kafka.Message) err
 // TestCommitsOnlyAfterAcknowledgements: while the scores cannot be
 // written, nothing is committed; once they are, every offset is.
 func TestCommitsOnlyAfterAcknowledgements(t *testing.T) {
-	msgs := trafficMessages()
-	for i := range msgs {
-		msgs[i].Partition, msgs[i].Offset = 0, int64(i)
-	}
+	msgs := partitionMessages()
 	reader := &fakeReader{msgs: msgs}
 	scores := &fakeWriter{failures: 2}
 	dead := &fakeWriter{}
@@ -473,10 +480,7 @@ func (refusingWriter) WriteMessages(_ context.Context, msgs ...kafka.Message) er
 // committed, and Run returns an error, so that the process exits failed
 // and says why in a line, not in one error per message.
 func TestWriteRefusedForSizeFailsRun(t *testing.T) {
-	msgs := trafficMessages()
-	for i := range msgs {
-		msgs[i].Partition, msgs[i].Offset = 0, int64(i)
-	}
+	msgs := partitionMessages()
 	reader := &fakeReader{msgs: msgs}
 	cfg := DefaultConfig()
 	cfg.BatchSize = len(msgs)
@@ -507,10 +511,7 @@ func TestWriteRefusedForSizeFailsRun(t *testing.T) {
 // being written, every offset is committed once and in order, and the
 // score records are those of the whole stream processed in one batch.
 func TestPipelinedBatchesCommitInOrder(t *testing.T) {
-	msgs := trafficMessages()
-	for i := range msgs {
-		msgs[i].Partition, msgs[i].Offset = 0, int64(i)
-	}
+	msgs := partitionMessages()
 	whole, _ := newTestProcessor(t, DefaultConfig(), staticSource{"shop.example": testModel(t)})
 	want, err := whole.Process(t.Context(), msgs)
 	if err != nil {
@@ -619,10 +620,7 @@ func TestLivenessMeansProgress(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			msgs := trafficMessages()
-			for i := range msgs {
-				msgs[i].Partition, msgs[i].Offset = 0, int64(i)
-			}
+			msgs := partitionMessages()
 			reader := &fakeReader{msgs: msgs}
 			cfg := DefaultConfig()
 			cfg.BatchSize = len(msgs)
