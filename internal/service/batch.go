@@ -83,7 +83,8 @@ func (w writeErrors) Error() string {
 
 func (w writeErrors) Unwrap() error { return w.each }
 
-// condense makes kafka.WriteErrors, whatever wraps it, an error of one line.
+// condense makes an error holding kafka.WriteErrors an error of one line (what
+// wraps them is dropped: kafka-go returns them bare).
 func condense(err error) error {
 	var each kafka.WriteErrors
 	if !errors.As(err, &each) {
