@@ -323,10 +323,10 @@ func Fit(cols [][]float64, visitors []uint64, cfg BuildConfig) (*hbos.Model, Fit
 		if suspects == stats.Suspects {
 			break
 		}
-		stats.Left = make(map[uint64]bool, suspects)
+		left := make(map[uint64]bool, suspects)
 		for i, k := range keep {
 			if !k {
-				stats.Left[visitors[i]] = true
+				left[visitors[i]] = true
 			}
 		}
 		kept := make([][]float64, len(cols))
@@ -345,7 +345,7 @@ func Fit(cols [][]float64, visitors []uint64, cfg BuildConfig) (*hbos.Model, Fit
 			return nil, FitStats{}, fmt.Errorf("refitting: %w", err)
 		}
 		fitted = kept
-		stats.Suspects, stats.Trimmed = suspects, n-len(kept[0])
+		stats.Suspects, stats.Trimmed, stats.Left = suspects, n-len(kept[0]), left
 	}
 	if stats.Suspects > 0 {
 		if m, fitted, err = confirm(m, cols, fitted, visitors, &stats, cfg); err != nil {
