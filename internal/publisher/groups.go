@@ -53,9 +53,8 @@ type groups struct {
 	limit      int // of visitors scored, and of members, in all
 	nScored    int
 	nMembers   int
-	// scored maps a site to its visitors scored within the TTL, by the
-	// event time of their latest score.
-	scored map[string]map[uint64]int64
+	// scored is each site's visitors scored within the TTL.
+	scored map[string]*siteScored
 	byKey  map[groupKey]*group
 }
 
@@ -81,7 +80,7 @@ type member struct {
 func newGroups(cfg SelectConfig) *groups {
 	return &groups{
 		ttl: int64(cfg.TTL), minMembers: cfg.GroupMin, share: cfg.GroupShare, returning: cfg.GroupReturning, rarity: cfg.GroupRarity, limit: cfg.MaxTracked,
-		scored: make(map[string]map[uint64]int64), byKey: make(map[groupKey]*group),
+		scored: make(map[string]*siteScored), byKey: make(map[groupKey]*group),
 	}
 }
 
@@ -93,19 +92,73 @@ func (g *groups) seen(site string, visitor uint64, t int64) {
 	if !g.enabled() {
 		return
 	}
-	m := g.scored[site]
-	if m == nil {
-		m = make(map[uint64]int64)
-		g.scored[site] = m
+	s := g.scored[site]
+	if s == nil {
+		s = &siteScored{latest: make(map[uint64]int64)}
+		g.scored[site] = s
 	}
-	if at, ok := m[visitor]; ok {
-		m[visitor] = max(at, t)
+	if at, ok := s.latest[visitor]; ok {
+		if t > at {
+			s.latest[visitor] = t
+			s.push(visitor, t)
+		}
 		return
 	}
 	if g.nScored < g.limit {
-		m[visitor] = t
+		s.latest[visitor] = t
+		s.push(visitor, t)
 		g.nScored++
 	}
+}
+
+// siteScored is a site's visitors scored within the TTL: the event time of
+// each one's latest score, and the same times in the order they came, so
+// that those older than a cut are found at the front instead of by a scan
+// of every visitor at every hit (a site has hundreds of thousands).
+// Scores come about in event time; one that comes late is forgotten a
+// little late.
+type siteScored struct {
+	latest map[uint64]int64
+	order  []scoredAt // order[head:] are live; an entry whose visitor has a later one is stale
+	head   int
+}
+
+type scoredAt struct {
+	visitor uint64
+	at      int64
+}
+
+func (s *siteScored) push(visitor uint64, t int64) {
+	// Stale entries wait for the front; when they outnumber the live
+	// ones, or the forgotten front is half the slice, the order is
+	// rebuilt, so that it stays about as long as the visitors.
+	if s.head > len(s.order)/2 || len(s.order)-s.head > 2*len(s.latest)+64 {
+		kept := s.order[:0]
+		for _, e := range s.order[s.head:] {
+			if s.latest[e.visitor] == e.at {
+				kept = append(kept, e)
+			}
+		}
+		clear(s.order[len(kept):])
+		s.order, s.head = kept, 0
+	}
+	s.order = append(s.order, scoredAt{visitor, t})
+}
+
+// expire forgets the visitors whose latest score is at or before cut, and
+// returns how many it forgot.
+func (s *siteScored) expire(cut int64) int {
+	n := 0
+	for s.head < len(s.order) && s.order[s.head].at <= cut {
+		e := s.order[s.head]
+		s.order[s.head] = scoredAt{}
+		s.head++
+		if at, ok := s.latest[e.visitor]; ok && at == e.at {
+			delete(s.latest, e.visitor)
+			n++
+		}
+	}
+	return n
 }
 
 // hit adds the hit of sc, whose detection would be d, to its group, and
@@ -145,10 +198,9 @@ func (g *groups) hit(sc *records.Score, visitor uint64, t int64, d records.Detec
 		return gr, false
 	}
 	active := 0
-	for _, at := range g.scored[sc.Site] {
-		if at > t-g.ttl {
-			active++
-		}
+	if s := g.scored[sc.Site]; s != nil {
+		g.nScored -= s.expire(t - g.ttl)
+		active = len(s.latest)
 	}
 	returning := 0
 	tops := make([]float64, 0, len(gr.members))
@@ -171,14 +223,16 @@ func (g *groups) hit(sc *records.Score, visitor uint64, t int64, d records.Detec
 // sweep forgets what is older than cut: scores, members, and groups left
 // without members.
 func (g *groups) sweep(cut int64) {
-	for site, m := range g.scored {
-		for v, at := range m {
+	for site, s := range g.scored {
+		g.nScored -= s.expire(cut)
+		// Scores that came late sit behind later ones.
+		for v, at := range s.latest {
 			if at <= cut {
-				delete(m, v)
+				delete(s.latest, v)
 				g.nScored--
 			}
 		}
-		if len(m) == 0 {
+		if len(s.latest) == 0 {
 			delete(g.scored, site)
 		}
 	}
