@@ -70,15 +70,13 @@ type fakeService struct {
 	classes  []string // the class parameter of every request
 	// sites is what GET /v1/sites lists; nil answers 404, as a service
 	// that does not list its sites.
-	sites    []string
-	listings int
+	sites []string
 }
 
 // serveSites answers GET /v1/sites with sites.
 func (f *fakeService) serveSites(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.listings++
 	if f.sites == nil || r.Header.Get("Authorization") != "Bearer "+testToken {
 		http.NotFound(w, r)
 		return
