@@ -144,7 +144,7 @@ func (o *options) flagSet(out io.Writer) *flag.FlagSet {
 	o.bots = traffic.EveryScenario(10)
 	fs.Var(&o.bots, "bots", "generated traffic: bot visitors per scenario in the live phase, `n` for every scenario or scenario=n[,...] of "+traffic.ScenarioNames()+"; none for humans only")
 	fs.Uint64Var(&o.seed, "seed", 1, "generated traffic: random seed; the same flags and seed give the same traffic")
-	fs.Var(&o.options, "options", "generated traffic: none (the classic shops and four bots), realistic, or parts of it (people, sites, automation, spread, campaigns, fields), in both phases: replay generate -h explains them")
+	fs.Var(&o.options, "options", "generated traffic: none (the classic shops and four bots), realistic, or parts of it (people, sites, automation, spread, campaigns, surges, fields), in both phases: replay generate -h explains them")
 	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the directory of logs, data and generated traffic (it is always kept when the run fails)")
 	fs.BoolVar(&o.hold, "hold", false, "after the report, keep the stack running until Ctrl-C, to look around with kcat or curl")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 90*time.Second, "longest wait for the services to catch up after a phase")

@@ -58,7 +58,8 @@ field names, in time order: -events human requests of -visitors visitors on
 bot visitors on top (each scenario at its own rate, from a start in the
 first half of the span). -options makes it richer: kinds of people, site
 kinds, the automation sites want, bots in the history, coordinated attacks,
-network fields (-options realistic for all of them). With -labels each line
+people who come at once for a page shared widely (surges), network fields
+(-options realistic for all of them). With -labels each line
 has a "label" field, human (people and wanted automation) or the scenario,
 and "profile" (the kind of visitor) and "group" (a coordinated attack)
 where they apply, to check detections against; the pipeline ignores them.

@@ -366,6 +366,7 @@ func (g *Generator) newBots() botQueue {
 	q = g.spreadBots(q, &id)
 	q = g.campaigns(q, &id)
 	q = g.automation(q, &id)
+	q = g.surges(q, &id)
 	heap.Init(&q)
 	return q
 }

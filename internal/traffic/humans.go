@@ -465,7 +465,16 @@ type planner struct {
 // the landing page, then further pages until the visitor leaves or the
 // session reaches end (the caller drops requests at or after it).
 func (g *Generator) plan(buf []Request, v *visitor, start, end time.Time) []Request {
-	p := planner{rng: g.rng, s: &g.sites[v.site], v: v, ua: v.ua, t: start, reqs: buf}
+	p := g.newPlanner(g.rng, buf, v, start)
+	p.land()
+	p.browse(end)
+	return p.reqs
+}
+
+// newPlanner returns a planner of a session of v from start, drawing from
+// rng, appending to buf.
+func (g *Generator) newPlanner(rng *rand.Rand, buf []Request, v *visitor, start time.Time) planner {
+	p := planner{rng: rng, s: &g.sites[v.site], v: v, ua: v.ua, t: start, reqs: buf}
 	if p.rng.IntN(20) == 0 { // a second device or browser behind the same IP
 		p.ua = userAgents[p.rng.IntN(len(userAgents))]
 	}
@@ -478,14 +487,19 @@ func (g *Generator) plan(buf []Request, v *visitor, start, end time.Time) []Requ
 		ja3, ja4 := tlsFamilies[tlsOf(p.ua, tlsChrome)].variant(v.tls)
 		p.net = netID{asn: v.asn, country: v.country, ja3: ja3, ja4: ja4}
 	}
+	return p
+}
+
+// browse follows links from the page landed on, as the visitor's kind
+// does, until the visitor leaves or the session reaches end.
+func (p *planner) browse(end time.Time) {
 	further, more, outOf, median := maxFurtherPages, continuePages, continueOutOf, thinkMedian
-	switch v.profile {
+	switch p.v.profile {
 	case profPower:
 		further, more, outOf, median = powerFurtherPages, powerPages, powerOutOf, powerThinkMedian
 	case profBouncer:
 		further = 0
 	}
-	p.land()
 	for range further {
 		if p.rng.IntN(outOf) >= more {
 			break
@@ -496,8 +510,7 @@ func (g *Generator) plan(buf []Request, v *visitor, start, end time.Time) []Requ
 		}
 		p.navigate()
 	}
-	v.seen = true
-	return p.reqs
+	p.v.seen = true
 }
 
 // think is a lognormal pause of the given median (seconds), capped.
@@ -672,6 +685,11 @@ func (p *planner) view(method, path, query, ref string, kind pageKind) {
 	if method == "GET" && rng.IntN(300) == 0 {
 		method = "HEAD"
 	}
+	p.show(method, path, query, ref, kind, status)
+}
+
+// show is the request for a page and, but for a HEAD, its static files.
+func (p *planner) show(method, path, query, ref string, kind pageKind, status int) {
 	p.request(method, path, query, ref, status)
 	p.pages++
 	p.kind = kind

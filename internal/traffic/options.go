@@ -41,6 +41,9 @@ type Options struct {
 	// Campaigns adds coordinated attacks spread over many residential
 	// proxy addresses (see Campaigns).
 	Campaigns Campaigns
+	// Surges adds people who come at once, to a page shared widely (see
+	// Surges).
+	Surges Surges
 	// LogFields adds to every request what Logpush also logs: ClientASN,
 	// ClientCountry, JA3Hash and JA4. Each site has a home country most
 	// of its visitors come from; people browse from residential ISPs and
@@ -181,6 +184,7 @@ func Realistic() Options {
 		},
 		Spread:    Spread{Share: 0.03},
 		Campaigns: Campaigns{Scraping: 1, Stuffing: 1},
+		Surges:    Surges{Count: 1},
 		LogFields: true,
 	}
 }
@@ -192,6 +196,7 @@ const (
 	PartAutomation = "automation"
 	PartSpread     = "spread"
 	PartCampaigns  = "campaigns"
+	PartSurges     = "surges"
 	PartFields     = "fields"
 )
 
@@ -210,6 +215,7 @@ var parts = []optionPart{
 	{PartAutomation, func(d, s *Options) { d.Automation = s.Automation }, func(o *Options) bool { return o.Automation != Automation{} }},
 	{PartSpread, func(d, s *Options) { d.Spread = s.Spread }, func(o *Options) bool { return o.Spread.on() }},
 	{PartCampaigns, func(d, s *Options) { d.Campaigns = s.Campaigns }, func(o *Options) bool { return o.Campaigns.Scraping+o.Campaigns.Stuffing > 0 }},
+	{PartSurges, func(d, s *Options) { d.Surges = s.Surges }, func(o *Options) bool { return o.Surges.Count > 0 }},
 	{PartFields, func(d, s *Options) { d.LogFields = s.LogFields }, func(o *Options) bool { return o.LogFields }},
 }
 
@@ -237,7 +243,7 @@ func (o *Options) String() string {
 	r := Realistic()
 	if len(on) == len(parts) && o.People == r.People && o.SiteKinds && o.Automation == r.Automation &&
 		o.Spread.Share == r.Spread.Share && o.Spread.Scenarios == nil && len(o.Spread.Bots) == 0 &&
-		o.Spread.MinLifetime == 0 && o.Spread.MaxLifetime == 0 && o.Campaigns == r.Campaigns && o.LogFields {
+		o.Spread.MinLifetime == 0 && o.Spread.MaxLifetime == 0 && o.Campaigns == r.Campaigns && o.Surges == r.Surges && o.LogFields {
 		return "realistic"
 	}
 	if len(on) == 0 {
@@ -247,7 +253,7 @@ func (o *Options) String() string {
 }
 
 // Set makes Options a flag.Value: "none", "realistic", or a comma-separated
-// list of parts (people, sites, automation, spread, campaigns, fields),
+// list of parts (people, sites, automation, spread, campaigns, surges, fields),
 // each as Realistic has it and the others off. Set replaces the whole
 // value, so that a flag given twice keeps the last.
 func (o *Options) Set(v string) error {
@@ -409,6 +415,17 @@ func (o *Options) validate() error {
 		return bad("Campaigns.MinLength", "0 or more", c.MinLength)
 	case c.MaxLength < 0 || hi < lo:
 		return bad("Campaigns.MaxLength", "0 or at least MinLength", c.MaxLength)
+	}
+	u := o.Surges
+	switch lo, hi := u.lengths(); {
+	case u.Count < 0 || u.Count > 1000:
+		return bad("Surges.Count", "from 0 to 1000", u.Count)
+	case u.People < 0 || u.People > 100_000:
+		return bad("Surges.People", "from 0 to 100000", u.People)
+	case u.MinLength < 0:
+		return bad("Surges.MinLength", "0 or more", u.MinLength)
+	case u.MaxLength < 0 || hi < lo:
+		return bad("Surges.MaxLength", "0 or at least MinLength", u.MaxLength)
 	}
 	return nil
 }

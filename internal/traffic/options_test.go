@@ -116,7 +116,8 @@ func TestRealistic(t *testing.T) {
 		if r.Label == HumanLabel {
 			profiles[r.Profile]++
 			if r.Profile != ProfileAppPoller && r.Profile != ProfileFeedReader && r.Profile != ProfileUptimeMonitor &&
-				r.Profile != ProfileAPIClient && r.Profile != ProfileCrawler && r.Profile != ProfileLinkPreview {
+				r.Profile != ProfileAPIClient && r.Profile != ProfileCrawler && r.Profile != ProfileLinkPreview &&
+				r.Profile != ProfileSurge { // surges come on top of Events, as automation does
 				humans++
 			}
 		} else {
@@ -298,6 +299,9 @@ func TestValidateOptions(t *testing.T) {
 		{"Options.Campaigns.Addresses", func(o *Options) { o.Campaigns.Addresses = -5 }},
 		{"Options.Campaigns.MaxRequests", func(o *Options) { o.Campaigns.MinRequests, o.Campaigns.MaxRequests = 9, 3 }},
 		{"Options.Campaigns.MaxLength", func(o *Options) { o.Campaigns.MaxLength = -time.Minute }},
+		{"Options.Surges.Count", func(o *Options) { o.Surges.Count = -1 }},
+		{"Options.Surges.People", func(o *Options) { o.Surges.People = 1_000_000 }},
+		{"Options.Surges.MaxLength", func(o *Options) { o.Surges.MinLength, o.Surges.MaxLength = time.Hour, time.Minute }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
@@ -329,7 +333,8 @@ func TestOptionsFlag(t *testing.T) {
 		"realistic":        "realistic",
 		"people,fields":    "people,fields",
 		" fields , sites ": "sites,fields",
-		"people,sites,automation,spread,campaigns,fields": "realistic",
+		"people,sites,automation,spread,campaigns,surges,fields": "realistic",
+		"people,sites,automation,spread,campaigns,fields":        "people,sites,automation,spread,campaigns,fields",
 	} {
 		var o Options
 		if err := o.Set(in); err != nil || o.String() != want {

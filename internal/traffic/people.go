@@ -29,11 +29,11 @@ const (
 )
 
 // Profiles lists the profiles of legitimate visitors: the kinds of people,
-// then the kinds of automation.
+// the people of surges, then the kinds of automation.
 func Profiles() []string {
 	return []string{
 		ProfileRegular, ProfileOffice, ProfileCarrier, ProfilePrivacy, ProfileWarmCache, ProfilePowerUser,
-		ProfileBouncer, ProfileMobileApp, ProfileAppPoller, ProfileFeedReader, ProfileUptimeMonitor,
+		ProfileBouncer, ProfileMobileApp, ProfileSurge, ProfileAppPoller, ProfileFeedReader, ProfileUptimeMonitor,
 		ProfileAPIClient, ProfileCrawler, ProfileLinkPreview,
 	}
 }
