@@ -68,6 +68,7 @@ type item struct {
 	obs    features.Observation
 	site   string
 	time   time.Time
+	page   uint64 // features.Page
 	err    error  // why it is a dead letter
 	reason string // the dead-letter reason label of err
 }
@@ -284,7 +285,7 @@ func (d *decodeWorker) decode(data []byte, it *item) {
 		it.err, it.reason = err, service.ReasonIdentity
 		return
 	}
-	it.site, it.time = d.ev.Site, d.ev.Time
+	it.site, it.time, it.page = d.ev.Site, d.ev.Time, features.Page(&d.ev)
 }
 
 // process adds the shard's events of the batch, prefetched, and scores the
@@ -342,6 +343,7 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		Visitor:         records.VisitorID(o.Visitor),
 		Class:           class.String(),
 		Returning:       bl.Known != nil && bl.Known.Has(o.Visitor),
+		Page:            records.Page(it.page),
 		Score:           score,
 		Threshold:       threshold,
 		Features:        slices.Grow(sh.features[:0], len(sh.vec))[:len(sh.vec)],

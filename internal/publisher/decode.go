@@ -72,6 +72,11 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 			s.Class, err = d.str(v)
 		case "returning":
 			s.Returning, err = v.Bool()
+		case "page": // one of many: not interned
+			var b []byte
+			if b, err = v.StringBytes(); err == nil {
+				s.Page = string(b)
+			}
 		case "visitor":
 			var b []byte
 			if b, err = v.StringBytes(); err == nil {

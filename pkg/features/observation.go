@@ -1,6 +1,7 @@
 package features
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
@@ -96,6 +97,41 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 		o.Hashes[SketchIPs] = hashBytes(ip[:])
 	}
 	return nil
+}
+
+// Page returns the hash (HashValue) of the page ev belongs to: its path,
+// or, for a static file with a referer, the referer's path, the page that
+// loaded it; 0 when it has neither. Visitors that fetch one page and its
+// files, whatever their order, are on the same page. It does not
+// allocate.
+func Page(ev *Event) uint64 {
+	if IsAsset(ev.Path) {
+		if p := refererPath(ev.Referer); len(p) > 0 {
+			return hashBytes(p)
+		}
+	}
+	if len(ev.Path) == 0 {
+		return 0
+	}
+	return hashBytes(ev.Path)
+}
+
+// refererPath is the path of a referer URL ("https://host/path?query"):
+// from the first "/" after the host to the query or fragment; nil when it
+// has none.
+func refererPath(ref []byte) []byte {
+	if i := bytes.Index(ref, []byte("://")); i >= 0 {
+		ref = ref[i+3:]
+	}
+	i := bytes.IndexByte(ref, '/')
+	if i < 0 {
+		return nil
+	}
+	ref = ref[i:]
+	if j := bytes.IndexAny(ref, "?#"); j >= 0 {
+		ref = ref[:j]
+	}
+	return ref
 }
 
 // assetExtensions are the file extensions of what a browser fetches for a

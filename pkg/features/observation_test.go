@@ -132,3 +132,32 @@ func TestIsAsset(t *testing.T) {
 		t.Errorf("IsAsset allocates %v times", n)
 	}
 }
+
+func TestPage(t *testing.T) {
+	tests := []struct {
+		path, referer, want string // want "" is 0
+	}{
+		{"/products/1", "", "/products/1"},
+		{"/products/1", "https://shop.example/search?q=x", "/products/1"},
+		{"/static/app.js", "https://shop.example/products/1?utm_source=x", "/products/1"},
+		{"/static/app.js", "https://shop.example/products/1#top", "/products/1"},
+		{"/static/app.js", "https://shop.example", "/static/app.js"},
+		{"/static/app.js", "", "/static/app.js"},
+		{"/favicon.ico", "/relative/page", "/relative/page"},
+		{"", "", ""},
+	}
+	for _, tt := range tests {
+		ev := Event{Path: []byte(tt.path), Referer: []byte(tt.referer)}
+		want := uint64(0)
+		if tt.want != "" {
+			want = HashValue(tt.want)
+		}
+		if got := Page(&ev); got != want {
+			t.Errorf("Page(%q, referer %q) = %x, want the hash of %q", tt.path, tt.referer, got, tt.want)
+		}
+	}
+	ev := Event{Path: []byte("/static/app.js"), Referer: []byte("https://shop.example/products/1?x=1")}
+	if n := testing.AllocsPerRun(100, func() { Page(&ev) }); n != 0 {
+		t.Errorf("Page allocates %v times", n)
+	}
+}

@@ -46,6 +46,12 @@ type Score struct {
 	// requests in the baseline's period, and the fit did not leave it out
 	// as a bot.
 	Returning bool `json:"returning,omitempty"`
+	// Page is the page the visitor was on when it was scored: the path of
+	// the request that triggered the scoring, or, for a static file, the
+	// path of its referer, the page that loaded it; hashed as the
+	// window's sketch of paths hashes paths (16 hex digits; empty in
+	// records before it, or when the request had neither).
+	Page string `json:"page,omitempty"`
 	// Score is the HBOS score of the visitor's window; higher is more
 	// anomalous. Threshold is the site baseline's (or the operator's
 	// override): the score is an outlier when above it.
@@ -88,6 +94,14 @@ type Detection struct {
 // VisitorID formats a visitor id for a record.
 func VisitorID(v uint64) string {
 	return fmt.Sprintf("%016x", v)
+}
+
+// Page formats the hash of a page's path as a record's page; 0 is "".
+func Page(pathHash uint64) string {
+	if pathHash == 0 {
+		return ""
+	}
+	return VisitorID(pathHash)
 }
 
 // ParseVisitorID parses a record's visitor id.
@@ -191,6 +205,10 @@ func (s *Score) AppendJSON(b []byte) ([]byte, error) {
 	}
 	if s.Returning {
 		b = append(b, `,"returning":true`...)
+	}
+	if s.Page != "" {
+		b = append(b, `,"page":`...)
+		b = appendString(b, s.Page)
 	}
 	var err error
 	b = append(b, `,"score":`...)
