@@ -75,6 +75,14 @@ type member struct {
 	published bool
 	returning bool    // the site's history knows it: never published for the group
 	top       float64 // its top feature's contribution
+	// page and ratio are, for a crowd's member, records.Score.Page and its
+	// score over its threshold.
+	page  string
+	ratio float64
+}
+
+func (m *member) ZZ() (string, float64, float64, bool) {
+	return m.page, m.ratio, m.detection.Top[0].Contribution, m.returning
 }
 
 func newGroups(cfg SelectConfig) *groups {
@@ -87,28 +95,33 @@ func newGroups(cfg SelectConfig) *groups {
 // enabled reports whether groups are looked for at all.
 func (g *groups) enabled() bool { return g.minMembers > 0 }
 
-// seen notes that visitor of site was scored at t.
-func (g *groups) seen(site string, visitor uint64, t int64) {
+// seen notes that visitor of site was scored at t, and reports whether
+// it is its visit's first score: the visitor had none within the TTL. A
+// visitor beyond the limit is not noted, and its score is not a first.
+func (g *groups) seen(site string, visitor uint64, t int64) bool {
 	if !g.enabled() {
-		return
+		return false
 	}
 	s := g.scored[site]
 	if s == nil {
 		s = &siteScored{latest: make(map[uint64]int64)}
 		g.scored[site] = s
 	}
+	g.nScored -= s.expire(t - g.ttl)
 	if at, ok := s.latest[visitor]; ok {
 		if t > at {
 			s.latest[visitor] = t
 			s.push(visitor, t)
 		}
-		return
+		return false
 	}
-	if g.nScored < g.limit {
-		s.latest[visitor] = t
-		s.push(visitor, t)
-		g.nScored++
+	if g.nScored >= g.limit {
+		return false
 	}
+	s.latest[visitor] = t
+	s.push(visitor, t)
+	g.nScored++
+	return true
 }
 
 // siteScored is a site's visitors scored within the TTL: the event time of

@@ -72,6 +72,7 @@ type Selector struct {
 	cfg       SelectConfig
 	ttl       int64 // cfg.TTL in ns
 	groups    *groups
+	crowds    *crowds
 	pending   []records.Detection // of group members, for GroupDetections
 	sites     map[string]map[uint64]*visitorState
 	tracked   int
@@ -88,7 +89,10 @@ type visitorState struct {
 
 // NewSelector returns a Selector for a validated config.
 func NewSelector(cfg SelectConfig) *Selector {
-	return &Selector{cfg: cfg, ttl: int64(cfg.TTL), groups: newGroups(cfg), sites: make(map[string]map[uint64]*visitorState)}
+	return &Selector{
+		cfg: cfg, ttl: int64(cfg.TTL), groups: newGroups(cfg), crowds: newCrowds(cfg),
+		sites: make(map[string]map[uint64]*visitorState),
+	}
 }
 
 // Tracked is the number of visitors whose state is kept.
@@ -100,12 +104,16 @@ func (s *Selector) Evicted() uint64 { return s.evicted }
 
 // Select decides about sc, a validated score whose visitor id is visitor,
 // under policy p (nil allows everything). For Published it returns the
-// detection. A hit that makes its group a coordinated attack also
-// publishes the group's earlier members: GroupDetections returns them.
+// detection. A score that makes its group or crowd a coordinated attack
+// also publishes their earlier members: GroupDetections returns them.
 func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records.Detection, Outcome) {
 	t := sc.ScoredAt.UnixNano()
 	s.advance(t)
-	s.groups.seen(sc.Site, visitor, t)
+	if s.groups.seen(sc.Site, visitor, t) && s.crowds.enabled {
+		if d, ok := s.crowdMember(sc, visitor, t, p); ok {
+			return d, Published
+		}
+	}
 	if !(sc.Score > sc.Threshold) {
 		return records.Detection{}, Below
 	}
@@ -123,7 +131,7 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 	d := s.detection(sc, visitor)
 	gr, started := s.groups.hit(sc, visitor, t, d)
 	if started {
-		s.publishGroup(gr, visitor, t)
+		s.publishGroup(gr, visitor, t, p)
 	}
 	inGroup := gr != nil && gr.active && !sc.Returning
 	if t < st.expires {
@@ -144,6 +152,50 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 	return d, Published
 }
 
+// crowdMember notes sc, the first score of visitor's visit, in its crowd
+// (see crowds) and publishes it when the crowd is a coordinated attack,
+// whatever its score, unless the policy says no or it is published
+// already.
+func (s *Selector) crowdMember(sc *records.Score, visitor uint64, t int64, p *Policy) (records.Detection, bool) {
+	d := s.detection(sc, visitor)
+	cr, started := s.crowds.first(sc, visitor, t, d, s.published)
+	if cr == nil || !cr.active {
+		return records.Detection{}, false
+	}
+	if started {
+		s.publishGroup(cr, visitor, t, p)
+	}
+	if p.SiteOff(sc.Site) || p.Allowed(sc.Site, visitor) {
+		return records.Detection{}, false
+	}
+	st := s.state(sc.Site, visitor)
+	if t < st.expires {
+		return records.Detection{}, false
+	}
+	cr.members[visitor].published = true
+	d.Group, d.GroupSize = cr.id, len(cr.members)
+	st.expires, st.published = t+s.ttl, sc.Score
+	return d, true
+}
+
+// published reports whether visitor of site has been published while
+// its state is kept.
+func (s *Selector) published(site string, visitor uint64) bool {
+	st := s.sites[site][visitor]
+	return st != nil && st.expires != 0
+}
+
+// Learn teaches the Selector how visits to sc's site usually begin (see
+// crowds) from sc, a score of traffic before the selection starts (a
+// backtest's history), without deciding anything about it.
+func (s *Selector) Learn(sc *records.Score, visitor uint64) {
+	t := sc.ScoredAt.UnixNano()
+	s.advance(t)
+	if s.groups.seen(sc.Site, visitor, t) && s.crowds.enabled {
+		s.crowds.learnFirst(sc, t)
+	}
+}
+
 // Restore notes d, a detection published before this Selector existed
 // (read back from the detections topic after a restart): until d expires,
 // its visitor is published again only on a score RiseMargin above d's,
@@ -162,12 +214,16 @@ func (s *Selector) Restore(d *records.Detection) error {
 	return nil
 }
 
-// publishGroup publishes the members of gr, which became a coordinated
-// attack at t, that are not published already, but visitor, whose own hit
-// is being decided. Each detection lasts a TTL from t.
-func (s *Selector) publishGroup(gr *group, visitor uint64, t int64) {
+// publishGroup publishes the members of gr, a group or crowd that became
+// a coordinated attack at t, that are not published already, but visitor,
+// whose own score is being decided, and those policy p keeps from it.
+// Each detection lasts a TTL from t.
+func (s *Selector) publishGroup(gr *group, visitor uint64, t int64, p *Policy) {
 	for v, m := range gr.members {
 		if v == visitor || m.published || m.returning {
+			continue
+		}
+		if p.SiteOff(m.detection.Site) || p.Allowed(m.detection.Site, v) {
 			continue
 		}
 		m.published = true
@@ -264,6 +320,7 @@ func (s *Selector) advance(t int64) {
 func (s *Selector) sweep() {
 	s.lastSweep = s.newest
 	s.groups.sweep(s.newest - s.ttl)
+	s.crowds.sweep(s.newest, s.published)
 	cut := s.newest - 2*s.ttl
 	for site, visitors := range s.sites {
 		for v, st := range visitors {
