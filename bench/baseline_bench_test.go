@@ -78,7 +78,8 @@ func BenchmarkIngest(b *testing.B) {
 
 // BenchmarkBuild builds the baseline of a site with 1M request rows (30k
 // visitors over 2 hours): the SQL aggregation into visitor-windows, the
-// HBOS fit and the encoding.
+// HBOS fit, the visit starts (every request read back in visitor order)
+// and the encoding.
 func BenchmarkBuild(b *testing.B) {
 	conn := benchClickHouse(b)
 	ctx := context.Background()

@@ -63,7 +63,7 @@ func TestBacktestAgrees(t *testing.T) {
 	cfg := backtest.DefaultConfig()
 	cfg.Features.Secret = identitySecret
 	cfg.Build.MinWindows = 100 // as serviceFlags
-	res, err := backtest.Run(t.Context(), cfg, backtest.Bytes(r.hist.lines), bytes.NewReader(r.live.lines))
+	res, err := backtest.Run(t.Context(), cfg, bytes.NewReader(r.hist.lines), bytes.NewReader(r.live.lines))
 	if err != nil {
 		t.Fatal(err)
 	}

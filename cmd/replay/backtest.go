@@ -23,10 +23,7 @@ const backtestHelp = `Usage: replay backtest -history FILE -traffic FILE [-repor
 Runs the services' own baseline build, detector scoring and publisher
 selection on JSON-lines files, without servers, in event time, as make demo
 would with the same files: the history builds every site's baseline, then
-the traffic is scored and its detections selected. The history is read
-twice: once for the baselines, once scored with them, so that the
-publisher knows how the sites' visits usually begin, as one that had been
-running would (stdin is held in memory for that). It prints the baselines,
+the traffic is scored and its detections selected. It prints the baselines,
 and, when the traffic has "label" fields, precision, recall and the human
 false-positive rate, per scenario, for coordinated attacks and per kind of
 person; without labels it prints every detection. -report-json writes the
@@ -94,24 +91,6 @@ func backtestCmd(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	return service.ExitOK
 }
 
-// historyOpener opens the history at path for each of the backtest's
-// reads; stdin, which can be read once, is read into memory.
-func historyOpener(path string, stdin io.Reader) (backtest.Opener, error) {
-	r, err := replay.Open(path, stdin) // at once, so that a bad path is the first error
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	if path != "-" {
-		return func() (io.ReadCloser, error) { return replay.Open(path, stdin) }, nil
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("reading the history from stdin: %w", err)
-	}
-	return backtest.Bytes(b), nil
-}
-
 // runBacktest runs the backtest and evaluates its detections against the
 // traffic's labels.
 func runBacktest(ctx context.Context, cfg backtest.Config, history, live string, stdin io.Reader) (*backtestReport, error) {
@@ -119,10 +98,11 @@ func runBacktest(ctx context.Context, cfg backtest.Config, history, live string,
 	if err != nil {
 		return nil, err
 	}
-	h, err := historyOpener(history, stdin)
+	h, err := replay.Open(history, stdin)
 	if err != nil {
 		return nil, err
 	}
+	defer h.Close()
 	l, err := replay.Open(live, stdin)
 	if err != nil {
 		return nil, err

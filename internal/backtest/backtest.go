@@ -118,18 +118,9 @@ type Result struct {
 // do not depend on it.
 const batchSize = 4096
 
-// Opener opens an input of JSON lines, gunzipped already. Run reads the
-// history twice.
-type Opener func() (io.ReadCloser, error)
-
-// Bytes is an Opener of b.
-func Bytes(b []byte) Opener {
-	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-}
-
-// Run backtests cfg, a validated config, on the history and the live
-// traffic (JSON lines, gunzipped already).
-func Run(ctx context.Context, cfg Config, history Opener, live io.Reader) (*Result, error) {
+// Run backtests cfg, a validated config, on the history and live traffic
+// read from the two readers (JSON lines, gunzipped already).
+func Run(ctx context.Context, cfg Config, history, live io.Reader) (*Result, error) {
 	cfg.syncBuild()
 	res := &Result{}
 	hist, err := newHistory(cfg.Features)
@@ -137,19 +128,20 @@ func Run(ctx context.Context, cfg Config, history Opener, live io.Reader) (*Resu
 		return nil, err
 	}
 	var models Models
-	proc, err := newProcessor(cfg, &models)
+	dc := detector.DefaultConfig()
+	dc.ScoringConfig = cfg.Scoring
+	// Event time is the files', whatever the clock says.
+	dc.EventTime = service.EventTimeConfig{MaxAhead: 100 * 365 * 24 * time.Hour}
+	proc, err := detector.NewProcessor(dc, cfg.Features, func() (detector.Store, error) {
+		return memoryStore{features.NewMemoryStore(cfg.Features.Window)}, nil
+	}, &models, detector.NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		return nil, err
 	}
 
 	// The history: into the baseline's history and through the detector,
 	// which has no baseline yet and so scores nothing.
-	h, err := history()
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	err = eachBatch(ctx, h, func(msgs []kafka.Message) error {
+	err = eachBatch(ctx, history, func(msgs []kafka.Message) error {
 		res.HistoryEvents += int64(len(msgs))
 		hist.add(msgs)
 		b, err := proc.Process(ctx, msgs)
@@ -164,9 +156,6 @@ func Run(ctx context.Context, cfg Config, history Opener, live io.Reader) (*Resu
 	models, res.Sites = buildAll(ctx, cfg.Build, hist.mem)
 
 	sel := publisher.NewSelector(cfg.Select)
-	if err := learn(ctx, cfg, history, &models, sel); err != nil {
-		return nil, err
-	}
 	var sc records.Score
 	err = eachBatch(ctx, live, func(msgs []kafka.Message) error {
 		res.Events += int64(len(msgs))
@@ -196,60 +185,6 @@ func Run(ctx context.Context, cfg Config, history Opener, live io.Reader) (*Resu
 		return nil, fmt.Errorf("reading the live traffic: %w", err)
 	}
 	return res, nil
-}
-
-// newProcessor returns the detector's Processor for cfg, scoring with
-// models, its features in memory.
-func newProcessor(cfg Config, models *Models) (*detector.Processor, error) {
-	dc := detector.DefaultConfig()
-	dc.ScoringConfig = cfg.Scoring
-	// Event time is the files', whatever the clock says.
-	dc.EventTime = service.EventTimeConfig{MaxAhead: 100 * 365 * 24 * time.Hour}
-	return detector.NewProcessor(dc, cfg.Features, func() (detector.Store, error) {
-		return memoryStore{features.NewMemoryStore(cfg.Features.Window)}, nil
-	}, models, detector.NewMetrics(prometheus.NewRegistry()))
-}
-
-// learn gives sel what a publisher that had been running during the
-// history would know of it: how the sites' visits usually begin (see
-// publisher.Selector.Learn), from the history scored with the baselines
-// built from it, by a detector of its own.
-func learn(ctx context.Context, cfg Config, history Opener, models *Models, sel *publisher.Selector) error {
-	if !cfg.Select.Crowds() {
-		return nil
-	}
-	proc, err := newProcessor(cfg, models)
-	if err != nil {
-		return err
-	}
-	h, err := history()
-	if err != nil {
-		return fmt.Errorf("opening the history again: %w", err)
-	}
-	defer h.Close()
-	var sc records.Score
-	err = eachBatch(ctx, h, func(msgs []kafka.Message) error {
-		b, err := proc.Process(ctx, msgs)
-		if err != nil {
-			return err
-		}
-		for _, m := range b.Scores {
-			sc = records.Score{}
-			if err := json.Unmarshal(m.Value, &sc); err != nil {
-				return fmt.Errorf("decoding a score record: %w", err)
-			}
-			visitor, err := records.ParseVisitorID(sc.Visitor)
-			if err != nil {
-				return err
-			}
-			sel.Learn(&sc, visitor)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("scoring the history: %w", err)
-	}
-	return nil
 }
 
 // eachBatch calls fn with the non-empty lines of r as messages, a batch at
@@ -407,6 +342,9 @@ func buildAll(ctx context.Context, cfg baseline.BuildConfig, mem *baseline.Memor
 			}
 			if bl != nil {
 				served[c] = &model.Baseline{Model: bl.Model, Known: built.Known}
+				if bl.Class == c {
+					served[c].Starts = bl.Starts // as Baseline.For serves it
+				}
 			}
 		}
 		models.sites[site] = served

@@ -55,7 +55,7 @@ func TestRun(t *testing.T) {
 	live = append(live, "{not json\n\n{\"ZoneName\":\"a.example\"}\n"...)
 
 	cfg := testConfig(t)
-	res, err := Run(t.Context(), cfg, Bytes(history), bytes.NewReader(live))
+	res, err := Run(t.Context(), cfg, bytes.NewReader(history), bytes.NewReader(live))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestRun(t *testing.T) {
 		}
 	}
 
-	again, err := Run(t.Context(), cfg, Bytes(history), bytes.NewReader(live))
+	again, err := Run(t.Context(), cfg, bytes.NewReader(history), bytes.NewReader(live))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestRunTooLittleHistory(t *testing.T) {
 	history, live := testTraffic(t)
 	cfg := testConfig(t)
 	cfg.Build.MinWindows = 1_000_000
-	res, err := Run(t.Context(), cfg, Bytes(history), bytes.NewReader(live))
+	res, err := Run(t.Context(), cfg, bytes.NewReader(history), bytes.NewReader(live))
 	if err != nil {
 		t.Fatal(err)
 	}

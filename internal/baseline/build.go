@@ -155,7 +155,11 @@ type Baseline struct {
 	Model *hbos.Model
 	// Known are the site's visitors in the history, but those the fit
 	// left out as bots; nil for the pooled baselines.
-	Known   *model.Known
+	Known *model.Known
+	// Starts is how the history's visits of the class began, but those
+	// of visitors the fit left out; nil when the baseline is served for
+	// another class.
+	Starts  *model.Starts
 	Encoded []byte // the pkg/model encoding of Model and Known, what the API serves
 	Version string // a digest of Encoded: the ETag
 	Windows int    // visitor-windows of the history of the class
@@ -225,6 +229,12 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 			left[v] = true
 		}
 	}
+	// After the fit, and before the known visitors: the history's crowds
+	// are bots too.
+	starts, err := visitStarts(ctx, src, cfg, q, left)
+	if err != nil {
+		return nil, err
+	}
 	if site != Pooled {
 		if built.Known, err = knownVisitors(ctx, src, site, q.From, q.To, left); err != nil {
 			return nil, err
@@ -235,7 +245,7 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 			continue
 		}
 		b := &Baseline{
-			Site: site, Class: features.Class(c), Model: m, Known: built.Known,
+			Site: site, Class: features.Class(c), Model: m, Known: built.Known, Starts: starts[c],
 			Windows: len(visitors[c]), Suspects: stats[c].Suspects, Trimmed: stats[c].Trimmed,
 			From: q.From, To: newest, Built: time.Now().UTC(),
 		}
@@ -245,6 +255,41 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 		built.Baselines[c] = b
 	}
 	return built, nil
+}
+
+// visitStarts counts, per class, the shapes the visits of q began in (see
+// VisitStart), but those of visitors left out as bots (left, keyed as
+// Build keys them for Fit) and those of the history's own crowds (see
+// historyCrowds), whose visitors it adds to left.
+func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chstore.WindowQuery, left map[uint64]bool) ([features.NumClasses]*model.Starts, error) {
+	var starts [features.NumClasses]*model.Starts
+	for c := range starts {
+		starts[c] = model.NewStarts()
+	}
+	var all []start
+	vec := make([]float64, 0, len(cfg.Set.Names()))
+	span := uint32(cfg.Window.Span() / time.Second)
+	err := src.VisitStarts(ctx, cfg.Window, q, func(vs VisitStart) error {
+		key := vs.Visitor ^ keys.SiteID(vs.Site)
+		if left[key] {
+			return nil
+		}
+		vec = vs.Agg.Vector(vec, cfg.Set)
+		all = append(all, start{site: vs.Site, slot: vs.Second / span, class: vs.Agg.Class(), shape: features.Shape(vec), key: key})
+		return nil
+	})
+	if err != nil {
+		return starts, fmt.Errorf("the visit starts of %q: %w", q.Site, err)
+	}
+	crowd := historyCrowds(all)
+	for i, st := range all {
+		if crowd[i] {
+			left[st.key] = true
+			continue
+		}
+		starts[st.class].Add(st.shape)
+	}
+	return starts, nil
 }
 
 // knownVisitors are the visitors of site in [from, to), but those left out
@@ -269,7 +314,7 @@ func knownVisitors(ctx context.Context, src WindowSource, site string, from, to 
 
 // encode sets Encoded and Version from Model and Known.
 func (b *Baseline) encode() error {
-	enc, err := (&model.Baseline{Model: b.Model, Known: b.Known}).MarshalBinary()
+	enc, err := (&model.Baseline{Model: b.Model, Known: b.Known, Starts: b.Starts}).MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encoding the %s baseline of %q: %w", b.Class, b.Site, err)
 	}
@@ -287,6 +332,9 @@ func (b *Baseline) For(site string, class features.Class, known *model.Known) (*
 	}
 	c := *b
 	c.Known = known
+	if b.Class != class {
+		c.Starts = nil // another class's visits begin otherwise
+	}
 	if err := c.encode(); err != nil {
 		return nil, err
 	}

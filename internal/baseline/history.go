@@ -13,11 +13,12 @@ import (
 )
 
 // WindowSource streams the visitor-windows of one site that a query
-// selects, aggregated as chstore's SQL aggregates them, and a site's
-// visitors: the requests table in ClickHouse for the service, a
-// MemoryHistory for backtests.
+// selects, aggregated as chstore's SQL aggregates them, the starts of its
+// visits, and a site's visitors: the requests table in ClickHouse for the
+// service, a MemoryHistory for backtests.
 type WindowSource interface {
 	Windows(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(chstore.VisitorWindow) error) error
+	VisitStarts(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(VisitStart) error) error
 	Visitors(ctx context.Context, site string, from, to time.Time, fn func(uint64) error) error
 }
 
@@ -117,20 +118,20 @@ type windowAcc struct {
 }
 
 // add folds one request in, as the SQL counts it.
-func (a *windowAcc) add(r *historyRow) {
-	a.seconds[r.second] = struct{}{}
+func (a *windowAcc) add(second uint32, flags uint8, hashes *[features.NumSketches]uint64) {
+	a.seconds[second] = struct{}{}
 	for c := range features.Counter(features.NumCounters) {
 		d := c.Def()
 		switch d.Kind {
 		case features.EveryRequest:
 			a.counts[c]++
 		case features.FlaggedRequests:
-			if r.flags&d.Flag != 0 {
+			if flags&d.Flag != 0 {
 				a.counts[c]++
 			}
 		}
 	}
-	for j, hash := range r.hashes {
+	for j, hash := range hashes {
 		if hash == 0 {
 			continue
 		}
@@ -139,6 +140,22 @@ func (a *windowAcc) add(r *historyRow) {
 		}
 		a.sets[j][hash] = struct{}{}
 	}
+}
+
+// aggregate is the window's features.Aggregate, as the SQL has it.
+func (a *windowAcc) aggregate() features.Aggregate {
+	var agg features.Aggregate
+	requests := a.counts[features.CountRequests]
+	for c := range features.Counter(features.NumCounters) {
+		agg.Counts[c] = a.counts[c]
+		if c.Def().Kind == features.RepeatedSeconds {
+			agg.Counts[c] = requests - uint64(len(a.seconds))
+		}
+	}
+	for j, set := range a.sets {
+		agg.Distinct[j] = uint64(len(set))
+	}
+	return agg
 }
 
 // Windows streams the visitor-windows q selects, in (visitor, window,
@@ -167,7 +184,7 @@ func (h *MemoryHistory) Windows(ctx context.Context, w features.Window, q chstor
 				a = &windowAcc{site: site, visitor: k.visitor, window: k.window, seconds: make(map[uint32]struct{})}
 				accs[k] = a
 			}
-			a.add(r)
+			a.add(r.second, r.flags, &r.hashes)
 		}
 	}
 	windows := make([]*windowAcc, 0, len(accs))
@@ -182,18 +199,8 @@ func (h *MemoryHistory) Windows(ctx context.Context, w features.Window, q chstor
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		vw := chstore.VisitorWindow{Site: a.site, Visitor: a.visitor, Window: a.window}
-		requests := a.counts[features.CountRequests]
-		for c := range features.Counter(features.NumCounters) {
-			vw.Agg.Counts[c] = a.counts[c]
-			if c.Def().Kind == features.RepeatedSeconds {
-				vw.Agg.Counts[c] = requests - uint64(len(a.seconds))
-			}
-		}
-		for j, set := range a.sets {
-			vw.Agg.Distinct[j] = uint64(len(set))
-		}
-		if requests < uint64(q.MinRequests) {
+		vw := chstore.VisitorWindow{Site: a.site, Visitor: a.visitor, Window: a.window, Agg: a.aggregate()}
+		if vw.Agg.Counts[features.CountRequests] < uint64(q.MinRequests) {
 			continue
 		}
 		if q.Limit > 0 && sent == q.Limit {

@@ -218,6 +218,79 @@ func TestMemoryHistoryMatchesSQL(t *testing.T) {
 		if !slices.Equal(got, sql) || (len(sql) == 0) != (tc.name == "no such site") {
 			t.Errorf("%s: memory gives %d windows, SQL %d; they differ", tc.name, len(got), len(sql))
 		}
+		starts := func(src WindowSource) []VisitStart {
+			var out []VisitStart
+			if err := src.VisitStarts(ctx, w, q, func(vs VisitStart) error { out = append(out, vs); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		sqlStarts, gotStarts := starts(ClickHouseWindows{conn, "requests"}), starts(mem)
+		if !slices.Equal(gotStarts, sqlStarts) || (len(sqlStarts) == 0) != (tc.name == "no such site") {
+			t.Errorf("%s: memory gives %d visit starts, SQL %d; they differ", tc.name, len(gotStarts), len(sqlStarts))
+		}
+	}
+}
+
+// TestVisitStartsMatchFirstScores is the contract between the baseline's
+// visit starts and the detector: each is the window the detector holds
+// when it first scores a visit: the first time its window holds
+// -min-requests requests with no score within a span before.
+func TestVisitStartsMatchFirstScores(t *testing.T) {
+	ctx := t.Context()
+	w, cfg := windowsTraffic()
+	const minRequests = 4
+	reqs, err := traffic.Generate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := requestRows(t, w, reqs)
+	mem := NewMemoryHistory()
+	live := features.NewMemoryStore(w)
+	type key struct {
+		site    string
+		visitor uint64
+	}
+	scored := map[key]uint32{}             // the second of each visitor's latest score
+	want := map[key][]features.Aggregate{} // the windows of first scores
+	for i := range rows {
+		r := &rows[i]
+		mem.Add(r.Site, &r.Obs)
+		if err := live.Add(ctx, []features.Observation{r.Obs}); err != nil {
+			t.Fatal(err)
+		}
+		agg, err := live.Window(ctx, r.Obs.Site, r.Obs.Visitor, r.Obs.Bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if agg.Counts[features.CountRequests] < minRequests {
+			continue // the detector does not score it
+		}
+		k := key{r.Site, r.Obs.Visitor}
+		if s, ok := scored[k]; !ok || time.Duration(r.Obs.Second-s)*time.Second >= w.Span() {
+			want[k] = append(want[k], agg)
+		}
+		scored[k] = r.Obs.Second
+	}
+	got := map[key][]features.Aggregate{}
+	q := chstore.WindowQuery{From: cfg.Start, To: cfg.Start.Add(cfg.Duration), Sample: 1, MinRequests: minRequests}
+	err = mem.VisitStarts(ctx, w, q, func(vs VisitStart) error {
+		k := key{vs.Site, vs.Visitor}
+		got[k] = append(got[k], vs.Agg)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for k, aggs := range want {
+		n += len(aggs)
+		if !slices.Equal(got[k], aggs) {
+			t.Errorf("%s visitor %x: visit starts %+v, first scores' windows %+v", k.site, k.visitor, got[k], aggs)
+		}
+	}
+	if len(got) != len(want) || n < 100 {
+		t.Errorf("%d visitors with visit starts, %d with first scores (%d starts)", len(got), len(want), n)
 	}
 }
 

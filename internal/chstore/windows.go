@@ -179,3 +179,58 @@ func Sites(ctx context.Context, conn driver.Conn, table string, notAfter time.Ti
 	}
 	return out, nil
 }
+
+// Row is a request of the requests table as far as the features go.
+type Row struct {
+	Site    string
+	Visitor uint64
+	Second  uint32 // Unix seconds
+	Flags   uint8
+	Hashes  [features.NumSketches]uint64
+}
+
+// rowsSQL selects the requests of a query, a visitor's in time order and,
+// within a second, in the order they were read from Kafka (a visitor's
+// requests share a partition: they are keyed by visitor).
+const rowsSQL = `SELECT site, visitor, toUInt32(time), flags, %[2]s
+FROM %[1]s FINAL
+WHERE %[3]s time >= ? AND time < ? AND visitor %% 1000000 < ?
+ORDER BY site, visitor, time, kafka_offset`
+
+// Rows streams to fn the requests that q's site, period and sample
+// select (not its MinRequests or Limit), in (site, visitor, time) order,
+// one row at a time. fn may keep nothing of the row it is given.
+func Rows(ctx context.Context, conn driver.Conn, table string, q WindowQuery, fn func(*Row) error) error {
+	site := q.Site
+	args := []any{q.From.UTC(), q.To.UTC(), uint64(q.Sample * 1e6)}
+	cond := ""
+	if site != "" {
+		cond, args = "site = ? AND", append([]any{site}, args...)
+	}
+	var hashes []string
+	for s := range features.Sketch(features.NumSketches) {
+		hashes = append(hashes, s.Def().Column)
+	}
+	rows, err := conn.Query(ctx, fmt.Sprintf(rowsSQL, table, strings.Join(hashes, ", "), cond), args...)
+	if err != nil {
+		return fmt.Errorf("reading the requests of %q: %w", site, err)
+	}
+	defer rows.Close()
+	var r Row
+	dest := []any{&r.Site, &r.Visitor, &r.Second, &r.Flags}
+	for i := range r.Hashes {
+		dest = append(dest, &r.Hashes[i])
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("reading the requests of %q: %w", site, err)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the requests of %q: %w", site, err)
+	}
+	return nil
+}

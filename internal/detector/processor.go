@@ -327,6 +327,12 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		return nil
 	}
 	sh.vec = agg.Vector(sh.vec, p.set)
+	var shape string
+	var share float64
+	if bl.Starts != nil {
+		s := features.Shape(sh.vec)
+		shape, share = records.Shape(s), bl.Starts.Share(s)
+	}
 	sh.contrib = append(sh.contrib[:0], sh.vec...)
 	score, err := bl.Model.Explain(sh.vec, sh.contrib)
 	if err != nil {
@@ -344,6 +350,8 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		Class:           class.String(),
 		Returning:       bl.Known != nil && bl.Known.Has(o.Visitor),
 		Page:            records.Page(it.page),
+		Shape:           shape,
+		ShapeShare:      share,
 		Score:           score,
 		Threshold:       threshold,
 		Features:        slices.Grow(sh.features[:0], len(sh.vec))[:len(sh.vec)],

@@ -59,14 +59,12 @@ type SelectConfig struct {
 	GroupShare     float64
 	GroupReturning float64
 	GroupRarity    float64
-	// CrowdRatio, CrowdChance, CrowdLearn and CrowdHalfLife say when new
-	// visitors whose visits begin alike are a coordinated attack (see
-	// crowds); CrowdRatio 0 looks for none.
-	CrowdRatio    float64
-	CrowdChance   float64
-	CrowdScore    float64
-	CrowdLearn    int
-	CrowdHalfLife time.Duration
+	// CrowdRatio, CrowdChance and CrowdScore say when visitors whose
+	// visits begin alike are a coordinated attack (see crowds); CrowdRatio
+	// 0 looks for none.
+	CrowdRatio  float64
+	CrowdChance float64
+	CrowdScore  float64
 }
 
 // Defaults.
@@ -90,8 +88,6 @@ const (
 	DefaultCrowdRatio         = 10
 	DefaultCrowdChance        = 1e-9
 	DefaultCrowdScore         = 0.5
-	DefaultCrowdLearn         = 100
-	DefaultCrowdHalfLife      = 6 * time.Hour
 )
 
 // Limits that keep the per-visitor state and the records small.
@@ -117,7 +113,7 @@ func DefaultSelectConfig() SelectConfig {
 		RiseMargin: DefaultRiseMargin, Top: DefaultTop, MaxTracked: DefaultMaxTracked,
 		GroupMin: DefaultGroupMin, GroupShare: DefaultGroupShare, GroupReturning: DefaultGroupReturning,
 		GroupRarity: DefaultGroupRarity, CrowdRatio: DefaultCrowdRatio, CrowdChance: DefaultCrowdChance,
-		CrowdScore: DefaultCrowdScore, CrowdLearn: DefaultCrowdLearn, CrowdHalfLife: DefaultCrowdHalfLife,
+		CrowdScore: DefaultCrowdScore,
 	}
 }
 
@@ -145,14 +141,12 @@ func (c *SelectConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.RiseMargin, "rise-margin", c.RiseMargin, "a visitor already published within -detection-ttl is published again when its score rises at least this much over the last published score. The default 1 is one bit, a window half as likely again: a real change, not rescoring noise; 'inf' never republishes early")
 	fs.IntVar(&c.Top, "top", c.Top, fmt.Sprintf("contributions a detection carries, largest first: why the visitor is anomalous (1 to %d)", maxTop))
 	fs.IntVar(&c.MaxTracked, "max-tracked", c.MaxTracked, "most visitors whose detection state is kept in memory (about 100 bytes each); beyond it the publisher forgets arbitrary ones, which may then be published once more. It also bounds, each on its own, the visitors scored within -detection-ttl, the members of groups and the visits begun within it that groups and crowds count")
-	fs.IntVar(&c.GroupMin, "group-min", c.GroupMin, "fewest visitors of a site that make a coordinated attack, each member published whatever -min-hits says: those with a hit of the same signature (class and two top features) within -detection-ttl, or new visitors whose visits began alike (see -crowd-ratio); 0 looks for neither")
+	fs.IntVar(&c.GroupMin, "group-min", c.GroupMin, "fewest visitors of a site that make a coordinated attack, each member published whatever -min-hits says: those with a hit of the same signature (class and two top features) within -detection-ttl, or visitors whose visits began alike (see -crowd-ratio); 0 looks for neither")
 	fs.Float64Var(&c.GroupShare, "group-share", c.GroupShare, "and the least share of the site's visitors scored within -detection-ttl that they must be: people have hits at the contamination rate, spread over many signatures")
 	fs.Float64Var(&c.GroupRarity, "group-rarity", c.GroupRarity, "and the least median, over them, of their top feature's contribution, in bits: attackers bring values the site's history hardly has (an empty bin scores -log2(alpha), 13.3 by default), a crowd of people more of what it has (10 is a value a thousandth as dense as the densest)")
-	fs.Float64Var(&c.CrowdRatio, "crowd-ratio", c.CrowdRatio, "new visitors (the site's history does not know them) whose visits began alike within -detection-ttl (the first score of each: its class and feature values, to a quarter) are a coordinated attack, whatever their scores, when they are at least -group-min and at least this many times as many as the site's usual visits would bring among as many new visitors. People who come at once begin visits as the site's visitors usually do; one program behind many addresses begins them all alike. 0 looks for none")
-	fs.Float64Var(&c.CrowdChance, "crowd-chance", c.CrowdChance, "and so many that the site's usual visits would bring as many less often than this (Poisson): the default, one in a billion, keeps chance out of a check made at every new visit of every site")
+	fs.Float64Var(&c.CrowdRatio, "crowd-ratio", c.CrowdRatio, "visitors whose visits began alike within -detection-ttl (the first score of each: its class and window shape, the feature values to a quarter) are a coordinated attack, whatever their scores, when they are at least -group-min and at least this many times as many as the share of the site's visits that began so in the baseline's history would bring among as many first scores: one program behind many addresses begins them all alike. 0 looks for none")
+	fs.Float64Var(&c.CrowdChance, "crowd-chance", c.CrowdChance, "and so many that the history's share would bring as many less often than this (Poisson): the default, one in a billion, keeps chance out of a check made at every new visit of every site")
 	fs.Float64Var(&c.CrowdScore, "crowd-score", c.CrowdScore, "and, when they were on few pages (fewer than two of them to a page), their median score at least this share of the threshold. People who come at once come for one page (a link shared widely) and visit it as people do; an attack on one page (a login) does something unusual there, while one spread over pages (a catalogue shared out among addresses) need not")
-	fs.IntVar(&c.CrowdLearn, "crowd-learn", c.CrowdLearn, "visits of a site's traffic class the publisher must have seen begin before it judges the class's crowds: a publisher that starts learns the usual visits from the scores it reads, so for a while it finds no crowd")
-	fs.DurationVar(&c.CrowdHalfLife, "crowd-half-life", c.CrowdHalfLife, "how fast the usual visits are forgotten, in event time: a visit seen this long ago weighs half as much as one now. Visitors the publisher published never count as usual")
 	fs.Float64Var(&c.GroupReturning, "group-returning", c.GroupReturning, "and the largest share of them that the site's history knows (returning visitors): an attack comes from new addresses, a crowd of the site's own people (a sale, a rush) from many it has seen. Returning members are never published on the group's evidence")
 }
 
@@ -212,15 +206,11 @@ func (c *SelectConfig) Validate() error {
 		return fmt.Errorf("-crowd-chance must be in (0, 1), got %v", c.CrowdChance)
 	case !(c.CrowdScore >= 0) || math.IsInf(c.CrowdScore, 0):
 		return fmt.Errorf("-crowd-score must be a finite number at least 0, got %v", c.CrowdScore)
-	case c.CrowdLearn < 0:
-		return fmt.Errorf("-crowd-learn must be at least 0, got %d", c.CrowdLearn)
-	case c.CrowdHalfLife < time.Minute:
-		return fmt.Errorf("-crowd-half-life must be at least 1m, got %v", c.CrowdHalfLife)
 	}
 	return nil
 }
 
-// Crowds reports whether crowds of new visitors are looked for.
+// Crowds reports whether crowds of visits begun alike are looked for.
 func (c *SelectConfig) Crowds() bool { return c.GroupMin > 0 && c.CrowdRatio > 0 }
 
 // DetectionsWriter returns w, the writer of the detections topic

@@ -37,15 +37,13 @@ func TestConfigFlags(t *testing.T) {
 		{[]string{"-top", "0"}, "-top"},
 		{[]string{"-top", "65"}, "-top"},
 		{[]string{"-max-tracked", "0"}, "-max-tracked"},
-		{[]string{"-crowd-ratio", "0", "-crowd-score", "0", "-crowd-learn", "0", "-crowd-half-life", "1m"}, ""},
+		{[]string{"-crowd-ratio", "0", "-crowd-score", "0"}, ""},
 		{[]string{"-crowd-ratio", "0.5"}, "-crowd-ratio"},
 		{[]string{"-crowd-ratio", "inf"}, "-crowd-ratio"},
 		{[]string{"-crowd-chance", "0"}, "-crowd-chance"},
 		{[]string{"-crowd-chance", "1"}, "-crowd-chance"},
 		{[]string{"-crowd-score", "-0.1"}, "-crowd-score"},
 		{[]string{"-crowd-score", "NaN"}, "-crowd-score"},
-		{[]string{"-crowd-learn", "-1"}, "-crowd-learn"},
-		{[]string{"-crowd-half-life", "59s"}, "-crowd-half-life"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -2,7 +2,6 @@ package publisher
 
 import (
 	"fmt"
-	"math"
 	"testing"
 	"time"
 
@@ -10,32 +9,25 @@ import (
 )
 
 // crowdScore is the first score of visitor's visit at t0+at: a window of
-// shape k (its paths value), on page, scoring ratio of the threshold.
-func crowdScore(visitor uint64, at time.Duration, k float64, page string, ratio float64) *records.Score {
+// shape k, which began share of the site's visits in its history, on
+// page, scoring ratio of the threshold.
+func crowdScore(visitor uint64, at time.Duration, k string, share float64, page string, ratio float64) *records.Score {
 	sc := testScore("a.example", visitor, at, ratio*threshold)
-	sc.Features[1].Value = k
-	sc.Page = page
+	sc.Shape, sc.ShapeShare, sc.Page = k, share, page
 	return sc
 }
 
-// usualSelector returns a Selector of cfg that has learned, from 1,000
-// visits of the hour before t0, that the site's visits begin in shape 0
-// (nine in ten) or shape 1.
-func usualSelector(cfg SelectConfig) *Selector {
-	sel := NewSelector(cfg)
-	for v := range uint64(1000) {
-		sc := crowdScore(1_000_000+v, -time.Hour+time.Duration(v)*3*time.Second, float64(v%10/9), "/", 0.2)
-		sel.Learn(sc, 1_000_000+v)
-	}
-	return sel
-}
-
-// people scores n new visitors of the usual shapes, one every 2 s from
-// t0, each on a page of its own, and fails the test if any is published.
+// people scores n new visitors of the site's usual shapes, one every 2 s
+// from t0, each on a page of its own, and fails the test if any is
+// published.
 func people(t *testing.T, sel *Selector, n int, p *Policy) {
 	t.Helper()
 	for v := range uint64(n) {
-		sc := crowdScore(2_000_000+v, time.Duration(v)*2*time.Second, float64(v%10/9), fmt.Sprint("/p", v), 0.3)
+		k, share := "usual", 0.9
+		if v%10 == 9 {
+			k, share = "less usual", 0.1
+		}
+		sc := crowdScore(2_000_000+v, time.Duration(v)*2*time.Second, k, share, fmt.Sprint("/p", v), 0.3)
 		if _, got := sel.Select(sc, 2_000_000+v, p); got != Below {
 			t.Fatalf("person %d: %v", v, got)
 		}
@@ -44,11 +36,11 @@ func people(t *testing.T, sel *Selector, n int, p *Policy) {
 
 func TestSelectCrowds(t *testing.T) {
 	cfg := DefaultSelectConfig()
-	attack := func(v uint64) *records.Score { // a rare shape, a page each, low scores
-		return crowdScore(v, 3*time.Minute+time.Duration(v)*time.Second, 3, fmt.Sprint("/item/", v), 0.3)
+	attack := func(v uint64) *records.Score { // a shape the history hardly had, a page each, low scores
+		return crowdScore(v, 3*time.Minute+time.Duration(v)*time.Second, "rare", 0.5/1001, fmt.Sprint("/item/", v), 0.3)
 	}
 
-	sel := usualSelector(cfg)
+	sel := NewSelector(cfg)
 	people(t, sel, 150, nil)
 	for v := range uint64(9) {
 		if _, got := sel.Select(attack(v), v, nil); got != Below {
@@ -79,25 +71,27 @@ func TestSelectCrowds(t *testing.T) {
 	cases := []struct {
 		name   string
 		cfg    func(*SelectConfig)
-		learn  bool
 		p      string // policy
 		member func(v uint64) *records.Score
 	}{
-		{"people who come for one page", nil, true, "", func(v uint64) *records.Score {
+		{"people who come for one page", nil, "", func(v uint64) *records.Score {
 			sc := attack(v)
 			sc.Page = "/shared"
 			return sc
 		}},
-		{"a publisher that has not learned the usual visits", nil, false, "", attack},
-		{"returning visitors", nil, true, "", func(v uint64) *records.Score {
+		{"a shape the history had", nil, "", func(v uint64) *records.Score {
 			sc := attack(v)
-			sc.Returning = true
+			sc.ShapeShare = 0.05 // 40 of 190 new visitors is 4 times that
 			return sc
 		}},
-		{"the site switched off", nil, true, "a.example off\n", attack},
-		{"crowds off", func(c *SelectConfig) { c.CrowdRatio = 0 }, true, "", attack},
-		{"groups off", func(c *SelectConfig) { c.GroupMin = 0 }, true, "", attack},
-		{"too few for -crowd-learn", func(c *SelectConfig) { c.CrowdLearn = 2000 }, true, "", attack},
+		{"a baseline that does not know how visits begin", nil, "", func(v uint64) *records.Score {
+			sc := attack(v)
+			sc.Shape, sc.ShapeShare = "", 0
+			return sc
+		}},
+		{"the site switched off", nil, "a.example off\n", attack},
+		{"crowds off", func(c *SelectConfig) { c.CrowdRatio = 0 }, "", attack},
+		{"groups off", func(c *SelectConfig) { c.GroupMin = 0 }, "", attack},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,9 +100,6 @@ func TestSelectCrowds(t *testing.T) {
 				tc.cfg(&cfg)
 			}
 			sel := NewSelector(cfg)
-			if tc.learn {
-				sel = usualSelector(cfg)
-			}
 			p := mustPolicy(t, tc.p)
 			people(t, sel, 150, p)
 			for v := range uint64(40) {
@@ -124,7 +115,7 @@ func TestSelectCrowds(t *testing.T) {
 
 	// An attack on one page that does something unusual there (a login
 	// failing) is one; an allow-listed member is not published.
-	sel = usualSelector(cfg)
+	sel = NewSelector(cfg)
 	p := mustPolicy(t, "a.example allow "+records.VisitorID(2)+"\n")
 	people(t, sel, 150, p)
 	published := 0
@@ -146,30 +137,30 @@ func TestSelectCrowds(t *testing.T) {
 	}
 }
 
-// TestCrowdsLearn: the usual mix learns the first scores that leave the
-// TTL, but those of visitors published, each with the weight of its
-// time, and forgets at the half-life.
-func TestCrowdsLearn(t *testing.T) {
+// TestCrowdsAge: first scores that leave the TTL leave their crowds, and a
+// sweep forgets the classes left with none.
+func TestCrowdsAge(t *testing.T) {
 	cfg := DefaultSelectConfig()
 	c := newCrowds(cfg)
-	published := map[uint64]bool{7: true}
-	isPublished := func(_ string, v uint64) bool { return published[v] }
 	at := func(d time.Duration) int64 { return t0.Add(d).UnixNano() }
 	for v := range uint64(10) {
-		c.first(crowdScore(v, time.Duration(v)*time.Second, 0, "/", 0.1), v, at(time.Duration(v)*time.Second), records.Detection{}, isPublished)
+		sc := crowdScore(v, time.Duration(v)*time.Second, "rare", 0.001, fmt.Sprint("/", v), 0.1)
+		sc.Returning = v == 9 // a campaign may come back: it counts
+		if v == 8 {
+			sc.Shape = "usual"
+		}
+		c.first(sc, v, at(time.Duration(v)*time.Second), records.Detection{})
 	}
 	cc := c.sites["a.example"][""]
-	if cc.total != 0 || cc.fresh != 10 {
-		t.Fatalf("within the TTL: learned %v, %d new", cc.total, cc.fresh)
+	if c.n != 10 || len(cc.crowds["rare"].members) != 9 {
+		t.Fatalf("within the TTL: %d tracked, crowd of %d; want 10, 9", c.n, len(cc.crowds["rare"].members))
 	}
-	c.sweep(at(cfg.TTL+time.Minute), isPublished)
-	s := shape(crowdScore(0, 0, 0, "/", 0.1))
-	if math.Abs(cc.total-9) > 0.01 || cc.usual[s] != cc.total || cc.fresh != 0 || len(cc.crowds) != 0 || c.n != 0 {
-		t.Fatalf("after the TTL: learned %v (%v of the shape), %d new, %d crowds, %d tracked; want 9 of 10", cc.total, cc.usual[s], cc.fresh, len(cc.crowds), c.n)
+	c.sweep(at(cfg.TTL + 5*time.Second)) // the first six have left
+	if c.n != 4 || len(cc.crowds["rare"].members) != 3 || len(cc.crowds["usual"].members) != 1 {
+		t.Fatalf("after part of the TTL: %d tracked, crowd of %d; want 4, 3", c.n, len(cc.crowds["rare"].members))
 	}
-	later := cfg.TTL + time.Minute + cfg.CrowdHalfLife
-	c.sweep(at(later), isPublished)
-	if want := 9 * math.Exp2(-float64(later)/float64(cfg.CrowdHalfLife)); math.Abs(cc.total-want) > 0.01 {
-		t.Errorf("a half-life after the TTL: %v, want %.3f", cc.total, want)
+	c.sweep(at(2 * cfg.TTL))
+	if c.n != 0 || len(c.sites) != 0 {
+		t.Errorf("after the TTL: %d tracked, %d sites", c.n, len(c.sites))
 	}
 }

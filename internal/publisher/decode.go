@@ -72,11 +72,17 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 			s.Class, err = d.str(v)
 		case "returning":
 			s.Returning, err = v.Bool()
-		case "page": // one of many: not interned
+		case "page", "shape": // one of many: not interned
 			var b []byte
 			if b, err = v.StringBytes(); err == nil {
-				s.Page = string(b)
+				if string(key) == "page" {
+					s.Page = string(b)
+				} else {
+					s.Shape = string(b)
+				}
 			}
+		case "shape_share":
+			s.ShapeShare, err = v.Float64()
 		case "visitor":
 			var b []byte
 			if b, err = v.StringBytes(); err == nil {

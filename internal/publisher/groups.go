@@ -81,10 +81,6 @@ type member struct {
 	ratio float64
 }
 
-func (m *member) ZZ() (string, float64, float64, bool) {
-	return m.page, m.ratio, m.detection.Top[0].Contribution, m.returning
-}
-
 func newGroups(cfg SelectConfig) *groups {
 	return &groups{
 		ttl: int64(cfg.TTL), minMembers: cfg.GroupMin, share: cfg.GroupShare, returning: cfg.GroupReturning, rarity: cfg.GroupRarity, limit: cfg.MaxTracked,

@@ -158,7 +158,7 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 // already.
 func (s *Selector) crowdMember(sc *records.Score, visitor uint64, t int64, p *Policy) (records.Detection, bool) {
 	d := s.detection(sc, visitor)
-	cr, started := s.crowds.first(sc, visitor, t, d, s.published)
+	cr, started := s.crowds.first(sc, visitor, t, d)
 	if cr == nil || !cr.active {
 		return records.Detection{}, false
 	}
@@ -176,24 +176,6 @@ func (s *Selector) crowdMember(sc *records.Score, visitor uint64, t int64, p *Po
 	d.Group, d.GroupSize = cr.id, len(cr.members)
 	st.expires, st.published = t+s.ttl, sc.Score
 	return d, true
-}
-
-// published reports whether visitor of site has been published while
-// its state is kept.
-func (s *Selector) published(site string, visitor uint64) bool {
-	st := s.sites[site][visitor]
-	return st != nil && st.expires != 0
-}
-
-// Learn teaches the Selector how visits to sc's site usually begin (see
-// crowds) from sc, a score of traffic before the selection starts (a
-// backtest's history), without deciding anything about it.
-func (s *Selector) Learn(sc *records.Score, visitor uint64) {
-	t := sc.ScoredAt.UnixNano()
-	s.advance(t)
-	if s.groups.seen(sc.Site, visitor, t) && s.crowds.enabled {
-		s.crowds.learnFirst(sc, t)
-	}
 }
 
 // Restore notes d, a detection published before this Selector existed
@@ -320,7 +302,7 @@ func (s *Selector) advance(t int64) {
 func (s *Selector) sweep() {
 	s.lastSweep = s.newest
 	s.groups.sweep(s.newest - s.ttl)
-	s.crowds.sweep(s.newest, s.published)
+	s.crowds.sweep(s.newest)
 	cut := s.newest - 2*s.ttl
 	for site, visitors := range s.sites {
 		for v, st := range visitors {

@@ -1,14 +1,18 @@
 // Package model is the baseline a detector scores a site's traffic class
 // with, as the baseline service serves it: the HBOS model of the class,
-// and the visitors the site's history knows (Known), and its versioned
-// binary encoding.
+// the visitors the site's history knows (Known), how its visits begin
+// (Starts), and its versioned binary encoding.
 //
-// The encoding, version 1, integers little-endian:
+// The encoding, version 2, integers little-endian:
 //
-//	magic     4  "ABL1"
+//	magic     4  "ABL2"
 //	model     4+n  uint32 length n, then the pkg/hbos encoding
 //	known     4+m  uint32 length m, then Known's encoding (m = 0: none)
+//	starts    4+s  uint32 length s, then Starts' encoding (s = 0: none)
 //	crc       4  CRC-32C of every byte before it
+//
+// Version 1 ("ABL1") has no starts; it still decodes. A detector older
+// than version 2 refuses it, so detectors are upgraded first.
 package model
 
 import (
@@ -26,12 +30,18 @@ type Baseline struct {
 	// Known are the visitors of the site's history, but those its fit
 	// left out as bots; nil when unknown.
 	Known *Known
+	// Starts is how the history's visits of the class began, but those
+	// of visitors its fit left out; nil when unknown.
+	Starts *Starts
 }
 
 // ErrEncoding is input that is not a baseline's encoding.
 var ErrEncoding = errors.New("invalid baseline encoding")
 
-const magic = "ABL1"
+const (
+	magic   = "ABL2"
+	magicV1 = "ABL1" // no starts
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -50,6 +60,12 @@ func (b *Baseline) MarshalBinary() ([]byte, error) {
 	}
 	out = binary.LittleEndian.AppendUint32(out, uint32(len(known)))
 	out = append(out, known...)
+	var starts []byte
+	if b.Starts != nil {
+		starts = b.Starts.appendBinary(nil)
+	}
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(starts)))
+	out = append(out, starts...)
 	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli)), nil
 }
 
@@ -57,9 +73,10 @@ func (b *Baseline) MarshalBinary() ([]byte, error) {
 // truncated or unsupported input is an error wrapping ErrEncoding, and
 // leaves b unchanged.
 func (b *Baseline) UnmarshalBinary(data []byte) error {
-	if len(data) < len(magic)+12 || string(data[:len(magic)]) != magic {
+	if len(data) < len(magic)+12 || string(data[:len(magic)]) != magic && string(data[:len(magic)]) != magicV1 {
 		return fmt.Errorf("%w: not a baseline (magic %q)", ErrEncoding, data[:min(len(data), len(magic))])
 	}
+	v1 := string(data[:len(magic)]) == magicV1
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
 		return fmt.Errorf("%w: checksum mismatch", ErrEncoding)
@@ -85,6 +102,12 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 	if err != nil {
 		return err
 	}
+	var st []byte
+	if !v1 {
+		if st, err = part("visit starts"); err != nil {
+			return err
+		}
+	}
 	if len(rest) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrEncoding, len(rest))
 	}
@@ -95,6 +118,11 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 	}
 	if len(k) > 0 {
 		if out.Known, err = decodeKnown(k); err != nil {
+			return err
+		}
+	}
+	if len(st) > 0 {
+		if out.Starts, err = decodeStarts(st); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,9 @@
 package model
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math/rand/v2"
 	"testing"
 
@@ -45,7 +47,11 @@ func TestKnown(t *testing.T) {
 func TestBaselineEncoding(t *testing.T) {
 	known := NewKnown(100)
 	known.Add(42)
-	for _, b := range []*Baseline{{Model: testModel(t), Known: known}, {Model: testModel(t)}} {
+	starts := NewStarts()
+	for i := range 10 {
+		starts.Add(uint64(i % 3))
+	}
+	for _, b := range []*Baseline{{Model: testModel(t), Known: known, Starts: starts}, {Model: testModel(t)}} {
 		enc, err := b.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
@@ -59,6 +65,15 @@ func TestBaselineEncoding(t *testing.T) {
 		}
 		if got.Known != nil && (!got.Known.Has(42) || got.Known.Has(43) && got.Known.Has(44) && got.Known.Has(45)) {
 			t.Error("known visitors did not survive the encoding")
+		}
+		if (got.Starts == nil) != (b.Starts == nil) {
+			t.Errorf("starts %v, want %v", got.Starts, b.Starts)
+		} else if got.Starts != nil {
+			for shape, want := range map[uint64]float64{0: 4.5 / 11, 1: 3.5 / 11, 7: 0.5 / 11} {
+				if s := got.Starts.Share(shape); s != want {
+					t.Errorf("share of shape %d: %v, want %v", shape, s, want)
+				}
+			}
 		}
 		// Every truncation and every flipped byte is an error, never a
 		// panic.
@@ -76,10 +91,50 @@ func TestBaselineEncoding(t *testing.T) {
 	}
 }
 
+// TestBaselineEncodingV1: a baseline of version 1, without starts, still
+// decodes.
+func TestBaselineEncodingV1(t *testing.T) {
+	m, err := testModel(t).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := append([]byte(magicV1), binary.LittleEndian.AppendUint32(nil, uint32(len(m)))...)
+	enc = append(enc, m...)
+	enc = binary.LittleEndian.AppendUint32(enc, 0) // no known visitors
+	enc = binary.LittleEndian.AppendUint32(enc, crc32.Checksum(enc, castagnoli))
+	var got Baseline
+	if err := got.UnmarshalBinary(enc); err != nil || got.Model == nil || got.Starts != nil {
+		t.Errorf("version 1: %+v, %v", got, err)
+	}
+}
+
+// TestStartsKeepsTheCommonest: beyond MaxStartShapes, the commonest shapes
+// are kept, and the encoding does not depend on the map's order.
+func TestStartsKeepsTheCommonest(t *testing.T) {
+	s := NewStarts()
+	for i := range uint64(MaxStartShapes + 10) {
+		s.Add(i)
+	}
+	s.Add(5)
+	enc := s.appendBinary(nil)
+	if again := s.appendBinary(nil); string(again) != string(enc) {
+		t.Fatal("two encodings of the same starts differ")
+	}
+	got, err := decodeStarts(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.shapes) != MaxStartShapes || got.shapes[5] != 2 || got.Visits() != MaxStartShapes+11 {
+		t.Errorf("%d shapes, shape 5 of %d visits, %d visits", len(got.shapes), got.shapes[5], got.Visits())
+	}
+}
+
 func FuzzUnmarshal(f *testing.F) {
 	known := NewKnown(10)
 	known.Add(7)
-	enc, err := (&Baseline{Model: testModel(f), Known: known}).MarshalBinary()
+	starts := NewStarts()
+	starts.Add(3)
+	enc, err := (&Baseline{Model: testModel(f), Known: known, Starts: starts}).MarshalBinary()
 	if err != nil {
 		f.Fatal(err)
 	}

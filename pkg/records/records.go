@@ -52,6 +52,14 @@ type Score struct {
 	// window's sketch of paths hashes paths (16 hex digits; empty in
 	// records before it, or when the request had neither).
 	Page string `json:"page,omitempty"`
+	// Shape is the window's features.Shape (16 hex digits), and
+	// ShapeShare the share of the site's visits in the baseline's
+	// history that began in that shape (model.Starts.Share), when the
+	// baseline knows how the class's visits begin; both empty otherwise.
+	// The publisher compares crowds of new visitors whose visits begin
+	// alike with it.
+	Shape      string  `json:"shape,omitempty"`
+	ShapeShare float64 `json:"shape_share,omitempty"`
 	// Score is the HBOS score of the visitor's window; higher is more
 	// anomalous. Threshold is the site baseline's (or the operator's
 	// override): the score is an outlier when above it.
@@ -104,6 +112,9 @@ func Page(pathHash uint64) string {
 	return VisitorID(pathHash)
 }
 
+// Shape formats a features.Shape as a record's shape.
+func Shape(s uint64) string { return VisitorID(s) }
+
 // ParseVisitorID parses a record's visitor id.
 func ParseVisitorID(s string) (uint64, error) {
 	if len(s) != 16 {
@@ -143,6 +154,9 @@ func (s *Score) Validate() error {
 	}
 	if s.ScoredAt.IsZero() {
 		return invalid("scored_at", "missing")
+	}
+	if !(s.ShapeShare >= 0 && s.ShapeShare <= 1) {
+		return invalid("shape_share", "%v is not a share in [0, 1]", s.ShapeShare)
 	}
 	return nil
 }
@@ -211,6 +225,16 @@ func (s *Score) AppendJSON(b []byte) ([]byte, error) {
 		b = appendString(b, s.Page)
 	}
 	var err error
+	if s.Shape != "" {
+		b = append(b, `,"shape":`...)
+		b = appendString(b, s.Shape)
+	}
+	if s.ShapeShare != 0 {
+		b = append(b, `,"shape_share":`...)
+		if b, err = appendFloat(b, s.ShapeShare, "shape_share"); err != nil {
+			return nil, err
+		}
+	}
 	b = append(b, `,"score":`...)
 	if b, err = appendFloat(b, s.Score, "score"); err != nil {
 		return nil, err

@@ -79,6 +79,8 @@ func TestValidate(t *testing.T) {
 		{"unnamed feature", func(s *Score) { s.Features[0].Feature = "" }, "features"},
 		{"empty window", func(s *Score) { s.WindowEnd = s.WindowStart }, "window_end"},
 		{"no scored_at", func(s *Score) { s.ScoredAt = time.Time{} }, "scored_at"},
+		{"shape share above 1", func(s *Score) { s.ShapeShare = 1.5 }, "shape_share"},
+		{"shape share NaN", func(s *Score) { s.ShapeShare = math.NaN() }, "shape_share"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,7 +125,7 @@ func TestScoreAppendJSON(t *testing.T) {
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
 	for i := range 2000 {
 		s := Score{
-			V: rng.IntN(3), Site: pick(strs), Visitor: pick(strs), Class: pick(strs), Returning: rng.IntN(2) == 0, Page: pick(strs),
+			V: rng.IntN(3), Site: pick(strs), Visitor: pick(strs), Class: pick(strs), Returning: rng.IntN(2) == 0, Page: pick(strs), Shape: pick(strs), ShapeShare: rng.Float64(),
 			Score: floats[rng.IntN(len(floats))] * float64(1-2*rng.IntN(2)), Threshold: rng.NormFloat64() * 1e3,
 			WindowStart: times[rng.IntN(len(times))], WindowEnd: times[rng.IntN(len(times))], ScoredAt: times[rng.IntN(len(times))],
 			BaselineVersion: pick(strs),

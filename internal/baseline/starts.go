@@ -1,0 +1,219 @@
+package baseline
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	"gonum.org/v1/gonum/mathext"
+
+	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+// VisitStart is the window the detector first scores of one visit of the
+// history. The detector scores a visitor once its window holds
+// -min-requests requests; a score is a visit's first when the visitor had
+// no score within a window's span before it (the publisher's TTL, a
+// window's span by default). How a site's visits begin is what the
+// publisher compares crowds of new visitors with (model.Starts).
+type VisitStart struct {
+	Site    string
+	Visitor uint64
+	Second  uint32 // of the request first scored
+	Agg     features.Aggregate
+}
+
+// starter turns requests in (site, visitor, time) order into the starts
+// of their visits, replaying what the detector would score.
+type starter struct {
+	w    features.Window
+	span uint32 // seconds
+	k    int
+	fn   func(VisitStart) error
+	// The visitor in progress: its requests within the window of its
+	// latest, and the second of its latest score.
+	site    string
+	visitor uint64
+	window  []chstore.Row // window[head:]
+	head    int
+	scored  uint32
+	any     bool // it has a score
+	acc     windowAcc
+}
+
+func newStarter(w features.Window, minRequests int, fn func(VisitStart) error) *starter {
+	return &starter{
+		w: w, span: uint32(w.Span() / time.Second), k: max(minRequests, 1), fn: fn,
+		acc: windowAcc{seconds: make(map[uint32]struct{})},
+	}
+}
+
+// add folds in the next request.
+func (s *starter) add(r *chstore.Row) error {
+	if r.Site != s.site || r.Visitor != s.visitor {
+		s.site, s.visitor, s.window, s.head, s.any = r.Site, r.Visitor, s.window[:0], 0, false
+	}
+	first := s.w.First(s.bucket(r.Second))
+	for s.head < len(s.window) && s.bucket(s.window[s.head].Second) < first {
+		s.head++
+	}
+	if s.head > len(s.window)/2 {
+		s.window = s.window[:copy(s.window, s.window[s.head:])]
+		s.head = 0
+	}
+	s.window = append(s.window, *r)
+	if len(s.window)-s.head < s.k {
+		return nil
+	}
+	// Scored: the visit's first score unless one came within the span.
+	if s.any && r.Second-s.scored < s.span {
+		s.scored = r.Second
+		return nil
+	}
+	s.any, s.scored = true, r.Second
+	clear(s.acc.seconds)
+	s.acc.counts = [features.NumCounters]uint64{}
+	for _, set := range s.acc.sets {
+		clear(set)
+	}
+	for i := s.head; i < len(s.window); i++ {
+		q := &s.window[i]
+		s.acc.add(q.Second, q.Flags, &q.Hashes)
+	}
+	return s.fn(VisitStart{Site: s.site, Visitor: s.visitor, Second: r.Second, Agg: s.acc.aggregate()})
+}
+
+func (s *starter) bucket(second uint32) uint32 { return s.w.Bucket(time.Unix(int64(second), 0)) }
+
+// VisitStarts streams the starts of the visits of q's site, period and
+// sample (see VisitStart), reading the requests table in (site, visitor,
+// time) order.
+func (c ClickHouseWindows) VisitStarts(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(VisitStart) error) error {
+	s := newStarter(w, q.MinRequests, fn)
+	return chstore.Rows(ctx, c.Conn, c.Table, q, s.add)
+}
+
+// VisitStarts streams the starts of the visits of q's site, period and
+// sample, as ClickHouseWindows does.
+func (h *MemoryHistory) VisitStarts(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(VisitStart) error) error {
+	type ref struct {
+		site string
+		i    int
+	}
+	var refs []ref
+	from, to := q.From.Unix(), q.To.Unix()
+	for site, sh := range h.sites {
+		if q.Site != "" && site != q.Site {
+			continue
+		}
+		for i := range sh.rows {
+			r := &sh.rows[i]
+			if int64(r.second) >= from && int64(r.second) < to && float64(r.visitor%1_000_000) < q.Sample*1e6 {
+				refs = append(refs, ref{site, i})
+			}
+		}
+	}
+	// Stable: a visitor's requests of one second keep the order they came.
+	slices.SortStableFunc(refs, func(a, b ref) int {
+		ra, rb := &h.sites[a.site].rows[a.i], &h.sites[b.site].rows[b.i]
+		return cmp.Or(cmp.Compare(a.site, b.site), cmp.Compare(ra.visitor, rb.visitor), cmp.Compare(ra.second, rb.second), cmp.Compare(a.i, b.i))
+	})
+	s := newStarter(w, q.MinRequests, fn)
+	var row chstore.Row
+	for k, rf := range refs {
+		if k%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		r := &h.sites[rf.site].rows[rf.i]
+		row = chstore.Row{Site: rf.site, Visitor: r.visitor, Second: r.second, Flags: r.flags, Hashes: r.hashes}
+		if err := s.add(&row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start is a visit start as the build counts it: its site, its slot of
+// time (a window's span), class, shape, and visitor as Build keys it.
+type start struct {
+	site  string
+	slot  uint32
+	class features.Class
+	shape uint64
+	key   uint64
+}
+
+// The history's crowds: at least historyCrowdMin visits of one site
+// beginning in one shape within one slot of a window's span, at least
+// historyCrowdRatio times what the shape's share of the class's visits
+// would bring among the slot's visits, and beyond chance
+// (historyCrowdChance, a Poisson tail). A campaign of the history would
+// otherwise teach the baseline its shape as a common one, and hide the
+// next; people's visits begin in a shape at about its share all day long.
+// The ratio is lower than the publisher's default -crowd-ratio: what is
+// left out here only makes the shapes it had rarer.
+const (
+	historyCrowdMin    = 10
+	historyCrowdRatio  = 3
+	historyCrowdChance = 1e-9
+)
+
+// historyCrowds reports which starts belong to the history's own crowds.
+// Each round takes the crowds out of the shares the next judges by, since
+// a campaign inflates its own shape's share, until a round finds none.
+func historyCrowds(all []start) []bool {
+	type slotKey struct {
+		site  string
+		slot  uint32
+		class features.Class
+	}
+	type groupKey struct {
+		slotKey
+		shape uint64
+	}
+	groups := make(map[groupKey][]int)
+	visits := make(map[slotKey]int)
+	for i, st := range all {
+		sk := slotKey{st.site, st.slot, st.class}
+		groups[groupKey{sk, st.shape}] = append(groups[groupKey{sk, st.shape}], i)
+		visits[sk]++
+	}
+	crowd := make([]bool, len(all))
+	type shapeKey struct {
+		class features.Class
+		shape uint64
+	}
+	for range 8 {
+		counts := make(map[shapeKey]int)
+		var totals [features.NumClasses]int
+		for i, st := range all {
+			if !crowd[i] {
+				counts[shapeKey{st.class, st.shape}]++
+				totals[st.class]++
+			}
+		}
+		found := false
+		for g, members := range groups {
+			if len(members) < historyCrowdMin || crowd[members[0]] {
+				continue
+			}
+			p := (float64(counts[shapeKey{g.class, g.shape}]) + 0.5) / (float64(totals[g.class]) + 1)
+			lambda := p * float64(visits[g.slotKey])
+			m := float64(len(members))
+			if m >= historyCrowdRatio*lambda && mathext.GammaIncReg(m, lambda) <= historyCrowdChance {
+				for _, i := range members {
+					crowd[i] = true
+				}
+				found = true
+			}
+		}
+		if !found {
+			break
+		}
+	}
+	return crowd
+}

@@ -1,0 +1,96 @@
+package baseline
+
+import (
+	"testing"
+	"time"
+
+	"github.com/anomalyd/anomalyd/internal/traffic"
+	"github.com/anomalyd/anomalyd/pkg/features"
+)
+
+// TestHistoryCrowds: a campaign of the history, one shape in a burst, is
+// its own crowd, even when its burst is large enough to make its shape a
+// common one; people's visits, whose shapes come at their share all day
+// (twice as many in a busy slot), are not.
+func TestHistoryCrowds(t *testing.T) {
+	var all []start
+	add := func(slot uint32, shape uint64, n int) {
+		for range n {
+			all = append(all, start{site: "a.example", slot: slot, class: features.ClassBrowser, shape: shape, key: uint64(len(all))})
+		}
+	}
+	for slot := range uint32(18) {
+		people := 60
+		if slot == 9 {
+			people = 120 // a busy slot
+		}
+		add(slot, 1, people*8/10)
+		add(slot, 2, people*15/100)
+		add(slot, 3, people*5/100)
+	}
+	campaign := len(all)
+	add(4, 99, 150) // more than a tenth of the history's visits
+	add(5, 99, 40)
+	crowd := historyCrowds(all)
+	for i := range all {
+		if crowd[i] != (i >= campaign) {
+			t.Fatalf("start %d (shape %d, slot %d): crowd %v", i, all[i].shape, all[i].slot, crowd[i])
+		}
+	}
+}
+
+// TestBuildLeavesOutHistoryCrowds: a campaign in the history does not
+// teach the baseline its visitors (most are not known, so not
+// returning), and its people still are.
+func TestBuildLeavesOutHistoryCrowds(t *testing.T) {
+	cfg := DefaultBuildConfig()
+	cfg.MinWindows = 100
+	gen := traffic.DefaultConfig()
+	gen.Sites, gen.Visitors, gen.Events, gen.Duration = 1, 2000, 40_000, 3*time.Hour
+	gen.Options.Campaigns = traffic.Campaigns{Stuffing: 1, Addresses: 300, MinRequests: 5, MaxRequests: 6,
+		MinLength: 20 * time.Minute, MaxLength: 20 * time.Minute}
+	reqs, err := traffic.Generate(gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := requestRows(t, cfg.Window, reqs)
+	mem := NewMemoryHistory()
+	members, people := map[uint64]bool{}, map[uint64]bool{}
+	newest := rows[0].Time
+	for i := range rows {
+		mem.Add(rows[i].Site, &rows[i].Obs)
+		if reqs[i].Label == traffic.HumanLabel {
+			people[rows[i].Obs.Visitor] = true
+		} else {
+			members[rows[i].Obs.Visitor] = true
+		}
+		if rows[i].Time.After(newest) {
+			newest = rows[i].Time
+		}
+	}
+	built, err := Build(t.Context(), mem, cfg, rows[0].Site, newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := func(vs map[uint64]bool) float64 {
+		n := 0
+		for v := range vs {
+			if built.Known.Has(v) {
+				n++
+			}
+		}
+		return float64(n) / float64(len(vs))
+	}
+	// Most: members whose visits began in a rarer variant of the
+	// campaign's shape make no crowd of their own.
+	if k := known(members); k > 0.25 {
+		t.Errorf("%.0f%% of the campaign's %d addresses known", 100*k, len(members))
+	}
+	if k := known(people); k < 0.95 {
+		t.Errorf("%.0f%% of %d people known", 100*k, len(people))
+	}
+	b := built.Baselines[features.ClassBrowser]
+	if b == nil || b.Starts == nil || b.Starts.Visits() < 500 {
+		t.Fatalf("browser baseline %+v", b)
+	}
+}
