@@ -164,3 +164,29 @@ func TestCrowdsAge(t *testing.T) {
 		t.Errorf("after the TTL: %d tracked, %d sites", c.n, len(c.sites))
 	}
 }
+
+// TestSelectUsualStart: a score above the threshold whose window's shape
+// begins many of the site's visits is no hit, at -usual-start and above;
+// a rarer one is.
+func TestSelectUsualStart(t *testing.T) {
+	cfg := oneHitConfig()
+	for _, tc := range []struct {
+		share float64
+		want  Outcome
+	}{
+		{0, Published}, // a baseline that does not know how visits begin
+		{0.004, Published},
+		{0.005, SuppressedUsualStart},
+		{0.3, SuppressedUsualStart},
+	} {
+		sel := NewSelector(cfg)
+		sc := crowdScore(1, 0, "s", tc.share, "/", 2)
+		if _, got := sel.Select(sc, 1, nil); got != tc.want {
+			t.Errorf("shape share %v: %v, want %v", tc.share, got, tc.want)
+		}
+	}
+	cfg.UsualStart = 0
+	if _, got := NewSelector(cfg).Select(crowdScore(1, 0, "s", 0.3, "/", 2), 1, nil); got != Published {
+		t.Errorf("-usual-start 0: %v", got)
+	}
+}

@@ -37,7 +37,7 @@ const (
 //	detections_published_total        detections written to the detections topic
 //	group_detections_total            of them, members of coordinated attacks
 //	detections_suppressed_total{reason}  scores above threshold not published:
-//	                                  duplicate, allow_list, site_off, gate
+//	                                  duplicate, allow_list, site_off, gate, usual_start
 //	dead_letters_total{reason}        messages sent to the dead-letter topic:
 //	                                  malformed, invalid, future, too_old
 //	offset_commits_total              Kafka offset commits of the scores topic
@@ -144,7 +144,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, op := range []string{opCreateTable, opInsert, opDropPartition, opPing} {
 		m.ClickHouseErrors.WithLabelValues(op)
 	}
-	for _, o := range []Outcome{SuppressedDuplicate, SuppressedAllowList, SuppressedSiteOff, SuppressedGate} {
+	for _, o := range []Outcome{SuppressedDuplicate, SuppressedAllowList, SuppressedSiteOff, SuppressedGate, SuppressedUsualStart} {
 		m.Suppressed.WithLabelValues(o.String())
 	}
 	for _, r := range []string{reasonMalformed, reasonInvalid, service.ReasonFuture, service.ReasonTooOld} {

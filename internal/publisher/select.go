@@ -13,21 +13,23 @@ type Outcome uint8
 // The outcomes. Every suppressed one is a score above its threshold that
 // did not become a detection.
 const (
-	Below               Outcome = iota // not above its threshold: no candidate
-	Published                          // a detection for the edge
-	SuppressedDuplicate                // published within the TTL, score not risen enough
-	SuppressedAllowList                // the visitor is on the site's allow-list
-	SuppressedSiteOff                  // the site's detections are switched off
-	SuppressedGate                     // an evidence gate: -min-margin or -min-hits
+	Below                Outcome = iota // not above its threshold: no candidate
+	Published                           // a detection for the edge
+	SuppressedDuplicate                 // published within the TTL, score not risen enough
+	SuppressedAllowList                 // the visitor is on the site's allow-list
+	SuppressedSiteOff                   // the site's detections are switched off
+	SuppressedGate                      // an evidence gate: -min-margin or -min-hits
+	SuppressedUsualStart                // the window's shape begins many of the site's visits: -usual-start
 )
 
 var outcomeNames = [...]string{
-	Below:               "below",
-	Published:           "published",
-	SuppressedDuplicate: "duplicate",
-	SuppressedAllowList: "allow_list",
-	SuppressedSiteOff:   "site_off",
-	SuppressedGate:      "gate",
+	Below:                "below",
+	Published:            "published",
+	SuppressedDuplicate:  "duplicate",
+	SuppressedAllowList:  "allow_list",
+	SuppressedSiteOff:    "site_off",
+	SuppressedGate:       "gate",
+	SuppressedUsualStart: "usual_start",
 }
 
 // String is the outcome's name, the "reason" label of the suppressed
@@ -45,13 +47,19 @@ func (o Outcome) String() string {
 //
 //  1. the policy: a site switched off or a visitor on the site's
 //     allow-list is suppressed (site_off, allow_list);
-//  2. the margin gate: a score less than MinMargin above the threshold is
+//  2. the usual start: a score whose window has a shape that at least
+//     UsualStart of the site's visits began in (its ShapeShare) is
+//     suppressed (usual_start): the baseline learned whole windows, and
+//     the first requests of a visit (a page and some of its files) can
+//     fall in bins that whole windows leave empty, for all the site's
+//     visitors at once;
+//  3. the margin gate: a score less than MinMargin above the threshold is
 //     suppressed (gate); the others are hits;
-//  3. a visitor with a detection that has not expired (ScoredAt before its
+//  4. a visitor with a detection that has not expired (ScoredAt before its
 //     ExpiresAt) is published again only if the score is at least
 //     RiseMargin above the last published score, else suppressed
 //     (duplicate);
-//  4. otherwise the hits gate: the visitor is published when it has at
+//  5. otherwise the hits gate: the visitor is published when it has at
 //     least MinHits hits within TTL before this score, this one included,
 //     else suppressed (gate).
 //
@@ -122,6 +130,9 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 	}
 	if p.Allowed(sc.Site, visitor) {
 		return records.Detection{}, SuppressedAllowList
+	}
+	if s.cfg.UsualStart > 0 && sc.ShapeShare >= s.cfg.UsualStart {
+		return records.Detection{}, SuppressedUsualStart
 	}
 	if sc.Score-sc.Threshold < s.cfg.MinMargin {
 		return records.Detection{}, SuppressedGate

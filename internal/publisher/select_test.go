@@ -350,7 +350,8 @@ func TestSelectorMaxTracked(t *testing.T) {
 func TestOutcomeString(t *testing.T) {
 	for o, want := range map[Outcome]string{
 		Below: "below", Published: "published", SuppressedDuplicate: "duplicate",
-		SuppressedAllowList: "allow_list", SuppressedSiteOff: "site_off", SuppressedGate: "gate", Outcome(99): "unknown",
+		SuppressedAllowList: "allow_list", SuppressedSiteOff: "site_off", SuppressedGate: "gate",
+		SuppressedUsualStart: "usual_start", Outcome(99): "unknown",
 	} {
 		if got := o.String(); got != want {
 			t.Errorf("Outcome(%d) = %q, want %q", o, got, want)
