@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash/fnv"
-	"slices"
 
 	"gonum.org/v1/gonum/mathext"
 
@@ -106,13 +105,12 @@ func (c *crowds) first(sc *records.Score, visitor uint64, t int64, d records.Det
 		cr = &group{id: crowdID(sc.Site, sc.Class, sc.Shape, t), members: make(map[uint64]*member)}
 		cc.crowds[sc.Shape] = cr
 	}
-	cr.members[visitor] = &member{at: t, detection: d, page: sc.Page, ratio: sc.Score / sc.Threshold}
+	cr.members[visitor] = &member{at: t, detection: d, page: sc.Page, high: sc.Score >= c.score*sc.Threshold}
 	if cr.active || len(cr.members) < c.min {
 		return cr, false
 	}
 	m := float64(len(cr.members))
 	lambda := sc.ShapeShare * float64(len(cc.recent)-cc.head)
-
 	if m >= c.ratio*lambda && mathext.GammaIncReg(m, lambda) <= c.chance && c.unusual(cr) {
 		cr.active = true
 		return cr, true
@@ -128,16 +126,14 @@ func (c *crowds) first(sc *records.Score, visitor uint64, t int64, d records.Det
 // ways; an attack on one page (a login) does something unusual there.
 func (c *crowds) unusual(cr *group) bool {
 	pages := make(map[string]struct{}, len(cr.members))
-	ratios := make([]float64, 0, len(cr.members))
+	high := 0
 	for _, m := range cr.members {
 		pages[m.page] = struct{}{}
-		ratios = append(ratios, m.ratio)
+		if m.high {
+			high++
+		}
 	}
-	if 2*len(pages) >= len(ratios) {
-		return true
-	}
-	slices.Sort(ratios)
-	return ratios[len(ratios)/2] >= c.score
+	return 2*len(pages) >= len(cr.members) || 2*high >= len(cr.members)
 }
 
 // age forgets cc's first scores that have left the TTL at t, and takes

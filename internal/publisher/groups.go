@@ -75,10 +75,10 @@ type member struct {
 	published bool
 	returning bool    // the site's history knows it: never published for the group
 	top       float64 // its top feature's contribution
-	// page and ratio are, for a crowd's member, records.Score.Page and its
-	// score over its threshold.
-	page  string
-	ratio float64
+	// page and high are, for a crowd's member, records.Score.Page and
+	// whether it scored at least -crowd-score of its threshold.
+	page string
+	high bool
 }
 
 func newGroups(cfg SelectConfig) *groups {
