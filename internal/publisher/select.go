@@ -41,9 +41,11 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
-// Selector picks the detections among the scores, in event time. A score
-// is a candidate when it is above its record's threshold (the site's). Then,
-// in order:
+// Selector picks the detections among the scores, in event time. First,
+// the first score of a visit joins its crowd (see crowds), and is
+// published, whatever its score and unless the policy says no, when the
+// crowd is a coordinated attack. Otherwise a score is a candidate when it
+// is above its record's threshold (the site's). Then, in order:
 //
 //  1. the policy: a site switched off or a visitor on the site's
 //     allow-list is suppressed (site_off, allow_list);
