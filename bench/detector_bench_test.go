@@ -84,12 +84,9 @@ func loadRequests(b *testing.B, fc features.Config, brokers []string) (backtest.
 	cfg := traffic.DefaultConfig()
 	cfg.Events, cfg.Visitors = 300_000, 30_000
 	cfg.Bots = map[traffic.Scenario]int{traffic.Scraper: 5, traffic.CredentialStuffing: 5, traffic.UARotation: 5, traffic.LowAndSlow: 5}
-	reqs, err := traffic.Generate(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
 	var jsonl bytes.Buffer
-	if err := traffic.WriteJSONL(&jsonl, reqs, false); err != nil {
+	events, err := replay.Generate(b.Context(), replay.GenerateConfig{Traffic: cfg}, &jsonl)
+	if err != nil {
 		b.Fatal(err)
 	}
 	bt := backtest.DefaultConfig()
@@ -103,7 +100,7 @@ func loadRequests(b *testing.B, fc features.Config, brokers []string) (backtest.
 	if _, err := replay.Send(b.Context(), replay.DefaultConfig(), &jsonl, w); err != nil {
 		b.Fatal(err)
 	}
-	return models, len(reqs)
+	return models, int(events)
 }
 
 // runDetector consumes the whole of topic, which holds events request

@@ -11,6 +11,7 @@ import (
 
 	"github.com/anomalyd/anomalyd/internal/backtest"
 	"github.com/anomalyd/anomalyd/internal/evaluate"
+	"github.com/anomalyd/anomalyd/internal/replay"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
 )
@@ -114,12 +115,8 @@ func jsonl(tb testing.TB, cfg traffic.Config) []byte {
 // trafficJSONL is cfg's traffic as JSON lines, with labels or without.
 func trafficJSONL(tb testing.TB, cfg traffic.Config, labels bool) []byte {
 	tb.Helper()
-	reqs, err := traffic.Generate(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	var buf bytes.Buffer
-	if err := traffic.WriteJSONL(&buf, reqs, labels); err != nil {
+	if _, err := replay.Generate(tb.Context(), replay.GenerateConfig{Traffic: cfg, Labels: labels}, &buf); err != nil {
 		tb.Fatal(err)
 	}
 	return buf.Bytes()

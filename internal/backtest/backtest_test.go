@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anomalyd/anomalyd/internal/replay"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
@@ -21,12 +22,8 @@ func testTraffic(t *testing.T) (history, live []byte) {
 	lv.Seed, lv.Events, lv.Start, lv.Duration = 4, 10_000, start.Add(hist.Duration), 10*time.Minute
 	lv.Bots = map[traffic.Scenario]int{traffic.Scraper: 2, traffic.CredentialStuffing: 2}
 	write := func(cfg traffic.Config) []byte {
-		reqs, err := traffic.Generate(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var buf bytes.Buffer
-		if err := traffic.WriteJSONL(&buf, reqs, false); err != nil {
+		if _, err := replay.Generate(t.Context(), replay.GenerateConfig{Traffic: cfg}, &buf); err != nil {
 			t.Fatal(err)
 		}
 		return buf.Bytes()

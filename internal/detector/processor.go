@@ -285,7 +285,7 @@ func (d *decodeWorker) decode(data []byte, it *item) {
 		it.err, it.reason = err, service.ReasonIdentity
 		return
 	}
-	it.site, it.time, it.page = d.ev.Site, d.ev.Time, features.Page(&d.ev)
+	it.site, it.time, it.page = d.ev.Site, d.ev.Time, features.Page(&d.ev, &it.obs)
 }
 
 // process adds the shard's events of the batch, prefetched, and scores the

@@ -99,21 +99,18 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	return nil
 }
 
-// Page returns the hash (HashValue) of the page ev belongs to: its path,
-// or, for a static file with a referer, the referer's path, the page that
-// loaded it; 0 when it has neither. Visitors that fetch one page and its
-// files, whatever their order, are on the same page. It does not
-// allocate.
-func Page(ev *Event) uint64 {
-	if IsAsset(ev.Path) {
+// Page returns the hash (HashValue) of the page ev, observed as o, belongs
+// to: its path (o's), or, for a static file with a referer, the referer's
+// path, the page that loaded it; 0 when it has neither. Visitors that
+// fetch one page and its files, whatever their order, are on the same
+// page. It does not allocate.
+func Page(ev *Event, o *Observation) uint64 {
+	if o.Flags&FlagAsset != 0 {
 		if p := refererPath(ev.Referer); len(p) > 0 {
 			return hashBytes(p)
 		}
 	}
-	if len(ev.Path) == 0 {
-		return 0
-	}
-	return hashBytes(ev.Path)
+	return o.Hashes[SketchPaths]
 }
 
 // refererPath is the path of a referer URL ("https://host/path?query"):

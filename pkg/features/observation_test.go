@@ -2,6 +2,7 @@ package features
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -146,18 +147,32 @@ func TestPage(t *testing.T) {
 		{"/favicon.ico", "/relative/page", "/relative/page"},
 		{"", "", ""},
 	}
+	id, err := NewIdentity(IdentityIP, []byte("page test secret, 16+ bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob := NewObserver(DefaultWindow(), id, DefaultClassifier())
+	observe := func(path, referer string) (*Event, *Observation) {
+		ev := &Event{Time: time.Unix(1e9, 0), Site: "shop.example", ClientIP: netip.MustParseAddr("192.0.2.1"),
+			Method: []byte("GET"), Path: []byte(path), Referer: []byte(referer)}
+		var o Observation
+		if err := ob.Observe(ev, &o); err != nil {
+			t.Fatal(err)
+		}
+		return ev, &o
+	}
 	for _, tt := range tests {
-		ev := Event{Path: []byte(tt.path), Referer: []byte(tt.referer)}
+		ev, o := observe(tt.path, tt.referer)
 		want := uint64(0)
 		if tt.want != "" {
 			want = HashValue(tt.want)
 		}
-		if got := Page(&ev); got != want {
+		if got := Page(ev, o); got != want {
 			t.Errorf("Page(%q, referer %q) = %x, want the hash of %q", tt.path, tt.referer, got, tt.want)
 		}
 	}
-	ev := Event{Path: []byte("/static/app.js"), Referer: []byte("https://shop.example/products/1?x=1")}
-	if n := testing.AllocsPerRun(100, func() { Page(&ev) }); n != 0 {
+	ev, o := observe("/static/app.js", "https://shop.example/products/1?x=1")
+	if n := testing.AllocsPerRun(100, func() { Page(ev, o) }); n != 0 {
 		t.Errorf("Page allocates %v times", n)
 	}
 }
