@@ -20,6 +20,7 @@ type bucket struct {
 	counts   [NumCounters]uint64
 	sketches [NumSketches]*hyperloglog.Sketch // nil while empty
 	last     uint32                           // Observation.Second of the latest request added
+	dirty    bool                             // changed since a RedisStore last wrote it
 }
 
 // add folds one observation in. Sketch inserts are idempotent: replaying an
@@ -61,10 +62,36 @@ func newSketch() *hyperloglog.Sketch {
 	return sk
 }
 
+// sparseScratch holds sketches for aggregate to merge into, kept while
+// they stay sparse: a window of a few requests then allocates no sketch.
+type sparseScratch [NumSketches]*hyperloglog.Sketch
+
+// take returns an empty sketch for sketch i, the scratch's if it has one.
+func (sc *sparseScratch) take(i int) *hyperloglog.Sketch {
+	if sc == nil || sc[i] == nil {
+		return newSketch()
+	}
+	sk := sc[i]
+	sc[i] = nil
+	sk.Reset()
+	return sk
+}
+
+// keep gives sk, estimated at n distinct values, back to the scratch if it
+// is small enough to be sparse: a dense one would cost every later window
+// its whole register array. (A sketch turns dense past m bytes of sparse
+// list, some thousand values at sketchPrecision; Reset keeps either form.)
+func (sc *sparseScratch) keep(i int, sk *hyperloglog.Sketch, n uint64) {
+	if sc != nil && n < 256 {
+		sc[i] = sk
+	}
+}
+
 // aggregate merges buckets into a window Aggregate; nil buckets are empty.
 // A sketch found in one bucket only, as in most windows, is estimated
-// where it is rather than copied into a merged one.
-func aggregate(buckets []*bucket) (Aggregate, error) {
+// where it is rather than copied into a merged one; the others are merged
+// into sketches taken from scratch, which may be nil.
+func aggregate(buckets []*bucket, scratch *sparseScratch) (Aggregate, error) {
 	var a Aggregate
 	var first, merged [NumSketches]*hyperloglog.Sketch
 	for _, b := range buckets {
@@ -81,7 +108,7 @@ func aggregate(buckets []*bucket) (Aggregate, error) {
 				first[i] = sk
 			default:
 				if merged[i] == nil {
-					merged[i] = newSketch()
+					merged[i] = scratch.take(i)
 					if err := merged[i].Merge(first[i]); err != nil {
 						return Aggregate{}, fmt.Errorf("merging %s sketches: %w", Sketch(i), err)
 					}
@@ -96,6 +123,7 @@ func aggregate(buckets []*bucket) (Aggregate, error) {
 		switch {
 		case merged[i] != nil:
 			a.Distinct[i] = merged[i].Estimate()
+			scratch.keep(i, merged[i], a.Distinct[i])
 		case first[i] != nil:
 			a.Distinct[i] = first[i].Estimate()
 		}

@@ -73,7 +73,7 @@ func (s *MemoryStore) Window(_ context.Context, site, visitor uint64, newest uin
 			found = append(found, bk)
 		}
 	}
-	return aggregate(found)
+	return aggregate(found, nil)
 }
 
 // Late is the number of observations dropped as older than the window.

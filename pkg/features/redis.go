@@ -74,9 +74,9 @@ type RedisStore struct {
 
 	mu     sync.Mutex
 	wm     watermark
-	open   map[bucketID]*bucket  // buckets being filled, possibly changed
-	dirty  map[bucketID]struct{} // open buckets changed since the last Flush
-	closed map[bucketID]*bucket  // closed buckets, decoded; nil: Redis has none
+	open   map[bucketID]*bucket // buckets being filled, possibly changed
+	dirty  []openBucket         // open buckets changed since the last Flush
+	closed map[bucketID]*bucket // closed buckets, decoded; nil: Redis has none
 	// evicted is the oldest bucket closed may still hold: older ones were
 	// dropped when the watermark passed them.
 	evicted uint32
@@ -87,7 +87,11 @@ type RedisStore struct {
 	// nobody wrote.
 	complete  map[visitorID]span
 	seen      map[bucketID]struct{} // scratch for Add
+	added     []*bucket             // scratch for Add
+	want      map[bucketID]struct{} // scratch for Prefetch
+	fetch     []bucketID            // scratch for Prefetch
 	buckets   []*bucket             // scratch for Window
+	merge     sparseScratch         // scratch for Window
 	ids       []bucketID            // scratch for Window
 	buf       []byte
 	evictions Evictions
@@ -122,9 +126,9 @@ func NewRedisStore(rdb redis.UniversalClient, w Window, opts RedisOptions) (*Red
 		maxOpen:   opts.MaxOpen,
 		wm:        newWatermark(w),
 		open:      make(map[bucketID]*bucket),
-		dirty:     make(map[bucketID]struct{}),
 		closed:    make(map[bucketID]*bucket),
 		seen:      make(map[bucketID]struct{}),
+		want:      make(map[bucketID]struct{}),
 		complete:  make(map[visitorID]span),
 	}, nil
 }
@@ -154,11 +158,14 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 	defer s.mu.Unlock()
 	var missing []bucketID
 	clear(s.seen)
+	added := s.added[:0] // each observation's open bucket, nil until loaded
 	for i := range obs {
 		o := &obs[i]
 		id := bucketID{o.Site, o.Visitor, o.Bucket}
 		// Late observations are rare: their buckets are loaded, not filled.
-		if s.open[id] != nil {
+		b := s.open[id]
+		added = append(added, b)
+		if b != nil {
 			continue
 		}
 		if _, ok := s.seen[id]; !ok {
@@ -166,6 +173,7 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 			missing = append(missing, id)
 		}
 	}
+	defer func() { clear(added); s.added = added[:0] }() // keeps no bucket alive
 	loaded, err := s.load(ctx, nil, missing)
 	if err != nil {
 		return fmt.Errorf("adding %d observations: %w", len(obs), err)
@@ -177,6 +185,7 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 		}
 		s.open[id] = b
 		delete(s.closed, id) // a late event reopened it
+		s.filled(id)
 	}
 	s.wm.advance(obs)
 	for i := range obs {
@@ -185,8 +194,15 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 			continue
 		}
 		id := bucketID{o.Site, o.Visitor, o.Bucket}
-		s.open[id].add(o)
-		s.dirty[id] = struct{}{}
+		b := added[i]
+		if b == nil {
+			b = s.open[id]
+		}
+		b.add(o)
+		if !b.dirty {
+			b.dirty = true
+			s.dirty = append(s.dirty, openBucket{id, b})
+		}
 	}
 	return nil
 }
@@ -201,8 +217,8 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.wm.w
-	var ids []bucketID
-	want := make(map[bucketID]struct{})
+	ids, want := s.fetch[:0], s.want
+	clear(want)
 	for i := range obs {
 		o := &obs[i]
 		from := w.First(o.Bucket)
@@ -227,6 +243,7 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 			}
 		}
 	}
+	s.fetch = ids
 	if len(ids) == 0 {
 		s.completed(obs)
 		return nil
@@ -270,8 +287,11 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 		// What Redis does not have is remembered per visitor where the
 		// visitor's newest window is held in full, not per bucket: a new
 		// visitor's window is ten buckets that nobody wrote.
-		if loaded[i] != nil || !s.holds(id) {
+		switch {
+		case loaded[i] != nil || !s.holds(id):
 			s.closed[id] = loaded[i] // nil: Redis has none
+		default:
+			s.knownEmpty(id)
 		}
 	}
 	return nil
@@ -285,8 +305,59 @@ func (s *RedisStore) holds(id bucketID) bool {
 	return ok && id.bucket >= max(c.from, s.evicted) && id.bucket <= c.to
 }
 
-// span is the buckets from and to, both included.
-type span struct{ from, to uint32 }
+// openBucket is an open bucket and its name.
+type openBucket struct {
+	id bucketID
+	b  *bucket
+}
+
+// span is the buckets from and to, both included, and of the newest 64 of
+// them those known to be empty: neither in memory nor in Redis. A window
+// read skips them without looking them up; a new visitor's window is
+// mostly such buckets.
+type span struct {
+	from, to uint32
+	empty    uint64 // bit k: bucket to-k
+}
+
+// shifted returns c with to moved up to newer (not older), its empty bits
+// following their buckets; the buckets it gains are not known empty.
+func (c span) shifted(to uint32) span {
+	if d := to - c.to; d >= 64 {
+		c.empty = 0
+	} else {
+		c.empty <<= d
+	}
+	c.to = to
+	return c
+}
+
+// skips reports whether a window read can skip bucket b of the visitor
+// whose span is c, as known empty. Unlike the buckets the span holds, an
+// empty bucket stays known when memory drops older buckets: only Add
+// fills one, and it clears the bit.
+func (c span) skips(b uint32) bool {
+	return b <= c.to && c.to-b < 64 && c.empty&(1<<(c.to-b)) != 0
+}
+
+// knownEmpty records that bucket id, one its visitor's span holds, is
+// empty.
+func (s *RedisStore) knownEmpty(id bucketID) {
+	v := visitorID{id.site, id.visitor}
+	if c, ok := s.complete[v]; ok && id.bucket <= c.to && c.to-id.bucket < 64 {
+		c.empty |= 1 << (c.to - id.bucket)
+		s.complete[v] = c
+	}
+}
+
+// filled records that bucket id may no longer be empty.
+func (s *RedisStore) filled(id bucketID) {
+	v := visitorID{id.site, id.visitor}
+	if c, ok := s.complete[v]; ok && id.bucket <= c.to && c.to-id.bucket < 64 && c.empty&(1<<(c.to-id.bucket)) != 0 {
+		c.empty &^= 1 << (c.to - id.bucket)
+		s.complete[v] = c
+	}
+}
 
 // completed records that the store holds the windows of obs in full: with
 // what it held of their visitors when they overlap or touch, else in its
@@ -296,14 +367,16 @@ func (s *RedisStore) completed(obs []Observation) {
 	for i := range obs {
 		o := &obs[i]
 		v := visitorID{o.Site, o.Visitor}
-		got := span{w.First(o.Bucket), o.Bucket}
+		got := span{from: w.First(o.Bucket), to: o.Bucket}
 		c, ok := s.complete[v]
 		c.from = max(c.from, s.evicted)
 		switch {
 		case !ok || c.from > c.to:
 			s.complete[v] = got
 		case got.from <= c.to+1 && got.to+1 >= c.from:
-			s.complete[v] = span{min(c.from, got.from), max(c.to, got.to)}
+			c = c.shifted(max(c.to, got.to))
+			c.from = min(c.from, got.from)
+			s.complete[v] = c
 		case got.to > c.to:
 			s.complete[v] = got
 		}
@@ -379,18 +452,22 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 	defer s.mu.Unlock()
 	if len(s.dirty) > 0 {
 		pipe := s.rdb.Pipeline()
-		for id := range s.dirty {
+		for _, d := range s.dirty {
 			// A new slice each: the pipeline holds the values until Exec.
-			enc, err := s.open[id].appendBinary(nil)
+			enc, err := d.b.appendBinary(nil)
 			if err != nil {
 				return fmt.Errorf("flushing: %w", err)
 			}
-			pipe.Set(ctx, s.key(id), enc, s.ttl)
+			pipe.Set(ctx, s.key(d.id), enc, s.ttl)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("%w: writing %d buckets: %w", ErrUnavailable, len(s.dirty), err)
 		}
+		for _, d := range s.dirty {
+			d.b.dirty = false
+		}
 		clear(s.dirty)
+		s.dirty = s.dirty[:0]
 	}
 	for id, b := range s.open {
 		if id.bucket >= s.wm.newest {
@@ -435,7 +512,11 @@ func (s *RedisStore) Window(ctx context.Context, site, visitor uint64, newest ui
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	buckets, ids := s.buckets[:0], s.ids[:0]
+	c, whole := s.complete[visitorID{site, visitor}]
 	for b := range s.wm.w.Range(newest) {
+		if whole && c.skips(b) {
+			continue
+		}
 		id := bucketID{site, visitor, b}
 		if bk := s.open[id]; bk != nil {
 			buckets = append(buckets, bk)
@@ -448,7 +529,7 @@ func (s *RedisStore) Window(ctx context.Context, site, visitor uint64, newest ui
 	if err != nil {
 		return Aggregate{}, fmt.Errorf("reading a window: %w", err)
 	}
-	agg, err := aggregate(buckets)
+	agg, err := aggregate(buckets, &s.merge)
 	clear(buckets) // the scratch keeps no bucket alive
 	s.buckets = buckets[:0]
 	return agg, err
@@ -460,8 +541,8 @@ func (s *RedisStore) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.forgetClosed()
-	for id := range s.open {
-		if _, ok := s.dirty[id]; !ok {
+	for id, b := range s.open {
+		if !b.dirty {
 			delete(s.open, id)
 		}
 	}

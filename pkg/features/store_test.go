@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -335,8 +336,8 @@ func TestBucketEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a1, _ := aggregate([]*bucket{&b})
-	a2, _ := aggregate([]*bucket{got})
+	a1, _ := aggregate([]*bucket{&b}, nil)
+	a2, _ := aggregate([]*bucket{got}, nil)
 	if a1 != a2 {
 		t.Errorf("decoded bucket aggregates to %+v, want %+v", a2, a1)
 	}
@@ -555,5 +556,92 @@ func TestRedisStoreBoundsOpenBuckets(t *testing.T) {
 	}
 	if got.Counts[CountRequests] != 2 || got.Distinct[SketchPaths] != 2 {
 		t.Errorf("the visitor back after eviction: %d requests on %d paths, want 2 on 2", got.Counts[CountRequests], got.Distinct[SketchPaths])
+	}
+}
+
+// TestRedisStoreMatchesMemory drives a RedisStore as the detector does
+// (Prefetch a batch, then Add and read a window one request at a time,
+// Flush) with random traffic, late requests, Resets and, in one case,
+// bounds small enough to evict all the time, and checks every window
+// against a MemoryStore's. What the RedisStore remembers, from the buckets
+// it holds to those it knows are empty, must never change a window.
+func TestRedisStoreMatchesMemory(t *testing.T) {
+	addr := testenv.Redis(t).Addr()
+	for _, tt := range []struct {
+		name string
+		opts RedisOptions
+	}{
+		{"defaults", RedisOptions{}},
+		{"evicting", RedisOptions{MaxOpen: 8, MaxCached: 24}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+			t.Cleanup(func() { rdb.Close() })
+			if err := rdb.FlushAll(t.Context()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			w := DefaultWindow()
+			rs, err := NewRedisStore(rdb, w, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms := NewMemoryStore(w)
+			rng := rand.New(rand.NewPCG(7, uint64(len(tt.name))))
+			paths := []string{"/", "/a", "/b", "/c", "/d"}
+			now, skipped, reads := uint32(b0), 0, 0
+			for batch := range 300 {
+				obs := make([]Observation, 1+rng.IntN(40))
+				for i := range obs {
+					if rng.IntN(4) == 0 {
+						now++ // some minutes pass with no request
+					}
+					bucket := now
+					if rng.IntN(30) == 0 {
+						bucket -= uint32(rng.IntN(2 * w.Buckets)) // late, sometimes past the window
+					}
+					obs[i] = req{bucket: bucket, path: paths[rng.IntN(len(paths))], method: "GET", status: 200 + 200*rng.IntN(2)}.
+						observation(testSite, uint64(rng.IntN(25)))
+				}
+				if err := rs.Prefetch(t.Context(), obs); err != nil {
+					t.Fatal(err)
+				}
+				for i := range obs {
+					o := &obs[i]
+					for _, s := range []Store{rs, ms} {
+						if err := s.Add(t.Context(), obs[i:i+1]); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if now-o.Bucket >= uint32(w.Buckets) {
+						// The MemoryStore keeps two windows behind the
+						// newest request, so it may lack this one's.
+						continue
+					}
+					got, err := rs.Window(t.Context(), o.Site, o.Visitor, o.Bucket)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, _ := ms.Window(t.Context(), o.Site, o.Visitor, o.Bucket)
+					if got != want {
+						t.Fatalf("batch %d, visitor %d, bucket %+d: got %+v, want %+v", batch, o.Visitor, int64(o.Bucket)-b0, got, want)
+					}
+					reads++
+				}
+				for _, c := range rs.complete {
+					if c.empty != 0 {
+						skipped++
+					}
+				}
+				if err := rs.Flush(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if rng.IntN(50) == 0 {
+					rs.Reset() // as when the detector loses partitions
+				}
+			}
+			if skipped == 0 {
+				t.Errorf("no visitor had a bucket known to be empty in %d window reads: the test does not reach the skips", reads)
+			}
+		})
 	}
 }
