@@ -166,12 +166,19 @@ func (b *bucket) appendBinary(dst []byte) ([]byte, error) {
 		if sk == nil {
 			continue
 		}
-		enc, err := sk.MarshalBinary()
-		if err != nil {
+		// The sketch is appended in place, then moved up past its length:
+		// a few hundred bytes moved, rather than a buffer allocated each.
+		start := len(dst)
+		var err error
+		if dst, err = sk.AppendBinary(dst); err != nil {
 			return nil, fmt.Errorf("encoding %s sketch: %w", Sketch(i), err)
 		}
-		dst = binary.AppendUvarint(dst, uint64(len(enc)))
-		dst = append(dst, enc...)
+		n := len(dst) - start
+		var length [binary.MaxVarintLen64]byte
+		k := binary.PutUvarint(length[:], uint64(n))
+		dst = append(dst, length[:k]...)
+		copy(dst[start+k:], dst[start:start+n])
+		copy(dst[start:], length[:k])
 	}
 	return dst, nil
 }

@@ -92,6 +92,7 @@ type RedisStore struct {
 	fetch     []bucketID            // scratch for Prefetch
 	buckets   []*bucket             // scratch for Window
 	merge     sparseScratch         // scratch for Window
+	enc       []byte                // scratch for Flush
 	ids       []bucketID            // scratch for Window
 	buf       []byte
 	evictions Evictions
@@ -452,14 +453,19 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 	defer s.mu.Unlock()
 	if len(s.dirty) > 0 {
 		pipe := s.rdb.Pipeline()
+		// The encodings share one buffer, kept from one Flush to the next:
+		// the pipeline holds the values only until Exec returns, and
+		// appending leaves the slices already taken as they are.
+		enc := s.enc[:0]
 		for _, d := range s.dirty {
-			// A new slice each: the pipeline holds the values until Exec.
-			enc, err := d.b.appendBinary(nil)
-			if err != nil {
+			start := len(enc)
+			var err error
+			if enc, err = d.b.appendBinary(enc); err != nil {
 				return fmt.Errorf("flushing: %w", err)
 			}
-			pipe.Set(ctx, s.key(d.id), enc, s.ttl)
+			pipe.Set(ctx, s.key(d.id), enc[start:len(enc):len(enc)], s.ttl)
 		}
+		s.enc = enc
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("%w: writing %d buckets: %w", ErrUnavailable, len(s.dirty), err)
 		}
