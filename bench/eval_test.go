@@ -154,11 +154,11 @@ func backtestDefaults() backtest.Config { return backtest.DefaultConfig() }
 
 // TestRealisticQuality measures detection with the services' defaults on
 // realistic traffic of four seeds, with 3% and 10% of the history's
-// visitors bots, and asserts the goals it meets: precision 0.95 and a human
-// false-positive rate of at most 0.5%, pooled. Recall, per kind, is
-// logged: the goals of 0.9 over individual bots and 0.8 over members of
-// coordinated attacks are not met yet (see the README's detection
-// figures), and today's levels are asserted instead.
+// visitors bots, and asserts the goals it meets: precision 0.95, a human
+// false-positive rate of at most 0.5% and recall 0.8 over members of
+// coordinated attacks, pooled. Recall, per kind, is logged: the goal of
+// 0.9 over individual bots is not met yet (see the README's detection
+// figures), and today's level is asserted instead.
 func TestRealisticQuality(t *testing.T) {
 	var bots, found, humans, fps, members, membersFound int
 	perKind := make(map[string][2]int)
@@ -196,13 +196,14 @@ func TestRealisticQuality(t *testing.T) {
 	if fpr > 0.005 {
 		t.Errorf("pooled human false-positive rate %.2f%%, want at most 0.5%%", 100*fpr)
 	}
-	// Not the goals (0.9 and 0.8) but what is met today, so that a change
-	// that loses detection shows; the seeds are fixed, so the figures are
-	// too (0.653 and 0.569 when these floors were set).
+	// The coordinated goal (0.8) is met; the individual one (0.9) is not,
+	// and today's level is asserted instead, so that a change that loses
+	// detection shows. The seeds are fixed, so the figures are too (0.658
+	// and 0.808 when these floors were set).
 	if individual < 0.65 {
 		t.Errorf("pooled recall %.3f over individual bots, below today's 0.65", individual)
 	}
-	if coordinated < 0.56 {
-		t.Errorf("pooled recall %.3f over members of coordinated attacks, below today's 0.56", coordinated)
+	if coordinated < 0.8 {
+		t.Errorf("pooled recall %.3f over members of coordinated attacks, below the goal of 0.8", coordinated)
 	}
 }

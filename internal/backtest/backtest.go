@@ -343,7 +343,7 @@ func buildAll(ctx context.Context, cfg baseline.BuildConfig, mem *baseline.Memor
 			if bl != nil {
 				served[c] = &model.Baseline{Model: bl.Model, Known: built.Known}
 				if bl.Class == c {
-					served[c].Starts = bl.Starts // as Baseline.For serves it
+					served[c].Starts, served[c].Early = bl.Starts, bl.Early // as Baseline.For serves them
 				}
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -44,6 +45,11 @@ type BuildConfig struct {
 	// among the ones they score. The service sets it, with Window and IPs,
 	// from its features.Config.
 	MinRequests int
+	// EarlyRequests is the size of the windows that make a baseline's
+	// early part (model.Early): how visits begin at that many requests,
+	// which detectors record for crowds. 0, or not below MinRequests,
+	// builds none.
+	EarlyRequests int
 	// Sample and MaxWindows bound a build: Sample keeps a deterministic
 	// share of visitors, and at most MaxWindows visitor-windows are used.
 	// A build holds about 16 bytes per feature per window: 2M windows of 8
@@ -85,15 +91,16 @@ func DefaultBuildConfig() BuildConfig {
 	h.Contamination = 0.005
 	h.LeftClosed = true // window features are mostly log1p of small counts
 	return BuildConfig{
-		Window:      features.DefaultWindow(),
-		MinRequests: features.DefaultMinRequests,
-		Period:      7 * 24 * time.Hour,
-		MaxAhead:    service.DefaultMaxEventAhead,
-		MinWindows:  300,
-		Sample:      1,
-		MaxWindows:  2_000_000,
-		Trim:        0.1,
-		HBOS:        h,
+		Window:        features.DefaultWindow(),
+		MinRequests:   features.DefaultMinRequests,
+		EarlyRequests: 2,
+		Period:        7 * 24 * time.Hour,
+		MaxAhead:      service.DefaultMaxEventAhead,
+		MinWindows:    300,
+		Sample:        1,
+		MaxWindows:    2_000_000,
+		Trim:          0.1,
+		HBOS:          h,
 		// On clean generated histories contamination puts thresholds 4
 		// to 5 upper spreads above the median: 7 leaves such thresholds
 		// alone and lowers those that bots lifted (the README's figures).
@@ -109,6 +116,7 @@ func (c *BuildConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MinWindows, "min-windows", c.MinWindows, "fewest visitor-windows a site needs to get a baseline")
 	fs.Float64Var(&c.Sample, "sample", c.Sample, "share of visitors (0, 1] a build uses, chosen deterministically by visitor id, to bound large sites")
 	fs.IntVar(&c.MaxWindows, "max-windows", c.MaxWindows, "most visitor-windows one build reads (about 128 bytes each in memory)")
+	fs.IntVar(&c.EarlyRequests, "early-requests", c.EarlyRequests, "requests in the window of a visit's beginning that baselines learn, and detectors then record for every visit, so that crowds of visitors too short-lived to be scored are found; 0 (or -min-requests or more) for none")
 	fs.Float64Var(&c.ThresholdSpread, "threshold-spread", c.ThresholdSpread, "most a baseline's threshold may lie above the median score of the windows it learned from, in upper spreads (third quartile less median) of those scores, so that bots in the history cannot lift it; 0 for no cap")
 	fs.Float64Var(&c.ThresholdFloor, "threshold-floor", c.ThresholdFloor, "lowest score threshold a baseline may have")
 	fs.Float64Var(&c.Trim, "trim", c.Trim, "share [0, 0.5] of a build's highest-scoring visitor-windows among which bots in the history are looked for: visitors with most of their windows (two at least) there are left out and the baseline fitted again; 0 fits once, on everything")
@@ -130,6 +138,8 @@ func (c *BuildConfig) Validate() error {
 		return fmt.Errorf("-trim must be in [0, 0.5], got %v", c.Trim)
 	case !(c.ThresholdSpread >= 0):
 		return fmt.Errorf("-threshold-spread must be at least 0, got %v", c.ThresholdSpread)
+	case c.EarlyRequests < 0:
+		return fmt.Errorf("-early-requests must be at least 0, got %d", c.EarlyRequests)
 	case c.MaxWindows < c.MinWindows:
 		return fmt.Errorf("-max-windows (%d) must be at least -min-windows (%d)", c.MaxWindows, c.MinWindows)
 	}
@@ -157,9 +167,11 @@ type Baseline struct {
 	// left out as bots; nil for the pooled baselines.
 	Known *model.Known
 	// Starts is how the history's visits of the class began, but those
-	// of visitors the fit left out; nil when the baseline is served for
-	// another class.
+	// of visitors the fit left out, and Early how they began at their
+	// first few requests; nil when the baseline is served for another
+	// class (and Early when the class had too few visits for its model).
 	Starts  *model.Starts
+	Early   *model.Early
 	Encoded []byte // the pkg/model encoding of Model and Known, what the API serves
 	Version string // a digest of Encoded: the ETag
 	Windows int    // visitor-windows of the history of the class
@@ -231,7 +243,7 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 	}
 	// After the fit, and before the known visitors: the history's crowds
 	// are bots too.
-	starts, err := visitStarts(ctx, src, cfg, q, left)
+	starts, early, err := visitStarts(ctx, src, cfg, q, left)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +257,7 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 			continue
 		}
 		b := &Baseline{
-			Site: site, Class: features.Class(c), Model: m, Known: built.Known, Starts: starts[c],
+			Site: site, Class: features.Class(c), Model: m, Known: built.Known, Starts: starts[c], Early: early[c],
 			Windows: len(visitors[c]), Suspects: stats[c].Suspects, Trimmed: stats[c].Trimmed,
 			From: q.From, To: newest, Built: time.Now().UTC(),
 		}
@@ -258,38 +270,88 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 }
 
 // visitStarts counts, per class, the shapes the visits of q began in (see
-// VisitStart), but those of visitors left out as bots (left, keyed as
-// Build keys them for Fit) and those of the history's own crowds (see
-// historyCrowds), whose visitors it adds to left.
-func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chstore.WindowQuery, left map[uint64]bool) ([features.NumClasses]*model.Starts, error) {
+// VisitStart), and fits the early parts, but for the visitors left out as
+// bots (left, keyed as Build keys them for Fit) and those of the
+// history's own crowds (see historyCrowds), whose visitors it adds to
+// left. A class's early part is nil without enough early starts.
+func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chstore.WindowQuery, left map[uint64]bool) ([features.NumClasses]*model.Starts, [features.NumClasses]*model.Early, error) {
 	var starts [features.NumClasses]*model.Starts
+	var early [features.NumClasses]*model.Early
 	for c := range starts {
 		starts[c] = model.NewStarts()
 	}
-	var all []start
-	vec := make([]float64, 0, len(cfg.Set.Names()))
+	names := cfg.Set.Names()
+	var all, earlyAll []start
+	var vecs [][]float64 // of earlyAll
+	vec := make([]float64, 0, len(names))
 	span := uint32(cfg.Window.Span() / time.Second)
-	err := src.VisitStarts(ctx, cfg.Window, q, func(vs VisitStart) error {
+	err := src.VisitStarts(ctx, cfg.Window, q, cfg.EarlyRequests, func(vs VisitStart) error {
 		key := vs.Visitor ^ keys.SiteID(vs.Site)
 		if left[key] {
 			return nil
 		}
 		vec = vs.Agg.Vector(vec, cfg.Set)
-		all = append(all, start{site: vs.Site, slot: vs.Second / span, class: vs.Agg.Class(), shape: features.Shape(vec), key: key})
+		st := start{site: vs.Site, slot: vs.Second / span, class: vs.Agg.Class(), shape: features.Shape(vec), key: key}
+		if vs.Early {
+			earlyAll = append(earlyAll, st)
+			vecs = append(vecs, slices.Clone(vec))
+		} else {
+			all = append(all, st)
+		}
 		return nil
 	})
 	if err != nil {
-		return starts, fmt.Errorf("the visit starts of %q: %w", q.Site, err)
+		return starts, early, fmt.Errorf("the visit starts of %q: %w", q.Site, err)
 	}
-	crowd := historyCrowds(all)
-	for i, st := range all {
-		if crowd[i] {
-			left[st.key] = true
+	for _, sts := range [][]start{all, earlyAll} {
+		for i, crowd := range historyCrowds(sts) {
+			if crowd {
+				left[sts[i].key] = true
+			}
+		}
+	}
+	for _, st := range all {
+		if !left[st.key] {
+			starts[st.class].Add(st.shape)
+		}
+	}
+	if len(earlyAll) == 0 {
+		return starts, early, nil
+	}
+	var cols [features.NumClasses][][]float64
+	var visitors [features.NumClasses][]uint64
+	for i, st := range earlyAll {
+		if left[st.key] {
 			continue
 		}
-		starts[st.class].Add(st.shape)
+		c := st.class
+		if early[c] == nil {
+			early[c] = &model.Early{Requests: cfg.EarlyRequests, Starts: model.NewStarts()}
+			cols[c] = make([][]float64, len(names))
+		}
+		early[c].Starts.Add(st.shape)
+		for j, v := range vecs[i] {
+			cols[c][j] = append(cols[c][j], v)
+		}
+		visitors[c] = append(visitors[c], st.key)
 	}
-	return starts, nil
+	// The floor is for thresholds that decide detections; a beginning's
+	// decides none, and windows of a few requests are so alike that their
+	// scores may all lie below it.
+	ec := cfg
+	ec.ThresholdFloor = math.Inf(-1)
+	for c := range early {
+		if early[c] == nil {
+			continue
+		}
+		m, _, err := Fit(cols[c], visitors[c], ec)
+		if err != nil { // too few: the class's crowds go without
+			early[c] = nil
+			continue
+		}
+		early[c].Model = m
+	}
+	return starts, early, nil
 }
 
 // knownVisitors are the visitors of site in [from, to), but those left out
@@ -314,7 +376,7 @@ func knownVisitors(ctx context.Context, src WindowSource, site string, from, to 
 
 // encode sets Encoded and Version from Model and Known.
 func (b *Baseline) encode() error {
-	enc, err := (&model.Baseline{Model: b.Model, Known: b.Known, Starts: b.Starts}).MarshalBinary()
+	enc, err := (&model.Baseline{Model: b.Model, Known: b.Known, Starts: b.Starts, Early: b.Early}).MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encoding the %s baseline of %q: %w", b.Class, b.Site, err)
 	}
@@ -333,7 +395,7 @@ func (b *Baseline) For(site string, class features.Class, known *model.Known) (*
 	c := *b
 	c.Known = known
 	if b.Class != class {
-		c.Starts = nil // another class's visits begin otherwise
+		c.Starts, c.Early = nil, nil // another class's visits begin otherwise
 	}
 	if err := c.encode(); err != nil {
 		return nil, err

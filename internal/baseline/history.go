@@ -18,7 +18,7 @@ import (
 // service, a MemoryHistory for backtests.
 type WindowSource interface {
 	Windows(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(chstore.VisitorWindow) error) error
-	VisitStarts(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(VisitStart) error) error
+	VisitStarts(ctx context.Context, w features.Window, q chstore.WindowQuery, early int, fn func(VisitStart) error) error
 	Visitors(ctx context.Context, site string, from, to time.Time, fn func(uint64) error) error
 }
 

@@ -18,20 +18,27 @@ import (
 // no score within a window's span before it (the publisher's TTL, a
 // window's span by default). How a site's visits begin is what the
 // publisher compares crowds of new visitors with (model.Starts).
+//
+// An early start is instead a window that holds exactly a few requests
+// (model.Early.Requests, fewer than -min-requests) at a request: the
+// detector records every such window, so that visits too short to be
+// scored still join crowds.
 type VisitStart struct {
 	Site    string
 	Visitor uint64
 	Second  uint32 // of the request first scored
 	Agg     features.Aggregate
+	Early   bool
 }
 
 // starter turns requests in (site, visitor, time) order into the starts
 // of their visits, replaying what the detector would score.
 type starter struct {
-	w    features.Window
-	span uint32 // seconds
-	k    int
-	fn   func(VisitStart) error
+	w     features.Window
+	span  uint32 // seconds
+	k     int
+	early int // 0: no early starts
+	fn    func(VisitStart) error
 	// The visitor in progress: its requests within the window of its
 	// latest, and the second of its latest score.
 	site    string
@@ -43,11 +50,17 @@ type starter struct {
 	acc     windowAcc
 }
 
-func newStarter(w features.Window, minRequests int, fn func(VisitStart) error) *starter {
-	return &starter{
+// newStarter returns a starter of the visits' first scores at minRequests
+// and, if early is below it and positive, of their early starts.
+func newStarter(w features.Window, minRequests, early int, fn func(VisitStart) error) *starter {
+	s := &starter{
 		w: w, span: uint32(w.Span() / time.Second), k: max(minRequests, 1), fn: fn,
 		acc: windowAcc{seconds: make(map[uint32]struct{})},
 	}
+	if early > 0 && early < s.k {
+		s.early = early
+	}
+	return s
 }
 
 // add folds in the next request.
@@ -64,7 +77,11 @@ func (s *starter) add(r *chstore.Row) error {
 		s.head = 0
 	}
 	s.window = append(s.window, *r)
-	if len(s.window)-s.head < s.k {
+	n := len(s.window) - s.head
+	if n == s.early {
+		return s.emit(r.Second, true)
+	}
+	if n < s.k {
 		return nil
 	}
 	// Scored: the visit's first score unless one came within the span.
@@ -73,6 +90,11 @@ func (s *starter) add(r *chstore.Row) error {
 		return nil
 	}
 	s.any, s.scored = true, r.Second
+	return s.emit(r.Second, false)
+}
+
+// emit hands fn the window in progress, ending at second.
+func (s *starter) emit(second uint32, early bool) error {
 	clear(s.acc.seconds)
 	s.acc.counts = [features.NumCounters]uint64{}
 	for _, set := range s.acc.sets {
@@ -82,22 +104,23 @@ func (s *starter) add(r *chstore.Row) error {
 		q := &s.window[i]
 		s.acc.add(q.Second, q.Flags, &q.Hashes)
 	}
-	return s.fn(VisitStart{Site: s.site, Visitor: s.visitor, Second: r.Second, Agg: s.acc.aggregate()})
+	return s.fn(VisitStart{Site: s.site, Visitor: s.visitor, Second: second, Agg: s.acc.aggregate(), Early: early})
 }
 
 func (s *starter) bucket(second uint32) uint32 { return s.w.Bucket(time.Unix(int64(second), 0)) }
 
 // VisitStarts streams the starts of the visits of q's site, period and
-// sample (see VisitStart), reading the requests table in (site, visitor,
-// time) order.
-func (c ClickHouseWindows) VisitStarts(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(VisitStart) error) error {
-	s := newStarter(w, q.MinRequests, fn)
+// sample (see VisitStart), and their early starts at early requests if
+// early is positive and below q.MinRequests, reading the requests table
+// in (site, visitor, time) order.
+func (c ClickHouseWindows) VisitStarts(ctx context.Context, w features.Window, q chstore.WindowQuery, early int, fn func(VisitStart) error) error {
+	s := newStarter(w, q.MinRequests, early, fn)
 	return chstore.Rows(ctx, c.Conn, c.Table, q, s.add)
 }
 
 // VisitStarts streams the starts of the visits of q's site, period and
-// sample, as ClickHouseWindows does.
-func (h *MemoryHistory) VisitStarts(ctx context.Context, w features.Window, q chstore.WindowQuery, fn func(VisitStart) error) error {
+// sample, and their early starts, as ClickHouseWindows does.
+func (h *MemoryHistory) VisitStarts(ctx context.Context, w features.Window, q chstore.WindowQuery, early int, fn func(VisitStart) error) error {
 	type ref struct {
 		site string
 		i    int
@@ -120,7 +143,7 @@ func (h *MemoryHistory) VisitStarts(ctx context.Context, w features.Window, q ch
 		ra, rb := &h.sites[a.site].rows[a.i], &h.sites[b.site].rows[b.i]
 		return cmp.Or(cmp.Compare(a.site, b.site), cmp.Compare(ra.visitor, rb.visitor), cmp.Compare(ra.second, rb.second), cmp.Compare(a.i, b.i))
 	})
-	s := newStarter(w, q.MinRequests, fn)
+	s := newStarter(w, q.MinRequests, early, fn)
 	var row chstore.Row
 	for k, rf := range refs {
 		if k%4096 == 0 {

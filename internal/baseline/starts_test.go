@@ -6,6 +6,7 @@ import (
 
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/model"
 )
 
 // TestHistoryCrowds: a campaign of the history, one shape in a burst, is
@@ -92,5 +93,57 @@ func TestBuildLeavesOutHistoryCrowds(t *testing.T) {
 	b := built.Baselines[features.ClassBrowser]
 	if b == nil || b.Starts == nil || b.Starts.Visits() < 500 {
 		t.Fatalf("browser baseline %+v", b)
+	}
+}
+
+// TestBuildEarly: a build learns how the class's visits begin at
+// -early-requests requests, with a model of its own whose threshold no
+// -threshold-floor lifts (windows of two requests are so alike that their
+// scores may all lie below it); a class served another class's baseline
+// gets no early part, and -early-requests 0 builds none.
+func TestBuildEarly(t *testing.T) {
+	gen := traffic.DefaultConfig()
+	gen.Sites, gen.Visitors, gen.Events, gen.Duration = 1, 1500, 20_000, 2*time.Hour
+	reqs, err := traffic.Generate(gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultBuildConfig()
+	cfg.MinWindows = 100
+	cfg.ThresholdFloor = 1000
+	rows := requestRows(t, cfg.Window, reqs)
+	mem := NewMemoryHistory()
+	newest := rows[0].Time
+	for i := range rows {
+		mem.Add(rows[i].Site, &rows[i].Obs)
+		if rows[i].Time.After(newest) {
+			newest = rows[i].Time
+		}
+	}
+	built, err := Build(t.Context(), mem, cfg, rows[0].Site, newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := built.Baselines[features.ClassBrowser]
+	if b == nil || b.Early == nil || b.Early.Requests != 2 || b.Early.Starts.Visits() < 500 {
+		t.Fatalf("browser baseline's early part: %+v", b)
+	}
+	if b.Model.Threshold() != 1000 || b.Early.Model.Threshold() >= 1000 {
+		t.Errorf("thresholds %v and, early, %v: want the floor, 1000, and the early model's own", b.Model.Threshold(), b.Early.Model.Threshold())
+	}
+	var dec model.Baseline
+	if err := dec.UnmarshalBinary(b.Encoded); err != nil || dec.Early == nil || dec.Early.Starts.Visits() != b.Early.Starts.Visits() {
+		t.Errorf("served encoding: early part %+v, %v", dec.Early, err)
+	}
+	if other, err := b.For(b.Site, features.ClassAPI, built.Known); err != nil || other.Early != nil || other.Starts != nil {
+		t.Errorf("served for the API class: early part %+v, starts %v, %v", other.Early, other.Starts, err)
+	}
+
+	cfg.EarlyRequests = 0
+	if built, err = Build(t.Context(), mem, cfg, rows[0].Site, newest); err != nil {
+		t.Fatal(err)
+	}
+	if b := built.Baselines[features.ClassBrowser]; b == nil || b.Early != nil || b.Starts == nil {
+		t.Errorf("-early-requests 0: browser baseline %+v", b)
 	}
 }

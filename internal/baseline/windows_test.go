@@ -220,7 +220,7 @@ func TestMemoryHistoryMatchesSQL(t *testing.T) {
 		}
 		starts := func(src WindowSource) []VisitStart {
 			var out []VisitStart
-			if err := src.VisitStarts(ctx, w, q, func(vs VisitStart) error { out = append(out, vs); return nil }); err != nil {
+			if err := src.VisitStarts(ctx, w, q, 2, func(vs VisitStart) error { out = append(out, vs); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			return out
@@ -235,11 +235,13 @@ func TestMemoryHistoryMatchesSQL(t *testing.T) {
 // TestVisitStartsMatchFirstScores is the contract between the baseline's
 // visit starts and the detector: each is the window the detector holds
 // when it first scores a visit: the first time its window holds
-// -min-requests requests with no score within a span before.
+// -min-requests requests with no score within a span before; and each
+// early start is a window the detector holds with exactly -early-requests
+// requests.
 func TestVisitStartsMatchFirstScores(t *testing.T) {
 	ctx := t.Context()
 	w, cfg := windowsTraffic()
-	const minRequests = 4
+	const minRequests, earlyRequests = 4, 2
 	reqs, err := traffic.Generate(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -251,8 +253,9 @@ func TestVisitStartsMatchFirstScores(t *testing.T) {
 		site    string
 		visitor uint64
 	}
-	scored := map[key]uint32{}             // the second of each visitor's latest score
-	want := map[key][]features.Aggregate{} // the windows of first scores
+	scored := map[key]uint32{}                  // the second of each visitor's latest score
+	want := map[key][]features.Aggregate{}      // the windows of first scores
+	wantEarly := map[key][]features.Aggregate{} // those of early records
 	for i := range rows {
 		r := &rows[i]
 		mem.Add(r.Site, &r.Obs)
@@ -263,34 +266,46 @@ func TestVisitStartsMatchFirstScores(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		k := key{r.Site, r.Obs.Visitor}
+		if agg.Counts[features.CountRequests] == earlyRequests {
+			wantEarly[k] = append(wantEarly[k], agg)
+		}
 		if agg.Counts[features.CountRequests] < minRequests {
 			continue // the detector does not score it
 		}
-		k := key{r.Site, r.Obs.Visitor}
 		if s, ok := scored[k]; !ok || time.Duration(r.Obs.Second-s)*time.Second >= w.Span() {
 			want[k] = append(want[k], agg)
 		}
 		scored[k] = r.Obs.Second
 	}
-	got := map[key][]features.Aggregate{}
+	got, gotEarly := map[key][]features.Aggregate{}, map[key][]features.Aggregate{}
 	q := chstore.WindowQuery{From: cfg.Start, To: cfg.Start.Add(cfg.Duration), Sample: 1, MinRequests: minRequests}
-	err = mem.VisitStarts(ctx, w, q, func(vs VisitStart) error {
+	err = mem.VisitStarts(ctx, w, q, earlyRequests, func(vs VisitStart) error {
 		k := key{vs.Site, vs.Visitor}
-		got[k] = append(got[k], vs.Agg)
+		if vs.Early {
+			gotEarly[k] = append(gotEarly[k], vs.Agg)
+		} else {
+			got[k] = append(got[k], vs.Agg)
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for k, aggs := range want {
-		n += len(aggs)
-		if !slices.Equal(got[k], aggs) {
-			t.Errorf("%s visitor %x: visit starts %+v, first scores' windows %+v", k.site, k.visitor, got[k], aggs)
+	for _, tc := range []struct {
+		what      string
+		got, want map[key][]features.Aggregate
+	}{{"visit starts", got, want}, {"early starts", gotEarly, wantEarly}} {
+		n := 0
+		for k, aggs := range tc.want {
+			n += len(aggs)
+			if !slices.Equal(tc.got[k], aggs) {
+				t.Errorf("%s visitor %x: %s %+v, the detector's windows %+v", k.site, k.visitor, tc.what, tc.got[k], aggs)
+			}
 		}
-	}
-	if len(got) != len(want) || n < 100 {
-		t.Errorf("%d visitors with visit starts, %d with first scores (%d starts)", len(got), len(want), n)
+		if len(tc.got) != len(tc.want) || n < 100 {
+			t.Errorf("%d visitors with %s, %d with the detector's windows (%d of them)", len(tc.got), tc.what, len(tc.want), n)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ type Metrics struct {
 	DeadLetters     *prometheus.CounterVec // by reason: service.EventReasons
 	Scored          prometheus.Counter
 	Outliers        prometheus.Counter     // scored above the threshold
+	Early           prometheus.Counter     // records of visits' beginnings
 	Unscored        *prometheus.CounterVec // by reason: no_baseline, too_few_requests, error
 	RecencySkips    prometheus.Counter
 	Batches         prometheus.Counter
@@ -33,6 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLetters:  prometheus.NewCounterVec(opts("dead_letters_total", "Events sent to the dead-letter topic, by reason."), []string{"reason"}),
 		Scored:       prometheus.NewCounter(opts("scored_total", "Visitors scored: score records produced.")),
 		Outliers:     prometheus.NewCounter(opts("outliers_total", "Scores above their threshold.")),
+		Early:        prometheus.NewCounter(opts("early_records_total", "Records of visits' beginnings (windows of the baselines' -early-requests requests), written for crowds and not counted as scores.")),
 		Unscored:     prometheus.NewCounterVec(opts("unscored_total", "Due scorings not made, by reason: the site has no baseline, the window has too few requests, or an error."), []string{"reason"}),
 		RecencySkips: prometheus.NewCounter(opts("recency_skips_total", "Events not scored because their visitor was scored within the rescore interval.")),
 		Batches:      prometheus.NewCounter(opts("batches_total", "Batches processed and committed.")),
@@ -52,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range service.EventReasons() {
 		m.DeadLetters.WithLabelValues(r)
 	}
-	reg.MustRegister(m.Events, m.DeadLetters, m.Scored, m.Outliers, m.Unscored, m.RecencySkips,
+	reg.MustRegister(m.Events, m.DeadLetters, m.Scored, m.Outliers, m.Early, m.Unscored, m.RecencySkips,
 		m.Batches, m.BatchSeconds, m.StoreErrors, m.KafkaErrors, m.PartitionResets, m.Evictions)
 	return m
 }

@@ -95,7 +95,7 @@ type shard struct {
 // shardCounts are a shard's counts for one batch, added to the metrics
 // after the batch so the shards share no counters.
 type shardCounts struct {
-	scored, outliers, recencySkips, noBaseline, tooFew, errors uint64
+	scored, outliers, early, recencySkips, noBaseline, tooFew, errors uint64
 }
 
 // evictionCounter is a store that drops state to stay within its bounds
@@ -233,6 +233,7 @@ func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
 		c := &sh.counts
 		p.metrics.Scored.Add(float64(c.scored))
 		p.metrics.Outliers.Add(float64(c.outliers))
+		p.metrics.Early.Add(float64(c.early))
 		p.metrics.RecencySkips.Add(float64(c.recencySkips))
 		p.metrics.Unscored.WithLabelValues("no_baseline").Add(float64(c.noBaseline))
 		p.metrics.Unscored.WithLabelValues("too_few_requests").Add(float64(c.tooFew))
@@ -309,16 +310,18 @@ func (sh *shard) process(ctx context.Context, p *Processor) error {
 }
 
 // score scores the window of o's visitor ending at o's bucket, and appends
-// its record to sh.scores.
+// its record to sh.scores. A window of fewer than -min-requests requests
+// is not scored, but one of exactly the requests of its baseline's early
+// part is recorded as the beginning of a visit (see recordEarly).
 func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observation, it *item) error {
 	agg, err := sh.store.Window(ctx, o.Site, o.Visitor, o.Bucket)
 	if err != nil {
 		return fmt.Errorf("reading a window: %w", err)
 	}
-	if agg.Counts[features.CountRequests] < p.minReqs {
+	if n := agg.Counts[features.CountRequests]; n < p.minReqs {
 		sh.counts.tooFew++
 		sh.recency.Forget(o.Site, o.Visitor) // due again at its next request
-		return nil
+		return sh.recordEarly(ctx, p, o, it, &agg)
 	}
 	class := agg.Class()
 	bl, version, ok := p.source.Get(ctx, it.site, class)
@@ -326,22 +329,71 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		sh.counts.noBaseline++
 		return nil
 	}
+	rec, ok := sh.record(p, o, it, &agg, class, bl, version, false)
+	if !ok {
+		return nil
+	}
+	if err := sh.append(&rec); err != nil {
+		return err
+	}
+	sh.counts.scored++
+	if rec.Score > rec.Threshold {
+		sh.counts.outliers++
+	}
+	return nil
+}
+
+// recordEarly appends the record of a visit's beginning, a window of
+// exactly the requests of its baseline's early part, scored with the early
+// model: the publisher gathers these into crowds and never publishes one
+// for its score alone.
+func (sh *shard) recordEarly(ctx context.Context, p *Processor, o *features.Observation, it *item, agg *features.Aggregate) error {
+	n := agg.Counts[features.CountRequests]
+	if n == 0 {
+		return nil
+	}
+	class := agg.Class()
+	bl, version, ok := p.source.Get(ctx, it.site, class)
+	if !ok || bl.Early == nil || uint64(bl.Early.Requests) != n {
+		return nil
+	}
+	rec, ok := sh.record(p, o, it, agg, class, bl, version, true)
+	if !ok {
+		return nil
+	}
+	if err := sh.append(&rec); err != nil {
+		return err
+	}
+	sh.counts.early++
+	return nil
+}
+
+// record scores agg, the window of o's visitor, with bl's model (or its
+// early part's), and returns its record; not ok if the model does not
+// take the detector's features (the cache admits only models of these,
+// so it is counted as an error).
+func (sh *shard) record(p *Processor, o *features.Observation, it *item, agg *features.Aggregate, class features.Class, bl *model.Baseline, version string, early bool) (records.Score, bool) {
+	m, starts := bl.Model, bl.Starts
+	threshold := m.Threshold()
+	if p.cfg.Threshold > 0 {
+		threshold = p.cfg.Threshold
+	}
+	if early {
+		m, starts = bl.Early.Model, bl.Early.Starts
+		threshold = m.Threshold() // -threshold is for scores
+	}
 	sh.vec = agg.Vector(sh.vec, p.set)
 	var shape string
 	var share float64
-	if bl.Starts != nil {
+	if starts != nil {
 		s := features.Shape(sh.vec)
-		shape, share = records.Shape(s), bl.Starts.Share(s)
+		shape, share = records.Shape(s), starts.Share(s)
 	}
 	sh.contrib = append(sh.contrib[:0], sh.vec...)
-	score, err := bl.Model.Explain(sh.vec, sh.contrib)
+	score, err := m.Explain(sh.vec, sh.contrib)
 	if err != nil {
-		sh.counts.errors++ // the cache admits only models of these features
-		return nil
-	}
-	threshold := bl.Model.Threshold()
-	if p.cfg.Threshold > 0 {
-		threshold = p.cfg.Threshold
+		sh.counts.errors++
+		return records.Score{}, false
 	}
 	rec := records.Score{
 		V:               records.Version,
@@ -349,6 +401,7 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		Visitor:         records.VisitorID(o.Visitor),
 		Class:           class.String(),
 		Returning:       bl.Known != nil && bl.Known.Has(o.Visitor),
+		Early:           early,
 		Page:            records.Page(it.page),
 		Shape:           shape,
 		ShapeShare:      share,
@@ -364,15 +417,16 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 		rec.Features[j] = records.Contribution{Feature: p.names[j], Value: v, Contribution: sh.contrib[j]}
 	}
 	sh.features = rec.Features
+	return rec, true
+}
+
+// append encodes rec onto the batch's score records.
+func (sh *shard) append(rec *records.Score) error {
 	value, err := rec.AppendJSON(make([]byte, 0, 320+96*len(rec.Features)))
 	if err != nil {
 		return fmt.Errorf("encoding a score record: %w", err)
 	}
 	sh.scores = append(sh.scores, kafka.Message{Key: records.Key(rec.Site, rec.Visitor), Value: value})
-	sh.counts.scored++
-	if score > threshold {
-		sh.counts.outliers++
-	}
 	return nil
 }
 

@@ -224,6 +224,75 @@ func TestRecencyAndMinRequests(t *testing.T) {
 	}
 }
 
+// earlySource serves a baseline with an early part of two requests.
+type earlySource struct{ bl *model.Baseline }
+
+func (s earlySource) Get(context.Context, string, features.Class) (*model.Baseline, string, bool) {
+	return s.bl, "v1", true
+}
+
+// TestEarlyRecords: a window of exactly the early part's requests is
+// recorded once as a visit's beginning, scored with the early model
+// against its own threshold (not -threshold), with its share among the
+// history's beginnings; the scores begin at -min-requests as before.
+func TestEarlyRecords(t *testing.T) {
+	early := &model.Early{Requests: 2, Model: testModel(t), Starts: model.NewStarts()}
+	early.Model.SetThreshold(-3) // early models' thresholds may be below 0
+	var msgs []kafka.Message
+	for s := range 5 {
+		msgs = append(msgs, event("shop.example", "192.0.2.9", s, fmt.Sprintf("/p/%d", s)))
+	}
+	// Another visit of the same visitor, after the window has emptied.
+	for s := 900; s < 902; s++ {
+		msgs = append(msgs, event("shop.example", "192.0.2.9", s, "/"))
+	}
+	for _, tc := range []struct {
+		name      string
+		early     *model.Early
+		wantEarly []int // seconds of the early records
+	}{
+		{"with an early part", early, []int{1, 901}},
+		{"without", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Threshold = 4.5
+			p, m := newTestProcessor(t, cfg, earlySource{&model.Baseline{Model: testModel(t), Early: tc.early}})
+			var earlySecs, scoreSecs []int
+			for _, s := range runBatches(t, p, msgs, 3) {
+				sec := int(s.ScoredAt.Sub(t0) / time.Second)
+				if !s.Early {
+					scoreSecs = append(scoreSecs, sec)
+					if s.Threshold != 4.5 {
+						t.Errorf("score at %d s: threshold %v, want the override 4.5", sec, s.Threshold)
+					}
+					continue
+				}
+				earlySecs = append(earlySecs, sec)
+				if s.Threshold != -3 || s.Shape == "" || s.ShapeShare != 0.5 {
+					t.Errorf("early record at %d s: threshold %v, shape %q share %v; want the early model's -3, a shape, and the share of a shape never seen, 0.5", sec, s.Threshold, s.Shape, s.ShapeShare)
+				}
+				var sum float64
+				for _, f := range s.Features {
+					sum += f.Contribution
+				}
+				if d := sum - s.Score; d > 1e-9 || d < -1e-9 {
+					t.Errorf("early record's contributions sum to %v, score %v", sum, s.Score)
+				}
+			}
+			if !slices.Equal(earlySecs, tc.wantEarly) {
+				t.Errorf("early records at %v s, want %v", earlySecs, tc.wantEarly)
+			}
+			if want := []int{2}; !slices.Equal(scoreSecs, want) { // -min-requests 3, then not within -rescore-interval
+				t.Errorf("scores at %v s, want %v", scoreSecs, want)
+			}
+			if n := testutil.ToFloat64(m.Early); n != float64(len(tc.wantEarly)) {
+				t.Errorf("%v early records counted, want %d", n, len(tc.wantEarly))
+			}
+		})
+	}
+}
+
 func TestScoreRecordFields(t *testing.T) {
 	model := testModel(t)
 	source := staticSource{"shop.example": model}

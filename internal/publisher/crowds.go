@@ -47,7 +47,15 @@ type crowds struct {
 	score   float64
 	limit   int // of first scores within the TTL, in all
 	n       int
-	sites   map[string]map[string]*crowdClass // site, class
+	sites   map[string]map[crowdKind]*crowdClass
+}
+
+// crowdKind is what a site's crowds are counted within: a traffic class,
+// and whether of visits' first scores or of their beginnings (Early
+// records), whose shapes and shares are of windows of another size.
+type crowdKind struct {
+	class string
+	early bool
 }
 
 // crowdClass is one site's class's first scores within the TTL.
@@ -68,20 +76,20 @@ func newCrowds(cfg SelectConfig) *crowds {
 	return &crowds{
 		enabled: cfg.Crowds(), ttl: int64(cfg.TTL), min: cfg.GroupMin,
 		ratio: cfg.CrowdRatio, chance: cfg.CrowdChance, score: cfg.CrowdScore, limit: cfg.MaxTracked,
-		sites: make(map[string]map[string]*crowdClass),
+		sites: make(map[string]map[crowdKind]*crowdClass),
 	}
 }
 
-func (c *crowds) class(site, class string) *crowdClass {
+func (c *crowds) class(site string, kind crowdKind) *crowdClass {
 	classes := c.sites[site]
 	if classes == nil {
-		classes = make(map[string]*crowdClass)
+		classes = make(map[crowdKind]*crowdClass)
 		c.sites[site] = classes
 	}
-	cc := classes[class]
+	cc := classes[kind]
 	if cc == nil {
 		cc = &crowdClass{crowds: make(map[string]*group)}
-		classes[class] = cc
+		classes[kind] = cc
 	}
 	return cc
 }
@@ -93,7 +101,8 @@ func (c *crowds) first(sc *records.Score, visitor uint64, t int64, d records.Det
 	if sc.Shape == "" { // the baseline does not know how visits begin
 		return nil, false
 	}
-	cc := c.class(sc.Site, sc.Class)
+	kind := crowdKind{sc.Class, sc.Early}
+	cc := c.class(sc.Site, kind)
 	c.age(cc, t)
 	if c.n >= c.limit {
 		return nil, false
@@ -102,10 +111,10 @@ func (c *crowds) first(sc *records.Score, visitor uint64, t int64, d records.Det
 	c.n++
 	cr := cc.crowds[sc.Shape]
 	if cr == nil {
-		cr = &group{id: crowdID(sc.Site, sc.Class, sc.Shape, t), members: make(map[uint64]*member)}
+		cr = &group{id: crowdID(sc.Site, kind, sc.Shape, t), members: make(map[uint64]*member)}
 		cc.crowds[sc.Shape] = cr
 	}
-	cr.members[visitor] = &member{at: t, detection: d, page: sc.Page, high: sc.Score >= c.score*sc.Threshold}
+	cr.members[visitor] = &member{at: t, detection: d, page: sc.Page, high: c.high(sc)}
 	if cr.active || len(cr.members) < c.min {
 		return cr, false
 	}
@@ -134,6 +143,18 @@ func (c *crowds) unusual(cr *group) bool {
 		}
 	}
 	return 2*len(pages) >= len(cr.members) || 2*high >= len(cr.members)
+}
+
+// high reports whether sc scores high for a crowd's member: at least
+// CrowdScore of its threshold for a first score, above it for a visit's
+// beginning. The beginnings of a class's visits, a few requests each, are
+// so alike that their scores have no zero to take a share from: they may
+// all lie below it.
+func (c *crowds) high(sc *records.Score) bool {
+	if sc.Early {
+		return sc.Score > sc.Threshold
+	}
+	return sc.Score >= c.score*sc.Threshold
 }
 
 // age forgets cc's first scores that have left the TTL at t, and takes
@@ -177,13 +198,16 @@ func (c *crowds) sweep(now int64) {
 	}
 }
 
-// crowdID names a crowd: its site, class, shape and the event time of its
+// crowdID names a crowd: its site, kind, shape and the event time of its
 // first member, hashed, so that the same traffic gives the same id.
-func crowdID(site, class, shape string, t int64) string {
+func crowdID(site string, kind crowdKind, shape string, t int64) string {
 	h := fnv.New64a()
-	for _, s := range []string{site, class, shape} {
+	for _, s := range []string{site, kind.class, shape} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
+	}
+	if kind.early {
+		h.Write([]byte("early"))
 	}
 	h.Write(binary.BigEndian.AppendUint64(nil, uint64(t)))
 	return "c-" + hex.EncodeToString(h.Sum(nil))

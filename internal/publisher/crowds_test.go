@@ -151,7 +151,7 @@ func TestCrowdsAge(t *testing.T) {
 		}
 		c.first(sc, v, at(time.Duration(v)*time.Second), records.Detection{})
 	}
-	cc := c.sites["a.example"][""]
+	cc := c.sites["a.example"][crowdKind{}]
 	if c.n != 10 || len(cc.crowds["rare"].members) != 9 {
 		t.Fatalf("within the TTL: %d tracked, crowd of %d; want 10, 9", c.n, len(cc.crowds["rare"].members))
 	}
@@ -188,5 +188,98 @@ func TestSelectUsualStart(t *testing.T) {
 	cfg.UsualStart = 0
 	if _, got := NewSelector(cfg).Select(crowdScore(1, 0, "s", 0.3, "/", 2), 1, nil); got != Published {
 		t.Errorf("-usual-start 0: %v", got)
+	}
+}
+
+// TestSelectEarlyCrowds: the records of visits' beginnings make crowds of
+// their own, judged against the beginnings' shares and, on few pages,
+// by scoring above the early model's threshold, which may be below 0;
+// a beginning is never a hit, and it leaves the visit's first score its
+// own.
+func TestSelectEarlyCrowds(t *testing.T) {
+	const earlyThreshold = -10.0
+	begin := func(v uint64, at time.Duration, k string, share float64, page string, score float64) *records.Score {
+		sc := crowdScore(v, at, k, share, page, 0)
+		sc.Early, sc.Score, sc.Threshold = true, score, earlyThreshold
+		return sc
+	}
+	// The site's people begin their visits in its usual shapes, below the
+	// early threshold.
+	beginnings := func(t *testing.T, sel *Selector) {
+		t.Helper()
+		for v := range uint64(150) {
+			k, share := "usual", 0.9
+			if v%10 == 9 {
+				k, share = "less usual", 0.1
+			}
+			sc := begin(3_000_000+v, time.Duration(v)*2*time.Second, k, share, fmt.Sprint("/p", v), -20)
+			if _, got := sel.Select(sc, 3_000_000+v, nil); got != Early {
+				t.Fatalf("person %d's beginning: %v", v, got)
+			}
+		}
+	}
+	login := func(v uint64) *records.Score { // two failed logins, far above the early threshold
+		return begin(v, 3*time.Minute+time.Duration(v)*time.Second, "rare", 0.5/1001, "/login", -7)
+	}
+	for _, tc := range []struct {
+		name      string
+		member    func(v uint64) *records.Score
+		published int
+	}{
+		{"a login attack", login, 12},
+		{"people who come for one page", func(v uint64) *records.Score {
+			sc := login(v)
+			sc.Page, sc.Score = "/shared", -15 // below the threshold, though above 0.5 of it
+			return sc
+		}, 0},
+		{"a shape the history's beginnings had", func(v uint64) *records.Score {
+			sc := login(v)
+			sc.ShapeShare = 0.05
+			return sc
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sel := NewSelector(DefaultSelectConfig())
+			beginnings(t, sel)
+			published := 0
+			for v := range uint64(12) {
+				d, got := sel.Select(tc.member(v), v, nil)
+				switch got {
+				case Published:
+					published++
+					if len(d.Group) < 2 || d.Group[:2] != "c-" {
+						t.Errorf("member %d published outside a crowd: %+v", v, d)
+					}
+				case Early:
+				default:
+					t.Fatalf("member %d: %v", v, got)
+				}
+			}
+			published += len(sel.GroupDetections())
+			if published != tc.published {
+				t.Errorf("%d members published, want %d", published, tc.published)
+			}
+		})
+	}
+
+	// Far above its threshold, a beginning alone is no hit; the visit's
+	// first score, later, is still its first: it joins its own crowd.
+	sel := NewSelector(DefaultSelectConfig())
+	sc := begin(1, 0, "rare", 0.001, "/", 50)
+	if _, got := sel.Select(sc, 1, nil); got != Early {
+		t.Fatalf("a beginning far above its threshold: %v", got)
+	}
+	for i := range 3 {
+		sc := begin(1, time.Duration(i+1)*time.Second, "rare", 0.001, "/", 50)
+		if _, got := sel.Select(sc, 1, nil); got != Early {
+			t.Fatalf("beginning %d: %v", i, got)
+		}
+	}
+	first := crowdScore(1, 10*time.Second, "rare", 0.001, "/", 0.3)
+	if _, got := sel.Select(first, 1, nil); got != Below {
+		t.Fatalf("the visit's first score: %v", got)
+	}
+	if cc := sel.crowds.sites["a.example"][crowdKind{}]; cc == nil || len(cc.recent)-cc.head != 1 {
+		t.Error("the first score after the visit's beginnings did not join the crowds of first scores")
 	}
 }

@@ -72,6 +72,8 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 			s.Class, err = d.str(v)
 		case "returning":
 			s.Returning, err = v.Bool()
+		case "early":
+			s.Early, err = v.Bool()
 		case "page", "shape": // one of many: not interned
 			var b []byte
 			if b, err = v.StringBytes(); err == nil {

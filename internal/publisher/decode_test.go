@@ -43,6 +43,8 @@ func decodeInputs(t testing.TB) map[string]string {
 		"time not RFC 3339":    `{"scored_at":"2025-06-01 12:00:00"}`,
 		"time a number":        `{"scored_at":1717243200}`,
 		"visitor a number":     `{"visitor":1}`,
+		"early":                `{"early":true,"returning":false}`,
+		"early not a bool":     `{"early":1}`,
 	}
 }
 

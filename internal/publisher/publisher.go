@@ -281,11 +281,13 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 			b.deadLetter(msgs[i], reason, err)
 			continue
 		}
-		b.rows = append(b.rows, chstore.ScoreRow{Record: s, Visitor: visitor})
-		b.rowMsg = append(b.rowMsg, i)
+		if !s.Early { // a visit's beginning is for crowds, not a score to keep
+			b.rows = append(b.rows, chstore.ScoreRow{Record: s, Visitor: visitor})
+			b.rowMsg = append(b.rowMsg, i)
+		}
 		d, outcome := p.sel.Select(s, visitor, pol)
 		switch outcome {
-		case Below:
+		case Below, Early:
 		case Published:
 			if err := b.publish(&d, p.metrics); err != nil {
 				return nil, err

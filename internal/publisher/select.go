@@ -20,6 +20,7 @@ const (
 	SuppressedSiteOff                   // the site's detections are switched off
 	SuppressedGate                      // an evidence gate: -min-margin or -min-hits
 	SuppressedUsualStart                // the window's shape begins many of the site's visits: -usual-start
+	Early                               // a visit's beginning that made no attack: never a candidate
 )
 
 var outcomeNames = [...]string{
@@ -30,6 +31,7 @@ var outcomeNames = [...]string{
 	SuppressedSiteOff:    "site_off",
 	SuppressedGate:       "gate",
 	SuppressedUsualStart: "usual_start",
+	Early:                "early",
 }
 
 // String is the outcome's name, the "reason" label of the suppressed
@@ -42,9 +44,10 @@ func (o Outcome) String() string {
 }
 
 // Selector picks the detections among the scores, in event time. First,
-// the first score of a visit joins its crowd (see crowds), and is
-// published, whatever its score and unless the policy says no, when the
-// crowd is a coordinated attack. Otherwise a score is a candidate when it
+// the first score of a visit, and the record of its beginning (Early),
+// join their crowds (see crowds), and are published, whatever their
+// scores and unless the policy says no, when the crowd is a coordinated
+// attack; a beginning is nothing more (early). Otherwise a score is a candidate when it
 // is above its record's threshold (the site's). Then, in order:
 //
 //  1. the policy: a site switched off or a visitor on the site's
@@ -119,6 +122,14 @@ func (s *Selector) Evicted() uint64 { return s.evicted }
 func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records.Detection, Outcome) {
 	t := sc.ScoredAt.UnixNano()
 	s.advance(t)
+	if sc.Early {
+		if s.crowds.enabled {
+			if d, ok := s.crowdMember(sc, visitor, t, p); ok {
+				return d, Published
+			}
+		}
+		return records.Detection{}, Early
+	}
 	if s.groups.seen(sc.Site, visitor, t) && s.crowds.enabled {
 		if d, ok := s.crowdMember(sc, visitor, t, p); ok {
 			return d, Published

@@ -1,18 +1,23 @@
 // Package model is the baseline a detector scores a site's traffic class
 // with, as the baseline service serves it: the HBOS model of the class,
 // the visitors the site's history knows (Known), how its visits begin
-// (Starts), and its versioned binary encoding.
+// (Starts, and Early for their first few requests), and its versioned
+// binary encoding.
 //
-// The encoding, version 2, integers little-endian:
+// The encoding, version 3, integers little-endian:
 //
-//	magic     4  "ABL2"
+//	magic     4  "ABL3"
 //	model     4+n  uint32 length n, then the pkg/hbos encoding
 //	known     4+m  uint32 length m, then Known's encoding (m = 0: none)
 //	starts    4+s  uint32 length s, then Starts' encoding (s = 0: none)
+//	early     4+e  uint32 length e (0: none), then uint32 Early.Requests,
+//	               uint32 length k, Early.Model's pkg/hbos encoding (k
+//	               bytes), and Early.Starts' encoding
 //	crc       4  CRC-32C of every byte before it
 //
-// Version 1 ("ABL1") has no starts; it still decodes. A detector older
-// than version 2 refuses it, so detectors are upgraded first.
+// Version 2 ("ABL2") has no early part and version 1 ("ABL1") no starts
+// either; both still decode. A detector older than a version refuses it,
+// so detectors are upgraded first.
 package model
 
 import (
@@ -33,14 +38,29 @@ type Baseline struct {
 	// Starts is how the history's visits of the class began, but those
 	// of visitors its fit left out; nil when unknown.
 	Starts *Starts
+	// Early is how those visits began at their first few requests; nil
+	// when unknown.
+	Early *Early
+}
+
+// Early is how a class's visits begin at their first Requests requests,
+// fewer than a score needs: the shapes of those windows (Starts) and an
+// HBOS model fitted to them, which says how unusual a beginning is. A
+// detector records such a window of every visit, so that the publisher
+// finds crowds of visitors too short-lived to be scored.
+type Early struct {
+	Requests int
+	Model    *hbos.Model
+	Starts   *Starts
 }
 
 // ErrEncoding is input that is not a baseline's encoding.
 var ErrEncoding = errors.New("invalid baseline encoding")
 
 const (
-	magic   = "ABL2"
-	magicV1 = "ABL1" // no starts
+	magic   = "ABL3"
+	magicV2 = "ABL2" // no early part
+	magicV1 = "ABL1" // no starts either
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -66,6 +86,22 @@ func (b *Baseline) MarshalBinary() ([]byte, error) {
 	}
 	out = binary.LittleEndian.AppendUint32(out, uint32(len(starts)))
 	out = append(out, starts...)
+	var early []byte
+	if e := b.Early; e != nil {
+		if e.Model == nil || e.Starts == nil || e.Requests <= 0 {
+			return nil, errors.New("baseline: an early part needs its requests, model and starts")
+		}
+		em, err := e.Model.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("the early model: %w", err)
+		}
+		early = binary.LittleEndian.AppendUint32(early, uint32(e.Requests))
+		early = binary.LittleEndian.AppendUint32(early, uint32(len(em)))
+		early = append(early, em...)
+		early = e.Starts.appendBinary(early)
+	}
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(early)))
+	out = append(out, early...)
 	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli)), nil
 }
 
@@ -73,10 +109,20 @@ func (b *Baseline) MarshalBinary() ([]byte, error) {
 // truncated or unsupported input is an error wrapping ErrEncoding, and
 // leaves b unchanged.
 func (b *Baseline) UnmarshalBinary(data []byte) error {
-	if len(data) < len(magic)+12 || string(data[:len(magic)]) != magic && string(data[:len(magic)]) != magicV1 {
-		return fmt.Errorf("%w: not a baseline (magic %q)", ErrEncoding, data[:min(len(data), len(magic))])
+	if len(data) < len(magic)+12 {
+		return fmt.Errorf("%w: not a baseline (%d bytes)", ErrEncoding, len(data))
 	}
-	v1 := string(data[:len(magic)]) == magicV1
+	version := 0
+	switch string(data[:len(magic)]) {
+	case magicV1:
+		version = 1
+	case magicV2:
+		version = 2
+	case magic:
+		version = 3
+	default:
+		return fmt.Errorf("%w: not a baseline (magic %q)", ErrEncoding, data[:len(magic)])
+	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
 		return fmt.Errorf("%w: checksum mismatch", ErrEncoding)
@@ -102,9 +148,14 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 	if err != nil {
 		return err
 	}
-	var st []byte
-	if !v1 {
+	var st, ea []byte
+	if version >= 2 {
 		if st, err = part("visit starts"); err != nil {
+			return err
+		}
+	}
+	if version >= 3 {
+		if ea, err = part("early part"); err != nil {
 			return err
 		}
 	}
@@ -126,6 +177,30 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 			return err
 		}
 	}
+	if len(ea) > 0 {
+		if out.Early, err = decodeEarly(ea); err != nil {
+			return err
+		}
+	}
 	*b = out
 	return nil
+}
+
+func decodeEarly(b []byte) (*Early, error) {
+	if len(b) < 8 {
+		return nil, fmt.Errorf("%w: early part of %d bytes", ErrEncoding, len(b))
+	}
+	requests, n := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
+	if requests == 0 || requests > 1<<16 || uint64(n) > uint64(len(b)-8) {
+		return nil, fmt.Errorf("%w: early part of %d requests, model of %d bytes in %d", ErrEncoding, requests, n, len(b))
+	}
+	e := &Early{Requests: int(requests), Model: new(hbos.Model)}
+	if err := e.Model.UnmarshalBinary(b[8 : 8+n]); err != nil {
+		return nil, fmt.Errorf("%w: early model: %w", ErrEncoding, err)
+	}
+	var err error
+	if e.Starts, err = decodeStarts(b[8+n:]); err != nil {
+		return nil, err
+	}
+	return e, nil
 }

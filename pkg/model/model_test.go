@@ -51,7 +51,9 @@ func TestBaselineEncoding(t *testing.T) {
 	for i := range 10 {
 		starts.Add(uint64(i % 3))
 	}
-	for _, b := range []*Baseline{{Model: testModel(t), Known: known, Starts: starts}, {Model: testModel(t)}} {
+	early := &Early{Requests: 2, Model: testModel(t), Starts: NewStarts()}
+	early.Starts.Add(9)
+	for _, b := range []*Baseline{{Model: testModel(t), Known: known, Starts: starts, Early: early}, {Model: testModel(t), Starts: starts}, {Model: testModel(t)}} {
 		enc, err := b.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
@@ -73,6 +75,13 @@ func TestBaselineEncoding(t *testing.T) {
 				if s := got.Starts.Share(shape); s != want {
 					t.Errorf("share of shape %d: %v, want %v", shape, s, want)
 				}
+			}
+		}
+		if (got.Early == nil) != (b.Early == nil) {
+			t.Errorf("early part %+v, want %+v", got.Early, b.Early)
+		} else if e := got.Early; e != nil {
+			if e.Requests != 2 || e.Model.Threshold() != early.Model.Threshold() || e.Starts.Visits() != 1 || e.Starts.Share(9) != 1.5/2 {
+				t.Errorf("early part decoded as %d requests, threshold %v, %d visits, share %v", e.Requests, e.Model.Threshold(), e.Starts.Visits(), e.Starts.Share(9))
 			}
 		}
 		// Every truncation and every flipped byte is an error, never a
@@ -105,6 +114,25 @@ func TestBaselineEncodingV1(t *testing.T) {
 	var got Baseline
 	if err := got.UnmarshalBinary(enc); err != nil || got.Model == nil || got.Starts != nil {
 		t.Errorf("version 1: %+v, %v", got, err)
+	}
+}
+
+// TestBaselineEncodingV2: a baseline of version 2, without an early part,
+// still decodes, with its starts.
+func TestBaselineEncodingV2(t *testing.T) {
+	starts := NewStarts()
+	starts.Add(3)
+	enc, err := (&Baseline{Model: testModel(t), Starts: starts}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version 3 without its early part (an empty one: 4 bytes of length)
+	// is version 2 under another magic.
+	v2 := append([]byte(magicV2), enc[len(magic):len(enc)-8]...)
+	v2 = binary.LittleEndian.AppendUint32(v2, crc32.Checksum(v2, castagnoli))
+	var got Baseline
+	if err := got.UnmarshalBinary(v2); err != nil || got.Model == nil || got.Starts == nil || got.Starts.Visits() != 1 || got.Early != nil {
+		t.Errorf("version 2: %+v, %v", got, err)
 	}
 }
 

@@ -46,6 +46,12 @@ type Score struct {
 	// requests in the baseline's period, and the fit did not leave it out
 	// as a bot.
 	Returning bool `json:"returning,omitempty"`
+	// Early marks the record of a visit's beginning: a window of exactly
+	// the requests of the baseline's early part (model.Early), fewer than
+	// a score needs, scored with the early model against its threshold,
+	// with its shape and share among the history's beginnings. It only
+	// joins a crowd; it is never a hit.
+	Early bool `json:"early,omitempty"`
 	// Page is the page the visitor was on when it was scored: the path of
 	// the request that triggered the scoring, or, for a static file, the
 	// path of its referer, the page that loaded it; hashed as the
@@ -219,6 +225,9 @@ func (s *Score) AppendJSON(b []byte) ([]byte, error) {
 	}
 	if s.Returning {
 		b = append(b, `,"returning":true`...)
+	}
+	if s.Early {
+		b = append(b, `,"early":true`...)
 	}
 	if s.Page != "" {
 		b = append(b, `,"page":`...)
