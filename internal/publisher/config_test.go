@@ -46,6 +46,8 @@ func TestConfigFlags(t *testing.T) {
 		{[]string{"-crowd-chance", "0"}, "-crowd-chance"},
 		{[]string{"-crowd-chance", "1"}, "-crowd-chance"},
 		{[]string{"-crowd-score", "-0.1"}, "-crowd-score"},
+		{[]string{"-crowd-expected", "0"}, "-crowd-expected"},
+		{[]string{"-crowd-expected", "NaN"}, "-crowd-expected"},
 		{[]string{"-crowd-score", "NaN"}, "-crowd-score"},
 	}
 	for _, tt := range tests {

@@ -30,8 +30,10 @@ import (
 // members, at least CrowdRatio times as many as the history's share
 // would bring among the first scores of the class, so many that the
 // share would bring as many less often than CrowdChance (a Poisson
-// tail), and it is unusual in what its members fetch (see unusual). That
-// last test is what keeps people out:
+// tail), while the share would bring at most CrowdExpected (those many of
+// the site's people would be published with the attack), and it is
+// unusual in what its members fetch (see unusual). That last test is
+// what keeps people out:
 // those who come at once for a link shared widely begin their visits
 // alike too (the page, then its files), in a shape that may be rare on
 // the site, but on one page and as people visit it. Each member is
@@ -45,7 +47,8 @@ type crowds struct {
 	ratio   float64
 	chance  float64
 	score   float64
-	limit   int // of first scores within the TTL, in all
+	expect  float64 // most members the share may bring
+	limit   int     // of first scores within the TTL, in all
 	n       int
 	sites   map[string]map[crowdKind]*crowdClass
 }
@@ -75,7 +78,7 @@ type firstScore struct {
 func newCrowds(cfg SelectConfig) *crowds {
 	return &crowds{
 		enabled: cfg.Crowds(), ttl: int64(cfg.TTL), min: cfg.GroupMin,
-		ratio: cfg.CrowdRatio, chance: cfg.CrowdChance, score: cfg.CrowdScore, limit: cfg.MaxTracked,
+		ratio: cfg.CrowdRatio, chance: cfg.CrowdChance, score: cfg.CrowdScore, expect: cfg.CrowdExpected, limit: cfg.MaxTracked,
 		sites: make(map[string]map[crowdKind]*crowdClass),
 	}
 }
@@ -120,7 +123,7 @@ func (c *crowds) first(sc *records.Score, visitor uint64, t int64, d records.Det
 	}
 	m := float64(len(cr.members))
 	lambda := sc.ShapeShare * float64(len(cc.recent)-cc.head)
-	if m >= c.ratio*lambda && mathext.GammaIncReg(m, lambda) <= c.chance && c.unusual(cr) {
+	if m >= c.ratio*lambda && lambda <= c.expect && mathext.GammaIncReg(m, lambda) <= c.chance && c.unusual(cr) {
 		cr.active = true
 		return cr, true
 	}

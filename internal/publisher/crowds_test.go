@@ -113,6 +113,27 @@ func TestSelectCrowds(t *testing.T) {
 		})
 	}
 
+	// A crowd of a shape the site's people often begin in: ten times what
+	// its share brings, but the share brings more than -crowd-expected,
+	// people who would be published with it.
+	for _, tc := range []struct {
+		expected  float64
+		published bool
+	}{{DefaultCrowdExpected, false}, {10, true}} {
+		cfg := DefaultSelectConfig()
+		cfg.CrowdExpected = tc.expected
+		sel := NewSelector(cfg)
+		people(t, sel, 150, nil)
+		for v := range uint64(60) { // 60 of 210 first scores, 5.25 by a share of 2.5%
+			sc := attack(v)
+			sc.ShapeShare = 0.025
+			sel.Select(sc, v, nil)
+		}
+		if got := len(sel.GroupDetections()) > 0; got != tc.published {
+			t.Errorf("-crowd-expected %v: a crowd published %v, want %v", tc.expected, got, tc.published)
+		}
+	}
+
 	// An attack on one page that does something unusual there (a login
 	// failing) is one; an allow-listed member is not published.
 	sel = NewSelector(cfg)
