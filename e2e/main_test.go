@@ -57,15 +57,21 @@ const identitySecret = "e2e identity secret, 0123456789abcdef"
 //   - detector -baseline-revalidate 2s: the tests last seconds, not the
 //     minutes of the default period; with it, the detector asks the
 //     baseline service again while TestBaselineServiceDown has it down.
+//   - detector -stall-timeout 5s (stallTimeout): TestRedisRestart sees
+//     /healthz fail while the detector holds a batch it cannot make
+//     durable, and stay up once it has caught up, within seconds.
 //   - every service -max-event-age: the traffic is dated from
 //     historyTraffic.Start, months ago, and is replayed on purpose, as the
 //     README tells operators to; the bound still refuses anything older,
 //     which TestEventTime relies on.
 var serviceFlags = map[pipeline.Name][]string{
 	pipeline.Baseline:  {"-min-windows", "100", "-max-event-age", maxEventAge.String()},
-	pipeline.Detector:  {"-baseline-revalidate", "2s", "-max-event-age", maxEventAge.String()},
+	pipeline.Detector:  {"-baseline-revalidate", "2s", "-stall-timeout", stallTimeout.String(), "-max-event-age", maxEventAge.String()},
 	pipeline.Publisher: {"-max-event-age", maxEventAge.String()},
 }
+
+// stallTimeout is the detector's -stall-timeout.
+const stallTimeout = 5 * time.Second
 
 // maxEventAge is the services' -max-event-age: from two days before the
 // history to now, in whole hours.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -72,7 +73,10 @@ func requestRows(ctx context.Context, t *testing.T, st *pipeline.Stack, b *batch
 // the recency register, or unscored for a counted reason), the detector
 // scores again after the restart, and every score record written is in
 // the ClickHouse scores table. What a flush loses is the visitors' windows
-// before it: their feature state, not their events.
+// before it: their feature state, not their events. Meanwhile the
+// detector's liveness means progress: /healthz fails once it has held
+// messages -stall-timeout without a commit, and holds once it has caught
+// up, however long nothing comes.
 func TestRedisRestart(t *testing.T) {
 	r := shared(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
@@ -100,9 +104,19 @@ func TestRedisRestart(t *testing.T) {
 	if err := st.Redis().Stop(); err != nil {
 		t.Fatalf("stopping redis: %v", err)
 	}
+	down := time.Now()
+	err = poll(ctx, 2*stallTimeout, "the detector's /healthz to fail while it cannot commit", func(ctx context.Context) (bool, string, error) {
+		code, err := healthz(ctx, det)
+		return code == http.StatusServiceUnavailable, fmt.Sprintf("/healthz answers %d", code), err
+	})
+	if err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("/healthz failed %.1fs after Redis stopped (-stall-timeout %v)", time.Since(down).Seconds(), stallTimeout)
+	}
 	// Longer than go-redis absorbs with its own retries, while events keep
 	// coming.
-	time.Sleep(10 * time.Second)
+	time.Sleep(time.Until(down.Add(10 * time.Second)))
 	if err := st.Redis().Start(ctx); err != nil {
 		t.Fatalf("starting redis again: %v", err)
 	}
@@ -118,6 +132,13 @@ func TestRedisRestart(t *testing.T) {
 	}
 	if err := drain(ctx, st, r.kc); err != nil {
 		t.Fatal(err)
+	}
+
+	// Caught up, with nothing more to read, for longer than the stall
+	// timeout: live.
+	time.Sleep(stallTimeout + 2*time.Second)
+	if code, err := healthz(ctx, det); err != nil || code != http.StatusOK {
+		t.Errorf("/healthz of a caught-up detector: %d, %v; want 200", code, err)
 	}
 
 	got := countsOf(ctx, t, st).minus(before)
@@ -136,4 +157,14 @@ func TestRedisRestart(t *testing.T) {
 		t.Error("nothing scored after Redis came back")
 	}
 	checkScoresStored(ctx, t, r, scoresFrom, b)
+}
+
+// healthz returns the status code of svc's /healthz.
+func healthz(ctx context.Context, svc *pipeline.Service) (int, error) {
+	resp, err := svc.Do(ctx, http.MethodGet, "/healthz", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
