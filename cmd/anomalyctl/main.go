@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/baseline"
+	"github.com/anomalyd/anomalyd/internal/publisher"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/keys"
@@ -38,6 +39,7 @@ Verbs:
   explain SITE VISITOR      a visitor's window now: each feature's value and contribution to its score
   rebuild SITE              build a site's baselines now (needs the admin token)
   key HEX                   decode a Redis key of the feature store
+  detections                follow the detections as the publisher sends them to the edge
 
 "anomalyctl VERB -h" explains a verb's flags. Every flag can also be set by
 its ANOMALYD_* environment variable, as in the services; the command line
@@ -84,6 +86,12 @@ var verbs = map[string]verb{
 			apiFlags(fs, c)
 			fs.StringVar(&c.adminToken, "admin-token", "", "the baseline service's admin token; empty: -token")
 		}, rebuildCmd, 1},
+	"detections": {"", "Prints the detections of the detections topic as they come, one a line,\nuntil interrupted or -n: from now on, or from -since ago (what the edge\nacts on now is the detections of the last -detection-ttl).",
+		func(fs *flag.FlagSet, c *ctl) {
+			c.kafka.RegisterFlags(fs, service.TopicDetections)
+			fs.DurationVar(&c.since, "since", 0, "also print the detections written this long ago or later; 0: only new ones")
+			fs.IntVar(&c.n, "n", 0, "stop after this many detections; 0: until interrupted")
+		}, detectionsCmd, 0},
 	"key": {"HEX", "Decodes a Redis key of the feature store (pkg/keys), given in hex as\nredis-cli prints it with --no-raw (\\x escapes) or as plain hex digits.",
 		func(*flag.FlagSet, *ctl) {}, keyCmd, 1},
 }
@@ -99,6 +107,9 @@ type ctl struct {
 	redis      service.RedisConfig
 	window     features.Window
 	at         string
+	kafka      service.KafkaConfig
+	since      time.Duration
+	n          int
 }
 
 // apiFlags registers the baseline service's address, trust and token.
@@ -566,4 +577,59 @@ func setOf(names []string) (features.Set, error) {
 		}
 	}
 	return 0, fmt.Errorf("the baseline's features %v are no feature set of this anomalyctl", names)
+}
+
+func detectionsCmd(ctx context.Context, c *ctl, _ []string) error {
+	if err := c.kafka.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if c.since < 0 || c.n < 0 {
+		return fmt.Errorf("%w: -since and -n must not be negative", errUsage)
+	}
+	dialer, transport, err := c.kafka.Clients()
+	if err != nil {
+		return err
+	}
+	transport.CloseIdleConnections() // only the readers' dialer is used
+	var from time.Time
+	if c.since > 0 {
+		from = time.Now().Add(-c.since)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	seen := 0
+	var werr error
+	h := publisher.TopicHistory{Brokers: c.kafka.Brokers, Topic: c.kafka.DetectionsTopic, Dialer: dialer}
+	err = h.Follow(ctx, from, func(d *records.Detection) {
+		if werr != nil {
+			return
+		}
+		if c.json {
+			werr = json.NewEncoder(c.out).Encode(d)
+		} else {
+			werr = printDetection(c.out, d)
+		}
+		if seen++; werr != nil || seen == c.n {
+			cancel()
+		}
+	})
+	if werr != nil {
+		return werr
+	}
+	return err
+}
+
+// printDetection writes d on one line: when, where, who, how far out, why.
+func printDetection(w io.Writer, d *records.Detection) error {
+	var why []string
+	for _, t := range d.Top {
+		why = append(why, fmt.Sprintf("%s=%.3g (%+.1f)", t.Feature, t.Value, t.Contribution))
+	}
+	group := ""
+	if d.Group != "" {
+		group = fmt.Sprintf(" group %s of %d", d.Group, d.GroupSize)
+	}
+	_, err := fmt.Fprintf(w, "%s %s %s %s %.1f > %.1f%s until %s: %s\n", d.DetectedAt.UTC().Format(time.RFC3339), d.Site, d.Visitor, dash(d.Class),
+		d.Score, d.Threshold, group, d.ExpiresAt.UTC().Format(time.RFC3339), strings.Join(why, ", "))
+	return err
 }

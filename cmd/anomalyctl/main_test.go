@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/baseline"
 	"github.com/anomalyd/anomalyd/internal/testenv"
@@ -292,5 +293,59 @@ func TestExplain(t *testing.T) {
 	args[len(args)-1] = at.Add(time.Hour).Format(time.RFC3339)
 	if code, _, errOut := ctlRun(t, append(args, site, records.VisitorID(visitor))...); code != 1 || !strings.Contains(errOut, "no request") {
 		t.Errorf("an empty window: exit %d, %q", code, errOut)
+	}
+}
+
+// TestDetections follows the detections topic of an in-process broker:
+// the detections already written with -since, and those written while it
+// follows, until -n.
+func TestDetections(t *testing.T) {
+	kf := testenv.Kafka(t, "detections")
+	w := &kafka.Writer{Addr: kafka.TCP(kf.Brokers()...), Topic: "detections", Balancer: &kafka.Hash{}, BatchTimeout: time.Millisecond}
+	t.Cleanup(func() { w.Close() })
+	detection := func(v uint64) kafka.Message {
+		now := time.Now().UTC()
+		d := records.Detection{V: records.Version, Site: "shop.example.com", Visitor: records.VisitorID(v), Class: "browser", Score: 30, Threshold: 20,
+			BaselineVersion: "3f1c2a9be04d7781", Top: []records.Contribution{{Feature: "logodds_4xx", Value: 2.8, Contribution: 13.3}},
+			DetectedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kafka.Message{Key: []byte(d.Site + "|" + d.Visitor), Value: b}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := w.WriteMessages(ctx, detection(1), detection(2)); err != nil {
+		t.Fatal(err)
+	}
+	brokers := strings.Join(kf.Brokers(), ",")
+	code, out, errOut := ctlRun(t, "detections", "-brokers", brokers, "-since", "1h", "-n", "2", "-o", "json")
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, records.VisitorID(2)) {
+		t.Fatalf("-since 1h -n 2: exit %d, %q, %s", code, out, errOut)
+	}
+
+	// From now on: only what is written while it follows.
+	done := make(chan string, 1)
+	go func() {
+		code, out, errOut := ctlRun(t, "detections", "-brokers", brokers, "-n", "1")
+		done <- fmt.Sprint(code, " ", out, errOut)
+	}()
+	// Until it prints one: its readers find the end of the topic when
+	// they start, which a detection written before may precede.
+	for {
+		if err := w.WriteMessages(ctx, detection(3)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-done:
+			if !strings.HasPrefix(got, "0 ") || !strings.Contains(got, records.VisitorID(3)) || strings.Contains(got, records.VisitorID(1)) || !strings.Contains(got, "logodds_4xx") {
+				t.Errorf("following from now: %q", got)
+			}
+			return
+		case <-ctx.Done():
+			t.Fatal("no new detection was printed")
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
