@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/baseline"
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/publisher"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -40,6 +41,7 @@ Verbs:
   rebuild SITE              build a site's baselines now (needs the admin token)
   key HEX                   decode a Redis key of the feature store
   detections                follow the detections as the publisher sends them to the edge
+  policy check FILE         check a policy file: every fault, with its line and field
 
 "anomalyctl VERB -h" explains a verb's flags. Every flag can also be set by
 its ANOMALYD_* environment variable, as in the services; the command line
@@ -92,6 +94,8 @@ var verbs = map[string]verb{
 			fs.DurationVar(&c.since, "since", 0, "also print the detections written this long ago or later; 0: only new ones")
 			fs.IntVar(&c.n, "n", 0, "stop after this many detections; 0: until interrupted")
 		}, detectionsCmd, 0},
+	"policy check": {"FILE", "Checks a policy file (docs/policy.example.yaml) as the services read it:\nexit status 0 and what it sets, or 1 and every fault, with its line and\nfield.",
+		func(*flag.FlagSet, *ctl) {}, policyCheckCmd, 1},
 	"key": {"HEX", "Decodes a Redis key of the feature store (pkg/keys), given in hex as\nredis-cli prints it with --no-raw (\\x escapes) or as plain hex digits.",
 		func(*flag.FlagSet, *ctl) {}, keyCmd, 1},
 }
@@ -133,6 +137,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprint(stdout, usage)
 		return service.ExitOK
 	}
+	args = args[1:]
+	if len(args) > 0 { // a verb of two words, "policy check"
+		if _, ok := verbs[name+" "+args[0]]; ok {
+			name, args = name+" "+args[0], args[1:]
+		}
+	}
 	v, ok := verbs[name]
 	if !ok {
 		fmt.Fprintf(stderr, "anomalyctl: unknown verb %q\n\n%s", name, usage)
@@ -148,7 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if v.args != "" {
 		fs.Usage = usageWithArgs(fs, v.args, v.help)
 	}
-	if err := service.ParseFlags(fs, args[1:], getenv); err != nil {
+	if err := service.ParseFlags(fs, args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return service.ExitOK
 		}
@@ -632,4 +642,48 @@ func printDetection(w io.Writer, d *records.Detection) error {
 	_, err := fmt.Fprintf(w, "%s %s %s %s %.1f > %.1f%s until %s: %s\n", d.DetectedAt.UTC().Format(time.RFC3339), d.Site, d.Visitor, dash(d.Class),
 		d.Score, d.Threshold, group, d.ExpiresAt.UTC().Format(time.RFC3339), strings.Join(why, ", "))
 	return err
+}
+
+// policyView is a policy check's result as policy check prints it.
+type policyView struct {
+	File    string   `json:"file"`
+	Valid   bool     `json:"valid"`
+	Version string   `json:"version,omitempty"`
+	Sites   int      `json:"sites"`
+	Off     int      `json:"off"`
+	Allow   int      `json:"allow_entries"`
+	Faults  []string `json:"faults,omitempty"`
+}
+
+// errFaults is a policy file with faults, which policyCmd has printed.
+var errFaults = errors.New("the policy has faults")
+
+func policyCheckCmd(_ context.Context, c *ctl, args []string) error {
+	v := policyView{File: args[0]}
+	p, err := policy.Load(args[0])
+	var perr *policy.Error
+	switch {
+	case errors.As(err, &perr):
+		v.Faults = perr.Faults
+	case err != nil:
+		return err
+	default:
+		v.Valid, v.Version = true, p.Version()
+		v.Sites, v.Off, v.Allow = p.Sites()
+	}
+	if c.json {
+		if err := c.printJSON(v); err != nil {
+			return err
+		}
+	} else if v.Valid {
+		fmt.Fprintf(c.out, "%s: valid, version %s: %d sites (%d off), %d allow-list entries\n", v.File, v.Version, v.Sites, v.Off, v.Allow)
+	} else {
+		for _, f := range v.Faults {
+			fmt.Fprintf(c.out, "%s: %s\n", v.File, f)
+		}
+	}
+	if !v.Valid {
+		return fmt.Errorf("%w (%d)", errFaults, len(v.Faults))
+	}
+	return nil
 }

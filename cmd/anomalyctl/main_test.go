@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -347,5 +348,32 @@ func TestDetections(t *testing.T) {
 			t.Fatal("no new detection was printed")
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+func TestPolicyCheck(t *testing.T) {
+	code, out, errOut := ctlRun(t, "policy", "check", "../../docs/policy.example.yaml")
+	if code != 0 || !strings.Contains(out, "valid, version") || !strings.Contains(out, "3 sites (1 off)") {
+		t.Errorf("the example: exit %d, %q %q", code, out, errOut)
+	}
+	bad := t.TempDir() + "/bad.yaml"
+	if err := os.WriteFile(bad, []byte("defaults:\n  min_hits: -1\n  allow:\n    - ip: 300.1.2.3\nsites:\n  a.example: {threshold: high}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = ctlRun(t, "policy", "check", "-o", "json", bad)
+	var v policyView
+	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 1 || v.Valid || len(v.Faults) != 3 {
+		t.Fatalf("a file with three faults: exit %d, %+v, %v", code, v, err)
+	}
+	for i, line := range []string{"line 4", "line 6", "line 2"} {
+		if !strings.HasPrefix(v.Faults[i], line) {
+			t.Errorf("fault %d: %q, want it at %s", i, v.Faults[i], line)
+		}
+	}
+	if code, _, _ := ctlRun(t, "policy", "check", t.TempDir()+"/none.yaml"); code != 1 {
+		t.Errorf("a missing file: exit %d", code)
+	}
+	if code, _, _ := ctlRun(t, "policy", "lint", bad); code != 2 {
+		t.Errorf("policy lint: exit %d, want 2", code)
 	}
 }
