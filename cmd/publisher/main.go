@@ -17,6 +17,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/publisher"
 	"github.com/anomalyd/anomalyd/internal/service"
 )
@@ -53,7 +54,7 @@ type app struct {
 	pub   publisher.Config
 	group string
 
-	policy *publisher.Policy // the -policy file, read by validate
+	policyFile string
 	// reload, if set, replaces SIGHUP as the policy reload trigger, so
 	// that tests need not signal their own process.
 	reload <-chan os.Signal
@@ -70,6 +71,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	a.pub = publisher.DefaultConfig()
 	a.pub.RegisterFlags(fs)
 	fs.StringVar(&a.group, "group", "publisher", "Kafka consumer group on the scores topic; replicas in one group share the partitions")
+	policy.RegisterFlags(fs, &a.policyFile)
 }
 
 // validate checks the flags and reads the policy file: a bad file at
@@ -83,12 +85,10 @@ func (a *app) validate() error {
 	if a.group == "" {
 		return errors.New("-group: a consumer group name is required")
 	}
-	if a.pub.PolicyFile != "" {
-		p, err := publisher.LoadPolicy(a.pub.PolicyFile)
-		if err != nil {
+	if a.policyFile != "" {
+		if _, err := policy.Load(a.policyFile); err != nil {
 			return fmt.Errorf("-policy: %w", err)
 		}
-		a.policy = p
 	}
 	return nil
 }
@@ -110,6 +110,11 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	defer conn.Close()
 	reg := service.NewRegistry()
 	metrics := publisher.NewMetrics(reg)
+	pw, err := policy.NewWatcher(a.policyFile, reg, logger)
+	if err != nil {
+		return fmt.Errorf("-policy: %w", err)
+	}
+	go pw.Run(ctx, reload, policy.DefaultCheckEvery)
 
 	dialer, transport, err := a.kafka.Clients()
 	if err != nil {
@@ -124,7 +129,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
 	progress := service.NewProgress(a.http.StallTimeout)
 	pub := publisher.New(a.pub, progress.Watch(reader), detections, deadLetter, conn, metrics, logger)
-	pub.SetPolicy(a.policy)
+	pub.SetPolicy(pw.Policy)
 	pub.RestoreFrom(publisher.TopicHistory{Brokers: a.kafka.Brokers, Topic: a.kafka.DetectionsTopic, Dialer: dialer})
 
 	srv, err := service.NewServer(a.http, reg, pub.Ready, nil, logger)
@@ -138,18 +143,9 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	done := make(chan error, 1)
 	go func() { done <- pub.Run(ctx) }()
 
-	var runErr error
-wait:
-	for {
-		select {
-		case <-reload:
-			pub.ReloadPolicy() // logs and counts a failure, and keeps the old policy
-		case runErr = <-done: // after ctx is done: the last batch is flushed and committed
-			if runErr == nil && ctx.Err() == nil {
-				runErr = errors.New("publisher stopped unexpectedly")
-			}
-			break wait
-		}
+	runErr := <-done // after ctx is done: the last batch is flushed and committed
+	if runErr == nil && ctx.Err() == nil {
+		runErr = errors.New("publisher stopped unexpectedly")
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

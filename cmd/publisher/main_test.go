@@ -51,7 +51,8 @@ func score(t *testing.T, site string, visitor uint64) []byte {
 
 // TestService runs the publisher as its main does, against a real
 // ClickHouse and an in-process Kafka broker: scores in, detections out,
-// the policy reloaded as by SIGHUP, and its HTTP endpoints.
+// the policy reloaded as by SIGHUP, a site simulated, and its HTTP
+// endpoints.
 func TestService(t *testing.T) {
 	kf := testenv.Kafka(t, "scores", "detections", "deadletter")
 	ch := testenv.ClickHouse(t)
@@ -62,7 +63,7 @@ func TestService(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	writePolicy("off.example off\n")
+	writePolicy("sites:\n  off.example: {off: true}\n")
 	args := []string{
 		"-brokers", strings.Join(kf.Brokers(), ","), "-clickhouse", ch.Addr(), "-listen", listen,
 		"-token", token, "-policy", policy, "-batch-linger", "100ms", "-log-level", "warn",
@@ -154,24 +155,25 @@ func TestService(t *testing.T) {
 	waitMetric(`anomalyd_publisher_rows_inserted_total 2`)
 
 	// A reload switches the other site off instead.
-	writePolicy("on.example off\n")
+	writePolicy("sites:\n  on.example: {simulate: true}\n")
 	reload <- syscall.SIGHUP
-	waitMetric(`anomalyd_publisher_policy_reloads_total{result="ok"} 1`)
+	waitMetric(`anomalyd_policy_reloads_total{result="ok"} 1`)
 	produce(score(t, "on.example", 2), score(t, "off.example", 2))
 	if key := next(); key != "off.example|0000000000000002" {
 		t.Errorf("detection keyed %q after the reload, want off.example's visitor 2", key)
 	}
 
 	// A bad file keeps the policy in force.
-	writePolicy("on.example off\noff.example of\n")
+	writePolicy("sites:\n  on.example: {simulate: true}\n  off.example: {of: true}\n")
 	reload <- syscall.SIGHUP
-	waitMetric(`anomalyd_publisher_policy_reloads_total{result="error"} 1`)
+	waitMetric(`anomalyd_policy_reloads_total{result="error"} 1`)
 	produce(score(t, "on.example", 3), score(t, "off.example", 3))
 	if key := next(); key != "off.example|0000000000000003" {
 		t.Errorf("detection keyed %q after a failed reload, want off.example's visitor 3", key)
 	}
-	waitMetric(`anomalyd_publisher_detections_suppressed_total{reason="site_off"} 3`)
-	if !strings.Contains(stderr.String(), policy+":2: field 2 (action)") {
+	waitMetric(`anomalyd_publisher_detections_suppressed_total{reason="site_off"} 1`)
+	waitMetric(`anomalyd_publisher_detections_suppressed_total{reason="simulate"} 2`)
+	if !strings.Contains(stderr.String(), "line 3: field of not found") {
 		t.Errorf("the failed reload's log does not name the file and line:\n%s", stderr.String())
 	}
 
@@ -196,7 +198,7 @@ func TestService(t *testing.T) {
 
 func TestStartupErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "policy")
-	if err := os.WriteFile(bad, []byte("# ok\na.example allow 123\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte("# ok\nsites:\n  a.example:\n    allow: [{visitor: \"123\"}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -206,8 +208,8 @@ func TestStartupErrors(t *testing.T) {
 		want string
 	}{
 		{"help", []string{"-h"}, 0, "-rise-margin"},
-		{"bad policy file", []string{"-policy", bad}, 2, bad + `:2: field 3 (visitor id): visitor id "123"`},
-		{"missing policy file", []string{"-policy", bad + ".missing"}, 2, "-policy: reading policy"},
+		{"bad policy file", []string{"-policy", bad}, 2, bad + `: line 4: allow entry, field visitor`},
+		{"missing policy file", []string{"-policy", bad + ".missing"}, 2, "-policy: reading the policy"},
 		{"bad gate", []string{"-min-hits", "0"}, 2, "-min-hits"},
 		{"same topic twice", []string{"-detections-topic", "scores"}, 2, "-scores-topic and -detections-topic"},
 	}
@@ -231,7 +233,7 @@ func TestStartupErrors(t *testing.T) {
 // shutdown is still clean.
 func TestSIGHUP(t *testing.T) {
 	policy := filepath.Join(t.TempDir(), "policy")
-	if err := os.WriteFile(policy, []byte("a.example off\n"), 0o600); err != nil {
+	if err := os.WriteFile(policy, []byte("sites: {a.example: {off: true}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	listen := freeAddr(t)
@@ -270,6 +272,10 @@ func TestSIGHUP(t *testing.T) {
 	})
 	if !strings.Contains(readyz, "clickhouse") {
 		t.Errorf("/readyz with ClickHouse down: %q, want the reason", readyz)
+	}
+	// A changed file, then SIGHUP: read at once, not at the next look.
+	if err := os.WriteFile(policy, []byte("sites: {a.example: {simulate: true}}\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)

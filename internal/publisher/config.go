@@ -12,7 +12,8 @@ import (
 	"github.com/anomalyd/anomalyd/internal/service"
 )
 
-// Config is the publisher's storage, batching and policy settings.
+// Config is the publisher's storage and batching settings, and how it
+// selects detections.
 type Config struct {
 	// Table is the ClickHouse scores table, created if missing.
 	Table string
@@ -37,8 +38,6 @@ type Config struct {
 	// topic's writer (kafka-go Writer BatchSize and BatchTimeout).
 	DetectionBatchSize int
 	DetectionLinger    time.Duration
-	// PolicyFile is the per-site policy (see Policy); empty for none.
-	PolicyFile string
 	// Select is how detections are chosen among the scores.
 	Select SelectConfig
 }
@@ -134,7 +133,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "longest the last batch may take to flush and commit on shutdown")
 	fs.IntVar(&c.DetectionBatchSize, "detections-batch-size", c.DetectionBatchSize, "most detections per Kafka produce request")
 	fs.DurationVar(&c.DetectionLinger, "detections-linger", c.DetectionLinger, "longest the Kafka writer waits to fill a produce request of detections; a batch's detections are handed over at once, so this only needs to be short (kafka-go's own default, 1s, would delay every batch)")
-	fs.StringVar(&c.PolicyFile, "policy", c.PolicyFile, "per-site policy `file`: lines 'SITE off' (no detections for the site) and 'SITE allow VISITOR...' (visitor ids, 16 hex digits, never published), '#' comments; re-read on SIGHUP, keeping the previous policy if the new file is bad. Empty: no policy")
 	c.Select.RegisterFlags(fs)
 }
 

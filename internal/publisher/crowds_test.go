@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -20,7 +21,7 @@ func crowdScore(visitor uint64, at time.Duration, k string, share float64, page 
 // people scores n new visitors of the site's usual shapes, one every 2 s
 // from t0, each on a page of its own, and fails the test if any is
 // published.
-func people(t *testing.T, sel *Selector, n int, p *Policy) {
+func people(t *testing.T, sel *Selector, n int, p *policy.Policy) {
 	t.Helper()
 	for v := range uint64(n) {
 		k, share := "usual", 0.9
@@ -89,7 +90,7 @@ func TestSelectCrowds(t *testing.T) {
 			sc.Shape, sc.ShapeShare = "", 0
 			return sc
 		}},
-		{"the site switched off", nil, "a.example off\n", attack},
+		{"the site switched off", nil, "sites: {a.example: {off: true}}\n", attack},
 		{"crowds off", func(c *SelectConfig) { c.CrowdRatio = 0 }, "", attack},
 		{"groups off", func(c *SelectConfig) { c.GroupMin = 0 }, "", attack},
 	}
@@ -137,7 +138,7 @@ func TestSelectCrowds(t *testing.T) {
 	// An attack on one page that does something unusual there (a login
 	// failing) is one; an allow-listed member is not published.
 	sel = NewSelector(cfg)
-	p := mustPolicy(t, "a.example allow "+records.VisitorID(2)+"\n")
+	p := mustPolicy(t, "sites:\n  a.example:\n    allow: [{visitor: "+records.VisitorID(2)+"}]\n")
 	people(t, sel, 150, p)
 	published := 0
 	for v := range uint64(12) {

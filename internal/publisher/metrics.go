@@ -20,13 +20,8 @@ const (
 	reasonInvalid   = "invalid"   // a record no consumer can use, or the table cannot store
 )
 
-// Policy reload results, the values of the PolicyReloads "result" label.
-const (
-	reloadOK    = "ok"
-	reloadError = "error"
-)
-
-// Metrics are the publisher's metrics, all named anomalyd_publisher_*:
+// Metrics are the publisher's metrics, all named anomalyd_publisher_* (the
+// policy's are policy.Watcher's):
 //
 //	scores_read_total                 messages read from the scores topic
 //	rows_inserted_total               score rows inserted into ClickHouse
@@ -37,13 +32,10 @@ const (
 //	detections_published_total        detections written to the detections topic
 //	group_detections_total            of them, members of coordinated attacks
 //	detections_suppressed_total{reason}  scores above threshold not published:
-//	                                  duplicate, allow_list, site_off, gate, usual_start
+//	                                  duplicate, allow_list, site_off, simulate, gate, usual_start
 //	dead_letters_total{reason}        messages sent to the dead-letter topic:
 //	                                  malformed, invalid, future, too_old
 //	offset_commits_total              Kafka offset commits of the scores topic
-//	policy_reloads_total{result}      policy reloads (SIGHUP): ok, error
-//	policy_sites_off                  sites switched off by the current policy
-//	policy_allowed_visitors           (site, visitor) pairs on allow-lists
 //	tracked_visitors                  visitors whose detection state is in memory
 //	tracked_evictions_total           visitors forgotten early at -max-tracked
 //	retention_cutoff_timestamp_seconds  start of the oldest day of scores kept
@@ -59,9 +51,6 @@ type Metrics struct {
 	Suppressed       *prometheus.CounterVec // label "reason"
 	DeadLetters      *prometheus.CounterVec // label "reason"
 	OffsetCommits    prometheus.Counter
-	PolicyReloads    *prometheus.CounterVec // label "result"
-	PolicySitesOff   prometheus.Gauge
-	PolicyAllowed    prometheus.Gauge
 	Tracked          prometheus.Gauge
 	Evictions        prometheus.Counter
 	RetentionCutoff  prometheus.Gauge
@@ -114,18 +103,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "offset_commits_total",
 			Help: "Kafka offset commits of the scores topic.",
 		}),
-		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Subsystem: sub, Name: "policy_reloads_total",
-			Help: "Reloads of the -policy file by result: ok, error (the previous policy stays).",
-		}, []string{"result"}),
-		PolicySitesOff: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "policy_sites_off",
-			Help: "Sites whose detections the current policy switches off.",
-		}),
-		PolicyAllowed: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "policy_allowed_visitors",
-			Help: "(site, visitor) pairs on the current policy's allow-lists.",
-		}),
 		Tracked: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "tracked_visitors",
 			Help: "Visitors whose detection state (hits, live detection) is kept in memory.",
@@ -144,19 +121,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, op := range []string{opCreateTable, opInsert, opDropPartition, opPing} {
 		m.ClickHouseErrors.WithLabelValues(op)
 	}
-	for _, o := range []Outcome{SuppressedDuplicate, SuppressedAllowList, SuppressedSiteOff, SuppressedGate, SuppressedUsualStart} {
+	for _, o := range []Outcome{SuppressedDuplicate, SuppressedAllowList, SuppressedSiteOff, SuppressedSimulate, SuppressedGate, SuppressedUsualStart} {
 		m.Suppressed.WithLabelValues(o.String())
 	}
 	for _, r := range []string{reasonMalformed, reasonInvalid, service.ReasonFuture, service.ReasonTooOld} {
 		m.DeadLetters.WithLabelValues(r)
 	}
-	for _, r := range []string{reloadOK, reloadError} {
-		m.PolicyReloads.WithLabelValues(r)
-	}
 	if reg != nil {
 		reg.MustRegister(m.ScoresRead, m.RowsInserted, m.InsertBatches, m.InsertSeconds, m.ClickHouseErrors,
-			m.Published, m.GroupDetections, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.PolicyReloads, m.PolicySitesOff,
-			m.PolicyAllowed, m.Tracked, m.Evictions, m.RetentionCutoff)
+			m.Published, m.GroupDetections, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.Tracked, m.Evictions, m.RetentionCutoff)
 	}
 	return m
 }

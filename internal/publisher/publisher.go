@@ -22,14 +22,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
@@ -66,8 +65,7 @@ type Publisher struct {
 	now        func() time.Time
 	history    DetectionHistory // nil: start with nothing published
 
-	policy   atomic.Pointer[Policy]
-	reloadMu sync.Mutex // one reload at a time, so the last file read wins
+	policy func() *policy.Policy // the policy in force
 
 	lastDrop    time.Time
 	lastEvicted uint64
@@ -82,6 +80,7 @@ func New(cfg Config, reader MessageReader, detections, deadLetter MessageWriter,
 	return &Publisher{
 		cfg: cfg, reader: reader, detections: detections, deadLetter: deadLetter, conn: conn,
 		sel: NewSelector(cfg.Select), dec: newScoreDecoder(), metrics: metrics, logger: logger, now: time.Now,
+		policy: func() *policy.Policy { return nil },
 	}
 }
 
@@ -120,38 +119,14 @@ func (p *Publisher) restore(ctx context.Context) {
 	p.logger.Info("read back past detections", "restored", n, "malformed", bad)
 }
 
-// SetPolicy makes pol (nil: none) the policy of the scores read from now
-// on. It is safe to call while Run runs.
-func (p *Publisher) SetPolicy(pol *Policy) {
-	p.policy.Store(pol)
-	p.metrics.PolicySitesOff.Set(float64(pol.SitesOff()))
-	p.metrics.PolicyAllowed.Set(float64(pol.AllowedVisitors()))
-}
-
-// Policy returns the current policy.
-func (p *Publisher) Policy() *Policy { return p.policy.Load() }
-
-// ReloadPolicy reads Config.PolicyFile again and makes it the policy. If
-// the file cannot be read or parsed, the previous policy stays, and the
-// error (naming file and line) is logged, counted and returned. Without a
-// policy file it does nothing. It is safe to call while Run runs (SIGHUP).
-func (p *Publisher) ReloadPolicy() error {
-	if p.cfg.PolicyFile == "" {
-		p.logger.Info("no -policy file to reload")
-		return nil
+// SetPolicy makes the publisher take its policy from source (a
+// policy.Watcher's Policy), read once for each batch; nil: none. Call it
+// before Run.
+func (p *Publisher) SetPolicy(source func() *policy.Policy) {
+	if source == nil {
+		source = func() *policy.Policy { return nil }
 	}
-	p.reloadMu.Lock()
-	defer p.reloadMu.Unlock()
-	pol, err := LoadPolicy(p.cfg.PolicyFile)
-	if err != nil {
-		p.metrics.PolicyReloads.WithLabelValues(reloadError).Inc()
-		p.logger.Error("policy reload failed; keeping the previous policy", "file", p.cfg.PolicyFile, "err", err)
-		return err
-	}
-	p.SetPolicy(pol)
-	p.metrics.PolicyReloads.WithLabelValues(reloadOK).Inc()
-	p.logger.Info("policy reloaded", "file", p.cfg.PolicyFile, "sites_off", pol.SitesOff(), "allowed_visitors", pol.AllowedVisitors())
-	return nil
+	p.policy = source
 }
 
 // Ready reports whether ClickHouse answers, for /readyz: without it no
@@ -272,7 +247,7 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 		rows:   make([]chstore.ScoreRow, 0, len(msgs)),
 		rowMsg: make([]int, 0, len(msgs)),
 	}
-	pol := p.policy.Load()
+	pol := p.policy()
 	p.dec.reset(len(msgs))
 	for i := range msgs {
 		s := &b.scores[i]

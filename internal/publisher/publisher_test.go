@@ -6,10 +6,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/pkg/records"
@@ -78,7 +78,7 @@ func (e *env) produce(t *testing.T, values ...[]byte) {
 
 // start runs a Publisher in consumer group "publisher" until the returned
 // stop is called; stop waits for Run to return and fails the test on error.
-func (e *env) start(t *testing.T, pol *Policy) (p *Publisher, stop func()) {
+func (e *env) start(t *testing.T, pol *policy.Policy) (p *Publisher, stop func()) {
 	t.Helper()
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: e.kafka.Brokers(), Topic: "scores", GroupID: e.group, MaxWait: 100 * time.Millisecond,
@@ -92,7 +92,7 @@ func (e *env) start(t *testing.T, pol *Policy) (p *Publisher, stop func()) {
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p = New(e.cfg, reader, detections, dlq, e.conn, e.metrics, logger)
-	p.SetPolicy(pol)
+	p.SetPolicy(func() *policy.Policy { return pol })
 	if e.restore {
 		p.RestoreFrom(TopicHistory{Brokers: e.kafka.Brokers(), Topic: "detections"})
 	}
@@ -228,7 +228,7 @@ func TestPublish(t *testing.T) {
 	base := recent()
 	good, above := scores(t, "a.example", 0x1000, 600, base)
 	// One visitor above the threshold is allow-listed.
-	pol := mustPolicy(t, "a.example allow "+records.VisitorID(0x1000))
+	pol := mustPolicy(t, "sites:\n  a.example:\n    allow: [{visitor: "+records.VisitorID(0x1000)+"}]\n")
 	invalid := testScore("a.example", 1, 0, 20)
 	invalid.V = 2
 	oldScore := testScore("a.example", 2, 0, 20)
@@ -444,51 +444,53 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func TestReloadPolicy(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "policy")
-	write := func(text string) {
-		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
+// TestPolicyPerBatch: the publisher reads its policy source for every
+// batch, so a policy the Watcher puts in force applies from the next
+// batch on; site_off and simulate are counted as suppressed.
+func TestPolicyPerBatch(t *testing.T) {
+	sel := NewSelector(oneHitConfig())
+	var current atomic.Pointer[policy.Policy]
+	p := New(DefaultConfig(), nil, nil, nil, nil, NewMetrics(nil), nil)
+	p.sel = sel
+	p.SetPolicy(current.Load)
+	if p.policy() != nil {
+		t.Fatal("a policy before any")
+	}
+	current.Store(mustPolicy(t, "sites:\n  a.example: {simulate: true}\n"))
+	if _, got := sel.Select(testScore("a.example", 1, 0, 50), 1, p.policy()); got != SuppressedSimulate {
+		t.Errorf("a simulated site: %v, want %v", got, SuppressedSimulate)
+	}
+	current.Store(nil)
+	if _, got := sel.Select(testScore("a.example", 1, time.Second, 50), 1, p.policy()); got != Published {
+		t.Errorf("the policy lifted: %v, want published", got)
+	}
+	p.SetPolicy(nil)
+	if p.policy() != nil {
+		t.Error("SetPolicy(nil) is not no policy")
+	}
+}
+
+// TestSelectSiteMinHits: a site's min_hits replaces -min-hits for it.
+func TestSelectSiteMinHits(t *testing.T) {
+	cfg := DefaultSelectConfig() // -min-hits 3
+	pol := mustPolicy(t, "sites:\n  a.example: {min_hits: 1}\n  c.example: {min_hits: 5}\n")
+	sel := NewSelector(cfg)
+	if _, got := sel.Select(testScore("a.example", 1, 0, 50), 1, pol); got != Published {
+		t.Errorf("min_hits 1: the first hit %v, want published", got)
+	}
+	for i, want := range []Outcome{SuppressedGate, SuppressedGate, Published} {
+		if _, got := sel.Select(testScore("b.example", 1, time.Duration(i)*30*time.Second, 50), 1, pol); got != want {
+			t.Errorf("the default: hit %d %v, want %v", i+1, got, want)
 		}
 	}
-	cfg := DefaultConfig()
-	cfg.PolicyFile = path
-	m := NewMetrics(prometheus.NewRegistry())
-	p := New(cfg, nil, nil, nil, nil, m, nil)
-
-	write("a.example off\nb.example allow 0000000000000001 0000000000000002\n")
-	if err := p.ReloadPolicy(); err != nil {
-		t.Fatal(err)
-	}
-	if !p.Policy().SiteOff("a.example") || testutil.ToFloat64(m.PolicySitesOff) != 1 || testutil.ToFloat64(m.PolicyAllowed) != 2 {
-		t.Fatalf("policy not loaded: %+v", p.Policy())
-	}
-
-	write("a.example off\nb.example allow 0000000000000001\nc.example of\n")
-	err := p.ReloadPolicy()
-	if err == nil || !strings.Contains(err.Error(), path+":3: field 2 (action)") {
-		t.Errorf("bad file: %v, want an error naming %s:3", err, path)
-	}
-	if !p.Policy().Allowed("b.example", 2) || testutil.ToFloat64(m.PolicyAllowed) != 2 {
-		t.Error("the previous policy was not kept")
-	}
-
-	write("# everything back on\n")
-	if err := p.ReloadPolicy(); err != nil {
-		t.Fatal(err)
-	}
-	if p.Policy().SiteOff("a.example") || testutil.ToFloat64(m.PolicySitesOff) != 0 {
-		t.Error("the new policy was not taken")
-	}
-	if ok, bad := testutil.ToFloat64(m.PolicyReloads.WithLabelValues(reloadOK)), testutil.ToFloat64(m.PolicyReloads.WithLabelValues(reloadError)); ok != 2 || bad != 1 {
-		t.Errorf("reloads ok %v, error %v; want 2 and 1", ok, bad)
-	}
-
-	// Without a file, a reload (a stray SIGHUP) changes nothing.
-	p2 := New(DefaultConfig(), nil, nil, nil, nil, NewMetrics(nil), nil)
-	p2.SetPolicy(mustPolicy(t, "a.example off"))
-	if err := p2.ReloadPolicy(); err != nil || !p2.Policy().SiteOff("a.example") {
-		t.Errorf("reload without a file: %v", err)
+	for i := range 5 {
+		want := SuppressedGate
+		if i == 4 {
+			want = Published
+		}
+		if _, got := sel.Select(testScore("c.example", 1, time.Duration(i)*30*time.Second, 50), 1, pol); got != want {
+			t.Errorf("min_hits 5: hit %d %v, want %v", i+1, got, want)
+		}
 	}
 }
 

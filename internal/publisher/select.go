@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -20,6 +21,7 @@ const (
 	SuppressedSiteOff                   // the site's detections are switched off
 	SuppressedGate                      // an evidence gate: -min-margin or -min-hits
 	SuppressedUsualStart                // the window's shape begins many of the site's visits: -usual-start
+	SuppressedSimulate                  // the site is simulated: scored, never published
 	Early                               // a visit's beginning that made no attack: never a candidate
 )
 
@@ -31,6 +33,7 @@ var outcomeNames = [...]string{
 	SuppressedSiteOff:    "site_off",
 	SuppressedGate:       "gate",
 	SuppressedUsualStart: "usual_start",
+	SuppressedSimulate:   "simulate",
 	Early:                "early",
 }
 
@@ -92,10 +95,13 @@ type Selector struct {
 	newest    int64 // newest ScoredAt seen, Unix ns: the event-time clock
 	lastSweep int64
 	evicted   uint64
+	// now is the wall clock allow-list entries expire by: an operator's
+	// expiry is a date, not a time of the traffic.
+	now func() time.Time
 }
 
 type visitorState struct {
-	hits      []int64 // event times of the latest hits, at most MinHits; nil when MinHits is 1
+	hits      []int64 // event times of the latest hits, as many as the site's MinHits
 	expires   int64   // ExpiresAt of the live or last detection, Unix ns; 0 before the first
 	published float64 // score of the last detection
 }
@@ -104,7 +110,7 @@ type visitorState struct {
 func NewSelector(cfg SelectConfig) *Selector {
 	return &Selector{
 		cfg: cfg, ttl: int64(cfg.TTL), groups: newGroups(cfg), crowds: newCrowds(cfg),
-		sites: make(map[string]map[uint64]*visitorState),
+		sites: make(map[string]map[uint64]*visitorState), now: time.Now,
 	}
 }
 
@@ -119,7 +125,7 @@ func (s *Selector) Evicted() uint64 { return s.evicted }
 // under policy p (nil allows everything). For Published it returns the
 // detection. A score that makes its group or crowd a coordinated attack
 // also publishes their earlier members: GroupDetections returns them.
-func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records.Detection, Outcome) {
+func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (records.Detection, Outcome) {
 	t := sc.ScoredAt.UnixNano()
 	s.advance(t)
 	if sc.Early {
@@ -138,10 +144,13 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 	if !(sc.Score > sc.Threshold) {
 		return records.Detection{}, Below
 	}
-	if p.SiteOff(sc.Site) {
+	if p.Off(sc.Site) {
 		return records.Detection{}, SuppressedSiteOff
 	}
-	if p.Allowed(sc.Site, visitor) {
+	if p.Simulate(sc.Site) {
+		return records.Detection{}, SuppressedSimulate
+	}
+	if p.AllowsVisitor(sc.Site, visitor, s.now()) {
 		return records.Detection{}, SuppressedAllowList
 	}
 	if s.cfg.UsualStart > 0 && sc.ShapeShare >= s.cfg.UsualStart {
@@ -150,8 +159,12 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 	if sc.Score-sc.Threshold < s.cfg.MinMargin {
 		return records.Detection{}, SuppressedGate
 	}
+	minHits := s.cfg.MinHits
+	if n := p.MinHits(sc.Site); n > 0 {
+		minHits = n
+	}
 	st := s.state(sc.Site, visitor)
-	s.hit(st, t)
+	s.hit(st, t, minHits)
 	d := s.detection(sc, visitor)
 	gr, started := s.groups.hit(sc, visitor, t, d)
 	if started {
@@ -162,7 +175,7 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 		if !(sc.Score >= st.published+s.cfg.RiseMargin) {
 			return records.Detection{}, SuppressedDuplicate
 		}
-	} else if s.hitsSince(st, t-s.ttl) < s.cfg.MinHits && !inGroup {
+	} else if s.hitsSince(st, t-s.ttl, minHits) < minHits && !inGroup {
 		return records.Detection{}, SuppressedGate
 	}
 	if inGroup {
@@ -180,7 +193,7 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *Policy) (records
 // (see crowds) and publishes it when the crowd is a coordinated attack,
 // whatever its score, unless the policy says no or it is published
 // already.
-func (s *Selector) crowdMember(sc *records.Score, visitor uint64, t int64, p *Policy) (records.Detection, bool) {
+func (s *Selector) crowdMember(sc *records.Score, visitor uint64, t int64, p *policy.Policy) (records.Detection, bool) {
 	d := s.detection(sc, visitor)
 	cr, started := s.crowds.first(sc, visitor, t, d)
 	if cr == nil || !cr.active {
@@ -189,7 +202,7 @@ func (s *Selector) crowdMember(sc *records.Score, visitor uint64, t int64, p *Po
 	if started {
 		s.publishGroup(cr, visitor, t, p)
 	}
-	if p.SiteOff(sc.Site) || p.Allowed(sc.Site, visitor) {
+	if s.withheld(p, sc.Site, visitor) {
 		return records.Detection{}, false
 	}
 	st := s.state(sc.Site, visitor)
@@ -224,12 +237,12 @@ func (s *Selector) Restore(d *records.Detection) error {
 // a coordinated attack at t, that are not published already, but visitor,
 // whose own score is being decided, and those policy p keeps from it.
 // Each detection lasts a TTL from t.
-func (s *Selector) publishGroup(gr *group, visitor uint64, t int64, p *Policy) {
+func (s *Selector) publishGroup(gr *group, visitor uint64, t int64, p *policy.Policy) {
 	for v, m := range gr.members {
 		if v == visitor || m.published || m.returning {
 			continue
 		}
-		if p.SiteOff(m.detection.Site) || p.Allowed(m.detection.Site, v) {
+		if s.withheld(p, m.detection.Site, v) {
 			continue
 		}
 		m.published = true
@@ -245,6 +258,12 @@ func (s *Selector) publishGroup(gr *group, visitor uint64, t int64, p *Policy) {
 	}
 }
 
+// withheld reports whether policy p publishes nothing of visitor on site:
+// the site is off or simulated, or the visitor allowed.
+func (s *Selector) withheld(p *policy.Policy, site string, visitor uint64) bool {
+	return p.Off(site) || p.Simulate(site) || p.AllowsVisitor(site, visitor, s.now())
+}
+
 // GroupDetections returns the detections of group members that Select
 // calls have published since the last call, and forgets them.
 func (s *Selector) GroupDetections() []records.Detection {
@@ -253,12 +272,12 @@ func (s *Selector) GroupDetections() []records.Detection {
 	return out
 }
 
-// hit records a hit at t; only the latest MinHits matter.
-func (s *Selector) hit(st *visitorState, t int64) {
-	if s.cfg.MinHits <= 1 {
+// hit records a hit at t; only the latest minHits matter.
+func (s *Selector) hit(st *visitorState, t int64, minHits int) {
+	if minHits <= 1 {
 		return // the hit being decided is all the evidence needed
 	}
-	if len(st.hits) == s.cfg.MinHits {
+	for len(st.hits) >= minHits {
 		copy(st.hits, st.hits[1:])
 		st.hits = st.hits[:len(st.hits)-1]
 	}
@@ -266,8 +285,8 @@ func (s *Selector) hit(st *visitorState, t int64) {
 }
 
 // hitsSince counts the hits after cut; the one being decided always counts.
-func (s *Selector) hitsSince(st *visitorState, cut int64) int {
-	if s.cfg.MinHits <= 1 {
+func (s *Selector) hitsSince(st *visitorState, cut int64, minHits int) int {
+	if minHits <= 1 {
 		return 1
 	}
 	n := 0
@@ -300,9 +319,6 @@ func (s *Selector) state(site string, visitor uint64) *visitorState {
 		s.sites[site] = visitors
 	}
 	st := &visitorState{}
-	if s.cfg.MinHits > 1 {
-		st.hits = make([]int64, 0, s.cfg.MinHits)
-	}
 	visitors[visitor] = st
 	s.tracked++
 	return st

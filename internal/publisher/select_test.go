@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -32,9 +33,9 @@ func testScore(site string, visitor uint64, at time.Duration, score float64) *re
 	}
 }
 
-func mustPolicy(t *testing.T, text string) *Policy {
+func mustPolicy(t *testing.T, text string) *policy.Policy {
 	t.Helper()
-	p, err := ParsePolicy(strings.NewReader(text), "test.policy")
+	p, err := policy.Parse([]byte(text), "test.policy")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestSelect(t *testing.T) {
 		},
 		{
 			name:   "allow-list is per site",
-			policy: "a.example allow 0000000000000001",
+			policy: "sites:\n  a.example:\n    allow: [{visitor: 0000000000000001}]\n",
 			steps: []step{
 				{a, 1, 0, 50, SuppressedAllowList},
 				{a, 1, time.Second, 9, Below},
@@ -167,7 +168,7 @@ func TestSelect(t *testing.T) {
 		},
 		{
 			name:   "a site switched off publishes nothing",
-			policy: "A.Example off",
+			policy: "sites: {A.Example: {off: true}}",
 			steps: []step{
 				{a, 1, 0, 50, SuppressedSiteOff},
 				{a, 2, 0, 50, SuppressedSiteOff},
@@ -194,7 +195,7 @@ func TestSelect(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			var pol *Policy
+			var pol *policy.Policy
 			if tt.policy != "" {
 				pol = mustPolicy(t, tt.policy)
 			}
@@ -217,7 +218,7 @@ func TestSelect(t *testing.T) {
 // state behind: once the policy is lifted, the next hit publishes.
 func TestSelectAfterPolicyChange(t *testing.T) {
 	sel := NewSelector(oneHitConfig())
-	off := mustPolicy(t, "a.example off\nb.example allow 0000000000000007")
+	off := mustPolicy(t, "sites:\n  a.example: {off: true}\n  b.example:\n    allow: [{visitor: 0000000000000007}]\n")
 	for _, site := range []string{"a.example", "b.example"} {
 		if _, got := sel.Select(testScore(site, 7, 0, 20), 7, off); got == Published {
 			t.Fatalf("%s: published under the policy", site)
