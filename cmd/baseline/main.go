@@ -18,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/baseline"
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 )
@@ -51,6 +52,7 @@ type app struct {
 	rebuilds int
 	table    string
 	group    string
+	policy   string
 }
 
 func (a *app) service() service.Service {
@@ -71,6 +73,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&a.rebuilds, "rebuild-limit", baseline.DefaultRebuildLimit, "most rebuilds asked through the API per minute, all sites together, each an aggregation in ClickHouse; more are answered 429 with Retry-After; 0 is no limit")
 	fs.StringVar(&a.table, "requests-table", "requests", "ClickHouse table of request history, created if missing")
 	fs.StringVar(&a.group, "group", "baseline", "Kafka consumer group of the ingest")
+	policy.RegisterFlags(fs, &a.policy)
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -99,6 +102,11 @@ func (a *app) validate() error {
 	case a.group == "":
 		return errors.New("-group: a consumer group name is required")
 	}
+	if a.policy != "" {
+		if _, err := policy.Load(a.policy); err != nil {
+			return fmt.Errorf("-policy: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -120,6 +128,11 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	metrics := baseline.NewMetrics(reg)
 	baselines := baseline.New(conn, a.table, a.build, a.refresh, metrics, logger)
 	baselines.LimitRebuilds(a.rebuilds)
+	pw, err := policy.Watch(ctx, a.policy, reg, logger)
+	if err != nil {
+		return fmt.Errorf("-policy: %w", err)
+	}
+	baselines.SetPolicy(pw.Policy)
 
 	dialer, transport, err := a.kafka.Clients()
 	if err != nil {

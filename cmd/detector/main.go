@@ -20,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/detector"
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 )
@@ -67,6 +68,7 @@ type app struct {
 	detector   detector.Config
 	revalidate time.Duration
 	group      string
+	policyFile string
 }
 
 func (a *app) service() service.Service {
@@ -83,6 +85,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	a.detector.RegisterFlags(fs)
 	fs.DurationVar(&a.revalidate, "baseline-revalidate", detector.DefaultRevalidate, "how long a fetched baseline is used before it is revalidated (by ETag); the last good one is kept while the baseline service is down")
 	fs.StringVar(&a.group, "group", "detector", "Kafka consumer group; replicas in one group share the requests topic's partitions")
+	policy.RegisterFlags(fs, &a.policyFile)
 }
 
 func (a *app) validate() error {
@@ -96,6 +99,11 @@ func (a *app) validate() error {
 		return fmt.Errorf("-baseline-revalidate must be positive, got %v", a.revalidate)
 	case a.group == "":
 		return errors.New("-group: a consumer group name is required")
+	}
+	if a.policyFile != "" {
+		if _, err := policy.Load(a.policyFile); err != nil {
+			return fmt.Errorf("-policy: %w", err)
+		}
 	}
 	return nil
 }
@@ -130,6 +138,11 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	pw, err := policy.Watch(ctx, a.policyFile, reg, logger)
+	if err != nil {
+		return fmt.Errorf("-policy: %w", err)
+	}
+	proc.SetPolicy(pw.Policy)
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "anomalyd", Subsystem: "detector", Name: "late_events_total",
 		Help: "Events older than the window of the newest event seen, dropped by the feature stores.",

@@ -23,6 +23,8 @@ func TestFlagErrors(t *testing.T) {
 		{append(secret, "-baseline-url", "ftp://x"), "-baseline-url"},
 		{append(secret, "-redis", "nohost"), "redis"},
 		{append(secret, "-baseline-revalidate", "0s"), "-baseline-revalidate"},
+		{append(secret, "-policy", "../../internal/policy/testdata/faulty.yaml"), "faulty.yaml: line 3: sites.a.example.threshold"},
+		{append(secret, "-policy", "missing.yaml"), "-policy: reading the policy"},
 	}
 	for _, tc := range tests {
 		var a app
@@ -37,7 +39,7 @@ func TestFlagErrors(t *testing.T) {
 	var a app
 	var stderr bytes.Buffer
 	serviceMain(context.Background(), &a, []string{"-h"}, &stderr)
-	for _, f := range []string{"-rescore-interval", "-min-requests", "-threshold", "-identity", "-brokers", "-redis", "-baseline-url", "-token", "-window-buckets", "-scores-topic", "-deadletter-topic", "-requests-topic"} {
+	for _, f := range []string{"-rescore-interval", "-min-requests", "-threshold", "-identity", "-brokers", "-redis", "-baseline-url", "-token", "-window-buckets", "-scores-topic", "-deadletter-topic", "-requests-topic", "-policy"} {
 		if !strings.Contains(stderr.String(), f+" ") && !strings.Contains(stderr.String(), f+"\n") {
 			t.Errorf("-h does not explain %s", f)
 		}

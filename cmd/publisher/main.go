@@ -26,9 +26,10 @@ const description = `publisher reads score records from Kafka, stores every one 
 large batches, and publishes the detections among them to the edge's topic,
 keyed site|visitor: scores above their site's threshold that pass the evidence
 gates (-min-margin, -min-hits), once per visitor per -detection-ttl unless the
-score rises by -rise-margin. Sites switched off and visitors allow-listed in
-the -policy file are never published; SIGHUP re-reads that file. Offsets are
-committed only after the scores are stored and the detections acknowledged.`
+score rises by -rise-margin. Nothing of a site off or simulated in the
+-policy file is published, nor a visitor it allows; SIGHUP, or a change of the
+file, re-reads it. Offsets are committed only after the scores are stored and
+the detections acknowledged.`
 
 // defaultListen is the publisher's -listen default: next to the baseline
 // service's 8080 and the detector's 8081, so that all three can run on one

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/model"
 )
@@ -137,6 +138,8 @@ type Baselines struct {
 	// from then on, a site that is neither in sites nor noted by Saw has
 	// no history, and asking for it costs no query and keeps no state.
 	listed bool
+	// policy is the operators' policy in force (see SetPolicy).
+	policy func() *policy.Policy
 }
 
 // New returns a Baselines building from the requests in table with cfg,
@@ -156,8 +159,19 @@ func New(conn driver.Conn, table string, cfg BuildConfig, refresh time.Duration,
 	return &Baselines{
 		conn: conn, table: table, cfg: cfg, refresh: refresh,
 		metrics: metrics, logger: logger,
-		sites: make(map[string]*siteState),
+		sites:  make(map[string]*siteState),
+		policy: func() *policy.Policy { return nil },
 	}
+}
+
+// SetPolicy makes the builds take the policy from source (a
+// policy.Watcher's Policy): a site's contamination, or the defaults', in
+// place of -contamination, from its next build on. nil: none.
+func (b *Baselines) SetPolicy(source func() *policy.Policy) {
+	if source == nil {
+		source = func() *policy.Policy { return nil }
+	}
+	b.policy = source
 }
 
 // Get returns the baseline that judges class for site, building it first
@@ -493,7 +507,11 @@ func (b *Baselines) buildSite(ctx context.Context, site string, newest time.Time
 		newest, err = b.newest(ctx, site)
 	}
 	if err == nil {
-		built, err = Build(ctx, ClickHouseWindows{b.conn, b.table}, b.cfg, site, newest)
+		cfg := b.cfg
+		if c := b.policy().Contamination(site); c > 0 {
+			cfg.HBOS.Contamination = c
+		}
+		built, err = Build(ctx, ClickHouseWindows{b.conn, b.table}, cfg, site, newest)
 		if err != nil {
 			b.metrics.ClickHouseErrors.WithLabelValues(opBuild).Inc()
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/model"
@@ -413,5 +414,39 @@ func TestBaselinesUnknownSites(t *testing.T) {
 	b.Saw([]string{late, sites[0]})
 	if bl, err := b.Get(ctx, late, features.ClassBrowser); err != nil || bl.Site != late {
 		t.Errorf("%s once noted: %v, %v", late, bl, err)
+	}
+}
+
+// TestPolicyContamination: a site's contamination in the policy places
+// its threshold, from its next build on, and leaves the other sites'.
+func TestPolicyContamination(t *testing.T) {
+	t.Parallel()
+	conn := openClickHouse(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	sites := loadSiteTraffic(ctx, t, conn, 2)
+	cfg := smallBuildConfig()
+	cfg.ThresholdSpread = 0 // the threshold where contamination puts it
+	threshold := func(b *Baselines, site string) float64 {
+		t.Helper()
+		if err := b.Rebuild(ctx, site); err != nil {
+			t.Fatal(err)
+		}
+		bl, err := b.Get(ctx, site, features.ClassBrowser)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bl.Model.Threshold()
+	}
+	b := New(conn, "requests", cfg, time.Hour, nil, testLogger(t))
+	before := []float64{threshold(b, sites[0]), threshold(b, sites[1])}
+	pol, err := policy.Parse([]byte("sites:\n  "+sites[0]+": {contamination: 0.2}\n"), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetPolicy(func() *policy.Policy { return pol })
+	after := []float64{threshold(b, sites[0]), threshold(b, sites[1])}
+	if !(after[0] < before[0]) || after[1] != before[1] {
+		t.Errorf("thresholds %v with the policy, %v without: want %s's lower (20%% above it), the other's unchanged", after, before, sites[0])
 	}
 }

@@ -13,7 +13,7 @@ type Metrics struct {
 	Scored          prometheus.Counter
 	Outliers        prometheus.Counter     // scored above the threshold
 	Early           prometheus.Counter     // records of visits' beginnings
-	Unscored        *prometheus.CounterVec // by reason: no_baseline, too_few_requests, error
+	Unscored        *prometheus.CounterVec // by reason: no_baseline, too_few_requests, error, site_off, allowed
 	RecencySkips    prometheus.Counter
 	Batches         prometheus.Counter
 	BatchSeconds    prometheus.Histogram
@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Scored:       prometheus.NewCounter(opts("scored_total", "Visitors scored: score records produced.")),
 		Outliers:     prometheus.NewCounter(opts("outliers_total", "Scores above their threshold.")),
 		Early:        prometheus.NewCounter(opts("early_records_total", "Records of visits' beginnings (windows of the baselines' -early-requests requests), written for crowds and not counted as scores.")),
-		Unscored:     prometheus.NewCounterVec(opts("unscored_total", "Due scorings not made, by reason: the site has no baseline, the window has too few requests, or an error."), []string{"reason"}),
+		Unscored:     prometheus.NewCounterVec(opts("unscored_total", "Due scorings not made, by reason: the site has no baseline, the window has too few requests, an error; and requests the -policy keeps from detection: of a site off, or allowed."), []string{"reason"}),
 		RecencySkips: prometheus.NewCounter(opts("recency_skips_total", "Events not scored because their visitor was scored within the rescore interval.")),
 		Batches:      prometheus.NewCounter(opts("batches_total", "Batches processed and committed.")),
 		BatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{

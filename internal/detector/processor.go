@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/model"
@@ -52,8 +53,10 @@ type Processor struct {
 	metrics  *Metrics
 	timeKey  string           // the event field of the time, for errors
 	now      func() time.Time // the clock event times are checked against
+	policy   func() *policy.Policy
 
-	items []item // the batch Score is scoring
+	items []item         // the batch Score is scoring
+	pol   *policy.Policy // and the policy in force for it
 }
 
 // decodeWorker decodes a slice of a batch.
@@ -71,6 +74,9 @@ type item struct {
 	page   uint64 // features.Page
 	err    error  // why it is a dead letter
 	reason string // the dead-letter reason label of err
+	// unscored is why the policy keeps the request from detection, the
+	// unscored_total reason: site_off or allowed; "" to score it.
+	unscored string
 }
 
 // shard is one worker's share of the visitors.
@@ -117,7 +123,7 @@ func NewProcessor(cfg Config, fc features.Config, newStore func() (Store, error)
 	}
 	p := &Processor{
 		cfg: cfg, window: fc.Window, set: fc.Set(), minReqs: uint64(fc.MinRequests), source: source, metrics: metrics,
-		timeKey: fc.Fields.Time, now: time.Now,
+		timeKey: fc.Fields.Time, now: time.Now, policy: func() *policy.Policy { return nil },
 	}
 	p.names = p.set.Names()
 	classes := fc.Classifier()
@@ -134,6 +140,18 @@ func NewProcessor(cfg Config, fc features.Config, newStore func() (Store, error)
 		p.shards = append(p.shards, &shard{store: store, recency: features.NewRecency(cfg.RescoreInterval, cfg.MaxVisitors/cfg.Workers)})
 	}
 	return p, nil
+}
+
+// SetPolicy makes the Processor take its policy from source (a
+// policy.Watcher's Policy), read once a batch; nil: none. Of a site off it
+// scores nothing, nor any request an allow-list entry matches; a site's
+// threshold and min_requests replace -threshold and -min-requests. Call
+// it before the first batch.
+func (p *Processor) SetPolicy(source func() *policy.Policy) {
+	if source == nil {
+		source = func() *policy.Policy { return nil }
+	}
+	p.policy = source
 }
 
 // Names are the features the detector computes, in order: a baseline must
@@ -158,8 +176,9 @@ func (p *Processor) Process(ctx context.Context, msgs []kafka.Message) (Batch, e
 
 // Decoded is a batch of messages decoded by Decode, for Score.
 type Decoded struct {
-	msgs  []kafka.Message
-	items []item
+	msgs   []kafka.Message
+	items  []item
+	policy *policy.Policy // in force when it was decoded, for Score too
 }
 
 // Messages returns the batch's messages.
@@ -169,13 +188,13 @@ func (d *Decoded) Messages() []kafka.Message { return d.msgs }
 // Config.EventTime's bounds. It shares nothing with Score, so it may decode
 // a batch while Score scores the one before.
 func (p *Processor) Decode(msgs []kafka.Message) *Decoded {
-	d := &Decoded{msgs: msgs, items: make([]item, len(msgs))}
+	d := &Decoded{msgs: msgs, items: make([]item, len(msgs)), policy: p.policy()}
 	now := p.now()
 	p.parallel(len(p.decoders), func(w int) {
 		lo, hi := w*len(msgs)/len(p.decoders), (w+1)*len(msgs)/len(p.decoders)
 		for i := lo; i < hi; i++ {
 			it := &d.items[i]
-			p.decoders[w].decode(msgs[i].Value, it)
+			p.decoders[w].decode(msgs[i].Value, it, d.policy, now)
 			if it.err == nil {
 				if reason, err := p.cfg.EventTime.Check(it.time, now); err != nil {
 					it.err, it.reason = fmt.Errorf("field %q: %w", p.timeKey, err), reason
@@ -192,10 +211,10 @@ func (p *Processor) Decode(msgs []kafka.Message) *Decoded {
 // the same batch.
 func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
 	msgs := d.msgs
-	p.items = d.items
-	defer func() { p.items = nil }()
+	p.items, p.pol = d.items, d.policy
+	defer func() { p.items, p.pol = nil, nil }()
 	var out Batch
-	var deadReasons []string
+	var deadReasons, unscored []string
 	for _, sh := range p.shards {
 		sh.scores, sh.obs, sh.idx = sh.scores[:0], sh.obs[:0], sh.idx[:0]
 	}
@@ -204,6 +223,10 @@ func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
 		if it.err != nil {
 			deadReasons = append(deadReasons, it.reason)
 			out.DeadLetters = append(out.DeadLetters, service.DeadLetter(msgs[i], it.err))
+			continue
+		}
+		if it.unscored != "" {
+			unscored = append(unscored, it.unscored)
 			continue
 		}
 		sh := p.shards[it.obs.Visitor%uint64(len(p.shards))]
@@ -228,6 +251,9 @@ func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
 	p.metrics.Events.Add(float64(len(msgs)))
 	for _, r := range deadReasons {
 		p.metrics.DeadLetters.WithLabelValues(r).Inc()
+	}
+	for _, r := range unscored {
+		p.metrics.Unscored.WithLabelValues(r).Inc()
 	}
 	for _, sh := range p.shards {
 		c := &sh.counts
@@ -277,7 +303,9 @@ func (p *Processor) parallel(n int, f func(int)) {
 	wg.Wait()
 }
 
-func (d *decodeWorker) decode(data []byte, it *item) {
+// decode decodes one event into it, and notes what pol, at now, keeps
+// from detection.
+func (d *decodeWorker) decode(data []byte, it *item, pol *policy.Policy, now time.Time) {
 	if err := d.decoder.Decode(data, &d.ev); err != nil {
 		it.err, it.reason = err, service.ReasonMalformed
 		return
@@ -287,7 +315,22 @@ func (d *decodeWorker) decode(data []byte, it *item) {
 		return
 	}
 	it.site, it.time, it.page = d.ev.Site, d.ev.Time, features.Page(&d.ev, &it.obs)
+	if pol == nil {
+		return
+	}
+	switch {
+	case pol.Off(it.site):
+		it.unscored = unscoredSiteOff
+	case pol.AllowsRequest(it.site, &policy.Request{IP: d.ev.ClientIP, ASN: d.ev.ASN, UserAgent: d.ev.UserAgent, Path: d.ev.Path, Visitor: it.obs.Visitor}, now):
+		it.unscored = unscoredAllowed
+	}
 }
+
+// The unscored_total reasons of requests the policy keeps from detection.
+const (
+	unscoredSiteOff = "site_off"
+	unscoredAllowed = "allowed"
+)
 
 // process adds the shard's events of the batch, prefetched, and scores the
 // visitors that are due.
@@ -318,7 +361,11 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 	if err != nil {
 		return fmt.Errorf("reading a window: %w", err)
 	}
-	if n := agg.Counts[features.CountRequests]; n < p.minReqs {
+	minReqs := p.minReqs
+	if n := p.pol.MinRequests(it.site); n > 0 {
+		minReqs = max(minReqs, uint64(n))
+	}
+	if n := agg.Counts[features.CountRequests]; n < minReqs {
 		sh.counts.tooFew++
 		sh.recency.Forget(o.Site, o.Visitor) // due again at its next request
 		return sh.recordEarly(ctx, p, o, it, &agg)
@@ -375,7 +422,9 @@ func (sh *shard) recordEarly(ctx context.Context, p *Processor, o *features.Obse
 func (sh *shard) record(p *Processor, o *features.Observation, it *item, agg *features.Aggregate, class features.Class, bl *model.Baseline, version string, early bool) (records.Score, bool) {
 	m, starts := bl.Model, bl.Starts
 	threshold := m.Threshold()
-	if p.cfg.Threshold > 0 {
+	if t := p.pol.Threshold(it.site); t > 0 {
+		threshold = t
+	} else if p.cfg.Threshold > 0 {
 		threshold = p.cfg.Threshold
 	}
 	if early {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
@@ -716,4 +717,76 @@ func TestLivenessMeansProgress(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPolicy: a site off is not scored, nor are the requests an
+// allow-list entry matches (counted, by reason); a site's threshold and
+// min_requests replace the flags'.
+func TestPolicy(t *testing.T) {
+	pol, err := policy.Parse([]byte(`sites:
+  off.example: {off: true}
+  shop.example:
+    threshold: 7.5
+    min_requests: 5
+    allow:
+      - ip: 192.0.2.1
+      - path_prefix: /healthz
+`), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	source := staticSource{"shop.example": testModel(t), "off.example": testModel(t), "other.example": testModel(t)}
+	var msgs []kafka.Message
+	for s := range 8 {
+		msgs = append(msgs,
+			event("off.example", "192.0.2.2", s, "/"),
+			event("shop.example", "192.0.2.1", s, "/p"),         // allowed by address
+			event("shop.example", "192.0.2.3", s, "/healthz/a"), // allowed by path
+			event("shop.example", "192.0.2.4", s, "/p"),
+			event("other.example", "192.0.2.4", s, "/p"),
+		)
+	}
+	cfg := DefaultConfig()
+	cfg.RescoreInterval = 0 // every due request scored
+	p, m := newTestProcessor(t, cfg, source)
+	p.SetPolicy(func() *policy.Policy { return pol })
+	scored := map[string][]int{}
+	for _, s := range runBatches(t, p, msgs, 7) {
+		if s.Early {
+			continue
+		}
+		scored[s.Site] = append(scored[s.Site], int(s.ScoredAt.Sub(t0)/time.Second))
+		if want := map[string]float64{"shop.example": 7.5, "other.example": source["other.example"].Threshold()}[s.Site]; s.Threshold != want {
+			t.Errorf("%s's threshold %v, want %v", s.Site, s.Threshold, want)
+		}
+		if s.Visitor != scoredVisitor(t, p, "192.0.2.4") {
+			t.Errorf("%s: visitor %s scored; only 192.0.2.4 is not allowed", s.Site, s.Visitor)
+		}
+	}
+	// -min-requests 3 (testFeatures), and shop.example's own 5.
+	if want := []int{2, 3, 4, 5, 6, 7}; !slices.Equal(scored["other.example"], want) {
+		t.Errorf("other.example scored at %v s, want %v", scored["other.example"], want)
+	}
+	if want := []int{4, 5, 6, 7}; !slices.Equal(scored["shop.example"], want) {
+		t.Errorf("shop.example scored at %v s, want %v (min_requests 5)", scored["shop.example"], want)
+	}
+	if len(scored["off.example"]) != 0 {
+		t.Errorf("the site off scored at %v", scored["off.example"])
+	}
+	if n := testutil.ToFloat64(m.Unscored.WithLabelValues("site_off")); n != 8 {
+		t.Errorf("%v requests of the site off counted, want 8", n)
+	}
+	if n := testutil.ToFloat64(m.Unscored.WithLabelValues("allowed")); n != 16 {
+		t.Errorf("%v allowed requests counted, want 16", n)
+	}
+}
+
+// scoredVisitor is the keyed visitor id the processor gives ip.
+func scoredVisitor(t *testing.T, p *Processor, ip string) string {
+	t.Helper()
+	d := p.Decode([]kafka.Message{event("x.example", ip, 0, "/")})
+	if d.items[0].err != nil {
+		t.Fatal(d.items[0].err)
+	}
+	return records.VisitorID(d.items[0].obs.Visitor)
 }

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"os/signal"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -152,4 +154,21 @@ func (w *Watcher) Run(ctx context.Context, reload <-chan os.Signal, checkEvery t
 			}
 		}
 	}
+}
+
+// Watch returns a Watcher of path, run until ctx ends: it reloads on
+// SIGHUP, caught from now on (its default action ends the process), and
+// when the file changes. Without a file it catches nothing.
+func Watch(ctx context.Context, path string, reg prometheus.Registerer, logger *slog.Logger) (*Watcher, error) {
+	w, err := NewWatcher(path, reg, logger)
+	if err != nil || path == "" {
+		return w, err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		w.Run(ctx, hup, DefaultCheckEvery)
+	}()
+	return w, nil
 }
