@@ -480,8 +480,16 @@ func readScores(ctx context.Context, kc *kafkaClient, from map[int]int64) ([]rec
 	return out, nil
 }
 
-// readDetections reads the detections topic from the offsets in from.
+// readDetections reads the detections of the detections topic from the
+// offsets in from, its revocations left out.
 func readDetections(ctx context.Context, kc *kafkaClient, from map[int]int64) ([]records.Detection, error) {
+	all, err := readDetectionRecords(ctx, kc, from)
+	return slices.DeleteFunc(all, func(d records.Detection) bool { return d.Revoked != "" }), err
+}
+
+// readDetectionRecords reads the detections topic from the offsets in
+// from: detections and revocations.
+func readDetectionRecords(ctx context.Context, kc *kafkaClient, from map[int]int64) ([]records.Detection, error) {
 	msgs, _, err := kc.read(ctx, pipeline.TopicDetections, from)
 	if err != nil {
 		return nil, err

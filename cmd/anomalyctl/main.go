@@ -635,6 +635,10 @@ func printDetection(w io.Writer, d *records.Detection) error {
 	for _, t := range d.Top {
 		why = append(why, fmt.Sprintf("%s=%.3g (%+.1f)", t.Feature, t.Value, t.Contribution))
 	}
+	if d.Revoked != "" {
+		_, err := fmt.Fprintf(w, "%s %s %s revoked: %s\n", d.DetectedAt.UTC().Format(time.RFC3339), d.Site, d.Visitor, d.Revoked)
+		return err
+	}
 	group := ""
 	if d.Group != "" {
 		group = fmt.Sprintf(" group %s of %d", d.Group, d.GroupSize)

@@ -652,9 +652,11 @@ func startDetectionReader(ctx context.Context, brokers []string) (*detectionRead
 			}
 			var det records.Detection
 			dr.mu.Lock()
-			if err := json.Unmarshal(m.Value, &det); err != nil || det.Validate() != nil {
+			switch err := json.Unmarshal(m.Value, &det); {
+			case err != nil || det.Validate() != nil:
 				dr.bad++
-			} else {
+			case det.Revoked != "": // a detection lifted: the visitor was detected all the same
+			default:
 				dr.dets = append(dr.dets, det)
 			}
 			dr.mu.Unlock()

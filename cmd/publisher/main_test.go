@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"io"
 	"net/http"
 	"os"
@@ -105,7 +106,8 @@ func TestService(t *testing.T) {
 	detections := kafka.NewReader(kafka.ReaderConfig{Brokers: kf.Brokers(), Topic: "detections", GroupID: "edge", MaxWait: 100 * time.Millisecond})
 	t.Cleanup(func() { detections.Close() })
 	// next returns the next detection's key.
-	next := func() string {
+	// next returns the next record's key, and its revocation reason.
+	next := func() (string, string) {
 		t.Helper()
 		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
 		defer rcancel()
@@ -113,7 +115,11 @@ func TestService(t *testing.T) {
 		if err != nil {
 			t.Fatalf("reading detections: %v\n%s", err, stderr.String())
 		}
-		return string(m.Key)
+		var d records.Detection
+		if err := json.Unmarshal(m.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		return string(m.Key), d.Revoked
 	}
 
 	base := "http://" + listen
@@ -147,7 +153,7 @@ func TestService(t *testing.T) {
 	// The site switched off at start publishes nothing; the message after
 	// a malformed one goes through.
 	produce(score(t, "off.example", 1), []byte("{not json"), score(t, "on.example", 1))
-	if key := next(); key != "on.example|0000000000000001" {
+	if key, _ := next(); key != "on.example|0000000000000001" {
 		t.Errorf("detection keyed %q, want on.example's visitor 1", key)
 	}
 	waitMetric(`anomalyd_publisher_detections_suppressed_total{reason="site_off"} 1`)
@@ -159,8 +165,14 @@ func TestService(t *testing.T) {
 	reload <- syscall.SIGHUP
 	waitMetric(`anomalyd_policy_reloads_total{result="ok"} 1`)
 	produce(score(t, "on.example", 2), score(t, "off.example", 2))
-	if key := next(); key != "off.example|0000000000000002" {
-		t.Errorf("detection keyed %q after the reload, want off.example's visitor 2", key)
+	// The site now simulated has its live detection revoked.
+	got := map[string]string{}
+	for range 2 {
+		key, revoked := next()
+		got[key] = revoked
+	}
+	if want := map[string]string{"on.example|0000000000000001": records.RevokedSimulate, "off.example|0000000000000002": ""}; !maps.Equal(got, want) {
+		t.Errorf("records after the reload %v, want %v: a revocation and a detection", got, want)
 	}
 
 	// A bad file keeps the policy in force.
@@ -168,7 +180,7 @@ func TestService(t *testing.T) {
 	reload <- syscall.SIGHUP
 	waitMetric(`anomalyd_policy_reloads_total{result="error"} 1`)
 	produce(score(t, "on.example", 3), score(t, "off.example", 3))
-	if key := next(); key != "off.example|0000000000000003" {
+	if key, _ := next(); key != "off.example|0000000000000003" {
 		t.Errorf("detection keyed %q after a failed reload, want off.example's visitor 3", key)
 	}
 	waitMetric(`anomalyd_publisher_detections_suppressed_total{reason="site_off"} 1`)

@@ -68,6 +68,9 @@ type SelectConfig struct {
 	// CrowdExpected bounds the members a crowd's share would bring: the
 	// site's people expected among them, published with the attack.
 	CrowdExpected float64
+	// RevokeAfter is how many scores in a row below the threshold revoke
+	// a live detection made on the visitor's own evidence; 0 never.
+	RevokeAfter int
 }
 
 // Defaults.
@@ -93,6 +96,7 @@ const (
 	DefaultCrowdChance        = 1e-9
 	DefaultCrowdScore         = 0.5
 	DefaultCrowdExpected      = 4
+	DefaultRevokeAfter        = 2
 )
 
 // Limits that keep the per-visitor state and the records small.
@@ -118,7 +122,7 @@ func DefaultSelectConfig() SelectConfig {
 		RiseMargin: DefaultRiseMargin, Top: DefaultTop, MaxTracked: DefaultMaxTracked,
 		GroupMin: DefaultGroupMin, GroupShare: DefaultGroupShare, GroupReturning: DefaultGroupReturning,
 		GroupRarity: DefaultGroupRarity, CrowdRatio: DefaultCrowdRatio, CrowdChance: DefaultCrowdChance,
-		CrowdScore: DefaultCrowdScore, CrowdExpected: DefaultCrowdExpected,
+		CrowdScore: DefaultCrowdScore, CrowdExpected: DefaultCrowdExpected, RevokeAfter: DefaultRevokeAfter,
 	}
 }
 
@@ -151,6 +155,7 @@ func (c *SelectConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.GroupRarity, "group-rarity", c.GroupRarity, "and the least median, over them, of their top feature's contribution, in bits: attackers bring values the site's history hardly has (an empty bin scores -log2(alpha), 13.3 by default), a crowd of people more of what it has (10 is a value a thousandth as dense as the densest)")
 	fs.Float64Var(&c.CrowdRatio, "crowd-ratio", c.CrowdRatio, "visitors whose visits began alike within -detection-ttl (the first score of each: its class and window shape, the feature values to a quarter) are a coordinated attack, whatever their scores, when they are at least -group-min and at least this many times as many as the share of the site's visits that began so in the baseline's history would bring among as many first scores: one program behind many addresses begins them all alike. 0 looks for none")
 	fs.Float64Var(&c.CrowdChance, "crowd-chance", c.CrowdChance, "and so many that the history's share would bring as many less often than this (Poisson): the default, one in a billion, keeps chance out of a check made at the first score of every visit of every site")
+	fs.IntVar(&c.RevokeAfter, "revoke-after", c.RevokeAfter, "scores in a row below the threshold that revoke a visitor's live detection made on its own evidence (not a group's or crowd's): a revocation record on the detections topic lifts the block before it expires. 0: never")
 	fs.Float64Var(&c.CrowdExpected, "crowd-expected", c.CrowdExpected, "and the history's share would bring at most this many of them: that many of the site's people, beginning their visits so by chance, would be published with the attack. A campaign whose visits begin as the site's people often do cannot be told from them by its beginnings")
 	fs.Float64Var(&c.CrowdScore, "crowd-score", c.CrowdScore, "and, when they were on few pages (fewer than two of them to a page), their median score at least this share of the threshold. People who come at once come for one page (a link shared widely) and visit it as people do; an attack on one page (a login) does something unusual there, while one spread over pages (a catalogue shared out among addresses) need not")
 	fs.Float64Var(&c.GroupReturning, "group-returning", c.GroupReturning, "and the largest share of them that the site's history knows (returning visitors): an attack comes from new addresses, a crowd of the site's own people (a sale, a rush) from many it has seen. Returning members are never published on the group's evidence")
@@ -212,6 +217,8 @@ func (c *SelectConfig) Validate() error {
 		return fmt.Errorf("-crowd-ratio must be 0 (no crowds) or a finite number at least 1, got %v", c.CrowdRatio)
 	case !(c.CrowdChance > 0 && c.CrowdChance < 1):
 		return fmt.Errorf("-crowd-chance must be in (0, 1), got %v", c.CrowdChance)
+	case c.RevokeAfter < 0:
+		return fmt.Errorf("-revoke-after must not be negative, got %d", c.RevokeAfter)
 	case !(c.CrowdExpected > 0):
 		return fmt.Errorf("-crowd-expected must be above 0, got %v", c.CrowdExpected)
 	case !(c.CrowdScore >= 0) || math.IsInf(c.CrowdScore, 0):

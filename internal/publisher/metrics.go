@@ -31,6 +31,8 @@ const (
 //	                                  create_table, insert, drop_partition, ping
 //	detections_published_total        detections written to the detections topic
 //	group_detections_total            of them, members of coordinated attacks
+//	revocations_total{reason}         live detections lifted: site_off, simulate,
+//	                                  allowed, not_anomalous
 //	detections_suppressed_total{reason}  scores above threshold not published:
 //	                                  duplicate, allow_list, site_off, simulate, gate, usual_start
 //	dead_letters_total{reason}        messages sent to the dead-letter topic:
@@ -48,6 +50,7 @@ type Metrics struct {
 	ClickHouseErrors *prometheus.CounterVec // label "op"
 	Published        prometheus.Counter
 	GroupDetections  prometheus.Counter
+	Revocations      *prometheus.CounterVec // label "reason"
 	Suppressed       *prometheus.CounterVec // label "reason"
 	DeadLetters      *prometheus.CounterVec // label "reason"
 	OffsetCommits    prometheus.Counter
@@ -87,6 +90,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "detections_published_total",
 			Help: "Detections written to the detections topic.",
 		}),
+		Revocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "revocations_total",
+			Help: "Live detections lifted by a revocation on the detections topic, by reason: site_off, simulate, allowed (the policy changed), not_anomalous (-revoke-after scores below the threshold).",
+		}, []string{"reason"}),
 		GroupDetections: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "group_detections_total",
 			Help: "Detections of members of coordinated attacks: visitors of a site that were outliers in the same way at once (see -group-min).",
@@ -129,7 +136,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.ScoresRead, m.RowsInserted, m.InsertBatches, m.InsertSeconds, m.ClickHouseErrors,
-			m.Published, m.GroupDetections, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.Tracked, m.Evictions, m.RetentionCutoff)
+			m.Published, m.GroupDetections, m.Revocations, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.Tracked, m.Evictions, m.RetentionCutoff)
 	}
 	return m
 }

@@ -65,7 +65,8 @@ type Publisher struct {
 	now        func() time.Time
 	history    DetectionHistory // nil: start with nothing published
 
-	policy func() *policy.Policy // the policy in force
+	policy     func() *policy.Policy // the policy in force
+	reconciled string                // the version of the last policy the live detections were reconciled with
 
 	lastDrop    time.Time
 	lastEvicted uint64
@@ -199,7 +200,8 @@ type batch struct {
 	scores     []records.Score    // backing store of rows
 	rows       []chstore.ScoreRow // the valid scores
 	rowMsg     []int              // rows[i] came from msgs[rowMsg[i]]
-	detections []kafka.Message
+	detections []kafka.Message    // revocations among them
+	revokedBy  map[string]int     // revocations by reason, counted once written
 	dead       []kafka.Message
 	deadBy     map[string]int // dead letters by reason, counted once written
 }
@@ -216,7 +218,12 @@ func (p *Publisher) flush(ctx context.Context, msgs []kafka.Message) error {
 		if err := service.Write(ctx, p.detections, b.detections, p.kafkaFailed("writing detections")); err != nil {
 			return fmt.Errorf("writing %d detections: %w", len(b.detections), err)
 		}
-		p.metrics.Published.Add(float64(len(b.detections)))
+		revoked := 0
+		for reason, n := range b.revokedBy {
+			p.metrics.Revocations.WithLabelValues(reason).Add(float64(n))
+			revoked += n
+		}
+		p.metrics.Published.Add(float64(len(b.detections) - revoked))
 	}
 	if err := p.insert(ctx, b); err != nil {
 		return err
@@ -248,6 +255,11 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 		rowMsg: make([]int, 0, len(msgs)),
 	}
 	pol := p.policy()
+	if v := pol.Version(); v != p.reconciled {
+		// What the new policy withholds that is live now is lifted.
+		p.sel.Reconcile(pol)
+		p.reconciled = v
+	}
 	p.dec.reset(len(msgs))
 	for i := range msgs {
 		s := &b.scores[i]
@@ -275,6 +287,15 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 				return nil, err
 			}
 		}
+	}
+	for _, r := range p.sel.Revocations() {
+		if err := b.publish(&r, p.metrics); err != nil {
+			return nil, err
+		}
+		if b.revokedBy == nil {
+			b.revokedBy = make(map[string]int)
+		}
+		b.revokedBy[r.Revoked]++
 	}
 	p.metrics.Tracked.Set(float64(p.sel.Tracked()))
 	if ev := p.sel.Evicted(); ev > p.lastEvicted {

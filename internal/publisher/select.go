@@ -90,6 +90,7 @@ type Selector struct {
 	groups    *groups
 	crowds    *crowds
 	pending   []records.Detection // of group members, for GroupDetections
+	revoked   []records.Detection // revocations, for Revocations
 	sites     map[string]map[uint64]*visitorState
 	tracked   int
 	newest    int64 // newest ScoredAt seen, Unix ns: the event-time clock
@@ -101,6 +102,13 @@ type Selector struct {
 }
 
 type visitorState struct {
+	// live is the visitor's last detection while it has not expired or
+	// been revoked (expires says which); nil before the first.
+	live *records.Detection
+	// below counts the scores below the threshold since live was
+	// published: RevokeAfter of them revoke a detection made on the
+	// visitor's own evidence.
+	below     int
 	hits      []int64 // event times of the latest hits, as many as the site's MinHits
 	expires   int64   // ExpiresAt of the live or last detection, Unix ns; 0 before the first
 	published float64 // score of the last detection
@@ -142,6 +150,7 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (
 		}
 	}
 	if !(sc.Score > sc.Threshold) {
+		s.notAnomalous(sc.Site, visitor, t)
 		return records.Detection{}, Below
 	}
 	if p.Off(sc.Site) {
@@ -164,6 +173,7 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (
 		minHits = n
 	}
 	st := s.state(sc.Site, visitor)
+	st.below = 0 // anomalous again: the streak below the threshold ends
 	s.hit(st, t, minHits)
 	d := s.detection(sc, visitor)
 	gr, started := s.groups.hit(sc, visitor, t, d)
@@ -186,7 +196,65 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (
 	}
 	st.expires = max(st.expires, t+s.ttl)
 	st.published = sc.Score
+	st.live, st.below = &d, 0
 	return d, Published
+}
+
+// notAnomalous notes a score of visitor below its threshold at t, and
+// revokes the visitor's live detection when it was made on the visitor's
+// own evidence and this is the RevokeAfter-th such score in a row. A crowd
+// or group member's scores are not its evidence: it stays published.
+func (s *Selector) notAnomalous(site string, visitor uint64, t int64) {
+	if s.cfg.RevokeAfter == 0 {
+		return
+	}
+	st := s.sites[site][visitor]
+	if st == nil || st.live == nil || t >= st.expires || st.live.Group != "" {
+		return
+	}
+	if st.below++; st.below >= s.cfg.RevokeAfter {
+		s.revoke(st, records.RevokedNotAnomalous, t)
+	}
+}
+
+// revoke lifts st's live detection at t, for reason.
+func (s *Selector) revoke(st *visitorState, reason string, t int64) {
+	r := *st.live
+	r.DetectedAt = time.Unix(0, t).UTC()
+	r.ExpiresAt, r.Revoked = r.DetectedAt, reason
+	s.revoked = append(s.revoked, r)
+	st.expires, st.live, st.below = t, nil, 0
+	st.hits = st.hits[:0] // a new detection needs its evidence again
+}
+
+// Reconcile revokes the live detections that policy p now withholds: of a
+// site off or simulated, or of a visitor it allows by id. The publisher
+// calls it when the policy in force changes; the revocations are dated
+// the newest event time seen.
+func (s *Selector) Reconcile(p *policy.Policy) {
+	for site, visitors := range s.sites {
+		for v, st := range visitors {
+			if st.live == nil || s.newest >= st.expires {
+				continue
+			}
+			switch {
+			case p.Off(site):
+				s.revoke(st, records.RevokedSiteOff, s.newest)
+			case p.Simulate(site):
+				s.revoke(st, records.RevokedSimulate, s.newest)
+			case p.AllowsVisitor(site, v, s.now()):
+				s.revoke(st, records.RevokedAllowed, s.newest)
+			}
+		}
+	}
+}
+
+// Revocations returns the revocations made since the last call, and
+// forgets them.
+func (s *Selector) Revocations() []records.Detection {
+	out := s.revoked
+	s.revoked = nil
+	return out
 }
 
 // crowdMember notes sc, the first score of visitor's visit, in its crowd
@@ -212,6 +280,7 @@ func (s *Selector) crowdMember(sc *records.Score, visitor uint64, t int64, p *po
 	cr.members[visitor].published = true
 	d.Group, d.GroupSize = cr.id, len(cr.members)
 	st.expires, st.published = t+s.ttl, sc.Score
+	st.live, st.below = &d, 0
 	return d, true
 }
 
@@ -227,8 +296,14 @@ func (s *Selector) Restore(d *records.Detection) error {
 	}
 	s.advance(d.DetectedAt.UnixNano())
 	st := s.state(d.Site, visitor)
+	if d.Revoked != "" { // the detections before it are lifted
+		st.expires, st.live = min(st.expires, d.ExpiresAt.UnixNano()), nil
+		return nil
+	}
 	if exp := d.ExpiresAt.UnixNano(); exp > st.expires {
 		st.expires, st.published = exp, d.Score
+		live := *d
+		st.live = &live
 	}
 	return nil
 }
@@ -255,6 +330,7 @@ func (s *Selector) publishGroup(gr *group, visitor uint64, t int64, p *policy.Po
 		d.Group, d.GroupSize = gr.id, len(gr.members)
 		d.ExpiresAt = time.Unix(0, t).UTC().Add(s.cfg.TTL)
 		s.pending = append(s.pending, d)
+		st.live, st.below = &d, 0
 	}
 }
 

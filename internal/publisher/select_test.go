@@ -2,6 +2,7 @@ package publisher
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -501,5 +502,81 @@ func TestSelectGroups(t *testing.T) {
 		if _, got := sel.Select(groupScore(site, v, time.Minute, "share_4xx", "share_non_get"), v, nil); got != SuppressedGate {
 			t.Errorf("member %d without groups: %v", v, got)
 		}
+	}
+}
+
+// TestRevocations: a live detection on the visitor's own evidence is
+// revoked after -revoke-after scores in a row below the threshold, and one
+// the policy now withholds when the policy changes; a revocation expires
+// when made, and the visitor needs its evidence again.
+func TestRevocations(t *testing.T) {
+	sel := NewSelector(oneHitConfig()) // -revoke-after 2
+	if _, got := sel.Select(testScore("a.example", 1, 0, 50), 1, nil); got != Published {
+		t.Fatal(got)
+	}
+	for i, at := range []time.Duration{30 * time.Second, time.Minute, 90 * time.Second} {
+		if i == 1 { // a score above the threshold ends the streak
+			if _, got := sel.Select(testScore("a.example", 1, at, 50), 1, nil); got != SuppressedDuplicate {
+				t.Fatalf("above again: %v", got)
+			}
+			continue
+		}
+		sel.Select(testScore("a.example", 1, at, 1), 1, nil)
+	}
+	if r := sel.Revocations(); len(r) != 0 {
+		t.Fatalf("revoked after one score below in a row: %+v", r)
+	}
+	sel.Select(testScore("a.example", 1, 2*time.Minute, 1), 1, nil)
+	r := sel.Revocations()
+	if len(r) != 1 || r[0].Revoked != records.RevokedNotAnomalous || !r[0].ExpiresAt.Equal(t0.Add(2*time.Minute)) || r[0].Score != 50 {
+		t.Fatalf("revocations %+v", r)
+	}
+	if err := r[0].Validate(); err != nil {
+		t.Errorf("the revocation is not a valid record: %v", err)
+	}
+	if _, got := sel.Select(testScore("a.example", 1, 3*time.Minute, 50), 1, nil); got != Published {
+		t.Errorf("anomalous again after the revocation: %v, want published", got)
+	}
+
+	// The policy changes: the site off, a visitor allowed by id.
+	for _, v := range []uint64{2, 3} {
+		sel.Select(testScore("b.example", v, 3*time.Minute, 50), v, nil)
+	}
+	pol := mustPolicy(t, "sites:\n  a.example: {off: true}\n  b.example:\n    allow: [{visitor: "+records.VisitorID(3)+"}]\n")
+	sel.Reconcile(pol)
+	got := map[string]string{}
+	for _, r := range sel.Revocations() {
+		got[r.Site+"|"+r.Visitor] = r.Revoked
+	}
+	want := map[string]string{"a.example|" + records.VisitorID(1): records.RevokedSiteOff, "b.example|" + records.VisitorID(3): records.RevokedAllowed}
+	if !maps.Equal(got, want) {
+		t.Errorf("reconciled: %v, want %v", got, want)
+	}
+	sel.Reconcile(pol)
+	if r := sel.Revocations(); len(r) != 0 {
+		t.Errorf("revoked twice: %+v", r)
+	}
+
+	// A crowd's member is not revoked for its low scores; a revocation
+	// read back after a restart lifts the detection before it.
+	sel = NewSelector(oneHitConfig())
+	d := sel.detection(testScore("c.example", 4, 0, 5), 4)
+	d.Group = "c-0011223344556677"
+	if err := sel.Restore(&d); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		sel.Select(testScore("c.example", 4, time.Duration(i+1)*time.Second, 1), 4, nil)
+	}
+	if r := sel.Revocations(); len(r) != 0 {
+		t.Errorf("a crowd member revoked: %+v", r)
+	}
+	rv := sel.detection(testScore("c.example", 4, 10*time.Second, 5), 4)
+	rv.ExpiresAt, rv.Revoked = rv.DetectedAt, records.RevokedAllowed
+	if err := sel.Restore(&rv); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := sel.Select(testScore("c.example", 4, 11*time.Second, 50), 4, nil); got != Published {
+		t.Errorf("after a revocation read back: %v, want published", got)
 	}
 }

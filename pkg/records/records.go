@@ -103,7 +103,22 @@ type Detection struct {
 	// the edge acts on it until ExpiresAt.
 	DetectedAt time.Time `json:"detected_at"`
 	ExpiresAt  time.Time `json:"expires_at"`
+	// Revoked makes the record a revocation: the visitor's live detection
+	// is lifted, for this reason (RevokedSiteOff, ...). A revocation
+	// expires when it is made (ExpiresAt is DetectedAt, the time of the
+	// revocation), so an edge that acts on each key's latest record until
+	// its ExpiresAt lifts the block without reading this field; the other
+	// fields are the revoked detection's.
+	Revoked string `json:"revoked,omitempty"`
 }
+
+// The reasons of revocations (Detection.Revoked).
+const (
+	RevokedSiteOff      = "site_off"      // the policy switched the site off
+	RevokedSimulate     = "simulate"      // the policy made the site simulated
+	RevokedAllowed      = "allowed"       // the policy allows the visitor
+	RevokedNotAnomalous = "not_anomalous" // its scores fell below the threshold
+)
 
 // VisitorID formats a visitor id for a record.
 func VisitorID(v uint64) string {
@@ -175,8 +190,17 @@ func (d *Detection) Validate() error {
 	if err := contributions("top", d.Top); err != nil {
 		return err
 	}
-	if d.DetectedAt.IsZero() || !d.ExpiresAt.After(d.DetectedAt) {
-		return invalid("expires_at", "must be after detected_at")
+	switch d.Revoked {
+	case "":
+		if d.DetectedAt.IsZero() || !d.ExpiresAt.After(d.DetectedAt) {
+			return invalid("expires_at", "must be after detected_at")
+		}
+	case RevokedSiteOff, RevokedSimulate, RevokedAllowed, RevokedNotAnomalous:
+		if d.DetectedAt.IsZero() || !d.ExpiresAt.Equal(d.DetectedAt) {
+			return invalid("expires_at", "a revocation expires when it is made, at detected_at")
+		}
+	default:
+		return invalid("revoked", "unknown reason %q", d.Revoked)
 	}
 	return nil
 }
