@@ -8,9 +8,10 @@ BENCH_TIME  ?= 1s
 # Test timeout for the whole suite; real servers start inside the tests.
 TEST_TIMEOUT ?= 30m
 
-# Debian packages the tests start as real servers, and the binary that tells
+# Debian packages the tests start as real servers (and chromium, which opens
+# the baseline service's site page), and the binary that tells
 # each one is installed (clickhouse-server lives in /usr/sbin on Debian).
-DEPS := redis-server:redis-server clickhouse-server:clickhouse-server clickhouse-client:clickhouse-client
+DEPS := redis-server:redis-server clickhouse-server:clickhouse-server clickhouse-client:clickhouse-client chromium:chromium
 
 .PHONY: help demo deps test vet fmt-check bench fuzz build clean
 
@@ -25,13 +26,13 @@ demo: deps ## run the whole pipeline locally on traffic with labelled bots; repo
 	$(GO) build -o bin/ ./cmd/...
 	bin/demo $(DEMO_FLAGS)
 
-deps: ## install redis-server and clickhouse-server from apt when missing (idempotent)
+deps: ## install redis-server, clickhouse-server and chromium (the site page's test) from apt when missing (idempotent)
 	@missing=""; \
 	for d in $(DEPS); do \
 		pkg=$${d%%:*}; bin=$${d##*:}; \
 		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
 	done; \
-	if [ -z "$$missing" ]; then echo "deps: redis-server and clickhouse-server are installed"; exit 0; fi; \
+	if [ -z "$$missing" ]; then echo "deps: redis-server, clickhouse-server and chromium are installed"; exit 0; fi; \
 	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	echo "deps: installing$$missing"; \
 	$$sudo apt-get update -q && \

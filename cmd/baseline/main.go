@@ -51,6 +51,7 @@ type app struct {
 	refresh  time.Duration
 	rebuilds int
 	table    string
+	scores   string
 	group    string
 	policy   string
 }
@@ -72,6 +73,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&a.refresh, "refresh", baseline.DefaultRefresh, "how old a site's baseline may get before it is built again; every site is rebuilt once per period")
 	fs.IntVar(&a.rebuilds, "rebuild-limit", baseline.DefaultRebuildLimit, "most rebuilds asked through the API per minute, all sites together, each an aggregation in ClickHouse; more are answered 429 with Retry-After; 0 is no limit")
 	fs.StringVar(&a.table, "requests-table", "requests", "ClickHouse table of request history, created if missing")
+	fs.StringVar(&a.scores, "scores-table", "scores", "the publisher's ClickHouse table of scores (its -scores-table), where the site pages (GET /v1/sites/SITE/page) find recent detections; empty: none")
 	fs.StringVar(&a.group, "group", "baseline", "Kafka consumer group of the ingest")
 	policy.RegisterFlags(fs, &a.policy)
 }
@@ -99,6 +101,8 @@ func (a *app) validate() error {
 		return fmt.Errorf("-rebuild-limit must not be negative, got %d", a.rebuilds)
 	case !tableName.MatchString(a.table):
 		return fmt.Errorf("-requests-table: %q is not a plain table name", a.table)
+	case a.scores != "" && !tableName.MatchString(a.scores):
+		return fmt.Errorf("-scores-table: %q is not a plain table name", a.scores)
 	case a.group == "":
 		return errors.New("-group: a consumer group name is required")
 	}
@@ -133,6 +137,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 		return fmt.Errorf("-policy: %w", err)
 	}
 	baselines.SetPolicy(pw.Policy)
+	baselines.SetScoresTable(a.scores)
 
 	dialer, transport, err := a.kafka.Clients()
 	if err != nil {

@@ -35,6 +35,13 @@ import (
 //	GET  /v1/sites
 //	     200  JSON array of SiteStatus, every site of the requests table
 //	     503  the sites cannot be listed (ClickHouse unreachable)
+//	GET  /v1/sites/{site}/page
+//	     200  an HTML page of the site's baselines: version, age, each
+//	          feature's histogram as SVG, the bins past the feature's share
+//	          of the threshold marked; and its recent scores above their
+//	          thresholds, from the scores table (SetScoresTable). No
+//	          script. A browser sends the token as a basic-auth password.
+//	     404  the site has no baseline of any class
 //	POST /v1/sites/{site}/rebuild
 //	     200  JSON SiteStatus after building the site's baselines now
 //	     403  the caller has -token but the service has an -admin-token
@@ -54,6 +61,7 @@ func (b *Baselines) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sites/{site}/baseline", b.serveBaseline)
 	mux.HandleFunc("GET /v1/sites", b.serveSites)
+	mux.HandleFunc("GET /v1/sites/{site}/page", b.servePage)
 	mux.Handle("POST /v1/sites/{site}/rebuild", service.RequireAdmin(http.HandlerFunc(b.serveRebuild)))
 	return mux
 }

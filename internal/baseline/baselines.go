@@ -140,6 +140,8 @@ type Baselines struct {
 	listed bool
 	// policy is the operators' policy in force (see SetPolicy).
 	policy func() *policy.Policy
+	// scoresTable is the publisher's scores table, for the site pages.
+	scoresTable string
 }
 
 // New returns a Baselines building from the requests in table with cfg,

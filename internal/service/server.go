@@ -307,14 +307,25 @@ type roleKey struct{}
 
 // roleOf returns the role of a request's token: the admin token's, the
 // token's, or none. Without any token configured every request is an
-// admin's. It compares SHA-256 sums so that the constant-time comparison
-// does not reveal the tokens' lengths either.
+// admin's. The token comes as a bearer token, or as the password of HTTP
+// basic authentication (any user name), which is what a browser can send
+// for the baseline service's pages. It compares SHA-256 sums so that the
+// constant-time comparison does not reveal the tokens' lengths either.
 func (s *Server) roleOf(r *http.Request) role {
 	if s.cfg.Token == "" {
 		return roleAdmin
 	}
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	switch {
+	case !ok:
+		return roleNone
+	case strings.EqualFold(scheme, "Basic"):
+		if _, password, ok := r.BasicAuth(); ok {
+			token = password
+			break
+		}
+		return roleNone
+	case !strings.EqualFold(scheme, "Bearer"):
 		return roleNone
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
@@ -341,7 +352,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		ro := s.roleOf(r)
 		if ro == roleNone {
-			if scheme, _, ok := strings.Cut(r.Header.Get("Authorization"), " "); !ok || !strings.EqualFold(scheme, "Bearer") {
+			if scheme, _, ok := strings.Cut(r.Header.Get("Authorization"), " "); !ok || !strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, "Basic") {
 				unauthorized(w, `Bearer realm="anomalyd"`, "bearer token required")
 			} else {
 				unauthorized(w, `Bearer realm="anomalyd", error="invalid_token"`, "invalid bearer token")
@@ -370,5 +381,6 @@ func RequireAdmin(next http.Handler) http.Handler {
 
 func unauthorized(w http.ResponseWriter, challenge, msg string) {
 	w.Header().Set("WWW-Authenticate", challenge)
+	w.Header().Add("WWW-Authenticate", `Basic realm="anomalyd"`) // a browser asks for the token
 	http.Error(w, msg, http.StatusUnauthorized)
 }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -644,5 +645,34 @@ func TestServerAdminToken(t *testing.T) {
 				t.Errorf("%s %s: %d %q, want %d", tt.method, tt.path, code, body, tt.want)
 			}
 		})
+	}
+}
+
+// TestServerBasicAuth: a browser sends the token as a basic-auth password
+// (any user name), and is asked for it by a Basic challenge.
+func TestServerBasicAuth(t *testing.T) {
+	api := http.NewServeMux()
+	api.HandleFunc("GET /v1/page", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "page") })
+	ts := startServer(t, HTTPConfig{Token: testToken}, nil, api)
+	for _, tc := range []struct {
+		user, password string
+		want           int
+	}{{"anomalyd", testToken, 200}, {"", testToken, 200}, {"anomalyd", testToken + "x", 401}} {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", ts.base+"/v1/page", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth(tc.user, tc.password)
+		resp, err := ts.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("basic %q:%q: %d, want %d", tc.user, tc.password, resp.StatusCode, tc.want)
+		}
+		if tc.want == 401 && !slices.Contains(resp.Header.Values("WWW-Authenticate"), `Basic realm="anomalyd"`) {
+			t.Errorf("401 challenges %q: no Basic challenge for a browser", resp.Header.Values("WWW-Authenticate"))
+		}
 	}
 }
