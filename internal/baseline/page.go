@@ -83,7 +83,7 @@ rect.bin{fill:#6b8fbf}rect.beyond{fill:#c0392b}.feature{display:inline-block;mar
 <h2>{{.Class}}</h2>
 {{if .Error}}<p class="error">{{.Error}}</p>{{else}}
 <p>Baseline <code class="version">{{.Version}}</code>{{if .ServedBy}} (served by {{.ServedBy}}){{end}}, built {{.Built.Format "2006-01-02T15:04:05Z07:00"}} ({{ago .Age}} ago) from {{.Windows}} visitor-windows; threshold <span class="threshold">{{f .Threshold}}</span>.</p>
-{{range .Features}}<div class="feature"><h3>{{.Name}}</h3>
+{{range .Features}}<div class="feature"><h3>{{.Name}} <small>(red: past {{f .Reach}})</small></h3>
 <svg class="histogram" data-feature="{{.Name}}" width="` + fmt.Sprint(svgWidth) + `" height="` + fmt.Sprint(svgHeight) + `" role="img" aria-label="{{.Name}}">
 {{range .Bars}}<rect class="bin{{if .Beyond}} beyond{{end}}" x="{{f .X}}" y="{{f .Y}}" width="{{f .W}}" height="{{f .H}}"><title>[{{f .Lo}}, {{f .Hi}}): density {{f .Density}}, contribution {{f .Contribution}}</title></rect>
 {{end}}</svg></div>

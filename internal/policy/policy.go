@@ -97,7 +97,6 @@ type Allow struct {
 	HasVisitor bool
 	Expires    time.Time // zero: never
 	Comment    string
-	Line       int // in the file
 }
 
 // allowYAML is an entry as written.
@@ -138,7 +137,7 @@ func (a *Allow) UnmarshalYAML(n *yaml.Node) error {
 		}
 		return fault(fmt.Sprintf("line %d: allow entry, field %s: %s", line, field, fmt.Sprintf(format, args...)))
 	}
-	out := Allow{ASN: y.ASN, PathPrefix: y.PathPrefix, Comment: y.Comment, Line: n.Line}
+	out := Allow{ASN: y.ASN, PathPrefix: y.PathPrefix, Comment: y.Comment}
 	var err error
 	if y.Expires != "" {
 		if out.Expires, err = time.Parse(time.RFC3339, y.Expires); err != nil {
