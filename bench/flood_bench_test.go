@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -36,14 +37,20 @@ import (
 //     five minutes of event time (non-repeating addresses, as in CrowdSec
 //     issue #2683). It reports the process's peak RSS over the run, Redis's
 //     used_memory after it, and events per second.
+//
 //   - drain: the same number of events twice, first ordinary generated
 //     traffic, then a flood of new visitors sending 6 requests each within
 //     a few minutes, and the flood's rate as a share of the ordinary one.
+//
 //   - drain-detector: the same two, each through the whole detector as
 //     BenchmarkDetector runs it (kfake topics in this process, a
 //     consumer-group reader, score records written, offsets committed),
 //     alternately: the rates the issue compares, of the detector rather
 //     than of its Processor alone.
+//
+//   - memory: 100k visitors of 6 requests each over 3 minutes, within
+//     -max-visitors, and the bytes each costs while tracked: heap in use
+//     by the Processor, and Redis used_memory.
 //
 // ANOMALYD_FLOOD_VISITORS sets N (default 5,000,000).
 func BenchmarkFlood(b *testing.B) {
@@ -94,6 +101,43 @@ func BenchmarkFlood(b *testing.B) {
 			b.ReportMetric(float64(n)/took.Seconds(), "events/s")
 			b.ReportMetric(float64(rss)/(1<<20), "peak-rss-MiB")
 			b.ReportMetric(float64(used)/(1<<20), "redis-MiB")
+			b.ReportMetric(0, "ns/op")
+			rdb.Close()
+		}
+	})
+
+	// Memory per tracked visitor: visitors within -max-visitors, each with
+	// the state of a short visit (6 requests over 3 minutes), kept while
+	// the Processor lives; heap in use and Redis used_memory, each before
+	// and after, over the visitors.
+	b.Run("memory", func(b *testing.B) {
+		b.ReportAllocs()
+		const visitors, requests = 100_000, 6
+		for range b.N {
+			rdb := floodRedis(b, srv.Addr())
+			redis0 := redisUsage(b.Context(), b, rdb).memory
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			heap0 := ms.HeapInuse
+			proc := floodProcessor(b, fc, models, rdb)
+			feed(b, proc, func(yield func([]byte) bool) {
+				for j := range requests {
+					for i := range visitors {
+						at := start.Add(time.Duration(j*visitors+i) * 3 * time.Minute / time.Duration(requests*visitors))
+						if !yield(floodEvent(sites[i%len(sites)], i, at)) {
+							return
+						}
+					}
+				}
+			})
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			heap := float64(ms.HeapInuse) - float64(heap0)
+			runtime.KeepAlive(proc)
+			used := redisUsage(b.Context(), b, rdb).memory - redis0
+			b.ReportMetric(heap/visitors, "heap-bytes/visitor")
+			b.ReportMetric(used/visitors, "redis-bytes/visitor")
 			b.ReportMetric(0, "ns/op")
 			rdb.Close()
 		}
@@ -223,7 +267,12 @@ func floodEvent(site string, i int, at time.Time) []byte {
 // does, and returns the time spent processing.
 func process(b *testing.B, fc features.Config, models backtest.Models, rdb redis.UniversalClient, events func(func([]byte) bool)) time.Duration {
 	b.Helper()
-	ctx := b.Context()
+	return feed(b, floodProcessor(b, fc, models, rdb), events)
+}
+
+// floodProcessor is a detector's Processor with the defaults, on rdb.
+func floodProcessor(b *testing.B, fc features.Config, models backtest.Models, rdb redis.UniversalClient) *detector.Processor {
+	b.Helper()
 	cfg := detector.DefaultConfig()
 	cfg.EventTime.MaxAge = 0
 	proc, err := detector.NewProcessor(cfg, fc, func() (detector.Store, error) {
@@ -232,6 +281,15 @@ func process(b *testing.B, fc features.Config, models backtest.Models, rdb redis
 	if err != nil {
 		b.Fatal(err)
 	}
+	return proc
+}
+
+// feed sends events through proc in batches of the detector's size,
+// flushing each, and returns the time it took.
+func feed(b *testing.B, proc *detector.Processor, events func(func([]byte) bool)) time.Duration {
+	b.Helper()
+	ctx := b.Context()
+	cfg := detector.DefaultConfig()
 	var took time.Duration
 	batch := make([]kafka.Message, 0, cfg.BatchSize)
 	run := func() {
