@@ -436,8 +436,8 @@ func keyCmd(_ context.Context, c *ctl, args []string) error {
 		return err
 	}
 	v := keyView{Kind: k.Kind.String(), Site: fmt.Sprintf("%016x", k.Site), Visitor: records.VisitorID(k.Visitor), Bucket: k.Bucket}
-	if w := features.DefaultWindow(); k.Kind == keys.KindBucket {
-		v.Start = w.Start(k.Bucket).UTC().Format(time.RFC3339)
+	if k.Kind == keys.KindBucket {
+		v.Start = features.DefaultWindow().Start(k.Bucket).UTC().Format(time.RFC3339)
 	}
 	if c.json {
 		return c.printJSON(v)
@@ -673,7 +673,8 @@ func policyCheckCmd(_ context.Context, c *ctl, args []string) error {
 		return err
 	default:
 		v.Valid, v.Version = true, p.Version()
-		v.Sites, v.Off, v.Allow = p.Sites()
+		c := p.Counts()
+		v.Sites, v.Off, v.Allow = c.Sites, c.Off, c.Allow
 	}
 	if c.json {
 		if err := c.printJSON(v); err != nil {

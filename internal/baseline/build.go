@@ -172,7 +172,7 @@ type Baseline struct {
 	// class (and Early when the class had too few visits for its model).
 	Starts  *model.Starts
 	Early   *model.Early
-	Encoded []byte // the pkg/model encoding of Model and Known, what the API serves
+	Encoded []byte // the pkg/model encoding of Model, Known, Starts and Early: what the API serves
 	Version string // a digest of Encoded: the ETag
 	Windows int    // visitor-windows of the history of the class
 	// Suspects are the visitors of the history left out as bots, and
@@ -374,7 +374,7 @@ func knownVisitors(ctx context.Context, src WindowSource, site string, from, to 
 	return known, nil
 }
 
-// encode sets Encoded and Version from Model and Known.
+// encode sets Encoded and Version from Model, Known, Starts and Early.
 func (b *Baseline) encode() error {
 	enc, err := (&model.Baseline{Model: b.Model, Known: b.Known, Starts: b.Starts, Early: b.Early}).MarshalBinary()
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"html/template"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -157,9 +156,6 @@ func histograms(m *hbos.Model) []featurePage {
 		for i, d := range density {
 			// A bin's contribution: the model's term for a value inside it.
 			x[j] = (edges[i] + edges[i+1]) / 2
-			if math.IsInf(x[j], 0) || math.IsNaN(x[j]) {
-				x[j] = edges[i]
-			}
 			if _, err := m.Explain(x, contrib); err != nil {
 				continue
 			}

@@ -318,10 +318,10 @@ func (d *decodeWorker) decode(data []byte, it *item, pol *policy.Policy, now tim
 	if pol == nil {
 		return
 	}
-	switch {
-	case pol.Off(it.site):
+	switch off, allowed := pol.Screen(it.site, &policy.Request{IP: d.ev.ClientIP, ASN: d.ev.ASN, UserAgent: d.ev.UserAgent, Path: d.ev.Path, Visitor: it.obs.Visitor}, now); {
+	case off:
 		it.unscored = unscoredSiteOff
-	case pol.AllowsRequest(it.site, &policy.Request{IP: d.ev.ClientIP, ASN: d.ev.ASN, UserAgent: d.ev.UserAgent, Path: d.ev.Path, Visitor: it.obs.Visitor}, now):
+	case allowed:
 		it.unscored = unscoredAllowed
 	}
 }

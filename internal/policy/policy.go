@@ -398,13 +398,25 @@ type Request struct {
 // AllowsRequest reports whether an entry of site's allow-list, or of the
 // defaults', in force at now matches r.
 func (p *Policy) AllowsRequest(site string, r *Request, now time.Time) bool {
+	_, allowed := p.Screen(site, r, now)
+	return allowed
+}
+
+// Screen reports, with one look at site, whether it is off and, if not,
+// whether an allow-list entry in force at now matches r: what the
+// detector asks of every request.
+func (p *Policy) Screen(site string, r *Request, now time.Time) (off, allowed bool) {
 	if p == nil {
-		return false
+		return false, false
 	}
-	if s := p.sites[site]; s != nil && anyMatch(s.Allow, r, now) {
-		return true
+	s := p.sites[site]
+	switch {
+	case s != nil && s.Off:
+		return true, false
+	case s != nil && anyMatch(s.Allow, r, now):
+		return false, true
 	}
-	return anyMatch(p.defaults.Allow, r, now)
+	return false, anyMatch(p.defaults.Allow, r, now)
 }
 
 // AllowsVisitor reports whether an entry in force at now allows visitor on
@@ -464,18 +476,26 @@ func (a *Allow) matches(r *Request, now time.Time) bool {
 	return true
 }
 
-// Sites is how many sites the policy names; Off and Allowed how many of
-// them are off, and how many allow-list entries it has in all.
-func (p *Policy) Sites() (sites, off, allowed int) {
+// Counts are what a policy holds: the sites it names, those off and
+// simulated, and its allow-list entries, expired or not.
+type Counts struct {
+	Sites, Off, Simulated, Allow int
+}
+
+// Counts counts what p holds.
+func (p *Policy) Counts() Counts {
 	if p == nil {
-		return 0, 0, 0
+		return Counts{}
 	}
-	allowed = len(p.defaults.Allow)
+	c := Counts{Sites: len(p.sites), Allow: len(p.defaults.Allow)}
 	for _, s := range p.sites {
 		if s.Off {
-			off++
+			c.Off++
 		}
-		allowed += len(s.Allow)
+		if s.Simulate {
+			c.Simulated++
+		}
+		c.Allow += len(s.Allow)
 	}
-	return len(p.sites), off, allowed
+	return c
 }

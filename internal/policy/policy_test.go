@@ -19,8 +19,8 @@ func TestExample(t *testing.T) {
 	if len(p.Version()) != 16 {
 		t.Errorf("version %q", p.Version())
 	}
-	if sites, off, allowed := p.Sites(); sites != 3 || off != 1 || allowed != 5 {
-		t.Errorf("%d sites, %d off, %d entries; want 3, 1, 5", sites, off, allowed)
+	if c := p.Counts(); c != (Counts{Sites: 3, Off: 1, Simulated: 1, Allow: 5}) {
+		t.Errorf("counts %+v; want 3 sites, 1 off, 1 simulated, 5 entries", c)
 	}
 	const shop = "shop.example.com"
 	if p.Contamination(shop) != 0.01 || p.Threshold(shop) != 24 || p.MinRequests(shop) != 6 || p.MinHits(shop) != 2 {
@@ -69,7 +69,7 @@ func TestEmptyAndNil(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", text, err)
 		}
-		if s, _, _ := p.Sites(); s != 0 || p.Off("a.example") || p.AllowsRequest("a.example", &Request{}, now) {
+		if p.Counts().Sites != 0 || p.Off("a.example") || p.AllowsRequest("a.example", &Request{}, now) {
 			t.Errorf("%q: not empty", text)
 		}
 	}

@@ -86,19 +86,11 @@ func (w *Watcher) set(p *Policy) {
 	w.current.Store(p)
 	w.metrics.info.Reset()
 	w.metrics.info.WithLabelValues(p.Version()).Set(1)
-	sites, off, allow := p.Sites()
-	simulated := 0
-	if p != nil {
-		for _, s := range p.sites {
-			if s.Simulate {
-				simulated++
-			}
-		}
-	}
-	w.metrics.sites.WithLabelValues("named").Set(float64(sites))
-	w.metrics.sites.WithLabelValues("off").Set(float64(off))
-	w.metrics.sites.WithLabelValues("simulated").Set(float64(simulated))
-	w.metrics.allow.Set(float64(allow))
+	c := p.Counts()
+	w.metrics.sites.WithLabelValues("named").Set(float64(c.Sites))
+	w.metrics.sites.WithLabelValues("off").Set(float64(c.Off))
+	w.metrics.sites.WithLabelValues("simulated").Set(float64(c.Simulated))
+	w.metrics.allow.Set(float64(c.Allow))
 }
 
 // Reload reads the file again and puts it in force if it changed and has
@@ -128,8 +120,8 @@ func (w *Watcher) Reload() error {
 	}
 	w.set(p)
 	w.metrics.reloads.WithLabelValues("ok").Inc()
-	sites, off, allow := p.Sites()
-	w.logger.Info("policy reloaded", "path", w.path, "version", p.Version(), "sites", sites, "off", off, "allow_entries", allow)
+	c := p.Counts()
+	w.logger.Info("policy reloaded", "path", w.path, "version", p.Version(), "sites", c.Sites, "off", c.Off, "simulated", c.Simulated, "allow_entries", c.Allow)
 	return nil
 }
 
