@@ -179,7 +179,7 @@ func (b *Baselines) recentDetections(ctx context.Context, site string, n int) ([
 		return nil, nil
 	}
 	q := fmt.Sprintf(`SELECT scored_at, visitor, score, threshold, feature_names, feature_contributions
-FROM %s FINAL WHERE site = ? AND score > threshold ORDER BY scored_at DESC LIMIT %d`, b.scoresTable, n)
+FROM %s FINAL WHERE site = ? AND model = '' AND score > threshold ORDER BY scored_at DESC LIMIT %d`, b.scoresTable, n)
 	rows, err := b.conn.Query(ctx, q, site)
 	if err != nil {
 		return nil, fmt.Errorf("querying %s: %w", b.scoresTable, err)

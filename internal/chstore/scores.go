@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -21,7 +22,7 @@ type ScoreRow struct {
 // scoresColumns is the explicit column list of every insert; ClickHouse
 // 18.16 rejects batch appends without one. The feature columns avoid the
 // bare name "values", an SQL keyword.
-const scoresColumns = `scored_at, site, visitor, score, threshold, baseline_version,
+const scoresColumns = `scored_at, site, visitor, model, score, threshold, baseline_version,
 	window_start, window_end, feature_names, feature_values, feature_contributions`
 
 // ScoresDDL returns the CREATE TABLE statement of a scores table.
@@ -31,13 +32,17 @@ const scoresColumns = `scored_at, site, visitor, score, threshold, baseline_vers
 // (site, visitor, scored_at) collapses it into one row; read with FINAL.
 // Two different scores of a visitor within one second collapse too, which
 // loses nothing that matters: the detector re-scores a visitor at most
-// once per rescore interval (30 s by default). The three arrays are
-// parallel, one entry per feature in the baseline's order.
+// once per rescore interval (30 s by default). model is the candidate
+// model of a shadow score, empty for the live model's; it is in the key,
+// so that a candidate's score never replaces the live one of the same
+// window. The three arrays are parallel, one entry per feature in the
+// model's order.
 func ScoresDDL(table string) string {
 	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 	scored_at             DateTime,
 	site                  String,
 	visitor               UInt64,
+	model                 String,
 	score                 Float64,
 	threshold             Float64,
 	baseline_version      String,
@@ -48,13 +53,32 @@ func ScoresDDL(table string) string {
 	feature_contributions Array(Float64)
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMMDD(scored_at)
-ORDER BY (site, visitor, scored_at)`, table)
+ORDER BY (site, visitor, scored_at, model)`, table)
 }
 
-// CreateScores creates the scores table if it does not exist.
+// CreateScores creates the scores table if it does not exist, and gives a
+// table made before model names its model column, at the end of its key
+// (what 18.16 allows of a new column: one without a default expression;
+// a String's is ” anyway).
 func CreateScores(ctx context.Context, conn driver.Conn, table string) error {
 	if err := conn.Exec(ctx, ScoresDDL(table)); err != nil {
 		return fmt.Errorf("creating table %s: %w", table, err)
+	}
+	db, args := "currentDatabase()", []any{table}
+	if d, t, ok := strings.Cut(table, "."); ok {
+		db, args = "?", []any{d, t}
+	}
+	var n uint64
+	q := "SELECT count() FROM system.columns WHERE database = " + db + " AND table = ? AND name = 'model'"
+	if err := conn.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+		return fmt.Errorf("looking for the model column of %s: %w", table, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	alter := fmt.Sprintf("ALTER TABLE %s ADD COLUMN model String AFTER visitor, MODIFY ORDER BY (site, visitor, scored_at, model)", table)
+	if err := conn.Exec(ctx, alter); err != nil {
+		return fmt.Errorf("adding the model column to %s: %w", table, err)
 	}
 	return nil
 }
@@ -115,7 +139,7 @@ func InsertScores(ctx context.Context, conn driver.Conn, table string, rows []Sc
 			values = append(values, c.Value)
 			contribs = append(contribs, c.Contribution)
 		}
-		err := batch.Append(s.ScoredAt.UTC(), s.Site, rows[i].Visitor, s.Score, s.Threshold, s.BaselineVersion,
+		err := batch.Append(s.ScoredAt.UTC(), s.Site, rows[i].Visitor, s.Model, s.Score, s.Threshold, s.BaselineVersion,
 			s.WindowStart.UTC(), s.WindowEnd.UTC(), names, values, contribs)
 		if err != nil {
 			return fmt.Errorf("appending to %s: %w", table, &RowError{Index: i, Err: err})

@@ -142,3 +142,71 @@ func TestCheckScoreTimes(t *testing.T) {
 		})
 	}
 }
+
+// TestScoresTableModels: a candidate model's score of a window is kept
+// next to the live one's, in a new table and in one made before model
+// names (whose rows read as the live model's).
+func TestScoresTableModels(t *testing.T) {
+	_, conn := testenv.ClickHouseConn(t)
+	ctx := t.Context()
+	// The table as it was made before model names.
+	old := strings.Replace(strings.Replace(ScoresDDL("old_scores"), "\tmodel                 String,\n", "", 1), ", model)", ")", 1)
+	if strings.Contains(old, "model") {
+		t.Fatalf("the old DDL still names the model:\n%s", old)
+	}
+	if err := conn.Exec(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC)
+	before := score("a.example", 1, at.Add(-time.Minute), 5)
+	batch, err := conn.PrepareBatch(ctx, `INSERT INTO old_scores (scored_at, site, visitor, score, threshold, baseline_version,
+		window_start, window_end, feature_names, feature_values, feature_contributions)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := batch.Append(before.ScoredAt, "a.example", uint64(1), 5.0, 10.0, "v1", before.WindowStart, before.WindowEnd,
+		[]string{"requests"}, []float64{1}, []float64{5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := batch.Send(); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"new_scores", "old_scores"} {
+		if err := CreateScores(ctx, conn, table); err != nil {
+			t.Fatal(err)
+		}
+		if err := CreateScores(ctx, conn, table); err != nil {
+			t.Fatalf("%s, again: %v", table, err)
+		}
+		live, shadow := score("a.example", 1, at, 12), score("a.example", 1, at, 30)
+		shadow.Model = "bins-20"
+		rows := []ScoreRow{{Record: live, Visitor: 1}, {Record: shadow, Visitor: 1}, {Record: shadow, Visitor: 1}}
+		if err := InsertScores(ctx, conn, table, rows); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		r, err := conn.Query(ctx, "SELECT model, score FROM "+table+" FINAL WHERE scored_at = ?", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r.Next() {
+			var m string
+			var s float64
+			if err := r.Scan(&m, &s); err != nil {
+				t.Fatal(err)
+			}
+			got[m] = s
+		}
+		if err := r.Err(); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		if len(got) != 2 || got[""] != 12 || got["bins-20"] != 30 {
+			t.Errorf("%s: scores by model %v, want the live 12 and the candidate's 30", table, got)
+		}
+	}
+	var m string
+	if err := conn.QueryRow(ctx, "SELECT model FROM old_scores FINAL WHERE scored_at = ?", before.ScoredAt).Scan(&m); err != nil || m != "" {
+		t.Errorf("a row from before model names: model %q, %v; want the live model's", m, err)
+	}
+}

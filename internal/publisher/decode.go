@@ -70,10 +70,14 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 			s.Site, err = d.str(v)
 		case "class":
 			s.Class, err = d.str(v)
+		case "model":
+			s.Model, err = d.str(v)
 		case "returning":
 			s.Returning, err = v.Bool()
 		case "early":
 			s.Early, err = v.Bool()
+		case "allowed":
+			s.Allowed, err = v.Bool()
 		case "page", "shape": // one of many: not interned
 			var b []byte
 			if b, err = v.StringBytes(); err == nil {

@@ -45,6 +45,9 @@ func decodeInputs(t testing.TB) map[string]string {
 		"visitor a number":     `{"visitor":1}`,
 		"early":                `{"early":true,"returning":false}`,
 		"early not a bool":     `{"early":1}`,
+		"model":                `{"model":"bins-20","class":"api"}`,
+		"model not a string":   `{"model":7}`,
+		"allowed":              `{"allowed":true,"features":null}`,
 	}
 }
 

@@ -4,19 +4,22 @@
 // (Starts, and Early for their first few requests), and its versioned
 // binary encoding.
 //
-// The encoding, version 3, integers little-endian:
+// The encoding, version 4, integers little-endian:
 //
-//	magic     4  "ABL3"
+//	magic     4  "ABL4"
 //	model     4+n  uint32 length n, then the pkg/hbos encoding
 //	known     4+m  uint32 length m, then Known's encoding (m = 0: none)
 //	starts    4+s  uint32 length s, then Starts' encoding (s = 0: none)
 //	early     4+e  uint32 length e (0: none), then uint32 Early.Requests,
 //	               uint32 length k, Early.Model's pkg/hbos encoding (k
 //	               bytes), and Early.Starts' encoding
+//	shadows   4+h  uint32 length h (0: none), then per shadow: uint16
+//	               name length, the name, uint32 length k and its pkg/hbos
+//	               encoding (k bytes)
 //	crc       4  CRC-32C of every byte before it
 //
-// Version 2 ("ABL2") has no early part and version 1 ("ABL1") no starts
-// either; both still decode. A detector older than a version refuses it,
+// Version 3 ("ABL3") has no shadows, version 2 ("ABL2") no early part and
+// version 1 ("ABL1") no starts either; all still decode. A detector older than a version refuses it,
 // so detectors are upgraded first.
 package model
 
@@ -25,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 )
@@ -41,7 +45,51 @@ type Baseline struct {
 	// Early is how those visits began at their first few requests; nil
 	// when unknown.
 	Early *Early
+	// Shadows are the candidate models fitted to the same windows: the
+	// detector scores every window with each and records their scores
+	// under their names, which are never published.
+	Shadows []Shadow
 }
+
+// Shadow is a candidate model: a configuration an operator is trying
+// next to the live one (see internal/policy). Its model's feature names
+// are some of the live model's, in the live order.
+type Shadow struct {
+	Name  string
+	Model *hbos.Model
+	// Index is where each of Model's features is in the live model's
+	// vector: set by IndexShadows, not encoded.
+	Index []int
+}
+
+// IndexShadows sets each shadow's Index from live, the feature names of
+// the live model's vector, and drops the shadows that need a feature it
+// lacks, returning their names.
+func (b *Baseline) IndexShadows(live []string) (dropped []string) {
+	kept := b.Shadows[:0]
+	for _, sh := range b.Shadows {
+		names := sh.Model.Names()
+		sh.Index = make([]int, 0, len(names))
+		for _, n := range names {
+			j := slices.Index(live, n)
+			if j < 0 {
+				break
+			}
+			sh.Index = append(sh.Index, j)
+		}
+		if len(sh.Index) < len(names) || len(names) == 0 {
+			dropped = append(dropped, sh.Name)
+			continue
+		}
+		kept = append(kept, sh)
+	}
+	b.Shadows = kept
+	return dropped
+}
+
+// MaxShadowName bounds a shadow's name, which is a column value and a
+// metric label.
+const MaxShadowName = 64
 
 // Early is how a class's visits begin at their first Requests requests,
 // fewer than a score needs: the shapes of those windows (Starts) and an
@@ -58,7 +106,8 @@ type Early struct {
 var ErrEncoding = errors.New("invalid baseline encoding")
 
 const (
-	magic   = "ABL3"
+	magic   = "ABL4"
+	magicV3 = "ABL3" // no shadows
 	magicV2 = "ABL2" // no early part
 	magicV1 = "ABL1" // no starts either
 )
@@ -102,6 +151,22 @@ func (b *Baseline) MarshalBinary() ([]byte, error) {
 	}
 	out = binary.LittleEndian.AppendUint32(out, uint32(len(early)))
 	out = append(out, early...)
+	var shadows []byte
+	for _, sh := range b.Shadows {
+		if sh.Name == "" || len(sh.Name) > MaxShadowName || sh.Model == nil {
+			return nil, fmt.Errorf("baseline: a shadow needs a name of 1 to %d bytes and a model, got %q", MaxShadowName, sh.Name)
+		}
+		sm, err := sh.Model.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("the shadow model %s: %w", sh.Name, err)
+		}
+		shadows = binary.LittleEndian.AppendUint16(shadows, uint16(len(sh.Name)))
+		shadows = append(shadows, sh.Name...)
+		shadows = binary.LittleEndian.AppendUint32(shadows, uint32(len(sm)))
+		shadows = append(shadows, sm...)
+	}
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(shadows)))
+	out = append(out, shadows...)
 	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, castagnoli)), nil
 }
 
@@ -118,8 +183,10 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 		version = 1
 	case magicV2:
 		version = 2
-	case magic:
+	case magicV3:
 		version = 3
+	case magic:
+		version = 4
 	default:
 		return fmt.Errorf("%w: not a baseline (magic %q)", ErrEncoding, data[:len(magic)])
 	}
@@ -148,7 +215,7 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 	if err != nil {
 		return err
 	}
-	var st, ea []byte
+	var st, ea, sh []byte
 	if version >= 2 {
 		if st, err = part("visit starts"); err != nil {
 			return err
@@ -156,6 +223,11 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 	}
 	if version >= 3 {
 		if ea, err = part("early part"); err != nil {
+			return err
+		}
+	}
+	if version >= 4 {
+		if sh, err = part("shadows"); err != nil {
 			return err
 		}
 	}
@@ -182,8 +254,37 @@ func (b *Baseline) UnmarshalBinary(data []byte) error {
 			return err
 		}
 	}
+	if out.Shadows, err = decodeShadows(sh); err != nil {
+		return err
+	}
 	*b = out
 	return nil
+}
+
+func decodeShadows(b []byte) ([]Shadow, error) {
+	var out []Shadow
+	for len(b) > 0 {
+		if len(b) < 2 {
+			return nil, fmt.Errorf("%w: shadow name length missing", ErrEncoding)
+		}
+		n := int(binary.LittleEndian.Uint16(b))
+		if n == 0 || n > MaxShadowName || len(b) < 2+n+4 {
+			return nil, fmt.Errorf("%w: shadow name of %d bytes in %d", ErrEncoding, n, len(b))
+		}
+		name := string(b[2 : 2+n])
+		b = b[2+n:]
+		k := binary.LittleEndian.Uint32(b)
+		if uint64(k) > uint64(len(b)-4) {
+			return nil, fmt.Errorf("%w: shadow %s: model of %d bytes, %d left", ErrEncoding, name, k, len(b)-4)
+		}
+		m := new(hbos.Model)
+		if err := m.UnmarshalBinary(b[4 : 4+k]); err != nil {
+			return nil, fmt.Errorf("%w: shadow %s: %w", ErrEncoding, name, err)
+		}
+		out = append(out, Shadow{Name: name, Model: m})
+		b = b[4+k:]
+	}
+	return out, nil
 }
 
 func decodeEarly(b []byte) (*Early, error) {

@@ -53,7 +53,9 @@ func TestBaselineEncoding(t *testing.T) {
 	}
 	early := &Early{Requests: 2, Model: testModel(t), Starts: NewStarts()}
 	early.Starts.Add(9)
-	for _, b := range []*Baseline{{Model: testModel(t), Known: known, Starts: starts, Early: early}, {Model: testModel(t), Starts: starts}, {Model: testModel(t)}} {
+	shadows := []Shadow{{Name: "bins-20", Model: testModel(t)}, {Name: "c", Model: testModel(t)}}
+	shadows[1].Model.SetThreshold(7)
+	for _, b := range []*Baseline{{Model: testModel(t), Known: known, Starts: starts, Early: early, Shadows: shadows}, {Model: testModel(t), Starts: starts}, {Model: testModel(t)}} {
 		enc, err := b.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
@@ -82,6 +84,14 @@ func TestBaselineEncoding(t *testing.T) {
 		} else if e := got.Early; e != nil {
 			if e.Requests != 2 || e.Model.Threshold() != early.Model.Threshold() || e.Starts.Visits() != 1 || e.Starts.Share(9) != 1.5/2 {
 				t.Errorf("early part decoded as %d requests, threshold %v, %d visits, share %v", e.Requests, e.Model.Threshold(), e.Starts.Visits(), e.Starts.Share(9))
+			}
+		}
+		if len(got.Shadows) != len(b.Shadows) {
+			t.Errorf("%d shadows, want %d", len(got.Shadows), len(b.Shadows))
+		}
+		for i := range min(len(got.Shadows), len(b.Shadows)) {
+			if g, w := got.Shadows[i], b.Shadows[i]; g.Name != w.Name || g.Model.Threshold() != w.Model.Threshold() {
+				t.Errorf("shadow %d: %s with threshold %v, want %s with %v", i, g.Name, g.Model.Threshold(), w.Name, w.Model.Threshold())
 			}
 		}
 		// Every truncation and every flipped byte is an error, never a
@@ -126,13 +136,31 @@ func TestBaselineEncodingV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Version 3 without its early part (an empty one: 4 bytes of length)
-	// is version 2 under another magic.
-	v2 := append([]byte(magicV2), enc[len(magic):len(enc)-8]...)
+	// Version 4 without its early part and shadows (empty ones: 4 bytes
+	// of length each) is version 2 under another magic.
+	v2 := append([]byte(magicV2), enc[len(magic):len(enc)-12]...)
 	v2 = binary.LittleEndian.AppendUint32(v2, crc32.Checksum(v2, castagnoli))
 	var got Baseline
 	if err := got.UnmarshalBinary(v2); err != nil || got.Model == nil || got.Starts == nil || got.Starts.Visits() != 1 || got.Early != nil {
 		t.Errorf("version 2: %+v, %v", got, err)
+	}
+}
+
+// TestBaselineEncodingV3: a baseline of version 3, without shadows,
+// still decodes, with its early part.
+func TestBaselineEncodingV3(t *testing.T) {
+	early := &Early{Requests: 2, Model: testModel(t), Starts: NewStarts()}
+	enc, err := (&Baseline{Model: testModel(t), Early: early}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version 4 without its shadows (4 bytes of length) is version 3
+	// under another magic.
+	v3 := append([]byte(magicV3), enc[len(magic):len(enc)-8]...)
+	v3 = binary.LittleEndian.AppendUint32(v3, crc32.Checksum(v3, castagnoli))
+	var got Baseline
+	if err := got.UnmarshalBinary(v3); err != nil || got.Early == nil || got.Early.Requests != 2 || got.Shadows != nil {
+		t.Errorf("version 3: %+v, %v", got, err)
 	}
 }
 

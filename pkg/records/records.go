@@ -21,6 +21,13 @@ import (
 // Version is the record version this package writes and reads.
 const Version = 1
 
+// LiveModel is how comparisons and metrics name the live model, whose
+// score records have no model.
+const LiveModel = "live"
+
+// MaxModel bounds a score record's model name.
+const MaxModel = 64
+
 // Contribution is one feature's share of a score.
 type Contribution struct {
 	// Feature is the feature's name, as in the pkg/features table.
@@ -46,6 +53,16 @@ type Score struct {
 	// requests in the baseline's period, and the fit did not leave it out
 	// as a bot.
 	Returning bool `json:"returning,omitempty"`
+	// Allowed marks a record that is no score: the visitor's requests are
+	// allowed by the policy for who it is (an allow-list entry on its
+	// address, range, network, user agent or id), so the publisher
+	// revokes its live detection. Score, Threshold and Features are
+	// empty; the window and ScoredAt are the request's.
+	Allowed bool `json:"allowed,omitempty"`
+	// Model names the candidate model that scored the window (a shadow,
+	// see internal/policy); empty for the live model. A candidate's
+	// scores are stored and compared, never published.
+	Model string `json:"model,omitempty"`
 	// Early marks the record of a visit's beginning: a window of exactly
 	// the requests of the baseline's early part (model.Early), fewer than
 	// a score needs, scored with the early model against its threshold,
@@ -164,7 +181,11 @@ func (s *Score) Validate() error {
 	if err := common(s.V, s.Site, s.Visitor, s.Score, s.Threshold); err != nil {
 		return err
 	}
-	if len(s.Features) == 0 {
+	if s.Allowed {
+		if len(s.Features) > 0 || s.Model != "" || s.Early {
+			return invalid("allowed", "an allowed visitor's record has no features, model or early mark")
+		}
+	} else if len(s.Features) == 0 {
 		return invalid("features", "empty")
 	}
 	if err := contributions("features", s.Features); err != nil {
@@ -178,6 +199,12 @@ func (s *Score) Validate() error {
 	}
 	if !(s.ShapeShare >= 0 && s.ShapeShare <= 1) {
 		return invalid("shape_share", "%v is not a share in [0, 1]", s.ShapeShare)
+	}
+	if len(s.Model) > MaxModel || s.Model == LiveModel {
+		return invalid("model", "%q: at most %d bytes, and not %q (the live model's records have none)", s.Model, MaxModel, LiveModel)
+	}
+	if s.Model != "" && s.Early {
+		return invalid("early", "a candidate model's record is never a visit's beginning")
 	}
 	return nil
 }
@@ -249,6 +276,13 @@ func (s *Score) AppendJSON(b []byte) ([]byte, error) {
 	}
 	if s.Returning {
 		b = append(b, `,"returning":true`...)
+	}
+	if s.Allowed {
+		b = append(b, `,"allowed":true`...)
+	}
+	if s.Model != "" {
+		b = append(b, `,"model":`...)
+		b = appendString(b, s.Model)
 	}
 	if s.Early {
 		b = append(b, `,"early":true`...)

@@ -125,7 +125,7 @@ func TestScoreAppendJSON(t *testing.T) {
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
 	for i := range 2000 {
 		s := Score{
-			V: rng.IntN(3), Site: pick(strs), Visitor: pick(strs), Class: pick(strs), Returning: rng.IntN(2) == 0, Early: rng.IntN(2) == 0, Page: pick(strs), Shape: pick(strs), ShapeShare: rng.Float64(),
+			V: rng.IntN(3), Site: pick(strs), Visitor: pick(strs), Class: pick(strs), Returning: rng.IntN(2) == 0, Allowed: rng.IntN(2) == 0, Model: pick(strs), Early: rng.IntN(2) == 0, Page: pick(strs), Shape: pick(strs), ShapeShare: rng.Float64(),
 			Score: floats[rng.IntN(len(floats))] * float64(1-2*rng.IntN(2)), Threshold: rng.NormFloat64() * 1e3,
 			WindowStart: times[rng.IntN(len(times))], WindowEnd: times[rng.IntN(len(times))], ScoredAt: times[rng.IntN(len(times))],
 			BaselineVersion: pick(strs),
