@@ -1,6 +1,7 @@
 // Command anomalyctl is the operator's command: what the baseline service
 // has learned of each site, a visitor's window explained feature by
-// feature, a rebuild now, a Redis key decoded. It talks to the services
+// feature, a rebuild now, a Redis key decoded, candidate models compared
+// with the live one. It talks to the services
 // with their tokens, as they talk to each other.
 package main
 
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -41,6 +43,7 @@ Verbs:
   rebuild SITE              build a site's baselines now (needs the admin token)
   key HEX                   decode a Redis key of the feature store
   detections                follow the detections as the publisher sends them to the edge
+  shadow                    candidate models against the live one, per site: both, live only, candidate only
   policy check FILE         check a policy file: every fault, with its line and field
 
 "anomalyctl VERB -h" explains a verb's flags. Every flag can also be set by
@@ -94,6 +97,14 @@ var verbs = map[string]verb{
 			fs.DurationVar(&c.since, "since", 0, "also print the detections written this long ago or later; 0: only new ones")
 			fs.IntVar(&c.n, "n", 0, "stop after this many detections; 0: until interrupted")
 		}, detectionsCmd, 0},
+	"shadow": {"", "Compares, per site, the visitors each candidate model (the policy's\nshadows) detected with those the live model detected over the -period\nbefore the newest score: both, live only, candidate only, with example\nvisitor ids, the most anomalous first. A visitor is detected by a model\nwith -min-hits of its scores by it above their threshold. Read from the\npublisher's scores table by the baseline service (its -scores-table).",
+		func(fs *flag.FlagSet, c *ctl) {
+			apiFlags(fs, c)
+			fs.DurationVar(&c.since, "period", baseline.DefaultShadowPeriod, "event time compared, back from the newest score")
+			fs.StringVar(&c.site, "site", "", "only this site; empty: every site")
+			fs.IntVar(&c.n, "min-hits", baseline.DefaultShadowMinHits, "scores above the threshold that make a detection (the publisher's -min-hits)")
+			fs.IntVar(&c.examples, "examples", baseline.DefaultShadowExamples, "example visitor ids of each kind of difference")
+		}, shadowCmd, 0},
 	"policy check": {"FILE", "Checks a policy file (docs/policy.example.yaml) as the services read it:\nexit status 0 and what it sets, or 1 and every fault, with its line and\nfield.",
 		func(*flag.FlagSet, *ctl) {}, policyCheckCmd, 1},
 	"key": {"HEX", "Decodes a Redis key of the feature store (pkg/keys), given in hex as\nredis-cli prints it with --no-raw (\\x escapes) or as plain hex digits.",
@@ -114,6 +125,8 @@ type ctl struct {
 	kafka      service.KafkaConfig
 	since      time.Duration
 	n          int
+	site       string
+	examples   int
 }
 
 // apiFlags registers the baseline service's address, trust and token.
@@ -290,6 +303,45 @@ func sitesCmd(ctx context.Context, c *ctl, _ []string) error {
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Site, cl.Class, cl.Status, dash(served), dash(cl.Version),
 				count(cl.Windows), when(s.Built), oneLine(cl.Error))
+		}
+	}
+	return w.Flush()
+}
+
+func shadowCmd(ctx context.Context, c *ctl, _ []string) error {
+	q := url.Values{"period": {c.since.String()}, "min_hits": {strconv.Itoa(c.n)}, "examples": {strconv.Itoa(c.examples)}}
+	if c.site != "" {
+		q.Set("site", c.site)
+	}
+	body, _, err := c.call(ctx, http.MethodGet, "/v1/shadow", q, c.token)
+	if err != nil {
+		return err
+	}
+	var cmp baseline.ShadowComparison
+	if err := json.Unmarshal(body, &cmp); err != nil {
+		return fmt.Errorf("the comparison's answer: %w", err)
+	}
+	if c.json {
+		return c.printJSON(cmp)
+	}
+	fmt.Fprintf(c.out, "scores from %s to %s, a detection at %d hits\n\n", cmp.From.Format(time.RFC3339), cmp.To.Format(time.RFC3339), cmp.MinHits)
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SITE\tMODEL\tLIVE\tBOTH\tLIVE ONLY\tCANDIDATE ONLY\tEXAMPLES")
+	for _, s := range cmp.Sites {
+		if len(s.Models) == 0 {
+			fmt.Fprintf(w, "%s\t-\t%d\t-\t-\t-\t-\n", s.Site, s.Live)
+		}
+		for _, m := range s.Models {
+			var ex []string
+			for _, e := range []struct {
+				what string
+				ids  []string
+			}{{"both", m.BothExamples}, {"live only", m.LiveOnlyExamples}, {"candidate only", m.CandidateOnlyExamples}} {
+				if len(e.ids) > 0 {
+					ex = append(ex, e.what+": "+strings.Join(e.ids, " "))
+				}
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", s.Site, m.Model, s.Live, m.Both, m.LiveOnly, m.CandidateOnly, dash(strings.Join(ex, "; ")))
 		}
 	}
 	return w.Flush()

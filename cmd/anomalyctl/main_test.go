@@ -157,6 +157,17 @@ func fakeAPI(t *testing.T, bl *model.Baseline) *httptest.Server {
 		w.Header().Set("ETag", `"3f1c2a9be04d7781"`)
 		w.Write(enc)
 	})
+	mux.HandleFunc("GET /v1/shadow", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("period") != "2h0m0s" || q.Get("site") != "shop.example.com" || q.Get("min_hits") != "2" || q.Get("examples") != "5" {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"error":"unexpected query %s"}`, r.URL.RawQuery)
+			return
+		}
+		json.NewEncoder(w).Encode(baseline.ShadowComparison{From: built.Add(-2 * time.Hour), To: built, MinHits: 2, Sites: []baseline.SiteComparison{
+			{Site: "shop.example.com", Live: 3, Models: []baseline.ModelComparison{{Model: "bins-20", Both: 2, LiveOnly: 1, CandidateOnly: 4,
+				LiveOnlyExamples: []string{"00000000000000aa"}, CandidateOnlyExamples: []string{"00000000000000bb", "00000000000000cc"}}}}}})
+	})
 	mux.HandleFunc("POST /v1/sites/{site}/rebuild", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+adminToken {
 			w.WriteHeader(http.StatusForbidden)
@@ -219,6 +230,13 @@ func TestSitesBaselineRebuild(t *testing.T) {
 	}
 	if code, out, errOut := ctlRun(t, with("rebuild", "-admin-token", adminToken, "shop.example.com")...); code != 0 || !strings.Contains(out, "shop.example.com: ok") {
 		t.Errorf("rebuild: exit %d, %q %q", code, out, errOut)
+	}
+	code, out, errOut = ctlRun(t, with("shadow", "-period", "2h", "-site", "shop.example.com", "-min-hits", "2")...)
+	if code != 0 || !strings.Contains(out, "shop.example.com  bins-20  3     2     1          4               live only: 00000000000000aa; candidate only: 00000000000000bb 00000000000000cc") {
+		t.Errorf("shadow: exit %d, %s\n%s", code, errOut, out)
+	}
+	if code, _, errOut := ctlRun(t, with("shadow", "-period", "3h")...); code != 1 || !strings.Contains(errOut, "unexpected query") {
+		t.Errorf("shadow, a refused query: exit %d, %q; want 1 and the service's reason", code, errOut)
 	}
 	if code, _, errOut := ctlRun(t, "sites", "-baseline-url", srv.URL); code != 1 || !strings.Contains(errOut, "401") {
 		t.Errorf("sites without a token: exit %d, %q", code, errOut)

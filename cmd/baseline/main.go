@@ -137,6 +137,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 		return fmt.Errorf("-policy: %w", err)
 	}
 	baselines.SetPolicy(pw.Policy)
+	conv.SetPolicy(pw.Policy, a.features.Classes)
 	baselines.SetScoresTable(a.scores)
 
 	dialer, transport, err := a.kafka.Clients()

@@ -169,6 +169,9 @@ func Run(ctx context.Context, cfg Config, history, live io.Reader) (*Result, err
 			if err := json.Unmarshal(m.Value, &sc); err != nil {
 				return fmt.Errorf("decoding a score record: %w", err)
 			}
+			if sc.Model != "" || sc.Allowed { // no policy here: neither candidates nor allow-lists
+				continue
+			}
 			res.Scores++
 			visitor, err := records.ParseVisitorID(sc.Visitor)
 			if err != nil {

@@ -42,6 +42,15 @@ import (
 //	          thresholds, from the scores table (SetScoresTable). No
 //	          script. A browser sends the token as a basic-auth password.
 //	     404  the site has no baseline of any class
+//	GET  /v1/shadow[?period=24h&site=S&min_hits=3&examples=5]
+//	     200  JSON ShadowComparison: per site, the visitors each candidate
+//	          model (the policy's shadows) detected against those the live
+//	          model detected (both, live only, candidate only, with
+//	          examples), from the scores table over the period of event
+//	          time before its newest score
+//	     400  a parameter out of range
+//	     404  no scores table (-scores-table), or no scores in it
+//	     503  the scores cannot be read (ClickHouse unreachable)
 //	POST /v1/sites/{site}/rebuild
 //	     200  JSON SiteStatus after building the site's baselines now
 //	     403  the caller has -token but the service has an -admin-token
@@ -62,6 +71,7 @@ func (b *Baselines) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/sites/{site}/baseline", b.serveBaseline)
 	mux.HandleFunc("GET /v1/sites", b.serveSites)
 	mux.HandleFunc("GET /v1/sites/{site}/page", b.servePage)
+	mux.HandleFunc("GET /v1/shadow", b.serveShadow)
 	mux.Handle("POST /v1/sites/{site}/rebuild", service.RequireAdmin(http.HandlerFunc(b.serveRebuild)))
 	return mux
 }

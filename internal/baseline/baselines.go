@@ -510,12 +510,19 @@ func (b *Baselines) buildSite(ctx context.Context, site string, newest time.Time
 	}
 	if err == nil {
 		cfg := b.cfg
-		if c := b.policy().Contamination(site); c > 0 {
+		pol := b.policy()
+		if c := pol.Contamination(site); c > 0 {
 			cfg.HBOS.Contamination = c
 		}
+		cfg.Shadows = pol.Shadows()
 		built, err = Build(ctx, ClickHouseWindows{b.conn, b.table}, cfg, site, newest)
 		if err != nil {
 			b.metrics.ClickHouseErrors.WithLabelValues(opBuild).Inc()
+		}
+		if built != nil {
+			for _, serr := range built.ShadowErrs {
+				b.logger.Warn("a candidate model left out", "site", site, "err", serr)
+			}
 		}
 	}
 	took := time.Since(start)

@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"gonum.org/v1/gonum/stat"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
@@ -72,6 +74,9 @@ type BuildConfig struct {
 	// ThresholdFloor is the lowest threshold a baseline gets, so that a
 	// site of very uniform visitors does not flag trivia.
 	ThresholdFloor float64
+	// Shadows are the candidate models fitted next to each baseline, to
+	// the same windows (the policy's shadows section).
+	Shadows []policy.Shadow
 }
 
 // DefaultBuildConfig is 7 days of history, at least 300 visitor-windows
@@ -170,9 +175,11 @@ type Baseline struct {
 	// of visitors the fit left out, and Early how they began at their
 	// first few requests; nil when the baseline is served for another
 	// class (and Early when the class had too few visits for its model).
-	Starts  *model.Starts
-	Early   *model.Early
-	Encoded []byte // the pkg/model encoding of Model, Known, Starts and Early: what the API serves
+	Starts *model.Starts
+	Early  *model.Early
+	// Shadows are the candidate models fitted to the same windows.
+	Shadows []model.Shadow
+	Encoded []byte // the pkg/model encoding of Model, Known, Starts, Early and Shadows: what the API serves
 	Version string // a digest of Encoded: the ETag
 	Windows int    // visitor-windows of the history of the class
 	// Suspects are the visitors of the history left out as bots, and
@@ -189,6 +196,10 @@ type Built struct {
 	Baselines [features.NumClasses]*Baseline
 	Errs      [features.NumClasses]error
 	Known     *model.Known // nil for the pooled baselines
+	// ShadowErrs are the candidates that could not be fitted, each left
+	// out of its class's baseline; the live baselines do not depend on
+	// them.
+	ShadowErrs []error
 }
 
 // Build fits the baselines of every traffic class of site (Pooled: of
@@ -256,8 +267,17 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 		if m == nil {
 			continue
 		}
+		var shadows []model.Shadow
+		for _, sh := range cfg.Shadows {
+			sm, err := fitShadow(cols[c], visitors[c], cfg, sh)
+			if err != nil {
+				built.ShadowErrs = append(built.ShadowErrs, fmt.Errorf("the candidate %s of the %s baseline of %q: %w", sh.Name, features.Class(c), site, err))
+				continue
+			}
+			shadows = append(shadows, model.Shadow{Name: sh.Name, Model: sm})
+		}
 		b := &Baseline{
-			Site: site, Class: features.Class(c), Model: m, Known: built.Known, Starts: starts[c], Early: early[c],
+			Site: site, Class: features.Class(c), Model: m, Known: built.Known, Starts: starts[c], Early: early[c], Shadows: shadows,
 			Windows: len(visitors[c]), Suspects: stats[c].Suspects, Trimmed: stats[c].Trimmed,
 			From: q.From, To: newest, Built: time.Now().UTC(),
 		}
@@ -374,9 +394,10 @@ func knownVisitors(ctx context.Context, src WindowSource, site string, from, to 
 	return known, nil
 }
 
-// encode sets Encoded and Version from Model, Known, Starts and Early.
+// encode sets Encoded and Version from Model, Known, Starts, Early and
+// Shadows.
 func (b *Baseline) encode() error {
-	enc, err := (&model.Baseline{Model: b.Model, Known: b.Known, Starts: b.Starts, Early: b.Early}).MarshalBinary()
+	enc, err := (&model.Baseline{Model: b.Model, Known: b.Known, Starts: b.Starts, Early: b.Early, Shadows: b.Shadows}).MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encoding the %s baseline of %q: %w", b.Class, b.Site, err)
 	}
@@ -408,7 +429,58 @@ func (b *Baseline) For(site string, class features.Class, known *model.Known) (*
 // robust HBOS fit (see trim), the feature names and the threshold floor.
 // Build feeds it from the requests table; backtests from memory.
 func Fit(cols [][]float64, visitors []uint64, cfg BuildConfig) (*hbos.Model, FitStats, error) {
+	return fit(cols, cfg.Set.Names(), visitors, cfg)
+}
+
+// fitShadow fits the candidate sh to the windows Fit fitted a live model
+// to: the columns of its features, with its settings in place of cfg's.
+func fitShadow(cols [][]float64, visitors []uint64, cfg BuildConfig, sh policy.Shadow) (*hbos.Model, error) {
 	names := cfg.Set.Names()
+	if len(sh.Features) > 0 {
+		picked := make([][]float64, 0, len(sh.Features))
+		var pickedNames []string
+		for j, name := range names { // in the live order, as the detector's vector has them
+			if slices.Contains(sh.Features, name) {
+				picked, pickedNames = append(picked, cols[j]), append(pickedNames, name)
+			}
+		}
+		for _, f := range sh.Features {
+			if !slices.Contains(names, f) {
+				return nil, fmt.Errorf("the feature %s is not scored with -identity's features (%s)", f, strings.Join(names, ", "))
+			}
+		}
+		cols, names = picked, pickedNames
+	}
+	if sh.Bins > 0 {
+		cfg.HBOS.Bins = sh.Bins
+	}
+	if sh.Alpha > 0 {
+		cfg.HBOS.Alpha = sh.Alpha
+	}
+	if sh.Contamination > 0 {
+		cfg.HBOS.Contamination = sh.Contamination
+	}
+	switch {
+	case sh.Trim > 0:
+		cfg.Trim = sh.Trim
+	case sh.Trim < 0:
+		cfg.Trim = 0
+	}
+	switch {
+	case sh.ThresholdSpread > 0:
+		cfg.ThresholdSpread = sh.ThresholdSpread
+	case sh.ThresholdSpread < 0:
+		cfg.ThresholdSpread = 0
+	}
+	if err := cfg.HBOS.Validate(); err != nil {
+		return nil, err
+	}
+	m, _, err := fit(cols, names, visitors, cfg)
+	return m, err
+}
+
+// fit is Fit of the columns of the features names.
+func fit(cols [][]float64, names []string, visitors []uint64, cfg BuildConfig) (*hbos.Model, FitStats, error) {
 	if len(cols) != len(names) {
 		return nil, FitStats{}, fmt.Errorf("%d feature columns, want %d", len(cols), len(names))
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
+	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
@@ -104,6 +106,46 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 	var decoded model.Baseline
 	if err := decoded.UnmarshalBinary(b.Encoded); err != nil || len(b.Version) != 16 || decoded.Known == nil {
 		t.Errorf("encoded baseline: %v, version %q", err, b.Version)
+	}
+
+	// Candidates: fitted to the same windows with their settings, each on
+	// its features, in the live order; one naming a feature the set does
+	// not score is left out, and the live model is the same.
+	withShadows := cfg
+	withShadows.Shadows = []policy.Shadow{
+		{Name: "narrow", Bins: 5, Features: []string{"logodds_4xx", "log1p_requests"}},
+		{Name: "ips", Features: []string{"log1p_distinct_ips"}},
+	}
+	built, err := Build(ctx, ClickHouseWindows{conn, "requests"}, withShadows, site, newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := built.Baselines[features.ClassBrowser]
+	if len(built.ShadowErrs) == 0 || !strings.Contains(built.ShadowErrs[0].Error(), "log1p_distinct_ips") {
+		t.Errorf("a candidate of a feature not scored: %v", built.ShadowErrs)
+	}
+	if sb.Model.Threshold() != b.Model.Threshold() || len(sb.Shadows) != 1 || sb.Shadows[0].Name != "narrow" {
+		t.Fatalf("with candidates: threshold %v (want %v), shadows %+v", sb.Model.Threshold(), b.Model.Threshold(), sb.Shadows)
+	}
+	narrow := sb.Shadows[0].Model
+	if names := narrow.Names(); !slices.Equal(names, []string{"log1p_requests", "logodds_4xx"}) {
+		t.Errorf("candidate's features %v", names)
+	}
+	five := cfg.HBOS
+	five.Bins = 5
+	wantNarrow, err := hbos.FitColumns([][]float64{cols[0], cols[5]}, five)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := range 2 {
+		ge, gd := narrow.Histogram(j)
+		we, wd := wantNarrow.Histogram(j)
+		if len(ge) != 6 || !slices.Equal(ge, we) || !slices.Equal(gd, wd) {
+			t.Errorf("candidate's feature %d: edges %v densities %v, want %v %v", j, ge, gd, we, wd)
+		}
+	}
+	if err := decoded.UnmarshalBinary(sb.Encoded); err != nil || len(decoded.Shadows) != 1 || decoded.Shadows[0].Name != "narrow" || sb.Version == b.Version {
+		t.Errorf("encoded with a candidate: %v, %+v, version %s (without: %s)", err, decoded.Shadows, sb.Version, b.Version)
 	}
 
 	// A floor lifts the threshold; too little history is an error.

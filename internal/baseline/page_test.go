@@ -5,14 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/chstore"
 	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -84,7 +83,7 @@ func TestSitePage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dom := chromiumDOM(t, strings.Replace(base, "http://", "http://anomalyd:"+pageToken+"@", 1)+"/v1/sites/"+site+"/page")
+	dom := testenv.ChromiumDOM(t, strings.Replace(base, "http://", "http://anomalyd:"+pageToken+"@", 1)+"/v1/sites/"+site+"/page")
 	for _, want := range []string{
 		`<h1 id="site">` + site + `</h1>`,
 		`<code class="version">` + bl.Version + `</code>`,
@@ -109,27 +108,4 @@ func TestSitePage(t *testing.T) {
 	if !strings.Contains(dom, `class="bin beyond"`) {
 		t.Error("no bin marked past the threshold's reach")
 	}
-}
-
-// chromiumDOM opens url in a headless Chromium (Debian's package, which
-// make deps installs) and returns the DOM it rendered.
-func chromiumDOM(t *testing.T, url string) string {
-	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is not installed: make deps installs it")
-		}
-		t.Skip("chromium is not installed (make deps installs it)")
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	// --no-sandbox: tests run as root in CI, where Chromium's sandbox
-	// refuses to start.
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir="+t.TempDir(), "--dump-dom", url)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium --dump-dom: %v", err)
-	}
-	return string(out)
 }

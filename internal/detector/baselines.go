@@ -484,6 +484,9 @@ func (b *Baselines) fetch(ctx context.Context, k siteClass, etag string) (bl *mo
 		return nil, newETag, resp.StatusCode, fmt.Errorf("%w: model has %d features %q, detector computes %d %q",
 			ErrIncompatible, bl.Model.Features(), names, len(b.names), b.names)
 	}
+	if dropped := bl.IndexShadows(b.names); len(dropped) > 0 {
+		b.logger.Warn("candidate models not scored: they need features this detector does not compute", "site", site, "models", dropped)
+	}
 	return bl, newETag, resp.StatusCode, nil
 }
 

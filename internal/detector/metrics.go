@@ -13,6 +13,8 @@ type Metrics struct {
 	Scored          prometheus.Counter
 	Outliers        prometheus.Counter     // scored above the threshold
 	Early           prometheus.Counter     // records of visits' beginnings
+	ShadowScores    prometheus.Counter     // score records of candidate models
+	AllowedRecords  prometheus.Counter     // records of visitors allowed for who they are
 	Unscored        *prometheus.CounterVec // by reason: no_baseline, too_few_requests, error, site_off, allowed
 	RecencySkips    prometheus.Counter
 	Batches         prometheus.Counter
@@ -30,14 +32,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}
 	}
 	m := &Metrics{
-		Events:       prometheus.NewCounter(opts("events_total", "Request events read from the requests topic.")),
-		DeadLetters:  prometheus.NewCounterVec(opts("dead_letters_total", "Events sent to the dead-letter topic, by reason."), []string{"reason"}),
-		Scored:       prometheus.NewCounter(opts("scored_total", "Visitors scored: score records produced.")),
-		Outliers:     prometheus.NewCounter(opts("outliers_total", "Scores above their threshold.")),
-		Early:        prometheus.NewCounter(opts("early_records_total", "Records of visits' beginnings (windows of the baselines' -early-requests requests), written for crowds and not counted as scores.")),
-		Unscored:     prometheus.NewCounterVec(opts("unscored_total", "Due scorings not made, by reason: the site has no baseline, the window has too few requests, an error; and requests the -policy keeps from detection: of a site off, or allowed."), []string{"reason"}),
-		RecencySkips: prometheus.NewCounter(opts("recency_skips_total", "Events not scored because their visitor was scored within the rescore interval.")),
-		Batches:      prometheus.NewCounter(opts("batches_total", "Batches processed and committed.")),
+		Events:         prometheus.NewCounter(opts("events_total", "Request events read from the requests topic.")),
+		DeadLetters:    prometheus.NewCounterVec(opts("dead_letters_total", "Events sent to the dead-letter topic, by reason."), []string{"reason"}),
+		Scored:         prometheus.NewCounter(opts("scored_total", "Visitors scored: score records produced.")),
+		Outliers:       prometheus.NewCounter(opts("outliers_total", "Scores above their threshold.")),
+		Early:          prometheus.NewCounter(opts("early_records_total", "Records of visits' beginnings (windows of the baselines' -early-requests requests), written for crowds and not counted as scores.")),
+		ShadowScores:   prometheus.NewCounter(opts("shadow_scores_total", "Score records of candidate models (the -policy's shadows), written next to the live model's and never published.")),
+		AllowedRecords: prometheus.NewCounter(opts("allowed_records_total", "Records of visitors the -policy allows for who they are (address, range, network, user agent, id), at most one a visitor per -rescore-interval, on which the publisher revokes their live detections.")),
+		Unscored:       prometheus.NewCounterVec(opts("unscored_total", "Due scorings not made, by reason: the site has no baseline, the window has too few requests, an error; and requests the -policy keeps from detection: of a site off, or allowed."), []string{"reason"}),
+		RecencySkips:   prometheus.NewCounter(opts("recency_skips_total", "Events not scored because their visitor was scored within the rescore interval.")),
+		Batches:        prometheus.NewCounter(opts("batches_total", "Batches processed and committed.")),
 		BatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "batch_seconds",
 			Help:    "Time from a batch's last event read to its offsets committed.",
@@ -54,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range service.EventReasons() {
 		m.DeadLetters.WithLabelValues(r)
 	}
-	reg.MustRegister(m.Events, m.DeadLetters, m.Scored, m.Outliers, m.Early, m.Unscored, m.RecencySkips,
+	reg.MustRegister(m.Events, m.DeadLetters, m.Scored, m.Outliers, m.Early, m.ShadowScores, m.AllowedRecords, m.Unscored, m.RecencySkips,
 		m.Batches, m.BatchSeconds, m.StoreErrors, m.KafkaErrors, m.PartitionResets, m.Evictions)
 	return m
 }

@@ -54,6 +54,9 @@ type Processor struct {
 	timeKey  string           // the event field of the time, for errors
 	now      func() time.Time // the clock event times are checked against
 	policy   func() *policy.Policy
+	// classes gives the decoders the traffic-class rules of the policy
+	// in force; only Decode, which is never called concurrently, uses it.
+	classes *policy.Classes
 
 	items []item         // the batch Score is scoring
 	pol   *policy.Policy // and the policy in force for it
@@ -77,6 +80,9 @@ type item struct {
 	// unscored is why the policy keeps the request from detection, the
 	// unscored_total reason: site_off or allowed; "" to score it.
 	unscored string
+	// allowedWho: the request is allowed for who its visitor is, whose
+	// live detection the publisher is to revoke (records.Score.Allowed).
+	allowedWho bool
 }
 
 // shard is one worker's share of the visitors.
@@ -86,6 +92,7 @@ type shard struct {
 	obs     []features.Observation
 	idx     []int // batch indexes of obs
 	vec     []float64
+	svec    []float64 // a candidate model's features of vec
 	contrib []float64
 	// features is the scratch of a score record's contributions: the
 	// record is kept only as its encoding.
@@ -101,7 +108,7 @@ type shard struct {
 // shardCounts are a shard's counts for one batch, added to the metrics
 // after the batch so the shards share no counters.
 type shardCounts struct {
-	scored, outliers, early, recencySkips, noBaseline, tooFew, errors uint64
+	scored, outliers, early, shadow, allowed, recencySkips, noBaseline, tooFew, errors uint64
 }
 
 // evictionCounter is a store that drops state to stay within its bounds
@@ -123,7 +130,7 @@ func NewProcessor(cfg Config, fc features.Config, newStore func() (Store, error)
 	}
 	p := &Processor{
 		cfg: cfg, window: fc.Window, set: fc.Set(), minReqs: uint64(fc.MinRequests), source: source, metrics: metrics,
-		timeKey: fc.Fields.Time, now: time.Now, policy: func() *policy.Policy { return nil },
+		timeKey: fc.Fields.Time, now: time.Now, policy: func() *policy.Policy { return nil }, classes: policy.NewClasses(fc.Classes),
 	}
 	p.names = p.set.Names()
 	classes := fc.Classifier()
@@ -189,6 +196,10 @@ func (d *Decoded) Messages() []kafka.Message { return d.msgs }
 // a batch while Score scores the one before.
 func (p *Processor) Decode(msgs []kafka.Message) *Decoded {
 	d := &Decoded{msgs: msgs, items: make([]item, len(msgs)), policy: p.policy()}
+	classes := p.classes.Of(d.policy)
+	for _, w := range p.decoders {
+		w.observer.SetClassifier(classes)
+	}
 	now := p.now()
 	p.parallel(len(p.decoders), func(w int) {
 		lo, hi := w*len(msgs)/len(p.decoders), (w+1)*len(msgs)/len(p.decoders)
@@ -227,6 +238,11 @@ func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
 		}
 		if it.unscored != "" {
 			unscored = append(unscored, it.unscored)
+			if it.allowedWho {
+				if err := p.shards[it.obs.Visitor%uint64(len(p.shards))].recordAllowed(p, it); err != nil {
+					return Batch{}, err
+				}
+			}
 			continue
 		}
 		sh := p.shards[it.obs.Visitor%uint64(len(p.shards))]
@@ -260,6 +276,8 @@ func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
 		p.metrics.Scored.Add(float64(c.scored))
 		p.metrics.Outliers.Add(float64(c.outliers))
 		p.metrics.Early.Add(float64(c.early))
+		p.metrics.ShadowScores.Add(float64(c.shadow))
+		p.metrics.AllowedRecords.Add(float64(c.allowed))
 		p.metrics.RecencySkips.Add(float64(c.recencySkips))
 		p.metrics.Unscored.WithLabelValues("no_baseline").Add(float64(c.noBaseline))
 		p.metrics.Unscored.WithLabelValues("too_few_requests").Add(float64(c.tooFew))
@@ -318,11 +336,11 @@ func (d *decodeWorker) decode(data []byte, it *item, pol *policy.Policy, now tim
 	if pol == nil {
 		return
 	}
-	switch off, allowed := pol.Screen(it.site, &policy.Request{IP: d.ev.ClientIP, ASN: d.ev.ASN, UserAgent: d.ev.UserAgent, Path: d.ev.Path, Visitor: it.obs.Visitor}, now); {
+	switch off, allowed, who := pol.Screen(it.site, &policy.Request{IP: d.ev.ClientIP, ASN: d.ev.ASN, UserAgent: d.ev.UserAgent, Path: d.ev.Path, Visitor: it.obs.Visitor}, now); {
 	case off:
 		it.unscored = unscoredSiteOff
 	case allowed:
-		it.unscored = unscoredAllowed
+		it.unscored, it.allowedWho = unscoredAllowed, who
 	}
 }
 
@@ -387,6 +405,59 @@ func (sh *shard) score(ctx context.Context, p *Processor, o *features.Observatio
 	if rec.Score > rec.Threshold {
 		sh.counts.outliers++
 	}
+	return sh.recordShadows(p, &rec, bl)
+}
+
+// recordShadows appends the records of bl's candidate models for the
+// window the live record was scored on (sh.vec): the same record but for
+// the model's name, score, threshold and features.
+func (sh *shard) recordShadows(p *Processor, live *records.Score, bl *model.Baseline) error {
+	for i := range bl.Shadows {
+		s := &bl.Shadows[i]
+		sh.svec = sh.svec[:0]
+		for _, j := range s.Index {
+			sh.svec = append(sh.svec, sh.vec[j])
+		}
+		sh.contrib = append(sh.contrib[:0], sh.svec...)
+		score, err := s.Model.Explain(sh.svec, sh.contrib)
+		if err != nil {
+			sh.counts.errors++
+			continue
+		}
+		rec := *live
+		rec.Model, rec.Score, rec.Threshold = s.Name, score, s.Model.Threshold()
+		rec.Features = slices.Grow(sh.features[:0], len(s.Index))[:len(s.Index)]
+		for k, j := range s.Index {
+			rec.Features[k] = records.Contribution{Feature: p.names[j], Value: sh.svec[k], Contribution: sh.contrib[k]}
+		}
+		sh.features = rec.Features
+		if err := sh.append(&rec); err != nil {
+			return err
+		}
+		sh.counts.shadow++
+	}
+	return nil
+}
+
+// recordAllowed appends the record of a visitor allowed for who it is, at
+// most once per rescore interval (its requests are not scored, so the
+// recency register is free for it): the publisher revokes its live
+// detection.
+func (sh *shard) recordAllowed(p *Processor, it *item) error {
+	o := &it.obs
+	if !sh.recency.Due(o.Site, o.Visitor, it.time) {
+		return nil
+	}
+	rec := records.Score{
+		V: records.Version, Site: it.site, Visitor: records.VisitorID(o.Visitor), Allowed: true,
+		WindowStart: p.window.Start(p.window.First(o.Bucket)),
+		WindowEnd:   p.window.Start(o.Bucket).Add(p.window.Width),
+		ScoredAt:    it.time,
+	}
+	if err := sh.append(&rec); err != nil {
+		return err
+	}
+	sh.counts.allowed++
 	return nil
 }
 

@@ -720,8 +720,9 @@ func TestLivenessMeansProgress(t *testing.T) {
 }
 
 // TestPolicy: a site off is not scored, nor are the requests an
-// allow-list entry matches (counted, by reason); a site's threshold and
-// min_requests replace the flags'.
+// allow-list entry matches (counted, by reason), and a visitor allowed for
+// who it is gets an allowed record; a site's threshold and min_requests
+// replace the flags'.
 func TestPolicy(t *testing.T) {
 	pol, err := policy.Parse([]byte(`sites:
   off.example: {off: true}
@@ -751,7 +752,17 @@ func TestPolicy(t *testing.T) {
 	p, m := newTestProcessor(t, cfg, source)
 	p.SetPolicy(func() *policy.Policy { return pol })
 	scored := map[string][]int{}
+	allowedRecords := 0
 	for _, s := range runBatches(t, p, msgs, 7) {
+		if s.Allowed {
+			// Of the visitor allowed by its address; the one allowed by
+			// the path it asks for may send other requests.
+			if s.Visitor != scoredVisitor(t, p, "192.0.2.1") || s.Site != "shop.example" || len(s.Features) != 0 {
+				t.Errorf("allowed record %+v", s)
+			}
+			allowedRecords++
+			continue
+		}
 		if s.Early {
 			continue
 		}
@@ -779,6 +790,9 @@ func TestPolicy(t *testing.T) {
 	if n := testutil.ToFloat64(m.Unscored.WithLabelValues("allowed")); n != 16 {
 		t.Errorf("%v allowed requests counted, want 16", n)
 	}
+	if n := testutil.ToFloat64(m.AllowedRecords); allowedRecords != 8 || n != 8 {
+		t.Errorf("%d allowed records, %v counted; want one a request (-rescore-interval 0) of the visitor allowed by address, 8", allowedRecords, n)
+	}
 }
 
 // scoredVisitor is the keyed visitor id the processor gives ip.
@@ -789,4 +803,116 @@ func scoredVisitor(t *testing.T, p *Processor, ip string) string {
 		t.Fatal(d.items[0].err)
 	}
 	return records.VisitorID(d.items[0].obs.Visitor)
+}
+
+// TestShadowRecords: every live score is followed by a record of each
+// candidate model of the baseline, for the same window, under its name,
+// scored on its features (some of the detector's, in their order) against
+// its own threshold, which -threshold does not replace; a candidate that
+// needs a feature the detector does not compute is not scored.
+func TestShadowRecords(t *testing.T) {
+	names := features.Set(0).Names()
+	live := testModel(t)
+	// The candidate: the live model's histograms of two features.
+	cols := make([][]float64, 2)
+	for i := range 500 {
+		a := features.Aggregate{}
+		a.Counts[features.CountRequests] = uint64(3 + i%20)
+		a.Counts[features.CountNoReferer] = uint64(i % 3)
+		v := a.Vector(nil, 0)
+		cols[0], cols[1] = append(cols[0], v[0]), append(cols[1], v[4])
+	}
+	cand, err := hbos.FitColumns(cols, hbos.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cand.SetNames([]string{names[0], names[4]}); err != nil {
+		t.Fatal(err)
+	}
+	cand.SetThreshold(-7)
+	ips, err := hbos.FitColumns(cols[:1], hbos.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ips.SetNames([]string{"log1p_distinct_ips"}); err != nil {
+		t.Fatal(err)
+	}
+	bl := &model.Baseline{Model: live, Shadows: []model.Shadow{{Name: "two", Model: cand}, {Name: "ips", Model: ips}}}
+	if dropped := bl.IndexShadows(names); !slices.Equal(dropped, []string{"ips"}) || len(bl.Shadows) != 1 || !slices.Equal(bl.Shadows[0].Index, []int{0, 4}) {
+		t.Fatalf("indexed: dropped %v, kept %+v", dropped, bl.Shadows)
+	}
+	cfg := DefaultConfig()
+	cfg.Threshold = 4.5
+	p, m := newTestProcessor(t, cfg, earlySource{bl})
+	got := runBatches(t, p, trafficMessages(), 50)
+	var lives, shadows int
+	for i, s := range got {
+		if s.Model == "" {
+			lives++
+			if s.Threshold != 4.5 || len(s.Features) != len(names) {
+				t.Fatalf("live record %+v", s)
+			}
+			continue
+		}
+		shadows++
+		prev := got[i-1]
+		if s.Model != "two" || prev.Model != "" || prev.Visitor != s.Visitor || !prev.ScoredAt.Equal(s.ScoredAt) ||
+			!prev.WindowStart.Equal(s.WindowStart) || prev.Class != s.Class || prev.BaselineVersion != s.BaselineVersion {
+			t.Fatalf("candidate's record %+v does not follow the live one of its window, %+v", s, prev)
+		}
+		if s.Threshold != -7 || len(s.Features) != 2 || s.Features[0].Feature != names[0] || s.Features[1].Feature != names[4] ||
+			s.Features[0].Value != prev.Features[0].Value || s.Features[1].Value != prev.Features[4].Value {
+			t.Fatalf("candidate's record: threshold %v, features %+v; live features %+v", s.Threshold, s.Features, prev.Features)
+		}
+		want, err := cand.Score([]float64{prev.Features[0].Value, prev.Features[4].Value})
+		if err != nil || s.Score != want || s.Features[0].Contribution+s.Features[1].Contribution != s.Score {
+			t.Fatalf("candidate's score %v, want %v (%v); contributions %+v", s.Score, want, err, s.Features)
+		}
+	}
+	if lives == 0 || shadows != lives {
+		t.Errorf("%d live records, %d of the candidate", lives, shadows)
+	}
+	if n := testutil.ToFloat64(m.ShadowScores); n != float64(shadows) {
+		t.Errorf("%v candidate records counted, want %d", n, shadows)
+	}
+	if n := testutil.ToFloat64(m.Scored); n != float64(lives) {
+		t.Errorf("%v scores counted, want the %d live ones", n, lives)
+	}
+}
+
+// TestPolicyClassRules: a site's api_paths in the policy make a browser's
+// requests for them without a referer API requests, from the batch after
+// the policy is in force.
+func TestPolicyClassRules(t *testing.T) {
+	msgs := func(from int) []kafka.Message {
+		var out []kafka.Message
+		for s := from; s < from+4; s++ {
+			out = append(out, kafka.Message{Value: fmt.Appendf(nil,
+				`{"EdgeStartTimestamp":%q,"ClientRequestHost":"shop.example","ClientIP":"192.0.2.8","ClientRequestMethod":"GET","ClientRequestPath":"/export/%d","ClientRequestUserAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36","EdgeResponseStatus":200}`,
+				t0.Add(time.Duration(s)*time.Second).Format(time.RFC3339), s)})
+		}
+		return out
+	}
+	cfg := DefaultConfig()
+	cfg.RescoreInterval = 0
+	p, _ := newTestProcessor(t, cfg, staticSource{"shop.example": testModel(t)})
+	classOf := func(from int) string {
+		t.Helper()
+		got := runBatches(t, p, msgs(from), 10)
+		if len(got) == 0 {
+			t.Fatal("no score")
+		}
+		return got[len(got)-1].Class
+	}
+	if c := classOf(0); c != "browser" {
+		t.Errorf("without the policy: class %s, want browser", c)
+	}
+	pol, err := policy.Parse([]byte("sites:\n  shop.example:\n    api_paths: [/export]\n"), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetPolicy(func() *policy.Policy { return pol })
+	if c := classOf(1000); c != "api" { // another window
+		t.Errorf("with the site's api_paths: class %s, want api", c)
+	}
 }

@@ -9,7 +9,8 @@
 // and none that an allow-list entry matches, and takes a site's threshold
 // and -min-requests; the publisher publishes nothing of a site that is off
 // or simulated, nor an allowed visitor, and takes a site's -min-hits; the
-// baseline service builds a site's baselines with its contamination. A
+// baseline service builds a site's baselines with its contamination and
+// fits the candidates next to them, which the detector scores too. A
 // Policy is immutable once parsed; a nil *Policy is the empty policy.
 package policy
 
@@ -21,15 +22,19 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/netip"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/model"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -44,6 +49,7 @@ const MaxSize = 16 << 20
 type Policy struct {
 	defaults Settings
 	sites    map[string]*Site
+	shadows  []Shadow
 	version  string
 }
 
@@ -51,6 +57,87 @@ type Policy struct {
 type file struct {
 	Defaults Settings         `yaml:"defaults"`
 	Sites    map[string]*Site `yaml:"sites"`
+	Shadows  []Shadow         `yaml:"shadows"`
+}
+
+// Shadow is a candidate model: the baseline service fits it to the same
+// windows as the live baselines, with these settings in place of its
+// flags (zero values keep them); the detector records its scores under
+// its name; the publisher stores them and never publishes them. Promoting
+// a candidate is setting the baseline service's flags to its settings.
+type Shadow struct {
+	// Name names its score records and metrics: lower-case letters,
+	// digits, '-' and '_', not "live".
+	Name string `yaml:"name"`
+	// Bins, Alpha and Contamination replace -bins, -alpha and
+	// -contamination; Trim and ThresholdSpread replace -trim and
+	// -threshold-spread (a negative value turns either off, as 0 does on
+	// the flag).
+	Bins            int     `yaml:"bins"`
+	Alpha           float64 `yaml:"alpha"`
+	Contamination   float64 `yaml:"contamination"`
+	Trim            float64 `yaml:"trim"`
+	ThresholdSpread float64 `yaml:"threshold_spread"`
+	// Features are the features it is fitted on and scores, some of the
+	// detector's (their names as in score records); none: all of them.
+	Features []string `yaml:"features"`
+}
+
+// shadowName is what a shadow's name may be.
+var shadowName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// maxShadows bounds the candidates: each costs a fit per class per build
+// and a score per window scored.
+const maxShadows = 8
+
+// checkShadows reports the faults of the shadows section, each with its
+// index and field.
+func checkShadows(shadows []Shadow, known []string) []settingFault {
+	var out []settingFault
+	if len(shadows) > maxShadows {
+		out = append(out, settingFault{"", fmt.Sprintf("%d candidates, at most %d", len(shadows), maxShadows)})
+	}
+	seen := make(map[string]bool)
+	for i, sh := range shadows {
+		at := func(field, format string, args ...any) {
+			out = append(out, settingFault{strconv.Itoa(i) + "." + field, fmt.Sprintf(format, args...)})
+		}
+		switch {
+		case sh.Name == "":
+			at("name", "missing")
+		case len(sh.Name) > model.MaxShadowName || !shadowName.MatchString(sh.Name):
+			at("name", "%q: lower-case letters, digits, '-' and '_', at most %d", sh.Name, model.MaxShadowName)
+		case sh.Name == records.LiveModel:
+			at("name", "%q is the live model's", sh.Name)
+		case seen[sh.Name]:
+			at("name", "%q is named twice", sh.Name)
+		}
+		seen[sh.Name] = true
+		if sh.Bins < 0 || sh.Bins > 1000 {
+			at("bins", "%d is not in [0, 1000]", sh.Bins)
+		}
+		if !(sh.Alpha >= 0 && sh.Alpha < 1) {
+			at("alpha", "%v is not in [0, 1)", sh.Alpha)
+		}
+		if !(sh.Contamination >= 0 && sh.Contamination < 0.5) {
+			at("contamination", "%v is not in [0, 0.5)", sh.Contamination)
+		}
+		if !(sh.Trim <= 0.5) {
+			at("trim", "%v is above 0.5", sh.Trim)
+		}
+		if math.IsNaN(sh.ThresholdSpread) || math.IsInf(sh.ThresholdSpread, 0) {
+			at("threshold_spread", "%v is not a number", sh.ThresholdSpread)
+		}
+		for j, f := range sh.Features {
+			switch {
+			case !slices.Contains(known, f):
+				at("features."+strconv.Itoa(j), "%q is no feature (want some of %s)", f, strings.Join(known, ", "))
+			case slices.Index(sh.Features, f) != j:
+				at("features."+strconv.Itoa(j), "%q is named twice", f)
+			}
+		}
+	}
+	return out
 }
 
 // Settings are what defaults and a site may set; zero values leave the
@@ -70,6 +157,12 @@ type Settings struct {
 	// MinHits is how many scores above the threshold within the TTL
 	// publish a visitor (the publisher's -min-hits).
 	MinHits int `yaml:"min_hits"`
+	// APIPaths are more paths of API and feed requests, in the patterns
+	// of the services' -api-paths (a prefix such as /rest, or a suffix
+	// such as *.csv), on top of theirs: traffic-class rules (see
+	// features.ClassRules). The detector and the baseline service's
+	// ingest classify requests with them from the reload on.
+	APIPaths []string `yaml:"api_paths"`
 	// Allow are the requests and visitors never detected.
 	Allow []Allow `yaml:"allow"`
 }
@@ -227,7 +320,7 @@ func Parse(data []byte, name string) (*Policy, error) {
 	p := &Policy{defaults: f.Defaults, sites: make(map[string]*Site, len(f.Sites))}
 	names := make(map[string]string, len(f.Sites)) // the name each key was given
 	for _, c := range checkSettings(&f.Defaults) {
-		fault([]string{"defaults", c.field}, "%s", c.msg)
+		fault(append([]string{"defaults"}, strings.Split(c.field, ".")...), "%s", c.msg)
 	}
 	for _, site := range slices.Sorted(maps.Keys(f.Sites)) { // the same file, the same faults in the same order
 		s := f.Sites[site]
@@ -236,7 +329,7 @@ func Parse(data []byte, name string) (*Policy, error) {
 			s = &Site{}
 		}
 		for _, c := range checkSettings(&s.Settings) {
-			fault([]string{"sites", site, c.field}, "%s", c.msg)
+			fault(append([]string{"sites", site}, strings.Split(c.field, ".")...), "%s", c.msg)
 		}
 		if s.Off && s.Simulate {
 			fault([]string{"sites", site, "simulate"}, "with off: a site off is not scored, so there is nothing to simulate")
@@ -250,6 +343,18 @@ func Parse(data []byte, name string) (*Policy, error) {
 		names[key] = site
 		p.sites[key] = s
 	}
+	var every []string
+	for _, f := range features.Schema() {
+		every = append(every, f.Name)
+	}
+	for _, c := range checkShadows(f.Shadows, every) {
+		path := []string{"shadows"}
+		if c.field != "" {
+			path = append(path, strings.Split(c.field, ".")...)
+		}
+		fault(path, "%s", c.msg)
+	}
+	p.shadows = f.Shadows
 	if len(perr.Faults) > 0 {
 		return nil, perr
 	}
@@ -303,6 +408,11 @@ func checkSettings(s *Settings) []settingFault {
 	if s.MinHits < 0 {
 		out = append(out, settingFault{"min_hits", fmt.Sprintf("%d is below 0", s.MinHits)})
 	}
+	for i, pat := range s.APIPaths {
+		if _, err := features.ClassRules(pat).Classifier(); err != nil || strings.ContainsAny(pat, ",=") {
+			out = append(out, settingFault{"api_paths." + strconv.Itoa(i), fmt.Sprintf("%q: want a path prefix such as /rest or a suffix such as *.csv", pat)})
+		}
+	}
 	return out
 }
 
@@ -314,6 +424,14 @@ func lineOf(doc *yaml.Node, path []string) int {
 		n = n.Content[0]
 	}
 	for _, key := range path {
+		if n.Kind == yaml.SequenceNode {
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(n.Content) {
+				return line
+			}
+			n, line = n.Content[i], n.Content[i].Line
+			continue
+		}
 		if n.Kind != yaml.MappingNode {
 			return line
 		}
@@ -338,6 +456,17 @@ func (p *Policy) Version() string {
 		return ""
 	}
 	return p.version
+}
+
+// Shadows are the candidate models, in the file's order; a shadow's
+// features are checked against every feature of every set, so the
+// baseline service leaves out a candidate naming one its detectors do not
+// compute.
+func (p *Policy) Shadows() []Shadow {
+	if p == nil {
+		return nil
+	}
+	return slices.Clone(p.shadows)
 }
 
 // site returns site's policy, nil if the file does not name it.
@@ -386,6 +515,47 @@ func (p *Policy) MinHits(site string) int {
 	return setting(p, site, func(s *Settings) int { return s.MinHits })
 }
 
+// ClassRules are base, the services' -api-paths, with the API paths of
+// the policy: the defaults' for every site, and each site's for it.
+func (p *Policy) ClassRules(base features.ClassRules) features.ClassRules {
+	if p == nil {
+		return base
+	}
+	rules := []string{string(base)}
+	rules = append(rules, p.defaults.APIPaths...)
+	for _, site := range slices.Sorted(maps.Keys(p.sites)) {
+		for _, pat := range p.sites[site].APIPaths {
+			rules = append(rules, site+"="+pat)
+		}
+	}
+	return features.ClassRules(strings.Trim(strings.Join(rules, ","), ","))
+}
+
+// Classes keeps the classifier of the policy in force: a service that
+// classifies requests asks it for one at every batch, and it builds one
+// only when the policy changed.
+type Classes struct {
+	base features.ClassRules
+	pol  *Policy
+	c    *features.Classifier
+}
+
+// NewClasses returns the classifier cache of the services' -api-paths.
+func NewClasses(base features.ClassRules) *Classes { return &Classes{base: base} }
+
+// Of returns the classifier of base and p's API paths.
+func (cl *Classes) Of(p *Policy) *features.Classifier {
+	if cl.c != nil && p == cl.pol {
+		return cl.c
+	}
+	c, err := p.ClassRules(cl.base).Classifier()
+	if err != nil { // Parse checked every pattern, and the flag its own
+		c, _ = cl.base.Classifier()
+	}
+	cl.pol, cl.c = p, c
+	return c
+}
+
 // Request is what an allow-list entry matches a request on.
 type Request struct {
 	IP        netip.Addr
@@ -398,25 +568,34 @@ type Request struct {
 // AllowsRequest reports whether an entry of site's allow-list, or of the
 // defaults', in force at now matches r.
 func (p *Policy) AllowsRequest(site string, r *Request, now time.Time) bool {
-	_, allowed := p.Screen(site, r, now)
+	_, allowed, _ := p.Screen(site, r, now)
 	return allowed
 }
 
 // Screen reports, with one look at site, whether it is off and, if not,
-// whether an allow-list entry in force at now matches r: what the
-// detector asks of every request.
-func (p *Policy) Screen(site string, r *Request, now time.Time) (off, allowed bool) {
+// whether an allow-list entry in force at now matches r, and whether the
+// entry says who the visitor is rather than what it asks (it sets no
+// path_prefix): what the detector asks of every request. The detector
+// tells the publisher of visitors allowed for who they are, whose live
+// detections are then revoked.
+func (p *Policy) Screen(site string, r *Request, now time.Time) (off, allowed, who bool) {
 	if p == nil {
-		return false, false
+		return false, false, false
 	}
 	s := p.sites[site]
-	switch {
-	case s != nil && s.Off:
-		return true, false
-	case s != nil && anyMatch(s.Allow, r, now):
-		return false, true
+	if s != nil && s.Off {
+		return true, false, false
 	}
-	return false, anyMatch(p.defaults.Allow, r, now)
+	var own *Allow
+	if s != nil {
+		if own = firstMatch(s.Allow, r, now); own != nil && own.PathPrefix == "" {
+			return false, true, true
+		}
+	}
+	if a := firstMatch(p.defaults.Allow, r, now); a != nil {
+		return false, true, a.PathPrefix == ""
+	}
+	return false, own != nil, false
 }
 
 // AllowsVisitor reports whether an entry in force at now allows visitor on
@@ -447,13 +626,22 @@ func (a *Allow) onlyVisitor() bool {
 
 func (a *Allow) inForce(now time.Time) bool { return a.Expires.IsZero() || now.Before(a.Expires) }
 
-func anyMatch(list []Allow, r *Request, now time.Time) bool {
+// firstMatch is the first entry of list in force at now that matches r
+// and says who the visitor is, else the first that matches r; nil if none
+// does.
+func firstMatch(list []Allow, r *Request, now time.Time) *Allow {
+	var first *Allow
 	for i := range list {
 		if list[i].matches(r, now) {
-			return true
+			if list[i].PathPrefix == "" {
+				return &list[i]
+			}
+			if first == nil {
+				first = &list[i]
+			}
 		}
 	}
-	return false
+	return first
 }
 
 func (a *Allow) matches(r *Request, now time.Time) bool {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
 var now = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
@@ -58,6 +60,10 @@ func TestExample(t *testing.T) {
 			t.Errorf("%s: AllowsRequest = %v, want %v", tt.name, got, tt.want)
 		}
 	}
+	sh := p.Shadows()
+	if len(sh) != 2 || sh[0].Name != "bins-20" || sh[0].Bins != 20 || sh[1].Name != "no-same-second" || sh[1].Contamination != 0.01 || len(sh[1].Features) != 8 {
+		t.Errorf("shadows %+v", sh)
+	}
 	if !p.AllowsVisitor(shop, 0xdeadbeef, now) || p.AllowsVisitor(shop, 0xdeadbeef, now.AddDate(1, 0, 0)) || p.AllowsVisitor("blog.example.net", 0xdeadbeef, now) {
 		t.Error("AllowsVisitor")
 	}
@@ -74,7 +80,7 @@ func TestEmptyAndNil(t *testing.T) {
 		}
 	}
 	var p *Policy
-	if p.Off("a") || p.Simulate("a") || p.Threshold("a") != 0 || p.MinHits("a") != 0 || p.AllowsRequest("a", &Request{}, now) || p.AllowsVisitor("a", 1, now) || p.Version() != "" {
+	if p.Off("a") || p.Simulate("a") || p.Shadows() != nil || p.Threshold("a") != 0 || p.MinHits("a") != 0 || p.AllowsRequest("a", &Request{}, now) || p.AllowsVisitor("a", 1, now) || p.Version() != "" {
 		t.Error("the nil policy does something")
 	}
 }
@@ -102,6 +108,20 @@ func TestErrors(t *testing.T) {
 		{"contamination", "defaults:\n  contamination: 0.7\n", []string{"line 2", "defaults.contamination"}},
 		{"off and simulate", "sites:\n  a.example:\n    off: true\n    simulate: true\n", []string{"line 4", "sites.a.example.simulate", "with off"}},
 		{"a site twice", "sites:\n  a.example: {off: true}\n  A.example: {simulate: true}\n", []string{"line 3", "named twice"}},
+		{"api path", "sites:\n  a.example:\n    api_paths: [/rest, rest]\n", []string{"line 3", "sites.a.example.api_paths.1", `"rest"`}},
+		{"api path of a site", "defaults:\n  api_paths:\n    - b.example=/rest\n", []string{"line 3", "defaults.api_paths.0"}},
+		{"shadow without a name", "shadows:\n  - bins: 20\n", []string{"line 2", "shadows.0.name", "missing"}},
+		{"shadow name", "shadows:\n  - name: wide\n  - name: Wide Bins\n", []string{"line 3", "shadows.1.name", "lower-case"}},
+		{"shadow named live", "shadows:\n  - name: live\n", []string{"line 2", "live model"}},
+		{"shadow twice", "shadows:\n  - name: a\n  - name: a\n    bins: 20\n", []string{"line 3", "shadows.1.name", "named twice"}},
+		{"shadow bins", "shadows:\n  - name: a\n    bins: -2\n", []string{"line 3", "shadows.0.bins"}},
+		{"shadow contamination", "shadows:\n  - name: a\n    contamination: 0.5\n", []string{"line 3", "shadows.0.contamination"}},
+		{"shadow alpha", "shadows:\n  - name: a\n    alpha: 1\n", []string{"line 3", "shadows.0.alpha"}},
+		{"shadow trim", "shadows:\n  - name: a\n    trim: 0.9\n", []string{"line 3", "shadows.0.trim"}},
+		{"shadow feature", "shadows:\n  - name: a\n    features:\n      - log1p_requests\n      - requests\n", []string{"line 5", "shadows.0.features.1", `"requests" is no feature`}},
+		{"shadow feature twice", "shadows:\n  - name: a\n    features: [logodds_4xx, logodds_4xx]\n", []string{"line 3", "named twice"}},
+		{"shadow field", "shadows:\n  - name: a\n    bin: 3\n", []string{"line 3", "bin"}},
+		{"too many shadows", "shadows: [{name: a}, {name: b}, {name: c}, {name: d}, {name: e}, {name: f}, {name: g}, {name: h}, {name: i}]\n", []string{"line 1", "9 candidates"}},
 	}
 	for _, tt := range tests {
 		_, err := Parse([]byte(tt.text), "p.yaml")
@@ -168,5 +188,39 @@ sites:
 	if !errors.As(err, &perr) || len(perr.Faults) != 3 || !strings.HasPrefix(perr.Faults[0], "line 2: defaults.min_hits") ||
 		!strings.HasPrefix(perr.Faults[1], "line 7: sites.b.example.contamination") || !strings.HasPrefix(perr.Faults[2], "line 6: sites.b.example.simulate") {
 		t.Errorf("%v", err)
+	}
+}
+
+// TestClassRules: the policy's API paths join the services' -api-paths,
+// the defaults' for every site and a site's for it; Classes builds a
+// classifier once per policy.
+func TestClassRules(t *testing.T) {
+	p, err := Parse([]byte("defaults:\n  api_paths: [/v2]\nsites:\n  shop.example:\n    api_paths: ['*.csv', /rest]\n  blog.example: {off: true}\n"), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.ClassRules("/api"), features.ClassRules("/api,/v2,shop.example=*.csv,shop.example=/rest"); got != want {
+		t.Errorf("rules %q, want %q", got, want)
+	}
+	var none *Policy
+	if got := none.ClassRules("/api"); got != "/api" {
+		t.Errorf("no policy: %q", got)
+	}
+	cl := NewClasses("/api")
+	c := cl.Of(p)
+	if cl.Of(p) != c || cl.Of(none) == c {
+		t.Error("Classes builds a classifier again for the same policy, or not for another")
+	}
+	browser := []byte("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36")
+	for _, tt := range []struct {
+		site, path string
+		want       bool
+	}{
+		{"shop.example", "/rest/items", true}, {"shop.example", "/export.csv", true}, {"blog.example", "/export.csv", false},
+		{"blog.example", "/v2/x", true}, {"blog.example", "/api/x", true}, {"shop.example", "/restaurant", false},
+	} {
+		if got := c.API(&features.Event{Site: tt.site, Path: []byte(tt.path), UserAgent: browser}); got != tt.want {
+			t.Errorf("%s%s: API %v, want %v", tt.site, tt.path, got, tt.want)
+		}
 	}
 }

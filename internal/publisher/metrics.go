@@ -38,6 +38,10 @@ const (
 //	dead_letters_total{reason}        messages sent to the dead-letter topic:
 //	                                  malformed, invalid, future, too_old
 //	offset_commits_total              Kafka offset commits of the scores topic
+//	shadow_detections_total{model,live}  visitors a candidate model would have
+//	                                  published, by whether live had them detected then
+//	shadow_missed_total{model}        visitors live published that a candidate
+//	                                  did not have detected then
 //	tracked_visitors                  visitors whose detection state is in memory
 //	tracked_evictions_total           visitors forgotten early at -max-tracked
 //	retention_cutoff_timestamp_seconds  start of the oldest day of scores kept
@@ -54,6 +58,8 @@ type Metrics struct {
 	Suppressed       *prometheus.CounterVec // label "reason"
 	DeadLetters      *prometheus.CounterVec // label "reason"
 	OffsetCommits    prometheus.Counter
+	ShadowDetections *prometheus.CounterVec // labels "model", "live"
+	ShadowMissed     *prometheus.CounterVec // label "model"
 	Tracked          prometheus.Gauge
 	Evictions        prometheus.Counter
 	RetentionCutoff  prometheus.Gauge
@@ -110,6 +116,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "offset_commits_total",
 			Help: "Kafka offset commits of the scores topic.",
 		}),
+		ShadowDetections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "shadow_detections_total",
+			Help: "Visitors a candidate model (the -policy's shadows) would have published, never published, by model and by whether the live model had the visitor detected then (live=\"true\": both; \"false\": the candidate only).",
+		}, []string{"model", "live"}),
+		ShadowMissed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "shadow_missed_total",
+			Help: "Visitors the live model published that a candidate model did not have detected then (live only), by model.",
+		}, []string{"model"}),
 		Tracked: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "tracked_visitors",
 			Help: "Visitors whose detection state (hits, live detection) is kept in memory.",
@@ -136,7 +150,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.ScoresRead, m.RowsInserted, m.InsertBatches, m.InsertSeconds, m.ClickHouseErrors,
-			m.Published, m.GroupDetections, m.Revocations, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.Tracked, m.Evictions, m.RetentionCutoff)
+			m.Published, m.GroupDetections, m.Revocations, m.Suppressed, m.DeadLetters, m.OffsetCommits, m.ShadowDetections, m.ShadowMissed, m.Tracked, m.Evictions, m.RetentionCutoff)
 	}
 	return m
 }

@@ -6,7 +6,8 @@
 // default) the Publisher decodes and validates each one, sending what it
 // cannot use to the dead-letter topic; lets a Selector pick the detections
 // under the current Policy and writes them to the detections topic, keyed
-// site|visitor; inserts every valid score into the ClickHouse scores table;
+// site|visitor (a candidate model's scores only go through a Selector of
+// their own, compared with the live one's: see shadows); inserts every valid score into the ClickHouse scores table;
 // and only then commits the batch's offsets. Detections go out before the
 // insert so that the edge does not wait for ClickHouse; while ClickHouse
 // fails the insert is retried with backoff and nothing is committed, so
@@ -59,6 +60,7 @@ type Publisher struct {
 	deadLetter MessageWriter
 	conn       driver.Conn
 	sel        *Selector
+	shadows    *shadows // the candidate models' selectors, compared with sel
 	dec        *scoreDecoder
 	metrics    *Metrics
 	logger     *slog.Logger
@@ -80,7 +82,7 @@ func New(cfg Config, reader MessageReader, detections, deadLetter MessageWriter,
 	}
 	return &Publisher{
 		cfg: cfg, reader: reader, detections: detections, deadLetter: deadLetter, conn: conn,
-		sel: NewSelector(cfg.Select), dec: newScoreDecoder(), metrics: metrics, logger: logger, now: time.Now,
+		sel: NewSelector(cfg.Select), shadows: newShadows(cfg.Select), dec: newScoreDecoder(), metrics: metrics, logger: logger, now: time.Now,
 		policy: func() *policy.Policy { return nil },
 	}
 }
@@ -258,6 +260,7 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 	if v := pol.Version(); v != p.reconciled {
 		// What the new policy withholds that is live now is lifted.
 		p.sel.Reconcile(pol)
+		p.shadows.reconcile(pol)
 		p.reconciled = v
 	}
 	p.dec.reset(len(msgs))
@@ -268,9 +271,18 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 			b.deadLetter(msgs[i], reason, err)
 			continue
 		}
+		if s.Allowed { // no score: the visitor's live detections end
+			p.sel.Allowed(s, visitor)
+			p.shadows.allowed(s, visitor)
+			continue
+		}
 		if !s.Early { // a visit's beginning is for crowds, not a score to keep
 			b.rows = append(b.rows, chstore.ScoreRow{Record: s, Visitor: visitor})
 			b.rowMsg = append(b.rowMsg, i)
+		}
+		if s.Model != "" { // a candidate's: stored and compared, never published
+			p.shadows.selectShadow(s, visitor, pol, p.sel, p.metrics)
+			continue
 		}
 		d, outcome := p.sel.Select(s, visitor, pol)
 		switch outcome {
@@ -279,6 +291,7 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 			if err := b.publish(&d, p.metrics); err != nil {
 				return nil, err
 			}
+			p.shadows.livePublished(&d)
 		default:
 			p.metrics.Suppressed.WithLabelValues(outcome.String()).Inc()
 		}
@@ -286,8 +299,10 @@ func (p *Publisher) prepare(msgs []kafka.Message) (*batch, error) {
 			if err := b.publish(&d, p.metrics); err != nil {
 				return nil, err
 			}
+			p.shadows.livePublished(&d)
 		}
 	}
+	p.shadows.settle(p.metrics)
 	for _, r := range p.sel.Revocations() {
 		if err := b.publish(&r, p.metrics); err != nil {
 			return nil, err

@@ -539,3 +539,76 @@ func TestRestartPublishesOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestShadowScores: a candidate model's score records are stored next to
+// the live ones and never published; what the candidate would have
+// published is counted against what live published.
+func TestShadowScores(t *testing.T) {
+	e := newEnv(t)
+	base := recent()
+	var stream [][]byte
+	var liveAbove, both, candOnly, liveOnly int
+	for i := range 30 {
+		at := base.Add(time.Duration(i) * time.Second)
+		live, cand := testScore("a.example", uint64(0x2000+i), 0, 5), testScore("a.example", uint64(0x2000+i), 0, 4)
+		cand.Model = "wide"
+		for _, s := range []*records.Score{live, cand} {
+			s.ScoredAt, s.WindowStart, s.WindowEnd = at, at.Add(-10*time.Minute), at
+		}
+		if i%3 == 0 {
+			live.Score, liveAbove = 15, liveAbove+1
+		}
+		if i%2 == 0 {
+			cand.Score = 20
+		}
+		switch {
+		case i%6 == 0:
+			both++
+		case i%2 == 0:
+			candOnly++
+		case i%3 == 0:
+			liveOnly++
+		}
+		stream = append(stream, mustJSON(t, live), mustJSON(t, cand)) // as the detector writes them
+	}
+	// One partition, so that a window's records are read in the order
+	// written, as the detector's keys give them within their partition.
+	w := &kafka.Writer{Addr: kafka.TCP(e.kafka.Brokers()...), Topic: "scores", Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond}
+	defer w.Close()
+	msgs := make([]kafka.Message, len(stream))
+	for i, v := range stream {
+		msgs[i] = kafka.Message{Key: []byte("one partition"), Value: v}
+	}
+	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, mustPolicy(t, "shadows: [{name: wide, bins: 20}]\n"))
+	waitFor(t, "every score", 30*time.Second, func() bool { return e.rows(t) == uint64(len(stream)) })
+	for _, m := range e.read(t, "detections", liveAbove, 500*time.Millisecond) {
+		var d records.Detection
+		if err := json.Unmarshal(m.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := records.ParseVisitorID(d.Visitor); (v-0x2000)%3 != 0 || d.Score != 15 {
+			t.Errorf("published %s with score %v: only the live model's outliers are", d.Visitor, d.Score)
+		}
+	}
+	var n uint64
+	if err := e.conn.QueryRow(t.Context(), "SELECT count() FROM scores FINAL WHERE model = 'wide' AND score = 20").Scan(&n); err != nil || n != 15 {
+		t.Errorf("the candidate's rows above its threshold: %d, %v; want 15", n, err)
+	}
+	waitFor(t, "the commit", 10*time.Second, func() bool { return e.committed(t) == int64(len(stream)) })
+	for name, c := range map[string]struct {
+		got  prometheus.Collector
+		want int
+	}{
+		"published":          {e.metrics.Published, liveAbove},
+		"both":               {e.metrics.ShadowDetections.WithLabelValues("wide", "true"), both},
+		"the candidate only": {e.metrics.ShadowDetections.WithLabelValues("wide", "false"), candOnly},
+		"live only (missed)": {e.metrics.ShadowMissed.WithLabelValues("wide"), liveOnly},
+	} {
+		if got := testutil.ToFloat64(c.got); got != float64(c.want) {
+			t.Errorf("%s: %v, want %d", name, got, c.want)
+		}
+	}
+}

@@ -249,6 +249,26 @@ func (s *Selector) Reconcile(p *policy.Policy) {
 	}
 }
 
+// Allowed revokes visitor's live detection, if it has one: the detector
+// found its requests allowed by the policy for who it is, at sc.ScoredAt
+// (an Allowed record).
+func (s *Selector) Allowed(sc *records.Score, visitor uint64) {
+	t := sc.ScoredAt.UnixNano()
+	s.advance(t)
+	st := s.sites[sc.Site][visitor]
+	if st == nil || st.live == nil || s.newest >= st.expires {
+		return
+	}
+	s.revoke(st, records.RevokedAllowed, t)
+}
+
+// Detected reports whether visitor of site has a live detection: made,
+// not expired by the event-time clock and not revoked.
+func (s *Selector) Detected(site string, visitor uint64) bool {
+	st := s.sites[site][visitor]
+	return st != nil && st.live != nil && s.newest < st.expires
+}
+
 // Revocations returns the revocations made since the last call, and
 // forgets them.
 func (s *Selector) Revocations() []records.Detection {

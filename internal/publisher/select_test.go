@@ -557,6 +557,20 @@ func TestRevocations(t *testing.T) {
 		t.Errorf("revoked twice: %+v", r)
 	}
 
+	// The detector found b.example's visitor 2 allowed for who it is:
+	// revoked once, its record's time the revocation's.
+	allowed := &records.Score{V: records.Version, Site: "b.example", Visitor: records.VisitorID(2), Allowed: true,
+		WindowStart: t0, WindowEnd: t0.Add(4 * time.Minute), ScoredAt: t0.Add(4 * time.Minute)}
+	if err := allowed.Validate(); err != nil {
+		t.Fatalf("an allowed record: %v", err)
+	}
+	for range 2 {
+		sel.Allowed(allowed, 2)
+	}
+	if r := sel.Revocations(); len(r) != 1 || r[0].Visitor != records.VisitorID(2) || r[0].Revoked != records.RevokedAllowed || !r[0].DetectedAt.Equal(allowed.ScoredAt) {
+		t.Errorf("allowed: revocations %+v, want visitor 2's once", r)
+	}
+
 	// A crowd's member is not revoked for its low scores; a revocation
 	// read back after a restart lifts the detection before it.
 	sel = NewSelector(oneHitConfig())

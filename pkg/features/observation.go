@@ -59,6 +59,10 @@ func NewObserver(w Window, id *Identity, c *Classifier) *Observer {
 	return &Observer{w: w, identity: id, classes: c, ips: ips, shape: make([]byte, 0, 256)}
 }
 
+// SetClassifier makes the Observer classify requests with c from now on:
+// traffic-class rules that changed (the policy's).
+func (ob *Observer) SetClassifier(c *Classifier) { ob.classes = c }
+
 // Observe fills *o from ev. It fails only when ev lacks what the visitor
 // identity needs (ErrNoClientIP, ErrNoFingerprint). It does not allocate.
 func (ob *Observer) Observe(ev *Event, o *Observation) error {
