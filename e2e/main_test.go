@@ -187,8 +187,9 @@ func qualityTraffic(tb testing.TB) (hist, live *batch) {
 // event times (reserve), so that it neither falls out of the detector's
 // windows nor shares windows with earlier traffic.
 type run struct {
-	st *pipeline.Stack
-	kc *kafkaClient
+	st        *pipeline.Stack
+	kc        *kafkaClient
+	policyDir string // the services' policy (writePolicy)
 
 	sites      []siteStatus
 	hist, live *batch
@@ -230,13 +231,17 @@ func shared(t *testing.T) *run {
 	return sharedRun
 }
 
-// startStack starts a stack with the tests' flags. Its directory is kept
-// until close says the tests passed. The stack outlives ctx, which only
-// bounds the start: a stack closes when its context ends.
-func startStack(ctx context.Context, bin string) (*pipeline.Stack, error) {
+// startStack starts a stack with the tests' flags, every service reading
+// the policy file of policyDir (see policyFiles), empty at first. Its
+// directory is kept until close says the tests passed. The stack outlives
+// ctx, which only bounds the start: a stack closes when its context ends.
+func startStack(ctx context.Context, bin, policyDir string) (*pipeline.Stack, error) {
+	if err := writePolicy(policyDir, "# e2e: no policy yet\n"); err != nil {
+		return nil, err
+	}
 	flags := make(map[pipeline.Name][]string)
 	for n, f := range serviceFlags {
-		flags[n] = slices.Clone(f)
+		flags[n] = append(slices.Clone(f), "-policy", filepath.Join(policyDir, policyFile))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -247,12 +252,44 @@ func startStack(ctx context.Context, bin string) (*pipeline.Stack, error) {
 	})
 }
 
+// policyFile is the policy's name in its directory, laid out as Kubernetes
+// mounts a ConfigMap: policy.yaml links to ..data/policy.yaml, and ..data
+// to a directory of the current version, which an update replaces by
+// swapping the ..data link.
+const policyFile = "policy.yaml"
+
+// writePolicy writes text as the policy of dir, as the kubelet updates a
+// ConfigMap: a new version's directory, then an atomic swap of ..data.
+func writePolicy(dir, text string) error {
+	version, err := os.MkdirTemp(dir, "..v")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(version, policyFile), []byte(text), 0o644); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "..data_tmp")
+	os.Remove(tmp)
+	if err := os.Symlink(filepath.Base(version), tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		return err
+	}
+	link := filepath.Join(dir, policyFile)
+	if _, err := os.Lstat(link); errors.Is(err, os.ErrNotExist) {
+		return os.Symlink(filepath.Join("..data", policyFile), link)
+	}
+	return nil
+}
+
 // close closes the stack, and removes its directory if ok.
 func (r *run) close(ok bool) {
 	if r.kc != nil {
 		r.kc.close()
 	}
 	err := r.st.Close()
+	os.RemoveAll(r.policyDir)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		ok = false
@@ -297,7 +334,11 @@ func qualityRun(tb testing.TB, bin string, hist, live *batch) (r *run, err error
 		r.timings = append(r.timings, fmt.Sprintf("%s %.1fs", what, time.Since(phase).Seconds()))
 		phase = time.Now()
 	}
-	if r.st, err = startStack(ctx, bin); err != nil {
+	if r.policyDir, err = os.MkdirTemp("", "anomalyd-e2e-policy-"); err != nil {
+		return nil, err
+	}
+	if r.st, err = startStack(ctx, bin, r.policyDir); err != nil {
+		os.RemoveAll(r.policyDir)
 		return nil, err
 	}
 	defer func() {

@@ -203,6 +203,20 @@ func (s *Service) Kill() error {
 	return nil
 }
 
+// Signal sends sig to the running service (SIGHUP: read the policy
+// again); a stopped service is an error.
+func (s *Service) Signal(sig os.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return fmt.Errorf("signalling %s: not running", s.name)
+	}
+	if err := s.p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signalling %s: %w", s.name, err)
+	}
+	return nil
+}
+
 // kill sends SIGKILL and waits for the process to exit.
 func (p *process) kill() error {
 	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
