@@ -263,12 +263,39 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 			return nil, err
 		}
 	}
+	// A candidate of one class is fitted once, to every class's windows.
+	oneClass := make(map[string]*hbos.Model)
+	for _, sh := range cfg.Shadows {
+		if !sh.OneClass {
+			continue
+		}
+		all := make([][]float64, len(names))
+		var everyone []uint64
+		for c := range cols {
+			for j := range all {
+				all[j] = append(all[j], cols[c][j]...)
+			}
+			everyone = append(everyone, visitors[c]...)
+		}
+		sm, err := fitShadow(all, everyone, cfg, sh)
+		if err != nil {
+			built.ShadowErrs = append(built.ShadowErrs, fmt.Errorf("the candidate %s of %q: %w", sh.Name, site, err))
+			continue
+		}
+		oneClass[sh.Name] = sm
+	}
 	for c, m := range models {
 		if m == nil {
 			continue
 		}
 		var shadows []model.Shadow
 		for _, sh := range cfg.Shadows {
+			if sh.OneClass {
+				if sm := oneClass[sh.Name]; sm != nil {
+					shadows = append(shadows, model.Shadow{Name: sh.Name, Model: sm})
+				}
+				continue
+			}
 			sm, err := fitShadow(cols[c], visitors[c], cfg, sh)
 			if err != nil {
 				built.ShadowErrs = append(built.ShadowErrs, fmt.Errorf("the candidate %s of the %s baseline of %q: %w", sh.Name, features.Class(c), site, err))

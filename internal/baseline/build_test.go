@@ -14,6 +14,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
+	"github.com/anomalyd/anomalyd/pkg/keys"
 	"github.com/anomalyd/anomalyd/pkg/model"
 )
 
@@ -115,6 +116,7 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 	withShadows.Shadows = []policy.Shadow{
 		{Name: "narrow", Bins: 5, Features: []string{"logodds_4xx", "log1p_requests"}},
 		{Name: "ips", Features: []string{"log1p_distinct_ips"}},
+		{Name: "one", OneClass: true, Bins: 7},
 	}
 	built, err := Build(ctx, ClickHouseWindows{conn, "requests"}, withShadows, site, newest)
 	if err != nil {
@@ -124,8 +126,18 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 	if len(built.ShadowErrs) == 0 || !strings.Contains(built.ShadowErrs[0].Error(), "log1p_distinct_ips") {
 		t.Errorf("a candidate of a feature not scored: %v", built.ShadowErrs)
 	}
-	if sb.Model.Threshold() != b.Model.Threshold() || len(sb.Shadows) != 1 || sb.Shadows[0].Name != "narrow" {
+	if sb.Model.Threshold() != b.Model.Threshold() || len(sb.Shadows) != 2 || sb.Shadows[0].Name != "narrow" || sb.Shadows[1].Name != "one" {
 		t.Fatalf("with candidates: threshold %v (want %v), shadows %+v", sb.Model.Threshold(), b.Model.Threshold(), sb.Shadows)
+	}
+	// The candidate of one class: fitted to the windows of both classes,
+	// the same model in each class's baseline.
+	one := sb.Shadows[1].Model
+	if api := built.Baselines[features.ClassAPI]; api != nil && (len(api.Shadows) != 2 || api.Shadows[1].Model != one) {
+		t.Errorf("the api baseline's candidates %+v: want the browser's one-class model too", api.Shadows)
+	}
+	edges, _ := one.Histogram(0)
+	if len(edges) != 8 || len(one.Names()) != len(b.Model.Names()) {
+		t.Errorf("one-class candidate: %d edges, features %v", len(edges), one.Names())
 	}
 	narrow := sb.Shadows[0].Model
 	if names := narrow.Names(); !slices.Equal(names, []string{"log1p_requests", "logodds_4xx"}) {
@@ -144,7 +156,7 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 			t.Errorf("candidate's feature %d: edges %v densities %v, want %v %v", j, ge, gd, we, wd)
 		}
 	}
-	if err := decoded.UnmarshalBinary(sb.Encoded); err != nil || len(decoded.Shadows) != 1 || decoded.Shadows[0].Name != "narrow" || sb.Version == b.Version {
+	if err := decoded.UnmarshalBinary(sb.Encoded); err != nil || len(decoded.Shadows) != 2 || decoded.Shadows[0].Name != "narrow" || sb.Version == b.Version {
 		t.Errorf("encoded with a candidate: %v, %+v, version %s (without: %s)", err, decoded.Shadows, sb.Version, b.Version)
 	}
 
@@ -384,4 +396,59 @@ func buildBrowser(ctx context.Context, src WindowSource, cfg BuildConfig, site s
 		return nil, err
 	}
 	return built.Baselines[features.ClassBrowser], built.Errs[features.ClassBrowser]
+}
+
+// TestBuildOneClassShadow: a candidate of one class is fitted once to the
+// windows of every class, and the same model judges each class.
+func TestBuildOneClassShadow(t *testing.T) {
+	cfg := DefaultBuildConfig()
+	cfg.Window = features.Window{Buckets: 5, Width: time.Minute}
+	cfg.MinWindows, cfg.Trim = 50, 0
+	cfg.Shadows = []policy.Shadow{{Name: "one", OneClass: true}}
+	mem := NewMemoryHistory()
+	const site = "a.example"
+	rng := rand.New(rand.NewPCG(1, 2))
+	start := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+	var newest time.Time
+	for v := range 400 {
+		api := v%2 == 1
+		at := start.Add(time.Duration(rng.IntN(3600)) * time.Second)
+		for r := range 4 + rng.IntN(8) {
+			o := features.Observation{Site: keys.SiteID(site), Visitor: uint64(1000 + v), Bucket: cfg.Window.Bucket(at)}
+			o.Second = uint32(at.Unix())
+			o.Hashes[features.SketchPaths] = uint64(1 + rng.IntN(30))
+			o.Hashes[features.SketchUserAgents] = uint64(1 + v)
+			if api {
+				o.Flags |= features.FlagAPI | features.FlagNoReferer
+			} else if r%3 == 0 {
+				o.Flags |= features.FlagAsset
+			}
+			mem.Add(site, &o)
+			if at.After(newest) {
+				newest = at
+			}
+			at = at.Add(time.Duration(1+rng.IntN(20)) * time.Second)
+		}
+	}
+	built, err := Build(t.Context(), mem, cfg, site, newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, api := built.Baselines[features.ClassBrowser], built.Baselines[features.ClassAPI]
+	if br == nil || api == nil {
+		t.Fatalf("baselines: browser %v, api %v (%v)", br != nil, api != nil, built.Errs)
+	}
+	if len(br.Shadows) != 1 || len(api.Shadows) != 1 || br.Shadows[0].Model != api.Shadows[0].Model {
+		t.Fatalf("candidates: browser %+v, api %+v; want one model shared", br.Shadows, api.Shadows)
+	}
+	// Its histogram of no-referer log-odds spans both classes' values:
+	// the browser windows' low ones and the API windows' high ones.
+	one := br.Shadows[0].Model
+	j := slices.Index(one.Names(), "logodds_no_referer")
+	edges, _ := one.Histogram(j)
+	bEdges, _ := br.Model.Histogram(j)
+	aEdges, _ := api.Model.Histogram(j)
+	if edges[0] != min(bEdges[0], aEdges[0]) || edges[len(edges)-1] != max(bEdges[len(bEdges)-1], aEdges[len(aEdges)-1]) {
+		t.Errorf("one-class range [%v, %v], browser [%v, %v], api [%v, %v]", edges[0], edges[len(edges)-1], bEdges[0], bEdges[len(bEdges)-1], aEdges[0], aEdges[len(aEdges)-1])
+	}
 }

@@ -81,6 +81,9 @@ type Shadow struct {
 	// Features are the features it is fitted on and scores, some of the
 	// detector's (their names as in score records); none: all of them.
 	Features []string `yaml:"features"`
+	// OneClass fits it to the windows of every traffic class together and
+	// judges every window with that one model, as before classes.
+	OneClass bool `yaml:"one_class"`
 }
 
 // shadowName is what a shadow's name may be.
