@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,10 +17,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 	"github.com/anomalyd/anomalyd/pkg/model"
@@ -914,5 +917,58 @@ func TestPolicyClassRules(t *testing.T) {
 	p.SetPolicy(func() *policy.Policy { return pol })
 	if c := classOf(1000); c != "api" { // another window
 		t.Errorf("with the site's api_paths: class %s, want api", c)
+	}
+}
+
+// TestScoresOnRedis: the detector scores the same traffic alike with its
+// windows in memory, in a redis-server and in a Redis Cluster (three
+// masters with a replica each), with two workers and small batches.
+func TestScoresOnRedis(t *testing.T) {
+	source := staticSource{"shop.example": testModel(t)}
+	msgs := trafficMessages()
+	stores := map[string]func() (Store, error){
+		"memory": func() (Store, error) { return memStore{features.NewMemoryStore(features.DefaultWindow())}, nil },
+	}
+	for name, addrs := range map[string][]string{"redis": {testenv.Redis(t).Addr()}, "redis-cluster": testenv.RedisCluster(t).Addrs()} {
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, ContextTimeoutEnabled: true})
+		t.Cleanup(func() { rdb.Close() })
+		if _, ok := rdb.(*redis.ClusterClient); ok != (name == "redis-cluster") {
+			t.Fatalf("%s: client %T", name, rdb)
+		}
+		stores[name] = func() (Store, error) {
+			return features.NewRedisStore(rdb, features.DefaultWindow(), features.RedisOptions{})
+		}
+	}
+	var want []byte
+	for _, name := range []string{"memory", "redis", "redis-cluster"} {
+		cfg := DefaultConfig()
+		cfg.Workers = 2
+		p, err := NewProcessor(cfg, testFeatures(), stores[name], source, NewMetrics(prometheus.NewRegistry()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.now = func() time.Time { return t0.Add(time.Hour) }
+		var got []byte
+		for start := 0; start < len(msgs); start += 7 {
+			b, err := p.Process(t.Context(), msgs[start:min(start+7, len(msgs))])
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if err := p.Flush(t.Context()); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			for _, m := range b.Scores {
+				got = append(append(got, m.Value...), '\n')
+			}
+		}
+		if want == nil {
+			if want = got; len(want) == 0 {
+				t.Fatal("no scores")
+			}
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the score records differ from the memory store's", name)
+		}
 	}
 }

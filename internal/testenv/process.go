@@ -292,3 +292,10 @@ func (c *child) Close() error {
 	}
 	return err
 }
+
+// running reports whether the server was started and not stopped.
+func (s *server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.p != nil
+}

@@ -20,6 +20,19 @@ func Redis(t testing.TB) *RedisServer {
 	return r
 }
 
+// RedisCluster starts a Redis Cluster of three masters with a replica each
+// for the test and stops it when the test ends. It fails the test if the
+// cluster cannot form.
+func RedisCluster(t testing.TB) *RedisClusterServer {
+	t.Helper()
+	c, err := StartRedisCluster(t.Context(), RedisClusterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup(t, c)
+	return c
+}
+
 // ClickHouse starts a clickhouse-server for the test and stops it when the
 // test ends. It fails the test if the server cannot start.
 func ClickHouse(t testing.TB) *ClickHouseServer {

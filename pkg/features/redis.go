@@ -266,6 +266,7 @@ func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
+		s.failed(ctx)
 		return fmt.Errorf("%w: prefetching %d buckets: %w", ErrUnavailable, len(ids), err)
 	}
 	loaded := make([]*bucket, 0, len(ids))
@@ -416,6 +417,7 @@ func (s *RedisStore) load(ctx context.Context, dst []*bucket, ids []bucketID) ([
 		cmds[j] = pipe.Get(ctx, s.key(ids[i]))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		s.failed(ctx)
 		return nil, fmt.Errorf("%w: reading %d buckets: %w", ErrUnavailable, len(fetch), err)
 	}
 	for j, i := range fetch {
@@ -434,6 +436,15 @@ func (s *RedisStore) load(ctx context.Context, dst []*bucket, ids []bucketID) ([
 		}
 	}
 	return dst, nil
+}
+
+// failed follows a call that failed: a Redis Cluster client reads the
+// cluster's slots again, in case a master failed over (go-redis does it by
+// itself only every 10 s), so that the caller's retry reaches the new one.
+func (s *RedisStore) failed(ctx context.Context) {
+	if c, ok := s.rdb.(*redis.ClusterClient); ok {
+		c.ReloadState(ctx)
+	}
 }
 
 // remember caches a closed bucket (nil: Redis has none).
@@ -467,6 +478,7 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 		}
 		s.enc = enc
 		if _, err := pipe.Exec(ctx); err != nil {
+			s.failed(ctx)
 			return fmt.Errorf("%w: writing %d buckets: %w", ErrUnavailable, len(s.dirty), err)
 		}
 		for _, d := range s.dirty {

@@ -57,10 +57,17 @@ func observations(rs ...req) []Observation {
 }
 
 // stores runs a test against both implementations, the Redis one on a real
-// redis-server.
+// redis-server and on a Redis Cluster.
 func stores(t *testing.T, w Window, test func(t *testing.T, s Store)) {
 	t.Run("memory", func(t *testing.T) { test(t, NewMemoryStore(w)) })
 	t.Run("redis", func(t *testing.T) { test(t, newRedisStore(t, testenv.Redis(t).Addr(), w)) })
+	t.Run("redis-cluster", func(t *testing.T) {
+		s, err := NewRedisStore(clusterClient(t), w, RedisOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		test(t, s)
+	})
 }
 
 func newRedisStore(t *testing.T, addr string, w Window) *RedisStore {
@@ -568,17 +575,25 @@ func TestRedisStoreBoundsOpenBuckets(t *testing.T) {
 func TestRedisStoreMatchesMemory(t *testing.T) {
 	addr := testenv.Redis(t).Addr()
 	for _, tt := range []struct {
-		name string
-		opts RedisOptions
+		name    string
+		opts    RedisOptions
+		cluster bool
 	}{
-		{"defaults", RedisOptions{}},
-		{"evicting", RedisOptions{MaxOpen: 8, MaxCached: 24}},
+		{"defaults", RedisOptions{}, false},
+		{"evicting", RedisOptions{MaxOpen: 8, MaxCached: 24}, false},
+		{"cluster", RedisOptions{MaxOpen: 8, MaxCached: 24}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
-			t.Cleanup(func() { rdb.Close() })
-			if err := rdb.FlushAll(t.Context()).Err(); err != nil {
-				t.Fatal(err)
+			var rdb redis.UniversalClient
+			if tt.cluster {
+				rdb = clusterClient(t)
+			} else {
+				c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+				t.Cleanup(func() { c.Close() })
+				if err := c.FlushAll(t.Context()).Err(); err != nil {
+					t.Fatal(err)
+				}
+				rdb = c
 			}
 			w := DefaultWindow()
 			rs, err := NewRedisStore(rdb, w, tt.opts)
@@ -644,4 +659,104 @@ func TestRedisStoreMatchesMemory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedisStoreFailover streams requests into a RedisStore on a Redis
+// Cluster of three masters with a replica each, and kills the master of
+// one visitor's keys mid-stream, as the detector's would die. Calls fail
+// until the replica is promoted; retried as the detector retries a batch,
+// they succeed, and every window then read from Redis afresh is the
+// MemoryStore's, but at most those of the visitors of the last Flush
+// before the kill: Redis replicates asynchronously, so what the master
+// acknowledged last may not have reached its replica.
+func TestRedisStoreFailover(t *testing.T) {
+	cluster := testenv.RedisCluster(t)
+	ctx := t.Context()
+	client := func() *redis.ClusterClient {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs(), ContextTimeoutEnabled: true})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	w := DefaultWindow()
+	rs, err := NewRedisStore(client(), w, RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := NewMemoryStore(w)
+	// retry calls f until it succeeds, as the detector retries a batch
+	// while Redis fails, and returns how long Redis was unavailable.
+	retry := func(what string, f func() error) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			err := f()
+			if err == nil {
+				return time.Since(start)
+			}
+			if !errors.Is(err, ErrUnavailable) || time.Since(start) > 30*time.Second {
+				t.Fatalf("%s: %v", what, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	const visitors, batches, killAfter = 60, 120, 60
+	rng := rand.New(rand.NewPCG(3, 4))
+	now := uint32(b0)
+	var lastBefore map[uint64]bool // the visitors of the last Flush before the kill
+	var outage time.Duration
+	for batch := range batches {
+		if batch == killAfter {
+			victim := rs.key(bucketID{site: testSite, visitor: 7, bucket: now})
+			start := time.Now()
+			addr, err := cluster.Failover(ctx, victim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("killed the master %s; a replica took over in %v", addr, time.Since(start))
+		}
+		if rng.IntN(3) == 0 {
+			now++
+		}
+		obs := make([]Observation, 1+rng.IntN(30))
+		inBatch := make(map[uint64]bool)
+		for i := range obs {
+			v := uint64(rng.IntN(visitors))
+			obs[i] = req{bucket: now, path: fmt.Sprintf("/p%d", rng.IntN(9)), method: "GET", status: 200}.observation(testSite, v)
+			inBatch[v] = true
+		}
+		d := retry("prefetching", func() error { return rs.Prefetch(ctx, obs) })
+		for _, s := range []Store{rs, ms} {
+			if err := s.Add(ctx, obs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d += retry("flushing", func() error { return rs.Flush(ctx) })
+		outage = max(outage, d)
+		if batch == killAfter-1 {
+			lastBefore = inBatch
+		}
+	}
+	t.Logf("the store was unavailable for %v at most", outage)
+	if outage < 500*time.Millisecond {
+		t.Errorf("the store never waited for the failover (%v): the master killed served none of the stream", outage)
+	}
+	fresh, err := NewRedisStore(client(), w, RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for v := range uint64(visitors) {
+		got, err := fresh.Window(ctx, testSite, v, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := ms.Window(ctx, testSite, v, now)
+		if got != want {
+			lost++
+			if !lastBefore[v] {
+				t.Errorf("visitor %d: window %+v, want %+v; it was not in the last flush before the kill", v, got, want)
+			}
+		}
+	}
+	t.Logf("%d of %d windows lost writes to the failover", lost, visitors)
 }
