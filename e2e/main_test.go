@@ -231,11 +231,12 @@ func shared(t *testing.T) *run {
 	return sharedRun
 }
 
-// startStack starts a stack with the tests' flags, every service reading
+// startStack starts a stack with the tests' flags and topics of partitions
+// partitions (0: the default), every service reading
 // the policy file of policyDir (see policyFiles), empty at first. Its
 // directory is kept until close says the tests passed. The stack outlives
 // ctx, which only bounds the start: a stack closes when its context ends.
-func startStack(ctx context.Context, bin, policyDir string) (*pipeline.Stack, error) {
+func startStack(ctx context.Context, bin, policyDir string, partitions int) (*pipeline.Stack, error) {
 	if err := writePolicy(policyDir, "# e2e: no policy yet\n"); err != nil {
 		return nil, err
 	}
@@ -247,7 +248,7 @@ func startStack(ctx context.Context, bin, policyDir string) (*pipeline.Stack, er
 		return nil, err
 	}
 	return pipeline.Start(context.WithoutCancel(ctx), pipeline.Config{
-		BinDir: bin, KafkaAddr: "127.0.0.1:0", KeepDir: true,
+		BinDir: bin, KafkaAddr: "127.0.0.1:0", KeepDir: true, Partitions: int32(partitions),
 		IdentitySecret: identitySecret, Flags: flags,
 	})
 }
@@ -337,7 +338,7 @@ func qualityRun(tb testing.TB, bin string, hist, live *batch) (r *run, err error
 	if r.policyDir, err = os.MkdirTemp("", "anomalyd-e2e-policy-"); err != nil {
 		return nil, err
 	}
-	if r.st, err = startStack(ctx, bin, r.policyDir); err != nil {
+	if r.st, err = startStack(ctx, bin, r.policyDir, 0); err != nil {
 		os.RemoveAll(r.policyDir)
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -227,7 +228,19 @@ func (d *Detector) deliver(ctx context.Context, b delivery) error {
 	}
 	d.metrics.Batches.Inc()
 	d.metrics.BatchSeconds.Observe(time.Since(b.start).Seconds())
+	d.noteLag(b.msgs)
 	return nil
+}
+
+// noteLag sets each partition's lag from the batch's last message of it.
+func (d *Detector) noteLag(msgs []kafka.Message) {
+	last := make(map[int]kafka.Message)
+	for _, m := range msgs {
+		last[m.Partition] = m
+	}
+	for p, m := range last {
+		d.metrics.PartitionLag.WithLabelValues(strconv.Itoa(p)).Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
+	}
 }
 
 // checkOwnership resets the stores' caches when a partition's offsets do

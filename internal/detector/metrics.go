@@ -22,6 +22,7 @@ type Metrics struct {
 	StoreErrors     *prometheus.CounterVec // by operation: prefetch, flush
 	KafkaErrors     *prometheus.CounterVec // by operation: fetch, produce, commit
 	PartitionResets prometheus.Counter
+	PartitionLag    *prometheus.GaugeVec   // by partition
 	Evictions       *prometheus.CounterVec // by what: open, closed, recency
 }
 
@@ -47,8 +48,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from a batch's last event read to its offsets committed.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
-		StoreErrors:     prometheus.NewCounterVec(opts("store_errors_total", "Feature store (Redis) failures, by operation; each is retried."), []string{"op"}),
-		KafkaErrors:     prometheus.NewCounterVec(opts("kafka_errors_total", "Kafka failures, by operation: fetch (the detector then exits, to be restarted), produce (retried), commit."), []string{"op"}),
+		StoreErrors: prometheus.NewCounterVec(opts("store_errors_total", "Feature store (Redis) failures, by operation; each is retried."), []string{"op"}),
+		KafkaErrors: prometheus.NewCounterVec(opts("kafka_errors_total", "Kafka failures, by operation: fetch (the detector then exits, to be restarted), produce (retried), commit."), []string{"op"}),
+		PartitionLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "partition_lag",
+			Help: "Events of a requests partition not yet committed by this replica after its last batch of the partition: the high watermark the broker gave with the batch less the next offset. A partition another replica took over keeps the value of its last batch here."}, []string{"partition"}),
 		PartitionResets: prometheus.NewCounter(opts("partition_resets_total", "Times the feature stores dropped their caches because a partition's offsets jumped: another replica owned it meanwhile.")),
 		Evictions:       prometheus.NewCounterVec(opts("evictions_total", "State dropped from memory to stay within -max-visitors, by what: open buckets (written, read from Redis again if their visitor returns within the minute), closed buckets (read again when a window needs them), recency entries (their visitors scored again sooner than -rescore-interval)."), []string{"what"}),
 	}
@@ -59,6 +62,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.DeadLetters.WithLabelValues(r)
 	}
 	reg.MustRegister(m.Events, m.DeadLetters, m.Scored, m.Outliers, m.Early, m.ShadowScores, m.AllowedRecords, m.Unscored, m.RecencySkips,
-		m.Batches, m.BatchSeconds, m.StoreErrors, m.KafkaErrors, m.PartitionResets, m.Evictions)
+		m.Batches, m.BatchSeconds, m.StoreErrors, m.KafkaErrors, m.PartitionResets, m.PartitionLag, m.Evictions)
 	return m
 }

@@ -972,3 +972,18 @@ func TestScoresOnRedis(t *testing.T) {
 		}
 	}
 }
+
+// TestPartitionLag: each partition's lag is its high watermark less the
+// offset after the batch's last message of it.
+func TestPartitionLag(t *testing.T) {
+	d := &Detector{metrics: NewMetrics(prometheus.NewRegistry())}
+	d.noteLag([]kafka.Message{
+		{Partition: 0, Offset: 10, HighWaterMark: 50}, {Partition: 0, Offset: 11, HighWaterMark: 50},
+		{Partition: 3, Offset: 99, HighWaterMark: 100},
+	})
+	for p, want := range map[string]float64{"0": 38, "3": 0} {
+		if got := testutil.ToFloat64(d.metrics.PartitionLag.WithLabelValues(p)); got != want {
+			t.Errorf("partition %s: lag %v, want %v", p, got, want)
+		}
+	}
+}

@@ -40,10 +40,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,6 +151,9 @@ type Stack struct {
 	ch       *testenv.ClickHouseServer
 	kafka    *testenv.KafkaCluster
 	services map[Name]*Service
+
+	mu       sync.Mutex
+	replicas []*Service // detectors added by AddDetector
 
 	closeOnce sync.Once
 	closeErr  error
@@ -333,6 +338,37 @@ func (s *Stack) Service(n Name) *Service {
 	return svc
 }
 
+// AddDetector starts one more detector, a replica in the first one's
+// consumer group with the same flags on a port of its own, logging to
+// detector-N.log, and returns it once it answers /readyz. Close stops it
+// with the others.
+func (s *Stack) AddDetector(ctx context.Context) (*Service, error) {
+	port, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	first := s.services[Detector]
+	s.mu.Lock()
+	n := len(s.replicas) + 2
+	svc := &Service{
+		name: Detector, bin: first.bin, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		logPath: filepath.Join(s.logDir, fmt.Sprintf("%s-%d.log", Detector, n)),
+		token:   first.token, ready: first.ready, stop: first.stop, env: first.env,
+	}
+	svc.args = append([]string(nil), first.args...)
+	for i := range svc.args {
+		if svc.args[i] == "-listen" && i+1 < len(svc.args) {
+			svc.args[i+1] = svc.addr
+		}
+	}
+	s.replicas = append(s.replicas, svc)
+	s.mu.Unlock()
+	if err := svc.Start(ctx); err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
+
 // Brokers returns the Kafka bootstrap addresses.
 func (s *Stack) Brokers() []string { return s.kafka.Brokers() }
 
@@ -371,7 +407,11 @@ func (s *Stack) close(ctx context.Context) error {
 		// still up, and in parallel: each waits for its own flush.
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		for _, svc := range s.services {
+		s.mu.Lock()
+		all := slices.Collect(maps.Values(s.services))
+		all = append(all, s.replicas...)
+		s.mu.Unlock()
+		for _, svc := range all {
 			wg.Go(func() {
 				if err := svc.Stop(ctx); err != nil {
 					mu.Lock()
@@ -381,7 +421,7 @@ func (s *Stack) close(ctx context.Context) error {
 			})
 		}
 		wg.Wait()
-		for _, svc := range s.services {
+		for _, svc := range all {
 			svc.closeIdle()
 		}
 		if s.kafka != nil {
