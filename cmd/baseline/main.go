@@ -15,8 +15,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/anomalyd/anomalyd/internal/baseline"
 	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
@@ -52,7 +50,6 @@ type app struct {
 	rebuilds int
 	table    string
 	scores   string
-	group    string
 	policy   string
 }
 
@@ -74,7 +71,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&a.rebuilds, "rebuild-limit", baseline.DefaultRebuildLimit, "most rebuilds asked through the API per minute, all sites together, each an aggregation in ClickHouse; more are answered 429 with Retry-After; 0 is no limit")
 	fs.StringVar(&a.table, "requests-table", "requests", "ClickHouse table of request history, created if missing")
 	fs.StringVar(&a.scores, "scores-table", "scores", "the publisher's ClickHouse table of scores (its -scores-table), where the site pages (GET /v1/sites/SITE/page) find recent detections; empty: none")
-	fs.StringVar(&a.group, "group", "baseline", "Kafka consumer group of the ingest")
+	a.kafka.RegisterGroupFlag(fs, "baseline", "the ingest's; replicas in one group share the requests topic's partitions")
 	policy.RegisterFlags(fs, &a.policy)
 }
 
@@ -103,8 +100,6 @@ func (a *app) validate() error {
 		return fmt.Errorf("-requests-table: %q is not a plain table name", a.table)
 	case a.scores != "" && !tableName.MatchString(a.scores):
 		return fmt.Errorf("-scores-table: %q is not a plain table name", a.scores)
-	case a.group == "":
-		return errors.New("-group: a consumer group name is required")
 	}
 	if a.policy != "" {
 		if _, err := policy.Load(a.policy); err != nil {
@@ -140,15 +135,13 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	conv.SetPolicy(pw.Policy, a.features.Classes)
 	baselines.SetScoresTable(a.scores)
 
-	dialer, transport, err := a.kafka.Clients()
+	kc, err := a.kafka.Open()
 	if err != nil {
 		return err
 	}
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: a.kafka.Brokers, Dialer: dialer, Topic: a.kafka.RequestsTopic, GroupID: a.group,
-		MaxWait: 500 * time.Millisecond, // bounds how long a quiet topic delays a batch's linger
-	})
-	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
+	defer kc.Close()
+	reader := kc.Reader(a.kafka.RequestsTopic, 0)
+	deadLetter := kc.DeadLetters()
 	progress := service.NewProgress(a.http.StallTimeout)
 	ingester := baseline.NewIngester(a.ingest, progress.Watch(reader), deadLetter, conn, a.table, conv, baselines, metrics, logger)
 
@@ -183,5 +176,5 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	<-buildsDone
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return errors.Join(runErr, reader.Close(), deadLetter.Close(), srv.Shutdown(shutdownCtx))
+	return errors.Join(runErr, kc.Close(), srv.Shutdown(shutdownCtx))
 }

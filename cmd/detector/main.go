@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/detector"
 	"github.com/anomalyd/anomalyd/internal/policy"
@@ -67,7 +66,6 @@ type app struct {
 	features   features.Config
 	detector   detector.Config
 	revalidate time.Duration
-	group      string
 	policyFile string
 }
 
@@ -84,7 +82,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	a.detector = detector.DefaultConfig()
 	a.detector.RegisterFlags(fs)
 	fs.DurationVar(&a.revalidate, "baseline-revalidate", detector.DefaultRevalidate, "how long a fetched baseline is used before it is revalidated (by ETag); the last good one is kept while the baseline service is down")
-	fs.StringVar(&a.group, "group", "detector", "Kafka consumer group; replicas in one group share the requests topic's partitions")
+	a.kafka.RegisterGroupFlag(fs, "detector", "replicas in one group share the requests topic's partitions")
 	policy.RegisterFlags(fs, &a.policyFile)
 }
 
@@ -97,8 +95,6 @@ func (a *app) validate() error {
 	switch {
 	case a.revalidate <= 0:
 		return fmt.Errorf("-baseline-revalidate must be positive, got %v", a.revalidate)
-	case a.group == "":
-		return errors.New("-group: a consumer group name is required")
 	}
 	if a.policyFile != "" {
 		if _, err := policy.Load(a.policyFile); err != nil {
@@ -154,27 +150,15 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 		return float64(n)
 	}))
 
-	dialer, transport, err := a.kafka.Clients()
+	kc, err := a.kafka.Open()
 	if err != nil {
 		return err
 	}
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: a.kafka.Brokers, Dialer: dialer, Topic: a.kafka.RequestsTopic, GroupID: a.group,
-		MinBytes: 1, MaxBytes: 1 << 20,
-		QueueCapacity: a.detector.BatchSize, // keeps a batch's worth read ahead
-		// kafka-go also uses MaxWait as the deadline for the broker's answer:
-		// a slow broker building a large fetch times out and is asked again
-		// forever, so the wait is generous and fetches are 1 MiB.
-		MaxWait: 500 * time.Millisecond,
-	})
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "anomalyd", Subsystem: "detector", Name: "lag",
-		Help: "Messages behind the end of the partition last fetched from, as the Kafka reader last saw it.",
-	}, func() float64 { return float64(reader.Lag()) }))
-	defer transport.CloseIdleConnections()
-	scores := a.kafka.Writer(a.kafka.ScoresTopic, transport)
+	defer kc.Close()
+	reader := kc.Reader(a.kafka.RequestsTopic, a.detector.BatchSize) // a batch's worth read ahead
+	scores := kc.Writer(a.kafka.ScoresTopic)
 	scores.BatchSize, scores.BatchTimeout = a.detector.BatchSize, 5*time.Millisecond
-	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
+	deadLetter := kc.DeadLetters()
 	progress := service.NewProgress(a.http.StallTimeout)
 	det := detector.New(a.detector, proc, progress.Watch(reader), scores, deadLetter, metrics, logger)
 
@@ -198,7 +182,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return errors.Join(runErr, reader.Close(), scores.Close(), deadLetter.Close(), srv.Shutdown(shutdownCtx))
+	return errors.Join(runErr, kc.Close(), srv.Shutdown(shutdownCtx))
 }
 
 // registerBaselineStats exports the baseline cache's counts.

@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/publisher"
 	"github.com/anomalyd/anomalyd/internal/service"
@@ -53,7 +51,6 @@ type app struct {
 	ch    service.ClickHouseConfig
 	http  service.HTTPConfig
 	pub   publisher.Config
-	group string
 
 	policyFile string
 	// reload, if set, replaces SIGHUP as the policy reload trigger, so
@@ -71,7 +68,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	a.http.RegisterFlags(fs, defaultListen)
 	a.pub = publisher.DefaultConfig()
 	a.pub.RegisterFlags(fs)
-	fs.StringVar(&a.group, "group", "publisher", "Kafka consumer group on the scores topic; replicas in one group share the partitions")
+	a.kafka.RegisterGroupFlag(fs, "publisher", "replicas in one group share the scores topic's partitions")
 	policy.RegisterFlags(fs, &a.policyFile)
 }
 
@@ -82,9 +79,6 @@ func (a *app) validate() error {
 		if err := v.Validate(); err != nil {
 			return err
 		}
-	}
-	if a.group == "" {
-		return errors.New("-group: a consumer group name is required")
 	}
 	if a.policyFile != "" {
 		if _, err := policy.Load(a.policyFile); err != nil {
@@ -117,29 +111,26 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	}
 	go pw.Run(ctx, reload, policy.DefaultCheckEvery)
 
-	dialer, transport, err := a.kafka.Clients()
+	kc, err := a.kafka.Open()
 	if err != nil {
 		return err
 	}
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: a.kafka.Brokers, Dialer: dialer, Topic: a.kafka.ScoresTopic, GroupID: a.group,
-		MaxWait: 500 * time.Millisecond, // bounds how long a quiet topic delays a batch's linger
-	})
-	defer transport.CloseIdleConnections()
-	detections := a.pub.DetectionsWriter(a.kafka.Writer(a.kafka.DetectionsTopic, transport))
-	deadLetter := service.DeadLetterWriter{Writer: a.kafka.Writer(a.kafka.DeadLetterTopic, transport)}
+	defer kc.Close()
+	reader := kc.Reader(a.kafka.ScoresTopic, 0)
+	detections := a.pub.DetectionsWriter(kc.Writer(a.kafka.DetectionsTopic))
+	deadLetter := kc.DeadLetters()
 	progress := service.NewProgress(a.http.StallTimeout)
 	pub := publisher.New(a.pub, progress.Watch(reader), detections, deadLetter, conn, metrics, logger)
 	pub.SetPolicy(pw.Policy)
-	pub.RestoreFrom(publisher.TopicHistory{Brokers: a.kafka.Brokers, Topic: a.kafka.DetectionsTopic, Dialer: dialer})
+	pub.RestoreFrom(publisher.TopicHistory{Brokers: a.kafka.Brokers, Topic: a.kafka.DetectionsTopic, Dialer: kc.Dialer()})
 
 	srv, err := service.NewServer(a.http, reg, pub.Ready, nil, logger)
 	if err != nil {
-		return errors.Join(err, reader.Close(), detections.Close(), deadLetter.Close())
+		return err
 	}
 	srv.SetLive(progress.Live)
 	if err := srv.Start(ctx); err != nil {
-		return errors.Join(err, reader.Close(), detections.Close(), deadLetter.Close())
+		return err
 	}
 	done := make(chan error, 1)
 	go func() { done <- pub.Run(ctx) }()
@@ -150,5 +141,5 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return errors.Join(runErr, reader.Close(), detections.Close(), deadLetter.Close(), srv.Shutdown(shutdownCtx))
+	return errors.Join(runErr, kc.Close(), srv.Shutdown(shutdownCtx))
 }

@@ -77,6 +77,10 @@ type KafkaConfig struct {
 	// and Password.
 	SASL           string
 	User, Password string
+	// Group is the consumer group of the service's readers, set by the
+	// -group flag of RegisterGroupFlag.
+	Group    string
+	hasGroup bool
 	// The topic fields are set only for the topics passed to RegisterFlags.
 	RequestsTopic   string
 	ScoresTopic     string
@@ -134,6 +138,9 @@ func (c *KafkaConfig) Validate() error {
 	}
 	if c.MaxMessageBytes < minMaxMessageBytes {
 		return fmt.Errorf("-kafka-max-message-bytes: %d is below the %d bytes a record may need", c.MaxMessageBytes, minMaxMessageBytes)
+	}
+	if c.hasGroup && c.Group == "" {
+		return errors.New("-group: a consumer group name is required")
 	}
 	seen := make(map[string]Topic)
 	for _, t := range c.topics {

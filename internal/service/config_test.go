@@ -53,10 +53,12 @@ func TestKafkaConfig(t *testing.T) {
 	detector := func(fs *flag.FlagSet) validator {
 		c := new(KafkaConfig)
 		c.RegisterFlags(fs, TopicRequests, TopicScores, TopicDeadLetter)
+		c.RegisterGroupFlag(fs, "detector", "replicas share partitions")
 		return c
 	}
 	tests := []validateCase{
 		{"defaults", nil, ""},
+		{"no group", []string{"-group", ""}, "-group: a consumer group name is required"},
 		{"several brokers", []string{"-brokers", "k1:9092,k2:9092,[::1]:9092"}, ""},
 		{"no brokers", []string{"-brokers", ""}, "-brokers: at least one host:port is required"},
 		{"no port", []string{"-brokers", "x"}, `-brokers: "x" is not host:port`},

@@ -222,3 +222,50 @@ func TestDeadLetterReasonIsBounded(t *testing.T) {
 		t.Errorf("a short reason became %q", got)
 	}
 }
+
+// TestKafkaClients: the clients of Open read in the service's group what
+// its writers wrote, and Close closes every one of them, once.
+func TestKafkaClients(t *testing.T) {
+	k, err := testenv.StartKafka(t.Context(), testenv.KafkaOptions{Topics: []string{"in", "deadletter"}, Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	c := KafkaConfig{Brokers: k.Brokers(), MaxMessageBytes: DefaultMaxMessageBytes, Group: "g", DeadLetterTopic: "deadletter"}
+	kc, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := kc.Writer("in")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kc.DeadLetters().WriteMessages(ctx, kafka.Message{Value: []byte("bad")}); err != nil {
+		t.Fatal(err)
+	}
+	r := kc.Reader("in", 10)
+	m, err := r.FetchMessage(ctx)
+	if err != nil || string(m.Value) != "v" {
+		t.Fatalf("read %q, %v", m.Value, err)
+	}
+	if err := r.CommitMessages(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if r.Config().GroupID != "g" {
+		t.Errorf("reader of group %q", r.Config().GroupID)
+	}
+	if err := kc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.FetchMessage(ctx); err == nil {
+		t.Error("the reader reads after Close")
+	}
+	if err := w.WriteMessages(ctx, kafka.Message{Value: []byte("late")}); err == nil {
+		t.Error("the writer writes after Close")
+	}
+	if err := kc.Close(); err != nil {
+		t.Errorf("closing again: %v", err)
+	}
+}
