@@ -9,9 +9,11 @@ BENCH_TIME  ?= 1s
 TEST_TIMEOUT ?= 30m
 
 # Debian packages the tests start as real servers (and chromium, which opens
-# the baseline service's site page), and the binary that tells
-# each one is installed (clickhouse-server lives in /usr/sbin on Debian).
-DEPS := redis-server:redis-server clickhouse-server:clickhouse-server clickhouse-client:clickhouse-client chromium:chromium
+# the baseline service's site page; zookeeper and its Java, which a
+# ClickHouse cluster needs), and the binary or file that tells each one is
+# installed (clickhouse-server lives in /usr/sbin on Debian).
+DEPS := redis-server:redis-server clickhouse-server:clickhouse-server clickhouse-client:clickhouse-client chromium:chromium \
+	default-jre-headless:java zookeeper:/usr/share/java/zookeeper.jar
 
 .PHONY: help demo deps test vet fmt-check bench fuzz build clean
 
@@ -26,13 +28,13 @@ demo: deps ## run the whole pipeline locally on traffic with labelled bots; repo
 	$(GO) build -o bin/ ./cmd/...
 	bin/demo $(DEMO_FLAGS)
 
-deps: ## install redis-server, clickhouse-server and chromium (the site page's test) from apt when missing (idempotent)
+deps: ## install redis-server, clickhouse-server, zookeeper and chromium (the site page's test) from apt when missing (idempotent)
 	@missing=""; \
 	for d in $(DEPS); do \
 		pkg=$${d%%:*}; bin=$${d##*:}; \
-		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$pkg"; \
+		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || [ -e $$bin ] || missing="$$missing $$pkg"; \
 	done; \
-	if [ -z "$$missing" ]; then echo "deps: redis-server, clickhouse-server and chromium are installed"; exit 0; fi; \
+	if [ -z "$$missing" ]; then echo "deps: redis-server, clickhouse-server, zookeeper and chromium are installed"; exit 0; fi; \
 	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	echo "deps: installing$$missing"; \
 	$$sudo apt-get update -q && \

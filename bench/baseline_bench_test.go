@@ -58,7 +58,7 @@ func BenchmarkIngest(b *testing.B) {
 	cfg := traffic.DefaultConfig()
 	cfg.Sites, cfg.Visitors, cfg.Events = 20, 50_000, 200_000
 	rows := baselineRows(b, features.DefaultWindow(), cfg)
-	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
+	if err := chstore.CreateRequests(ctx, conn, "requests", ""); err != nil {
 		b.Fatal(err)
 	}
 	const batch = 10_000
@@ -87,7 +87,7 @@ func BenchmarkBuild(b *testing.B) {
 	cfg.Sites, cfg.Visitors, cfg.Events, cfg.Duration = 1, 30_000, 1_000_000, 2*time.Hour
 	build := baseline.DefaultBuildConfig()
 	rows := baselineRows(b, build.Window, cfg)
-	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
+	if err := chstore.CreateRequests(ctx, conn, "requests", ""); err != nil {
 		b.Fatal(err)
 	}
 	for i := 0; i < len(rows); i += 100_000 {

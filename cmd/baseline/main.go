@@ -88,6 +88,7 @@ func (a *app) validate() error {
 	// ends no later than ingest accepts requests.
 	a.build.Window, a.build.Set, a.build.MinRequests = a.features.Window, a.features.Set(), a.features.MinRequests
 	a.build.MaxAhead = a.ingest.EventTime.MaxAhead
+	a.ingest.Cluster = a.ch.Cluster
 	if err := a.build.Validate(); err != nil {
 		return err
 	}

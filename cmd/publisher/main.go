@@ -85,6 +85,7 @@ func (a *app) validate() error {
 			return fmt.Errorf("-policy: %w", err)
 		}
 	}
+	a.pub.Cluster = a.ch.Cluster
 	return nil
 }
 

@@ -42,7 +42,7 @@ const tinySite = "tiny.example"
 // own), plus tinySite with three requests. It returns the n site names.
 func loadSiteTraffic(ctx context.Context, t *testing.T, conn driver.Conn, n int) []string {
 	t.Helper()
-	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
+	if err := chstore.CreateRequests(ctx, conn, "requests", ""); err != nil {
 		t.Fatal(err)
 	}
 	w := smallBuildConfig().Window

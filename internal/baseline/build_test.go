@@ -37,7 +37,7 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := requestRows(t, cfg.Window, reqs)
-	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
+	if err := chstore.CreateRequests(ctx, conn, "requests", ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := chstore.InsertRequests(ctx, conn, "requests", rows); err != nil {

@@ -85,7 +85,7 @@ func TestIngestHostileInput(t *testing.T) {
 	in := NewIngester(cfg, nopCommits{}, dead, conn, "hostile_requests", newConv(), nil, metrics, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	in.now = func() time.Time { return trafficNow }
 	ctx := t.Context()
-	if err := in.retry(ctx, "create_table", func() error { return chstore.CreateRequests(ctx, conn, "hostile_requests") }); err != nil {
+	if err := in.retry(ctx, "create_table", func() error { return chstore.CreateRequests(ctx, conn, "hostile_requests", "") }); err != nil {
 		t.Fatal(err)
 	}
 	var sent int

@@ -30,6 +30,9 @@ type IngestConfig struct {
 	// EventTime bounds the event times stored: one from decades ahead
 	// would be the newest request, and retention would drop the rest.
 	EventTime service.EventTimeConfig
+	// Cluster is the ClickHouse cluster of the requests table
+	// (-clickhouse-cluster), "" for one server.
+	Cluster string
 	// ShutdownTimeout bounds the flush of the last batch on shutdown.
 	ShutdownTimeout time.Duration
 }
@@ -114,7 +117,7 @@ func NewIngester(cfg IngestConfig, reader MessageReader, deadLetter MessageWrite
 // (within ShutdownTimeout) and returns nil. While ClickHouse fails, it
 // retries the batch with backoff and commits nothing, so nothing is lost.
 func (in *Ingester) Run(ctx context.Context) error {
-	err := in.retry(ctx, "create_table", func() error { return chstore.CreateRequests(ctx, in.conn, in.table) })
+	err := in.retry(ctx, "create_table", func() error { return chstore.CreateRequests(ctx, in.conn, in.table, in.cfg.Cluster) })
 	if err != nil {
 		return nil // ctx is done before ClickHouse ever answered
 	}
@@ -245,7 +248,7 @@ func (in *Ingester) insert(ctx context.Context, rows []chstore.Request) error {
 // clock, so that replayed history is kept like live traffic. A failure is
 // logged and retried at the next occasion.
 func (in *Ingester) dropOldPartitions(ctx context.Context) {
-	cutoff, dropped, err := chstore.DropOldPartitions(ctx, in.conn, in.table, "time", in.cfg.Retention, in.cfg.EventTime.Newest(in.now()))
+	cutoff, dropped, err := chstore.DropOldPartitions(ctx, in.conn, in.table, in.cfg.Cluster, "time", in.cfg.Retention, in.cfg.EventTime.Newest(in.now()))
 	if err != nil {
 		in.metrics.ClickHouseErrors.WithLabelValues("drop_partition").Inc()
 		in.logger.Warn("dropping old request partitions failed", "err", err)

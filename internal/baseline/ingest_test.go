@@ -34,6 +34,7 @@ type ingestEnv struct {
 	w       features.Window
 	metrics *Metrics
 	sites   siteRecorder // the sites the ingesters noted
+	cluster string       // the ClickHouse cluster of conn, "" for one server
 }
 
 // siteRecorder is a SiteNoter that remembers what it is told.
@@ -112,7 +113,7 @@ func (env *ingestEnv) start(t *testing.T) (stop func()) {
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
 	}
 	cfg := DefaultIngestConfig()
-	cfg.BatchSize, cfg.Linger = 500, 200*time.Millisecond
+	cfg.BatchSize, cfg.Linger, cfg.Cluster = 500, 200*time.Millisecond, env.cluster
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	in := NewIngester(cfg, reader, dlq, env.conn, "requests", conv, &env.sites, env.metrics, logger)
 	in.now = func() time.Time { return trafficNow } // the generated events' present
@@ -335,7 +336,7 @@ func TestIngestSurvivesClickHouseRestart(t *testing.T) {
 func TestRetentionCountsFromTheNewestRequest(t *testing.T) {
 	conn := openClickHouse(t)
 	ctx := t.Context()
-	if err := chstore.CreateRequests(ctx, conn, "requests"); err != nil {
+	if err := chstore.CreateRequests(ctx, conn, "requests", ""); err != nil {
 		t.Fatal(err)
 	}
 	// Replayed history from long ago: only what is older than the retention
@@ -368,4 +369,41 @@ func TestRetentionCountsFromTheNewestRequest(t *testing.T) {
 	if got, want := testutil.ToFloat64(metrics.RetentionCutoff), float64(time.Date(2024, 3, 15, 0, 0, 0, 0, time.UTC).Unix()); got != want {
 		t.Errorf("retention cutoff metric %v, want %v (2024-03-15)", time.Unix(int64(got), 0).UTC(), time.Unix(int64(want), 0).UTC())
 	}
+}
+
+// TestIngestOnCluster: the baseline service's ingest on a ClickHouse
+// cluster of two shards (-clickhouse-cluster): it makes the requests
+// table ON CLUSTER, stores every event once across a restart that reads
+// some again, and the site's baselines build from the Distributed table
+// as from one server's.
+func TestIngestOnCluster(t *testing.T) {
+	env := newIngestEnv(t)
+	c := testenv.ClickHouseCluster(t)
+	conn, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	env.conn, env.cluster = conn, testenv.ClickHouseClusterName
+	good := events(t, 3000, 1)
+	env.produce(t, good...)
+	stop := env.start(t)
+	waitFor(t, "the first rows", 30*time.Second, func() bool { return env.rowsIn(t) > 0 })
+	stop()
+	env.start(t)
+	waitFor(t, "every event", 60*time.Second, func() bool { return env.rowsIn(t) >= uint64(len(good)) })
+	if n := env.rowsIn(t); n != uint64(len(good)) {
+		t.Fatalf("%d rows, want each of the %d events once", n, len(good))
+	}
+	sites, err := chstore.Sites(t.Context(), conn, "requests", trafficNow)
+	if err != nil || len(sites) == 0 {
+		t.Fatalf("sites: %v, %v", sites, err)
+	}
+	cfg := smallBuildConfig()
+	cfg.Window = env.w
+	built, err := Build(t.Context(), ClickHouseWindows{conn, "requests"}, cfg, sites[0].Site, sites[0].Newest)
+	if err != nil || built.Baselines[features.ClassBrowser] == nil {
+		t.Fatalf("building from the cluster: %v, %+v", err, built)
+	}
+	t.Logf("a baseline of %d windows from the cluster", built.Baselines[features.ClassBrowser].Windows)
 }

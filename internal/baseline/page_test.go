@@ -28,7 +28,7 @@ func TestSitePage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	site := loadSiteTraffic(ctx, t, conn, 1)[0]
-	if err := chstore.CreateScores(ctx, conn, "scores"); err != nil {
+	if err := chstore.CreateScores(ctx, conn, "scores", ""); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)

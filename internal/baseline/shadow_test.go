@@ -20,7 +20,7 @@ func TestShadowComparison(t *testing.T) {
 	t.Parallel()
 	conn := openClickHouse(t)
 	ctx := t.Context()
-	if err := chstore.CreateScores(ctx, conn, "scores"); err != nil {
+	if err := chstore.CreateScores(ctx, conn, "scores", ""); err != nil {
 		t.Fatal(err)
 	}
 	newest := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/anomalyd/anomalyd/pkg/features"
@@ -44,20 +45,25 @@ func requestsColumns() string {
 	return strings.Join(append(cols, "kafka_topic", "kafka_partition", "kafka_offset"), ", ")
 }
 
-// RequestsDDL returns the CREATE TABLE statement of a requests table.
+// RequestsDDL returns the statements that create a requests table: on
+// one server (cluster ""), the table; on a cluster, a replicated table on
+// every server and the Distributed table named table over them (see
+// clusterDDL).
 //
 // ReplacingMergeTree with the Kafka position in the sorting key is the
 // exactly-once mechanism: ingest is at-least-once (offsets are committed
 // after the insert), and a message inserted twice after a crash has the same
 // (site, time, visitor, topic, partition, offset), so merges keep one row and
 // queries read with FINAL. 18.16's MergeTree has no insert deduplication of
-// its own outside replicated tables.
-func RequestsDDL(table string) string {
+// its own outside replicated tables. On a cluster a row's shard follows
+// from its site and visitor, so a replayed row meets the first on its
+// shard.
+func RequestsDDL(table, cluster string) []string {
 	var hashes strings.Builder
 	for s := range features.Sketch(features.NumSketches) {
 		fmt.Fprintf(&hashes, "\n\t%-15s UInt64,", s.Def().Column)
 	}
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	columns := fmt.Sprintf(`(
 	time            DateTime,
 	site            String,
 	visitor         UInt64,
@@ -65,22 +71,60 @@ func RequestsDDL(table string) string {
 	kafka_topic     String,
 	kafka_partition Int32,
 	kafka_offset    Int64
-) ENGINE = ReplacingMergeTree()
-PARTITION BY toYYYYMMDD(time)
-ORDER BY (site, time, visitor, kafka_topic, kafka_partition, kafka_offset)`, table, hashes.String())
+)`, hashes.String())
+	return tableDDL(table, cluster, columns, "ReplacingMergeTree", `PARTITION BY toYYYYMMDD(time)
+ORDER BY (site, time, visitor, kafka_topic, kafka_partition, kafka_offset)`)
 }
 
-// CreateRequests creates the requests table if it does not exist.
-func CreateRequests(ctx context.Context, conn driver.Conn, table string) error {
-	if err := conn.Exec(ctx, RequestsDDL(table)); err != nil {
-		return fmt.Errorf("creating table %s: %w", table, err)
+// tableDDL returns the statements that create table with columns, engine
+// (a MergeTree family's, without arguments) and its clauses: the table on
+// one server (cluster ""), else, ON CLUSTER, table_local on every server
+// with the engine's replicated form (its path in ZooKeeper per shard, the
+// {shard} and {replica} macros of each server's config) and table, a
+// Distributed table over them, sharded by site and visitor.
+func tableDDL(table, cluster, columns, engine, clauses string) []string {
+	if cluster == "" {
+		return []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s %s ENGINE = %s()\n%s", table, columns, engine, clauses)}
+	}
+	local := LocalTable(table, cluster)
+	return []string{
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s ON CLUSTER %s %s ENGINE = Replicated%s('/clickhouse/tables/{shard}/%s', '{replica}')\n%s",
+			local, cluster, columns, engine, local, clauses),
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s ON CLUSTER %s AS %s ENGINE = Distributed(%s, currentDatabase(), %s, cityHash64(site, visitor))",
+			table, cluster, local, cluster, local),
+	}
+}
+
+// LocalTable is the name of the servers' own table under the Distributed
+// table of a cluster (table itself on one server).
+func LocalTable(table, cluster string) string {
+	if cluster == "" {
+		return table
+	}
+	return table + "_local"
+}
+
+// CreateRequests creates the requests table if it does not exist, on one
+// server or on cluster.
+func CreateRequests(ctx context.Context, conn driver.Conn, table, cluster string) error {
+	for _, q := range RequestsDDL(table, cluster) {
+		if err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("creating table %s: %w", table, err)
+		}
 	}
 	return nil
 }
 
+// insertContext makes an insert into a Distributed table return once
+// every shard has its rows, as into a table on one server: offsets are
+// committed on the strength of it.
+func insertContext(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+}
+
 // InsertRequests writes rows in one batch.
 func InsertRequests(ctx context.Context, conn driver.Conn, table string, rows []Request) error {
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+requestsColumns()+")")
+	batch, err := conn.PrepareBatch(insertContext(ctx), "INSERT INTO "+table+" ("+requestsColumns()+")")
 	if err != nil {
 		return fmt.Errorf("preparing insert into %s: %w", table, err)
 	}
@@ -110,7 +154,7 @@ func InsertRequests(ctx context.Context, conn driver.Conn, table string, rows []
 // refuse events further ahead of their clocks, and rows stored before
 // they did must not drop the history. It returns the cutoff (zero for a
 // table without rows up to notAfter) and the partitions dropped.
-func DropOldPartitions(ctx context.Context, conn driver.Conn, table, column string, retention time.Duration, notAfter time.Time) (cutoff time.Time, dropped []string, err error) {
+func DropOldPartitions(ctx context.Context, conn driver.Conn, table, cluster, column string, retention time.Duration, notAfter time.Time) (cutoff time.Time, dropped []string, err error) {
 	var newest time.Time
 	q := fmt.Sprintf("SELECT max(%[1]s) FROM %[2]s WHERE %[1]s <= ?", column, table)
 	if err := conn.QueryRow(ctx, q, notAfter.UTC()).Scan(&newest); err != nil {
@@ -120,18 +164,26 @@ func DropOldPartitions(ctx context.Context, conn driver.Conn, table, column stri
 		return time.Time{}, nil, nil
 	}
 	cutoff = newest.Add(-retention).UTC().Truncate(24 * time.Hour)
-	dropped, err = DropPartitionsBefore(ctx, conn, table, cutoff)
+	dropped, err = DropPartitionsBefore(ctx, conn, table, cluster, column, cutoff)
 	return cutoff, dropped, err
 }
 
-// DropPartitionsBefore drops the daily partitions of table whose day ends
-// before cutoff, and returns their names (YYYYMMDD). It is how retention
-// works without a TTL clause.
-func DropPartitionsBefore(ctx context.Context, conn driver.Conn, table string, cutoff time.Time) ([]string, error) {
+// DropPartitionsBefore drops the daily partitions of table (by day of its
+// time column) whose day ends before cutoff, and returns their names
+// (YYYYMMDD). It is how retention works without a TTL clause. On a
+// cluster the partitions are those any shard has, dropped ON CLUSTER from
+// the servers' own tables.
+func DropPartitionsBefore(ctx context.Context, conn driver.Conn, table, cluster, column string, cutoff time.Time) ([]string, error) {
 	day := cutoff.UTC().Format("20060102")
-	rows, err := conn.Query(ctx, `SELECT DISTINCT partition FROM system.parts
+	list := `SELECT DISTINCT partition FROM system.parts
 		WHERE database = currentDatabase() AND table = ? AND active AND partition < ?
-		ORDER BY partition`, table, day)
+		ORDER BY partition`
+	args := []any{table, day}
+	if cluster != "" {
+		list = fmt.Sprintf("SELECT DISTINCT toString(toYYYYMMDD(%s)) AS p FROM %s WHERE p < ? ORDER BY p", column, table)
+		args = []any{day}
+	}
+	rows, err := conn.Query(ctx, list, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing partitions of %s: %w", table, err)
 	}
@@ -148,9 +200,13 @@ func DropPartitionsBefore(ctx context.Context, conn driver.Conn, table string, c
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("listing partitions of %s: %w", table, err)
 	}
+	target := table
+	if cluster != "" {
+		target = LocalTable(table, cluster) + " ON CLUSTER " + cluster
+	}
 	for i, p := range parts {
 		// Partition ids of toYYYYMMDD are digits only, safe to inline.
-		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %s", table, p)); err != nil {
+		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %s", target, p)); err != nil {
 			return parts[:i], fmt.Errorf("dropping partition %s of %s: %w", p, table, err)
 		}
 	}

@@ -25,7 +25,8 @@ type ScoreRow struct {
 const scoresColumns = `scored_at, site, visitor, model, score, threshold, baseline_version,
 	window_start, window_end, feature_names, feature_values, feature_contributions`
 
-// ScoresDDL returns the CREATE TABLE statement of a scores table.
+// ScoresDDL returns the statements that create a scores table, on one
+// server or on cluster (see RequestsDDL).
 //
 // A score replayed after a crash (the detector's or the publisher's, both
 // at-least-once) is the identical record, so ReplacingMergeTree ordered by
@@ -37,8 +38,8 @@ const scoresColumns = `scored_at, site, visitor, model, score, threshold, baseli
 // so that a candidate's score never replaces the live one of the same
 // window. The three arrays are parallel, one entry per feature in the
 // model's order.
-func ScoresDDL(table string) string {
-	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+func ScoresDDL(table, cluster string) []string {
+	return tableDDL(table, cluster, `(
 	scored_at             DateTime,
 	site                  String,
 	visitor               UInt64,
@@ -51,18 +52,22 @@ func ScoresDDL(table string) string {
 	feature_names         Array(String),
 	feature_values        Array(Float64),
 	feature_contributions Array(Float64)
-) ENGINE = ReplacingMergeTree()
-PARTITION BY toYYYYMMDD(scored_at)
-ORDER BY (site, visitor, scored_at, model)`, table)
+)`, "ReplacingMergeTree", `PARTITION BY toYYYYMMDD(scored_at)
+ORDER BY (site, visitor, scored_at, model)`)
 }
 
-// CreateScores creates the scores table if it does not exist, and gives a
-// table made before model names its model column, at the end of its key
-// (what 18.16 allows of a new column: one without a default expression;
-// a String's is ” anyway).
-func CreateScores(ctx context.Context, conn driver.Conn, table string) error {
-	if err := conn.Exec(ctx, ScoresDDL(table)); err != nil {
-		return fmt.Errorf("creating table %s: %w", table, err)
+// CreateScores creates the scores table if it does not exist, on one
+// server or on cluster, and gives a table of one server made before model
+// names its model column, at the end of its key (what 18.16 allows of a
+// new column: one without a default expression; a String's is ” anyway).
+func CreateScores(ctx context.Context, conn driver.Conn, table, cluster string) error {
+	for _, q := range ScoresDDL(table, cluster) {
+		if err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("creating table %s: %w", table, err)
+		}
+	}
+	if cluster != "" { // made with the model column: clusters came after it
+		return nil
 	}
 	db, args := "currentDatabase()", []any{table}
 	if d, t, ok := strings.Cut(table, "."); ok {
@@ -122,7 +127,7 @@ func (e *RowError) Unwrap() error { return e.Err }
 // a row that can never be inserted; any other error is the server's or the
 // connection's, worth retrying.
 func InsertScores(ctx context.Context, conn driver.Conn, table string, rows []ScoreRow) error {
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+scoresColumns+")")
+	batch, err := conn.PrepareBatch(insertContext(ctx), "INSERT INTO "+table+" ("+scoresColumns+")")
 	if err != nil {
 		return fmt.Errorf("preparing insert into %s: %w", table, err)
 	}

@@ -26,10 +26,10 @@ func score(site string, visitor uint64, at time.Time, s float64) *records.Score 
 func TestScoresTable(t *testing.T) {
 	_, conn := testenv.ClickHouseConn(t)
 	ctx := t.Context()
-	if err := CreateScores(ctx, conn, "scores"); err != nil {
+	if err := CreateScores(ctx, conn, "scores", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := CreateScores(ctx, conn, "scores"); err != nil {
+	if err := CreateScores(ctx, conn, "scores", ""); err != nil {
 		t.Fatalf("creating an existing table: %v", err)
 	}
 	newest := time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC)
@@ -84,7 +84,7 @@ func TestScoresTable(t *testing.T) {
 	if err := InsertScores(ctx, conn, "scores", []ScoreRow{future}); err != nil {
 		t.Fatal(err)
 	}
-	cutoff, dropped, err := DropOldPartitions(ctx, conn, "scores", "scored_at", 5*24*time.Hour, newest.Add(time.Hour))
+	cutoff, dropped, err := DropOldPartitions(ctx, conn, "scores", "", "scored_at", 5*24*time.Hour, newest.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,10 +104,10 @@ func TestScoresTable(t *testing.T) {
 
 func TestDropOldPartitionsEmptyTable(t *testing.T) {
 	_, conn := testenv.ClickHouseConn(t)
-	if err := CreateScores(t.Context(), conn, "empty_scores"); err != nil {
+	if err := CreateScores(t.Context(), conn, "empty_scores", ""); err != nil {
 		t.Fatal(err)
 	}
-	cutoff, dropped, err := DropOldPartitions(t.Context(), conn, "empty_scores", "scored_at", time.Hour, time.Now())
+	cutoff, dropped, err := DropOldPartitions(t.Context(), conn, "empty_scores", "", "scored_at", time.Hour, time.Now())
 	if err != nil || len(dropped) != 0 || !cutoff.IsZero() {
 		t.Errorf("empty table: cutoff %v, dropped %v, %v", cutoff, dropped, err)
 	}
@@ -150,7 +150,7 @@ func TestScoresTableModels(t *testing.T) {
 	_, conn := testenv.ClickHouseConn(t)
 	ctx := t.Context()
 	// The table as it was made before model names.
-	old := strings.Replace(strings.Replace(ScoresDDL("old_scores"), "\tmodel                 String,\n", "", 1), ", model)", ")", 1)
+	old := strings.Replace(strings.Replace(ScoresDDL("old_scores", "")[0], "\tmodel                 String,\n", "", 1), ", model)", ")", 1)
 	if strings.Contains(old, "model") {
 		t.Fatalf("the old DDL still names the model:\n%s", old)
 	}
@@ -172,10 +172,10 @@ func TestScoresTableModels(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, table := range []string{"new_scores", "old_scores"} {
-		if err := CreateScores(ctx, conn, table); err != nil {
+		if err := CreateScores(ctx, conn, table, ""); err != nil {
 			t.Fatal(err)
 		}
-		if err := CreateScores(ctx, conn, table); err != nil {
+		if err := CreateScores(ctx, conn, table, ""); err != nil {
 			t.Fatalf("%s, again: %v", table, err)
 		}
 		live, shadow := score("a.example", 1, at, 12), score("a.example", 1, at, 30)
@@ -208,5 +208,74 @@ func TestScoresTableModels(t *testing.T) {
 	var m string
 	if err := conn.QueryRow(ctx, "SELECT model FROM old_scores FINAL WHERE scored_at = ?", before.ScoredAt).Scan(&m); err != nil || m != "" {
 		t.Errorf("a row from before model names: model %q, %v; want the live model's", m, err)
+	}
+}
+
+// TestScoresOnCluster: the scores table on a cluster of two shards, as
+// the publisher makes and keeps it: created ON CLUSTER (twice), rows of
+// every visitor through the Distributed table, a replay collapsing, a
+// candidate's score next to the live one, and retention dropping old
+// days from every shard.
+func TestScoresOnCluster(t *testing.T) {
+	c := testenv.ClickHouseCluster(t)
+	conn, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := t.Context()
+	const cluster = testenv.ClickHouseClusterName
+	for range 2 {
+		if err := CreateScores(ctx, conn, "scores", cluster); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newest := time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC)
+	var rows []ScoreRow
+	for v := range uint64(40) {
+		for _, age := range []time.Duration{0, 10 * 24 * time.Hour} {
+			rows = append(rows, ScoreRow{Record: score("a.example", v, newest.Add(-age), 12), Visitor: v})
+		}
+	}
+	shadow := score("a.example", 1, newest, 30)
+	shadow.Model = "wide"
+	rows = append(rows, ScoreRow{Record: shadow, Visitor: 1})
+	for range 2 { // the second a replay
+		if err := InsertScores(ctx, conn, "scores", rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() uint64 {
+		t.Helper()
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM scores FINAL").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != uint64(len(rows)) {
+		t.Errorf("%d rows with FINAL, want %d: replays collapse on their shard", n, len(rows))
+	}
+	for i, s := range c.Servers() {
+		one, err := s.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		err = one.QueryRow(ctx, "SELECT count() FROM "+LocalTable("scores", cluster)).Scan(&n)
+		one.Close()
+		if err != nil || n == 0 {
+			t.Errorf("shard %d holds %d rows (%v)", i+1, n, err)
+		}
+	}
+	cutoff, dropped, err := DropOldPartitions(ctx, conn, "scores", cluster, "scored_at", 5*24*time.Hour, newest.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(dropped, []string{"20240310"}) || !cutoff.Equal(time.Date(2024, 3, 15, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("retention: cutoff %v, dropped %v", cutoff, dropped)
+	}
+	if n := count(); n != 41 {
+		t.Errorf("%d rows after retention, want the 40 recent live ones and the candidate's", n)
 	}
 }

@@ -17,6 +17,9 @@ import (
 type Config struct {
 	// Table is the ClickHouse scores table, created if missing.
 	Table string
+	// Cluster is the ClickHouse cluster of the scores table
+	// (-clickhouse-cluster), "" for one server.
+	Cluster string
 	// BatchSize and Linger bound a batch of scores: it is processed when it
 	// holds BatchSize messages or Linger after its first one, whichever is
 	// first. One batch is one ClickHouse insert, one write of detections

@@ -147,7 +147,7 @@ func (p *Publisher) Ready(ctx context.Context) error {
 // reading, writing to Kafka or committing fails; ClickHouse failures are
 // retried.
 func (p *Publisher) Run(ctx context.Context) error {
-	err := p.retry(ctx, opCreateTable, func() error { return chstore.CreateScores(ctx, p.conn, p.cfg.Table) })
+	err := p.retry(ctx, opCreateTable, func() error { return chstore.CreateScores(ctx, p.conn, p.cfg.Table, p.cfg.Cluster) })
 	if err != nil {
 		return nil // ctx is done before ClickHouse ever answered
 	}
@@ -396,7 +396,7 @@ func (p *Publisher) insert(ctx context.Context, b *batch) error {
 // replayed history is kept like live traffic. A failure is logged and
 // retried at the next occasion.
 func (p *Publisher) dropOldPartitions(ctx context.Context) {
-	cutoff, dropped, err := chstore.DropOldPartitions(ctx, p.conn, p.cfg.Table, "scored_at", p.cfg.Retention, p.cfg.EventTime.Newest(p.now()))
+	cutoff, dropped, err := chstore.DropOldPartitions(ctx, p.conn, p.cfg.Table, p.cfg.Cluster, "scored_at", p.cfg.Retention, p.cfg.EventTime.Newest(p.now()))
 	if !cutoff.IsZero() {
 		p.metrics.RetentionCutoff.Set(float64(cutoff.Unix()))
 	}

@@ -612,3 +612,39 @@ func TestShadowScores(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishOnCluster: the publisher makes its scores table on a
+// ClickHouse cluster of two shards (-clickhouse-cluster) and stores every
+// score there, through the Distributed table, replays collapsing.
+func TestPublishOnCluster(t *testing.T) {
+	e := newEnv(t)
+	c := testenv.ClickHouseCluster(t)
+	conn, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.conn, e.cfg.Cluster = conn, testenv.ClickHouseClusterName
+	values, above := scores(t, "a.example", 0x3000, 90, recent())
+	e.produce(t, values...)
+	e.start(t, nil)
+	waitFor(t, "every score", 30*time.Second, func() bool { return e.rows(t) == uint64(len(values)) })
+	e.produce(t, values...) // replayed
+	waitFor(t, "the replay", 30*time.Second, func() bool { return e.committed(t) == int64(2*len(values)) })
+	if n := e.rows(t); n != uint64(len(values)) {
+		t.Errorf("%d rows with FINAL, want %d", n, len(values))
+	}
+	e.read(t, "detections", above, 500*time.Millisecond)
+	for i, s := range c.Servers() {
+		one, err := s.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		err = one.QueryRow(t.Context(), "SELECT count() FROM scores_local").Scan(&n)
+		one.Close()
+		if err != nil || n == 0 {
+			t.Errorf("shard %d holds %d rows (%v)", i+1, n, err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -330,7 +331,13 @@ const (
 
 // ClickHouseConfig is where a service finds ClickHouse (native protocol).
 type ClickHouseConfig struct {
-	Addr     string
+	// Addr is a server's native-protocol host:port, or several, comma
+	// separated: servers of one cluster, tried in turn.
+	Addr string
+	// Cluster names the ClickHouse cluster (the servers' remote_servers)
+	// whose shards hold the tables: replicated tables on every server
+	// under Distributed tables of the tables' names. "" for one server.
+	Cluster  string
 	Database string
 	User     string
 	Password string
@@ -341,11 +348,12 @@ type ClickHouseConfig struct {
 	CAFile string
 }
 
-// RegisterFlags registers -clickhouse, -clickhouse-database,
-// -clickhouse-user, -clickhouse-password, -clickhouse-tls and
-// -clickhouse-ca.
+// RegisterFlags registers -clickhouse, -clickhouse-cluster,
+// -clickhouse-database, -clickhouse-user, -clickhouse-password,
+// -clickhouse-tls and -clickhouse-ca.
 func (c *ClickHouseConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Addr, "clickhouse", DefaultClickHouseAddr, "ClickHouse native-protocol `host:port` (its tcp_port, or tcp_port_secure with -clickhouse-tls)")
+	fs.StringVar(&c.Addr, "clickhouse", DefaultClickHouseAddr, "ClickHouse native-protocol `host:port[,...]` (its tcp_port, or tcp_port_secure with -clickhouse-tls); several: servers of one cluster, tried in turn")
+	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "ClickHouse cluster (a name of the servers' remote_servers) whose shards hold the tables: each a replicated table on every server (ZooKeeper, and the {shard} and {replica} macros) under a Distributed table of its name, created ON CLUSTER; empty: one server")
 	fs.StringVar(&c.Database, "clickhouse-database", DefaultClickHouseDB, "ClickHouse database of anomalyd's tables")
 	fs.StringVar(&c.User, "clickhouse-user", DefaultClickHouseUser, "ClickHouse user")
 	fs.StringVar(&c.Password, "clickhouse-password", "", "ClickHouse password; prefer the environment variable")
@@ -353,12 +361,15 @@ func (c *ClickHouseConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CAFile, "clickhouse-ca", "", "PEM `file` of the CA certificates that may sign ClickHouse's certificate; implies -clickhouse-tls")
 }
 
+// identifier is a ClickHouse name that needs no quoting.
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // Open connects to ClickHouse as configured, over the native protocol (the
 // HTTP one cannot talk to 18.16). The connection is lazy: Ping checks it.
 // The caller closes it.
 func (c *ClickHouseConfig) Open() (driver.Conn, error) {
 	opts := &clickhouse.Options{
-		Addr:        []string{c.Addr},
+		Addr:        strings.Split(c.Addr, ","),
 		Auth:        clickhouse.Auth{Database: c.Database, Username: c.User, Password: c.Password},
 		Protocol:    clickhouse.Native,
 		DialTimeout: 5 * time.Second,
@@ -376,8 +387,11 @@ func (c *ClickHouseConfig) Open() (driver.Conn, error) {
 
 // Validate reports the first unusable setting.
 func (c *ClickHouseConfig) Validate() error {
-	if err := checkDialAddrs("clickhouse", []string{c.Addr}); err != nil {
+	if err := checkDialAddrs("clickhouse", strings.Split(c.Addr, ",")); err != nil {
 		return err
+	}
+	if c.Cluster != "" && !identifier.MatchString(c.Cluster) {
+		return fmt.Errorf("-clickhouse-cluster: %q is not a cluster name (letters, digits and '_')", c.Cluster)
 	}
 	if c.Database == "" {
 		return errors.New("-clickhouse-database: a database name is required")

@@ -162,6 +162,9 @@ func TestClickHouseConfig(t *testing.T) {
 		{"bad address", []string{"-clickhouse", "ch"}, `-clickhouse: "ch" is not host:port`},
 		{"no database", []string{"-clickhouse-database", ""}, "-clickhouse-database:"},
 		{"no user", []string{"-clickhouse-user", ""}, "-clickhouse-user:"},
+		{"a cluster", []string{"-clickhouse", "ch1:9000,ch2:9000", "-clickhouse-cluster", "anomalyd_2"}, ""},
+		{"a bad server of a cluster", []string{"-clickhouse", "ch1:9000,ch2"}, `-clickhouse: "ch2" is not host:port`},
+		{"a bad cluster name", []string{"-clickhouse-cluster", "my cluster"}, `-clickhouse-cluster: "my cluster" is not a cluster name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkValidate(t, register, tt.args, tt.wantErr) })

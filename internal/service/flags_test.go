@@ -211,8 +211,8 @@ func TestUsage(t *testing.T) {
 			t.Errorf("usage does not name %s for -%s", want, f.Name)
 		}
 	})
-	if n != 35 {
-		t.Errorf("%d flags registered, want 35", n)
+	if n != 36 {
+		t.Errorf("%d flags registered, want 36", n)
 	}
 }
 

@@ -38,6 +38,9 @@ type ClickHouseOptions struct {
 	// LogLevel is the server's logger level: "warning" (default),
 	// "information", "debug", "trace".
 	LogLevel string
+	// Extra is more of the config, XML elements inside <yandex> (a
+	// cluster's: see StartClickHouseCluster).
+	Extra string
 	// TLSCertFile and TLSKeyFile, when set, make the server also listen
 	// for the native protocol over TLS (tcp_port_secure) on a free port,
 	// with that certificate: SecureAddr.
@@ -85,6 +88,7 @@ func StartClickHouse(ctx context.Context, opts ClickHouseOptions) (*ClickHouseSe
 		if len(ports) > 2 {
 			config = strings.Replace(config, "</yandex>", clickHouseTLS(ports[2], opts.TLSCertFile, opts.TLSKeyFile)+"</yandex>", 1)
 		}
+		config = strings.Replace(config, "</yandex>", opts.Extra+"</yandex>", 1)
 		if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/anomalyd/anomalyd/internal/testenv"
@@ -97,6 +98,57 @@ func TestRedisCluster(t *testing.T) {
 		}
 		if err != nil || got != i {
 			t.Fatalf("%s after the failover: %v, %v", key, got, err)
+		}
+	}
+}
+
+// TestClickHouseCluster creates a replicated table on every shard and a
+// Distributed table over them with one statement ON CLUSTER, inserts
+// through the Distributed table, and finds the rows spread over the
+// shards and all of them through it.
+func TestClickHouseCluster(t *testing.T) {
+	c := testenv.ClickHouseCluster(t)
+	ctx := t.Context()
+	conn, err := c.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{
+		`CREATE TABLE t_local ON CLUSTER anomalyd (k UInt64, v String) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/t_local', '{replica}') ORDER BY k`,
+		`CREATE TABLE t ON CLUSTER anomalyd AS t_local ENGINE = Distributed(anomalyd, default, t_local, k)`,
+	} {
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO t (k, v)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range uint64(100) {
+		if err := batch.Append(k, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM t").Scan(&total); err != nil || total != 100 {
+		t.Fatalf("%d rows through the Distributed table, %v", total, err)
+	}
+	for i, s := range c.Servers() {
+		one, err := s.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		err = one.QueryRow(ctx, "SELECT count() FROM t_local").Scan(&n)
+		one.Close()
+		if err != nil || n == 0 || n == 100 {
+			t.Errorf("shard %d holds %d rows (%v): want some of the 100", i+1, n, err)
 		}
 	}
 }

@@ -97,3 +97,15 @@ func (b *SyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// ClickHouseCluster starts a ClickHouse cluster of two shards and
+// ZooKeeper for the test and stops it when the test ends.
+func ClickHouseCluster(t testing.TB) *ClickHouseClusterServer {
+	t.Helper()
+	c, err := StartClickHouseCluster(t.Context(), ClickHouseClusterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup(t, c)
+	return c
+}
