@@ -100,9 +100,9 @@ var verbs = map[string]verb{
 	"shadow": {"", "Compares, per site, the visitors each candidate model (the policy's\nshadows) detected with those the live model detected over the -period\nbefore the newest score: both, live only, candidate only, with example\nvisitor ids, the most anomalous first. A visitor is detected by a model\nwith -min-hits of its scores by it above their threshold. Read from the\npublisher's scores table by the baseline service (its -scores-table).",
 		func(fs *flag.FlagSet, c *ctl) {
 			apiFlags(fs, c)
-			fs.DurationVar(&c.since, "period", baseline.DefaultShadowPeriod, "event time compared, back from the newest score")
+			fs.DurationVar(&c.period, "period", baseline.DefaultShadowPeriod, "event time compared, back from the newest score")
 			fs.StringVar(&c.site, "site", "", "only this site; empty: every site")
-			fs.IntVar(&c.n, "min-hits", baseline.DefaultShadowMinHits, "scores above the threshold that make a detection (the publisher's -min-hits)")
+			fs.IntVar(&c.minHits, "min-hits", baseline.DefaultShadowMinHits, "scores above the threshold that make a detection (the publisher's -min-hits)")
 			fs.IntVar(&c.examples, "examples", baseline.DefaultShadowExamples, "example visitor ids of each kind of difference")
 		}, shadowCmd, 0},
 	"policy check": {"FILE", "Checks a policy file (docs/policy.example.yaml) as the services read it:\nexit status 0 and what it sets, or 1 and every fault, with its line and\nfield.",
@@ -126,6 +126,8 @@ type ctl struct {
 	since      time.Duration
 	n          int
 	site       string
+	period     time.Duration
+	minHits    int
 	examples   int
 }
 
@@ -309,7 +311,10 @@ func sitesCmd(ctx context.Context, c *ctl, _ []string) error {
 }
 
 func shadowCmd(ctx context.Context, c *ctl, _ []string) error {
-	q := url.Values{"period": {c.since.String()}, "min_hits": {strconv.Itoa(c.n)}, "examples": {strconv.Itoa(c.examples)}}
+	if c.period <= 0 || c.minHits < 1 || c.examples < 0 {
+		return fmt.Errorf("%w: -period must be positive, -min-hits at least 1 and -examples not negative, got %v, %d, %d", errUsage, c.period, c.minHits, c.examples)
+	}
+	q := url.Values{"period": {c.period.String()}, "min_hits": {strconv.Itoa(c.minHits)}, "examples": {strconv.Itoa(c.examples)}}
 	if c.site != "" {
 		q.Set("site", c.site)
 	}

@@ -235,6 +235,9 @@ func TestSitesBaselineRebuild(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "shop.example.com  bins-20  3     2     1          4               live only: 00000000000000aa; candidate only: 00000000000000bb 00000000000000cc") {
 		t.Errorf("shadow: exit %d, %s\n%s", code, errOut, out)
 	}
+	if code, _, errOut := ctlRun(t, with("shadow", "-min-hits", "0")...); code != 2 || !strings.Contains(errOut, "-min-hits at least 1") {
+		t.Errorf("shadow -min-hits 0: exit %d, %q; want 2", code, errOut)
+	}
 	if code, _, errOut := ctlRun(t, with("shadow", "-period", "3h")...); code != 1 || !strings.Contains(errOut, "unexpected query") {
 		t.Errorf("shadow, a refused query: exit %d, %q; want 1 and the service's reason", code, errOut)
 	}

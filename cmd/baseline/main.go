@@ -71,7 +71,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&a.rebuilds, "rebuild-limit", baseline.DefaultRebuildLimit, "most rebuilds asked through the API per minute, all sites together, each an aggregation in ClickHouse; more are answered 429 with Retry-After; 0 is no limit")
 	fs.StringVar(&a.table, "requests-table", "requests", "ClickHouse table of request history, created if missing")
 	fs.StringVar(&a.scores, "scores-table", "scores", "the publisher's ClickHouse table of scores (its -scores-table), where the site pages (GET /v1/sites/SITE/page) find recent detections; empty: none")
-	a.kafka.RegisterGroupFlag(fs, "baseline", "the ingest's; replicas in one group share the requests topic's partitions")
+	a.kafka.RegisterGroupFlag(fs, "baseline")
 	policy.RegisterFlags(fs, &a.policy)
 }
 

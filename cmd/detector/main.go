@@ -82,7 +82,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	a.detector = detector.DefaultConfig()
 	a.detector.RegisterFlags(fs)
 	fs.DurationVar(&a.revalidate, "baseline-revalidate", detector.DefaultRevalidate, "how long a fetched baseline is used before it is revalidated (by ETag); the last good one is kept while the baseline service is down")
-	a.kafka.RegisterGroupFlag(fs, "detector", "replicas in one group share the requests topic's partitions")
+	a.kafka.RegisterGroupFlag(fs, "detector")
 	policy.RegisterFlags(fs, &a.policyFile)
 }
 

@@ -68,7 +68,7 @@ func (a *app) registerFlags(fs *flag.FlagSet) {
 	a.http.RegisterFlags(fs, defaultListen)
 	a.pub = publisher.DefaultConfig()
 	a.pub.RegisterFlags(fs)
-	a.kafka.RegisterGroupFlag(fs, "publisher", "replicas in one group share the scores topic's partitions")
+	a.kafka.RegisterGroupFlag(fs, "publisher")
 	policy.RegisterFlags(fs, &a.policyFile)
 }
 

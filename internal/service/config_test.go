@@ -53,7 +53,7 @@ func TestKafkaConfig(t *testing.T) {
 	detector := func(fs *flag.FlagSet) validator {
 		c := new(KafkaConfig)
 		c.RegisterFlags(fs, TopicRequests, TopicScores, TopicDeadLetter)
-		c.RegisterGroupFlag(fs, "detector", "replicas share partitions")
+		c.RegisterGroupFlag(fs, "detector")
 		return c
 	}
 	tests := []validateCase{

@@ -12,10 +12,10 @@ import (
 )
 
 // RegisterGroupFlag registers -group, the consumer group of the service's
-// readers, with def as its default; what is a replica in it says purpose.
-func (c *KafkaConfig) RegisterGroupFlag(fs *flag.FlagSet, def, purpose string) {
+// readers, with def as its default.
+func (c *KafkaConfig) RegisterGroupFlag(fs *flag.FlagSet, def string) {
 	c.hasGroup = true
-	fs.StringVar(&c.Group, "group", def, "Kafka consumer group; "+purpose)
+	fs.StringVar(&c.Group, "group", def, "Kafka consumer group of the service's reader; replicas in one group share the topic's partitions")
 }
 
 // Kafka is a service's Kafka clients, made by KafkaConfig.Open: one dialer

@@ -203,13 +203,13 @@ func (c *RedisClusterServer) Failover(ctx context.Context, key string) (string, 
 	if err := c.nodes[i].Stop(); err != nil {
 		return "", err
 	}
-	slot := redis.NewClient(&redis.Options{Addr: c.nodes[(i+1)%len(c.nodes)].Addr(), MaxRetries: -1})
-	defer slot.Close()
+	survivor := redis.NewClient(&redis.Options{Addr: c.nodes[(i+1)%len(c.nodes)].Addr(), MaxRetries: -1})
+	defer survivor.Close()
 	for {
 		// The slot's master as a surviving node sees it.
-		slots, err := slot.ClusterSlots(ctx).Result()
+		slots, err := survivor.ClusterSlots(ctx).Result()
 		if err == nil {
-			keySlot := int(slot.ClusterKeySlot(ctx, key).Val())
+			keySlot := int(survivor.ClusterKeySlot(ctx, key).Val())
 			for _, s := range slots {
 				if s.Start <= keySlot && keySlot <= s.End && len(s.Nodes) > 0 && s.Nodes[0].Addr != addr {
 					if c.allOK(ctx) {
