@@ -8,6 +8,7 @@ import (
 
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 )
 
 // anomalydBatch is how many events the detector handles between two
@@ -25,7 +26,7 @@ const anomalydRescore = time.Minute
 // detector does before committing offsets.
 func runAnomalyd(ctx context.Context, p featurePartition) (int, error) {
 	w := p.w
-	store, err := features.NewRedisStore(p.rdb, w, features.RedisOptions{})
+	store, err := featurestore.NewRedisStore(p.rdb, w, featurestore.RedisOptions{})
 	if err != nil {
 		return 0, err
 	}

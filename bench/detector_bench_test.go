@@ -21,6 +21,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 )
 
 // BenchmarkDetector measures the detector end to end on this machine:
@@ -138,7 +139,7 @@ func runDetector(b *testing.B, mode string, fc features.Config, models backtest.
 		defer dead.Close()
 		metrics := detector.NewMetrics(prometheus.NewRegistry())
 		proc, err := detector.NewProcessor(cfg, fc, func() (detector.Store, error) {
-			return features.NewRedisStore(rdb, fc.Window, features.RedisOptions{})
+			return featurestore.NewRedisStore(rdb, fc.Window, featurestore.RedisOptions{})
 		}, models, metrics)
 		if err != nil {
 			b.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 )
 
 // BenchmarkFlood sends a flood of new visitors through the detector's
@@ -276,7 +277,7 @@ func floodProcessor(b *testing.B, fc features.Config, models backtest.Models, rd
 	cfg := detector.DefaultConfig()
 	cfg.EventTime.MaxAge = 0
 	proc, err := detector.NewProcessor(cfg, fc, func() (detector.Store, error) {
-		return features.NewRedisStore(rdb, fc.Window, cfg.StoreOptions())
+		return featurestore.NewRedisStore(rdb, fc.Window, cfg.StoreOptions())
 	}, models, detector.NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		b.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/pipeline"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 	"github.com/anomalyd/anomalyd/pkg/keys"
 )
 
@@ -119,7 +120,7 @@ func checkWindows(ctx context.Context, t *testing.T, st *pipeline.Stack, b *batc
 	rdb := redis.NewClient(&redis.Options{Addr: st.Redis().Addr(), ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	w := features.DefaultWindow()
-	store, err := features.NewRedisStore(rdb, w, features.RedisOptions{})
+	store, err := featurestore.NewRedisStore(rdb, w, featurestore.RedisOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,9 @@ import (
 	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/publisher"
 	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/internal/service/redisconfig"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 	"github.com/anomalyd/anomalyd/pkg/keys"
 	"github.com/anomalyd/anomalyd/pkg/model"
 	"github.com/anomalyd/anomalyd/pkg/records"
@@ -119,7 +121,7 @@ type ctl struct {
 	token      string
 	adminToken string
 	class      string
-	redis      service.RedisConfig
+	redis      redisconfig.Config
 	window     features.Window
 	at         string
 	kafka      service.KafkaConfig
@@ -578,7 +580,7 @@ func explainCmd(ctx context.Context, c *ctl, args []string) error {
 		return err
 	}
 	defer rdb.Close()
-	store, err := features.NewRedisStore(rdb, c.window, features.RedisOptions{})
+	store, err := featurestore.NewRedisStore(rdb, c.window, featurestore.RedisOptions{})
 	if err != nil {
 		return err
 	}

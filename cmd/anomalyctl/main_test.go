@@ -20,6 +20,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/baseline"
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 	"github.com/anomalyd/anomalyd/pkg/keys"
 	"github.com/anomalyd/anomalyd/pkg/model"
@@ -255,11 +256,11 @@ func TestExplain(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srvRedis.Addr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { rdb.Close() })
 	w := features.DefaultWindow()
-	store, err := features.NewRedisStore(rdb, w, features.RedisOptions{})
+	store, err := featurestore.NewRedisStore(rdb, w, featurestore.RedisOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem := features.NewMemoryStore(w)
+	mem := featurestore.NewMemoryStore(w)
 	site, visitor := "shop.example.com", uint64(0x5eed)
 	at := time.Date(2026, 3, 2, 11, 19, 12, 0, time.UTC)
 	var obs []features.Observation
@@ -271,7 +272,7 @@ func TestExplain(t *testing.T) {
 		o.Flags |= features.FlagNoReferer
 		obs = append(obs, o)
 	}
-	for _, s := range []features.Store{store, mem} {
+	for _, s := range []featurestore.Store{store, mem} {
 		if err := s.Add(ctx, obs); err != nil {
 			t.Fatal(err)
 		}

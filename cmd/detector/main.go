@@ -21,7 +21,9 @@ import (
 	"github.com/anomalyd/anomalyd/internal/detector"
 	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
+	"github.com/anomalyd/anomalyd/internal/service/redisconfig"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 )
 
 const description = `detector reads request events from Kafka, updates each visitor's sliding
@@ -60,7 +62,7 @@ func (a *app) setMemoryLimit(logger *slog.Logger) int64 {
 // app is the detector's configuration and wiring.
 type app struct {
 	kafka      service.KafkaConfig
-	redis      service.RedisConfig
+	redis      redisconfig.Config
 	http       service.HTTPConfig
 	baseline   service.BaselineClientConfig
 	features   features.Config
@@ -123,9 +125,9 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	defer baselines.Close()
 	registerBaselineStats(reg, baselines)
 
-	var stores []*features.RedisStore
+	var stores []*featurestore.RedisStore
 	proc, err := detector.NewProcessor(a.detector, a.features, func() (detector.Store, error) {
-		s, err := features.NewRedisStore(rdb, a.features.Window, a.detector.StoreOptions())
+		s, err := featurestore.NewRedisStore(rdb, a.features.Window, a.detector.StoreOptions())
 		if err == nil {
 			stores = append(stores, s)
 		}

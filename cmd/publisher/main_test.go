@@ -9,7 +9,9 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -293,4 +295,28 @@ func TestSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("the reload", func() bool { return strings.Contains(stderr.String(), "policy reloaded") })
+}
+
+// TestLinksNeitherRedisNorSketches: the publisher never touches visitor
+// state, so it must not link go-redis (whose packages run init code) or
+// the HyperLogLog sketches; the packages it shares with the detector keep
+// those apart (pkg/featurestore, internal/service/redisconfig).
+func TestLinksNeitherRedisNorSketches(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list the publisher's packages: %v", err)
+	}
+	out, err := exec.CommandContext(t.Context(), gobin, "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/anomalyd/anomalyd/pkg/features") {
+		t.Fatalf("go list -deps lists no pkg/features; the check would see nothing: %q", deps)
+	}
+	for _, d := range deps {
+		if strings.HasPrefix(d, "github.com/redis/go-redis") || strings.HasPrefix(d, "github.com/axiomhq/hyperloglog") {
+			t.Errorf("the publisher links %s", d)
+		}
+	}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/replay"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 	"github.com/anomalyd/anomalyd/pkg/model"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
@@ -133,7 +134,7 @@ func Run(ctx context.Context, cfg Config, history, live io.Reader) (*Result, err
 	// Event time is the files', whatever the clock says.
 	dc.EventTime = service.EventTimeConfig{MaxAhead: 100 * 365 * 24 * time.Hour}
 	proc, err := detector.NewProcessor(dc, cfg.Features, func() (detector.Store, error) {
-		return memoryStore{features.NewMemoryStore(cfg.Features.Window)}, nil
+		return memoryStore{featurestore.NewMemoryStore(cfg.Features.Window)}, nil
 	}, &models, detector.NewMetrics(prometheus.NewRegistry()))
 	if err != nil {
 		return nil, err
@@ -357,6 +358,6 @@ func buildAll(ctx context.Context, cfg baseline.BuildConfig, mem *baseline.Memor
 
 // memoryStore is a MemoryStore as a detector.Store: it holds everything
 // the window needs, so Reset has nothing to forget.
-type memoryStore struct{ *features.MemoryStore }
+type memoryStore struct{ *featurestore.MemoryStore }
 
 func (memoryStore) Reset() {}

@@ -13,6 +13,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 	"github.com/anomalyd/anomalyd/pkg/keys"
 	"github.com/anomalyd/anomalyd/pkg/model"
@@ -57,13 +58,13 @@ func TestBuildHasTheExpectedHistograms(t *testing.T) {
 	}
 
 	// The expected model: live windows, one MemoryStore per tumbling window.
-	stores := map[uint32]*features.MemoryStore{}
+	stores := map[uint32]*featurestore.MemoryStore{}
 	seen := map[[2]uint64]bool{}
 	for i := range rows {
 		o := rows[i].Obs
 		win := o.Bucket / uint32(cfg.Window.Buckets)
 		if stores[win] == nil {
-			stores[win] = features.NewMemoryStore(cfg.Window)
+			stores[win] = featurestore.NewMemoryStore(cfg.Window)
 		}
 		if err := stores[win].Add(ctx, []features.Observation{o}); err != nil {
 			t.Fatal(err)

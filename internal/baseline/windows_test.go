@@ -12,6 +12,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/internal/traffic"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 )
 
 func openClickHouse(t *testing.T) driver.Conn {
@@ -79,12 +80,12 @@ func TestWindowsMatchLiveFeatures(t *testing.T) {
 	}
 
 	// The live side: one MemoryStore per tumbling window, so nothing is late.
-	live := make(map[uint32]*features.MemoryStore)
+	live := make(map[uint32]*featurestore.MemoryStore)
 	for i := range rows {
 		o := &rows[i].Obs
 		win := o.Bucket / uint32(w.Buckets)
 		if live[win] == nil {
-			live[win] = features.NewMemoryStore(w)
+			live[win] = featurestore.NewMemoryStore(w)
 		}
 		if err := live[win].Add(ctx, []features.Observation{*o}); err != nil {
 			t.Fatal(err)
@@ -279,7 +280,7 @@ func TestVisitStartsMatchFirstScores(t *testing.T) {
 	}
 	rows := requestRows(t, w, reqs)
 	mem := NewMemoryHistory()
-	live := features.NewMemoryStore(w)
+	live := featurestore.NewMemoryStore(w)
 	type key struct {
 		site    string
 		visitor uint64

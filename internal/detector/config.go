@@ -11,6 +11,7 @@ import (
 
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 )
 
 // ScoringConfig is when and against what a visitor is scored: what a
@@ -82,9 +83,9 @@ const DefaultMaxVisitors = 250_000
 
 // StoreOptions are the Redis store bounds of one worker's share of
 // MaxVisitors.
-func (c *Config) StoreOptions() features.RedisOptions {
+func (c *Config) StoreOptions() featurestore.RedisOptions {
 	share := c.MaxVisitors / c.Workers
-	return features.RedisOptions{MaxOpen: share, MaxCached: share}
+	return featurestore.RedisOptions{MaxOpen: share, MaxCached: share}
 }
 
 // Memory per visitor of MaxVisitors at most (an open and a closed bucket

@@ -12,7 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/anomalyd/anomalyd/internal/service"
-	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 )
 
 // MessageReader is what the detector needs of a Kafka consumer-group
@@ -261,7 +261,7 @@ func (d *Detector) checkOwnership(msgs []kafka.Message) {
 	}
 }
 
-var _ Store = (*features.RedisStore)(nil)
+var _ Store = (*featurestore.RedisStore)(nil)
 
 // retry runs f with service.Retry, counting each failure under op in errs
 // and logging it.

@@ -13,14 +13,15 @@ import (
 	"github.com/anomalyd/anomalyd/internal/policy"
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 	"github.com/anomalyd/anomalyd/pkg/model"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
-// Store is what a shard needs of its feature store: features.Store, and
+// Store is what a shard needs of its feature store: featurestore.Store, and
 // Reset for when another replica may have written its visitors.
 type Store interface {
-	features.Store
+	featurestore.Store
 	Reset()
 }
 
@@ -101,7 +102,7 @@ type shard struct {
 	counts   shardCounts
 	// evicted is what the metrics have of the store's and the register's
 	// evictions.
-	evicted features.Evictions
+	evicted featurestore.Evictions
 	forgot  uint64
 }
 
@@ -112,8 +113,8 @@ type shardCounts struct {
 }
 
 // evictionCounter is a store that drops state to stay within its bounds
-// (*features.RedisStore).
-type evictionCounter interface{ Evicted() features.Evictions }
+// (*featurestore.RedisStore).
+type evictionCounter interface{ Evicted() featurestore.Evictions }
 
 // NewProcessor returns a Processor for the detector's features config.
 // newStore is called once per worker.
@@ -217,7 +218,7 @@ func (p *Processor) Decode(msgs []kafka.Message) *Decoded {
 }
 
 // Score scores a decoded batch. If the feature store fails before
-// anything is added (Redis down: the error wraps features.ErrUnavailable
+// anything is added (Redis down: the error wraps featurestore.ErrUnavailable
 // and not ErrPartial), nothing changed and Score may be called again with
 // the same batch.
 func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {

@@ -24,6 +24,7 @@ import (
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/internal/testenv"
 	"github.com/anomalyd/anomalyd/pkg/features"
+	"github.com/anomalyd/anomalyd/pkg/featurestore"
 	"github.com/anomalyd/anomalyd/pkg/hbos"
 	"github.com/anomalyd/anomalyd/pkg/model"
 	"github.com/anomalyd/anomalyd/pkg/records"
@@ -31,7 +32,7 @@ import (
 
 // memStore is a MemoryStore as a Store: it holds everything, so Reset has
 // nothing to forget.
-type memStore struct{ *features.MemoryStore }
+type memStore struct{ *featurestore.MemoryStore }
 
 func (memStore) Reset() {}
 
@@ -117,7 +118,7 @@ func newTestProcessor(t testing.TB, cfg Config, source BaselineSource) (*Process
 	t.Helper()
 	metrics := NewMetrics(prometheus.NewRegistry())
 	p, err := NewProcessor(cfg, testFeatures(), func() (Store, error) {
-		return memStore{features.NewMemoryStore(features.DefaultWindow())}, nil
+		return memStore{featurestore.NewMemoryStore(features.DefaultWindow())}, nil
 	}, source, metrics)
 	if err != nil {
 		t.Fatal(err)
@@ -927,7 +928,7 @@ func TestScoresOnRedis(t *testing.T) {
 	source := staticSource{"shop.example": testModel(t)}
 	msgs := trafficMessages()
 	stores := map[string]func() (Store, error){
-		"memory": func() (Store, error) { return memStore{features.NewMemoryStore(features.DefaultWindow())}, nil },
+		"memory": func() (Store, error) { return memStore{featurestore.NewMemoryStore(features.DefaultWindow())}, nil },
 	}
 	for name, addrs := range map[string][]string{"redis": {testenv.Redis(t).Addr()}, "redis-cluster": testenv.RedisCluster(t).Addrs()} {
 		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, ContextTimeoutEnabled: true})
@@ -936,7 +937,7 @@ func TestScoresOnRedis(t *testing.T) {
 			t.Fatalf("%s: client %T", name, rdb)
 		}
 		stores[name] = func() (Store, error) {
-			return features.NewRedisStore(rdb, features.DefaultWindow(), features.RedisOptions{})
+			return featurestore.NewRedisStore(rdb, features.DefaultWindow(), featurestore.RedisOptions{})
 		}
 	}
 	var want []byte

@@ -18,7 +18,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
@@ -109,7 +108,7 @@ func (c *KafkaConfig) topic(t Topic) *string {
 // so that -h of a service lists just the topics it reads or writes.
 func (c *KafkaConfig) RegisterFlags(fs *flag.FlagSet, topics ...Topic) {
 	c.Brokers = strings.Split(DefaultBrokers, ",")
-	fs.Var((*addrList)(&c.Brokers), "brokers", "Kafka bootstrap brokers, `host:port[,...]`")
+	fs.Var((*AddrList)(&c.Brokers), "brokers", "Kafka bootstrap brokers, `host:port[,...]`")
 	fs.BoolVar(&c.TLS, "kafka-tls", false, "connect to the brokers over TLS, verifying them against the system's roots or -kafka-ca")
 	fs.StringVar(&c.CAFile, "kafka-ca", "", "PEM `file` of the CA certificates that may sign the brokers' certificates; implies -kafka-tls")
 	fs.StringVar(&c.SASL, "kafka-sasl", "", "SASL `mechanism` to authenticate to the brokers with: "+strings.Join(SASLMechanisms, ", ")+"; empty for none")
@@ -126,7 +125,7 @@ func (c *KafkaConfig) RegisterFlags(fs *flag.FlagSet, topics ...Topic) {
 
 // Validate reports the first unusable setting.
 func (c *KafkaConfig) Validate() error {
-	if err := checkDialAddrs("brokers", c.Brokers); err != nil {
+	if err := CheckDialAddrs("brokers", c.Brokers); err != nil {
 		return err
 	}
 	switch {
@@ -166,7 +165,7 @@ var SASLMechanisms = []string{"SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"}
 // and SASL as configured. The caller closes the transport's idle
 // connections when done.
 func (c *KafkaConfig) Clients() (*kafka.Dialer, *kafka.Transport, error) {
-	tc, err := clientTLS(c.TLS, c.CAFile, "kafka-ca")
+	tc, err := ClientTLS(c.TLS, c.CAFile, "kafka-ca")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -375,7 +374,7 @@ func (c *ClickHouseConfig) Open() (driver.Conn, error) {
 		DialTimeout: 5 * time.Second,
 	}
 	var err error
-	if opts.TLS, err = clientTLS(c.TLS, c.CAFile, "clickhouse-ca"); err != nil {
+	if opts.TLS, err = ClientTLS(c.TLS, c.CAFile, "clickhouse-ca"); err != nil {
 		return nil, err
 	}
 	conn, err := clickhouse.Open(opts)
@@ -387,7 +386,7 @@ func (c *ClickHouseConfig) Open() (driver.Conn, error) {
 
 // Validate reports the first unusable setting.
 func (c *ClickHouseConfig) Validate() error {
-	if err := checkDialAddrs("clickhouse", strings.Split(c.Addr, ",")); err != nil {
+	if err := CheckDialAddrs("clickhouse", strings.Split(c.Addr, ",")); err != nil {
 		return err
 	}
 	if c.Cluster != "" && !identifier.MatchString(c.Cluster) {
@@ -400,67 +399,6 @@ func (c *ClickHouseConfig) Validate() error {
 		return errors.New("-clickhouse-user: a user name is required")
 	}
 	return nil
-}
-
-// DefaultRedis is the default of -redis.
-const DefaultRedis = "127.0.0.1:6379"
-
-// Redis client timeouts. They apply when a caller's context has no earlier
-// deadline; go-redis's defaults are the same, but spelled out they are a
-// decision rather than an accident.
-const (
-	RedisDialTimeout = 5 * time.Second
-	RedisIOTimeout   = 3 * time.Second
-)
-
-// RedisConfig is where a service finds Redis: one address for a standalone
-// server, several for the seeds of a Redis Cluster.
-type RedisConfig struct {
-	Addrs    []string
-	User     string
-	Password string
-	// TLS connects over TLS, verifying the servers against CAFile if set,
-	// else the system's roots; CAFile alone implies TLS.
-	TLS    bool
-	CAFile string
-}
-
-// RegisterFlags registers -redis, -redis-user, -redis-password,
-// -redis-tls and -redis-ca.
-func (c *RedisConfig) RegisterFlags(fs *flag.FlagSet) {
-	c.Addrs = strings.Split(DefaultRedis, ",")
-	fs.Var((*addrList)(&c.Addrs), "redis", "Redis `host:port[,...]`: one address is a standalone server, several are Redis Cluster seeds")
-	fs.StringVar(&c.User, "redis-user", "", "Redis ACL user; empty is the default user")
-	fs.StringVar(&c.Password, "redis-password", "", "Redis password; prefer the environment variable")
-	fs.BoolVar(&c.TLS, "redis-tls", false, "connect to Redis over TLS (its tls-port), verifying it against the system's roots or -redis-ca")
-	fs.StringVar(&c.CAFile, "redis-ca", "", "PEM `file` of the CA certificates that may sign Redis's certificate; implies -redis-tls")
-}
-
-// Validate reports the first unusable setting.
-func (c *RedisConfig) Validate() error {
-	return checkDialAddrs("redis", c.Addrs)
-}
-
-// Client builds a client for a validated config: a standalone client for
-// one address, a Cluster client for several, over TLS if asked.
-// ContextTimeoutEnabled is set because features.NewRedisStore requires
-// it: without it go-redis ignores context deadlines and a dead server
-// blocks a caller for ReadTimeout. The caller closes the client.
-func (c *RedisConfig) Client() (redis.UniversalClient, error) {
-	opts := &redis.UniversalOptions{
-		Addrs:                 append([]string(nil), c.Addrs...),
-		Username:              c.User,
-		Password:              c.Password,
-		DialTimeout:           RedisDialTimeout,
-		ReadTimeout:           RedisIOTimeout,
-		WriteTimeout:          RedisIOTimeout,
-		ContextTimeoutEnabled: true,
-	}
-	var err error
-	if opts.TLSConfig, err = clientTLS(c.TLS, c.CAFile, "redis-ca"); err != nil {
-		return nil, err
-	}
-	return redis.NewUniversalClient(opts), nil
 }
 
 // DefaultBaselineURL is the default of -baseline-url: the baseline service
@@ -513,7 +451,7 @@ func (c *BaselineClientConfig) Validate() error {
 // later, verifying its certificate against CAFile if set, and presenting
 // the client certificate if set.
 func (c *BaselineClientConfig) Client() (*http.Client, error) {
-	tc, err := clientTLS(true, c.CAFile, "baseline-ca")
+	tc, err := ClientTLS(true, c.CAFile, "baseline-ca")
 	if err != nil {
 		return nil, err
 	}
@@ -529,10 +467,10 @@ func (c *BaselineClientConfig) Client() (*http.Client, error) {
 	return &http.Client{Transport: tr}, nil
 }
 
-// clientTLS is the TLS config of a client that verifies its server
+// ClientTLS is the TLS config of a client that verifies its server
 // against the CAs of caFile (its flag named in errors), else the system's
 // roots; nil when neither on nor caFile asks for TLS.
-func clientTLS(on bool, caFile, caFlag string) (*tls.Config, error) {
+func ClientTLS(on bool, caFile, caFlag string) (*tls.Config, error) {
 	if !on && caFile == "" {
 		return nil, nil
 	}

@@ -8,15 +8,11 @@ import (
 	"flag"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/anomalyd/anomalyd/internal/testenv"
-	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
 // validator is what every config group implements.
@@ -171,79 +167,6 @@ func TestClickHouseConfig(t *testing.T) {
 	}
 }
 
-func TestRedisConfig(t *testing.T) {
-	register := func(fs *flag.FlagSet) validator {
-		c := new(RedisConfig)
-		c.RegisterFlags(fs)
-		return c
-	}
-	tests := []validateCase{
-		{"defaults", nil, ""},
-		{"cluster seeds", []string{"-redis", "r1:6379,r2:6379"}, ""},
-		{"none", []string{"-redis", ""}, "-redis: at least one host:port is required"},
-		{"bad address", []string{"-redis", "r1:6379,r2"}, `-redis: "r2" is not host:port`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { checkValidate(t, register, tt.args, tt.wantErr) })
-	}
-}
-
-func TestRedisClientKind(t *testing.T) {
-	tests := []struct {
-		addrs   []string
-		cluster bool
-	}{
-		{[]string{"127.0.0.1:6379"}, false},
-		{[]string{"127.0.0.1:7000", "127.0.0.1:7001"}, true},
-	}
-	for _, tt := range tests {
-		c := RedisConfig{Addrs: tt.addrs}
-		rdb, err := c.Client()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { rdb.Close() })
-		switch cl := rdb.(type) {
-		case *redis.Client:
-			if tt.cluster {
-				t.Errorf("%q: standalone client, want Cluster", tt.addrs)
-			}
-			if !cl.Options().ContextTimeoutEnabled {
-				t.Errorf("%q: ContextTimeoutEnabled is off", tt.addrs)
-			}
-		case *redis.ClusterClient:
-			if !tt.cluster {
-				t.Errorf("%q: Cluster client, want standalone", tt.addrs)
-			}
-			if !cl.Options().ContextTimeoutEnabled {
-				t.Errorf("%q: ContextTimeoutEnabled is off", tt.addrs)
-			}
-		default:
-			t.Errorf("%q: client of type %T", tt.addrs, rdb)
-		}
-	}
-}
-
-// TestRedisClientServes checks the client against a real redis-server and
-// that the feature store accepts it.
-func TestRedisClientServes(t *testing.T) {
-	srv := testenv.Redis(t)
-	c := RedisConfig{Addrs: []string{srv.Addr()}}
-	rdb, err := c.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("PING: %v", err)
-	}
-	if _, err := features.NewRedisStore(rdb, features.DefaultWindow(), features.RedisOptions{}); err != nil {
-		t.Errorf("features.NewRedisStore refused the client: %v", err)
-	}
-}
-
 func TestBaselineClientConfig(t *testing.T) {
 	register := func(fs *flag.FlagSet) validator {
 		c := new(BaselineClientConfig)
@@ -306,71 +229,6 @@ func TestLogConfigLogger(t *testing.T) {
 	}
 }
 
-// TestRedisTLSAndACL connects through the services' Redis client to a
-// real redis-server over TLS, as an ACL user with a password: with the
-// CA, the user and the password it works; a wrong password, a client
-// that does not trust the server's CA, or no TLS at all, does not.
-func TestRedisTLSAndACL(t *testing.T) {
-	ca := newTestCA(t, "redis CA")
-	cert, key := ca.issue(t, "redis", x509.ExtKeyUsageServerAuth)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsAddr := l.Addr().String()
-	l.Close()
-	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	srv, err := testenv.StartRedis(ctx, testenv.RedisOptions{Args: []string{
-		"--tls-port", tlsPort, "--tls-cert-file", cert, "--tls-key-file", key,
-		"--tls-ca-cert-file", ca.file, "--tls-auth-clients", "no",
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	// The ACL user, set up over the plain port as an operator would.
-	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer admin.Close()
-	if err := admin.Do(ctx, "ACL", "SETUSER", "detector", "on", ">s3cret-passw0rd", "~*", "&*", "+@all").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.Do(ctx, "ACL", "SETUSER", "default", "off").Err(); err != nil {
-		t.Fatal(err)
-	}
-
-	tests := []struct {
-		name    string
-		cfg     RedisConfig
-		wantErr string
-	}{
-		{"TLS and ACL", RedisConfig{CAFile: ca.file, User: "detector", Password: "s3cret-passw0rd"}, ""},
-		{"wrong password", RedisConfig{CAFile: ca.file, User: "detector", Password: "guess"}, "WRONGPASS"},
-		{"no user: the default one is off", RedisConfig{CAFile: ca.file}, "NOAUTH"},
-		{"CA not trusted", RedisConfig{TLS: true, User: "detector", Password: "s3cret-passw0rd"}, "certificate"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tt.cfg.Addrs = []string{tlsAddr}
-			rdb, err := tt.cfg.Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rdb.Close()
-			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-			defer pcancel()
-			err = rdb.Set(pctx, "k", "v", time.Minute).Err()
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("SET: %v", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("SET: %v, want an error with %q", err, tt.wantErr)
-			}
-		})
-	}
-}
-
 // TestClickHouseAuth connects through the services' ClickHouse config to a
 // real server as a user with a password: the right one works, a wrong one
 // is refused.
@@ -413,8 +271,8 @@ func TestClickHouseAuth(t *testing.T) {
 // the CA that signed the server's certificate it works, without it the
 // certificate is refused, and a plain connection to the TLS port fails.
 func TestClickHouseTLS(t *testing.T) {
-	ca := newTestCA(t, "clickhouse CA")
-	cert, key := ca.issue(t, "clickhouse", x509.ExtKeyUsageServerAuth)
+	ca := testenv.NewCA(t, "clickhouse CA")
+	cert, key := ca.Issue(t, "clickhouse", x509.ExtKeyUsageServerAuth)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	srv, err := testenv.StartClickHouse(ctx, testenv.ClickHouseOptions{TLSCertFile: cert, TLSKeyFile: key})
@@ -427,8 +285,8 @@ func TestClickHouseTLS(t *testing.T) {
 		cfg     ClickHouseConfig
 		wantErr string // "" for success, "*" for any error
 	}{
-		{"TLS and password", ClickHouseConfig{CAFile: ca.file, Password: testenv.ClickHousePassword}, ""},
-		{"wrong password", ClickHouseConfig{CAFile: ca.file, Password: "guess-guess-guess"}, "password"},
+		{"TLS and password", ClickHouseConfig{CAFile: ca.File, Password: testenv.ClickHousePassword}, ""},
+		{"wrong password", ClickHouseConfig{CAFile: ca.File, Password: "guess-guess-guess"}, "password"},
 		{"CA not trusted", ClickHouseConfig{TLS: true, Password: testenv.ClickHousePassword}, "certificate"},
 		{"plain to the TLS port", ClickHouseConfig{Password: testenv.ClickHousePassword}, "*"},
 	}

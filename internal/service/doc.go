@@ -25,8 +25,9 @@
 //	                           -clickhouse-database, -clickhouse-user, -clickhouse-password,
 //	                           -clickhouse-tls, -clickhouse-ca
 //	-redis host:port[,...]     one address: a standalone server; several: Redis
-//	                           Cluster seeds (RedisConfig), with -redis-user, -redis-password,
-//	                           -redis-tls, -redis-ca
+//	                           Cluster seeds (redisconfig.Config, a package of its own so
+//	                           that services without Redis do not link go-redis), with
+//	                           -redis-user, -redis-password, -redis-tls, -redis-ca
 //	-listen host:port          HTTP (HTTPConfig), with -token, -tls-cert, -tls-key,
 //	                           -tls-client-ca (mutual TLS), -pprof, -stall-timeout
 //	                           (when /healthz fails: Progress)

@@ -69,14 +69,14 @@ func SetUsage(fs *flag.FlagSet, description string) {
 	}
 }
 
-// addrList is a flag.Value for a comma-separated list of addresses. Set
+// AddrList is a flag.Value for a comma-separated list of addresses. Set
 // replaces the list, so a flag given twice keeps the last one, as scalar
 // flags do.
-type addrList []string
+type AddrList []string
 
-func (l *addrList) String() string { return strings.Join(*l, ",") }
+func (l *AddrList) String() string { return strings.Join(*l, ",") }
 
-func (l *addrList) Set(s string) error {
+func (l *AddrList) Set(s string) error {
 	*l = nil
 	if strings.TrimSpace(s) == "" {
 		return nil
@@ -87,9 +87,9 @@ func (l *addrList) Set(s string) error {
 	return nil
 }
 
-// checkDialAddrs checks addresses to connect to: host:port with a host
+// CheckDialAddrs checks addresses to connect to: host:port with a host
 // and a numeric port in 1-65535.
-func checkDialAddrs(name string, addrs []string) error {
+func CheckDialAddrs(name string, addrs []string) error {
 	if len(addrs) == 0 {
 		return fmt.Errorf("-%s: at least one host:port is required", name)
 	}

@@ -28,7 +28,6 @@ type allFlags struct {
 	kafka    KafkaConfig
 	http     HTTPConfig
 	ch       ClickHouseConfig
-	redis    RedisConfig
 	baseline BaselineClientConfig
 	log      LogConfig
 }
@@ -42,7 +41,6 @@ func newAllFlags(t *testing.T) (*flag.FlagSet, *allFlags, *bytes.Buffer) {
 	c.kafka.RegisterFlags(fs, TopicRequests, TopicScores, TopicDetections, TopicDeadLetter)
 	c.http.RegisterFlags(fs, "")
 	c.ch.RegisterFlags(fs)
-	c.redis.RegisterFlags(fs)
 	c.baseline.RegisterFlags(fs)
 	c.log.RegisterFlags(fs)
 	return fs, c, &out
@@ -211,8 +209,8 @@ func TestUsage(t *testing.T) {
 			t.Errorf("usage does not name %s for -%s", want, f.Name)
 		}
 	})
-	if n != 36 {
-		t.Errorf("%d flags registered, want 36", n)
+	if n != 31 {
+		t.Errorf("%d flags registered, want 31", n)
 	}
 }
 
@@ -227,7 +225,7 @@ func TestAddrList(t *testing.T) {
 		{"  ", nil},
 	}
 	for _, tt := range tests {
-		l := addrList{"old:1"}
+		l := AddrList{"old:1"}
 		if err := l.Set(tt.in); err != nil {
 			t.Fatalf("Set(%q): %v", tt.in, err)
 		}

@@ -2,21 +2,13 @@ package service
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -442,84 +434,9 @@ func TestServerTLS(t *testing.T) {
 // and returns them with a pool that trusts the certificate.
 func selfSignedCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	ca := newTestCA(t, "anomalyd test CA")
-	certFile, keyFile = ca.issue(t, "server", x509.ExtKeyUsageServerAuth)
-	return certFile, keyFile, ca.pool
-}
-
-// testCA is a certificate authority for a test: its PEM file and pool,
-// and the key that signs the certificates it issues.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string
-	pool *x509.CertPool
-	dir  string
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{cert: cert, key: key, pool: x509.NewCertPool(), dir: t.TempDir()}
-	ca.pool.AddCert(cert)
-	ca.file = filepath.Join(ca.dir, "ca.pem")
-	writePEM(t, ca.file, "CERTIFICATE", der)
-	return ca
-}
-
-// issue signs a certificate for 127.0.0.1 with the given use and returns
-// its PEM certificate and key files.
-func (ca *testCA) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(ca.dir, name+".pem"), filepath.Join(ca.dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	return certFile, keyFile
-}
-
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := testenv.NewCA(t, "anomalyd test CA")
+	certFile, keyFile = ca.Issue(t, "server", x509.ExtKeyUsageServerAuth)
+	return certFile, keyFile, ca.Pool
 }
 
 // TestMutualTLS: a baseline client with -baseline-ca and a client
@@ -528,11 +445,11 @@ func writePEM(t *testing.T, file, typ string, der []byte) {
 // health checks stay open to probes, and a client without the CA does not
 // trust the server.
 func TestMutualTLS(t *testing.T) {
-	ca, other := newTestCA(t, "deployment CA"), newTestCA(t, "another CA")
-	serverCert, serverKey := ca.issue(t, "baseline", x509.ExtKeyUsageServerAuth)
-	clientCert, clientKey := ca.issue(t, "detector", x509.ExtKeyUsageClientAuth)
-	strangerCert, strangerKey := other.issue(t, "stranger", x509.ExtKeyUsageClientAuth)
-	ts := startServer(t, HTTPConfig{Token: testToken, TLSCert: serverCert, TLSKey: serverKey, TLSClientCA: ca.file}, nil, apiHandler())
+	ca, other := testenv.NewCA(t, "deployment CA"), testenv.NewCA(t, "another CA")
+	serverCert, serverKey := ca.Issue(t, "baseline", x509.ExtKeyUsageServerAuth)
+	clientCert, clientKey := ca.Issue(t, "detector", x509.ExtKeyUsageClientAuth)
+	strangerCert, strangerKey := other.Issue(t, "stranger", x509.ExtKeyUsageClientAuth)
+	ts := startServer(t, HTTPConfig{Token: testToken, TLSCert: serverCert, TLSKey: serverKey, TLSClientCA: ca.File}, nil, apiHandler())
 	base := strings.Replace(ts.base, "http://", "https://", 1)
 
 	tests := []struct {
@@ -542,12 +459,12 @@ func TestMutualTLS(t *testing.T) {
 		want      int
 		wantError string // a transport error, instead of a status
 	}{
-		{"mutual", BaselineClientConfig{CAFile: ca.file, CertFile: clientCert, KeyFile: clientKey}, "/v1/hello", 200, ""},
-		{"no client certificate", BaselineClientConfig{CAFile: ca.file}, "/v1/hello", 401, ""},
-		{"no client certificate, probe", BaselineClientConfig{CAFile: ca.file}, "/healthz", 200, ""},
+		{"mutual", BaselineClientConfig{CAFile: ca.File, CertFile: clientCert, KeyFile: clientKey}, "/v1/hello", 200, ""},
+		{"no client certificate", BaselineClientConfig{CAFile: ca.File}, "/v1/hello", 401, ""},
+		{"no client certificate, probe", BaselineClientConfig{CAFile: ca.File}, "/healthz", 200, ""},
 		// Go's client offers no certificate that the server's CAs did not
 		// sign: the server sees none.
-		{"another CA's certificate", BaselineClientConfig{CAFile: ca.file, CertFile: strangerCert, KeyFile: strangerKey}, "/v1/hello", 401, ""},
+		{"another CA's certificate", BaselineClientConfig{CAFile: ca.File, CertFile: strangerCert, KeyFile: strangerKey}, "/v1/hello", 401, ""},
 		{"server not trusted", BaselineClientConfig{CertFile: clientCert, KeyFile: clientKey}, "/v1/hello", 0, "certificate"},
 	}
 	for _, tt := range tests {

@@ -140,8 +140,8 @@ func TestDeadLetterWriterFits(t *testing.T) {
 // with the CA and the credentials it works; a wrong password or a client
 // without the CA is refused.
 func TestKafkaTLSAndSASL(t *testing.T) {
-	ca := newTestCA(t, "kafka CA")
-	certFile, keyFile := ca.issue(t, "broker", x509.ExtKeyUsageServerAuth)
+	ca := testenv.NewCA(t, "kafka CA")
+	certFile, keyFile := ca.Issue(t, "broker", x509.ExtKeyUsageServerAuth)
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -161,9 +161,9 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 		cfg     KafkaConfig
 		wantErr string
 	}{
-		{"TLS and SCRAM", KafkaConfig{CAFile: ca.file, SASL: "SCRAM-SHA-512", User: user, Password: password}, ""},
+		{"TLS and SCRAM", KafkaConfig{CAFile: ca.File, SASL: "SCRAM-SHA-512", User: user, Password: password}, ""},
 		// The broker hangs up on a failed SCRAM exchange.
-		{"wrong password", KafkaConfig{CAFile: ca.file, SASL: "SCRAM-SHA-512", User: user, Password: "guess"}, "EOF"},
+		{"wrong password", KafkaConfig{CAFile: ca.File, SASL: "SCRAM-SHA-512", User: user, Password: "guess"}, "EOF"},
 		{"CA not trusted", KafkaConfig{TLS: true, SASL: "SCRAM-SHA-512", User: user, Password: password}, "certificate"},
 	}
 	for i, tt := range tests {

@@ -1,15 +1,16 @@
-// Package features is the detector's memory of each visitor: it decodes
-// request events, derives the visitor's identity, and aggregates the
-// visitor's requests over a sliding window into the feature vector that
-// pkg/hbos scores.
+// Package features defines what the detector knows of each visitor: it
+// decodes request events, derives the visitor's identity, and defines the
+// features of a visitor's sliding window that pkg/hbos scores.
 //
 // The path of one request: a [Decoder] turns its JSON into an [Event] (with
 // Logpush field names, or others through a [FieldMap]); an [Observer] turns
 // the Event into a fixed-size [Observation] (site id, keyed visitor id from
-// an [Identity], window bucket, flags and value hashes); a [Store] folds
-// batches of Observations into window buckets; and when the [Recency]
-// register says the visitor is due, [Store.Window] returns its [Aggregate],
-// whose [Aggregate.Vector] is scored.
+// an [Identity], window bucket, flags and value hashes); a store of
+// pkg/featurestore folds batches of Observations into window buckets; and
+// when the [Recency] register says the visitor is due, the store returns
+// the window's [Aggregate], whose [Aggregate.Vector] is scored. This
+// package has no I/O: the baseline service and the publisher use its
+// schema without linking Redis or HyperLogLog code.
 //
 // # Window
 //
@@ -21,9 +22,9 @@
 //
 // # Features
 //
-// Each bucket keeps six counters and up to four HyperLogLog sketches per
-// (site, visitor). Over a window the counters are summed and the sketches
-// merged, and [Aggregate.Vector] turns the result into the scored features
+// Each bucket of a store keeps the counters ([CounterDef]) and the
+// HyperLogLog sketches ([SketchDef]) of a (site, visitor). Over a window the
+// counters are summed and the sketches merged, and [Aggregate.Vector] turns the result into the scored features
 // of a feature [Set] (the optional features an identity adds). One schema
 // in features.go defines the counters ([CounterDef]), the sketches
 // ([SketchDef]) and the features ([Schema]); the vector, the names, the
@@ -80,25 +81,4 @@
 // page it shows, most within a second of the page. Referers are only
 // counted when missing: distinct referers mostly repeat the distinct
 // paths.
-//
-// # Store
-//
-// [RedisStore] keeps each (site, visitor, bucket) as one Redis string under
-// a pkg/keys key, holding the bucket's counters and its sketches
-// (github.com/axiomhq/hyperloglog, precision 12, sparse while small). It
-// pre-aggregates in memory: Add folds a batch into the open buckets and
-// Flush writes each changed bucket once, in one pipeline, so Redis sees a
-// few commands per visitor per flush instead of several per request.
-// Windows are merged client-side with axiomhq rather than by multi-key
-// PFCOUNT over Redis's own HyperLogLogs, because BenchmarkFeatureStore in
-// bench/ shows it better on every count. Its design=pfcount row keeps a
-// Redis HLL per sketch per bucket (PFADD per changed sketch per batch,
-// compact keys, the same recency register) and reads windows with one
-// PFCOUNT per sketch; against it this store used 0.27-0.30x the Redis
-// memory, 0.17-0.19x the Redis CPU and a quarter of the commands per event,
-// and ran 3.1-3.2x the events per second (medians of 3, both traces). A window read here is one pipelined GET of the
-// buckets the store does not remember, and the recency register makes
-// reads rare. Redis never runs PFMERGE.
-//
-// [MemoryStore] is the same without Redis, for tests and single-process use.
 package features

@@ -1,8 +1,10 @@
-package features
+package featurestore
 
 import (
 	"context"
 	"sync"
+
+	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
 // MemoryStore is a Store in process memory, for unit tests and
@@ -17,15 +19,15 @@ type MemoryStore struct {
 }
 
 // NewMemoryStore returns an empty store for window w.
-func NewMemoryStore(w Window) *MemoryStore {
+func NewMemoryStore(w features.Window) *MemoryStore {
 	return &MemoryStore{wm: newWatermark(w), buckets: make(map[bucketID]*bucket)}
 }
 
 // Prefetch does nothing: everything is in memory.
-func (s *MemoryStore) Prefetch(context.Context, []Observation) error { return nil }
+func (s *MemoryStore) Prefetch(context.Context, []features.Observation) error { return nil }
 
 // Add folds obs into their buckets. It never fails.
-func (s *MemoryStore) Add(_ context.Context, obs []Observation) error {
+func (s *MemoryStore) Add(_ context.Context, obs []features.Observation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	before := s.wm.newest
@@ -64,7 +66,7 @@ func (s *MemoryStore) evict() {
 func (s *MemoryStore) Flush(context.Context) error { return nil }
 
 // Window aggregates the visitor's buckets from First(newest) to newest.
-func (s *MemoryStore) Window(_ context.Context, site, visitor uint64, newest uint32) (Aggregate, error) {
+func (s *MemoryStore) Window(_ context.Context, site, visitor uint64, newest uint32) (features.Aggregate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var found []*bucket

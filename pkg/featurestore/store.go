@@ -1,8 +1,10 @@
-package features
+package featurestore
 
 import (
 	"context"
 	"errors"
+
+	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
 // Store keeps visitors' window buckets. Add folds requests in, Window reads
@@ -20,10 +22,10 @@ import (
 // the requests up to the one that triggered it: it loads, in one round trip,
 // what those calls for obs will need, and adds nothing.
 type Store interface {
-	Prefetch(ctx context.Context, obs []Observation) error
-	Add(ctx context.Context, obs []Observation) error
+	Prefetch(ctx context.Context, obs []features.Observation) error
+	Add(ctx context.Context, obs []features.Observation) error
 	Flush(ctx context.Context) error
-	Window(ctx context.Context, site, visitor uint64, newest uint32) (Aggregate, error)
+	Window(ctx context.Context, site, visitor uint64, newest uint32) (features.Aggregate, error)
 }
 
 // ErrUnavailable wraps every error of a store's backend (Redis down, slow
@@ -48,7 +50,7 @@ type bucketID struct {
 // setup. The overall newest bucket only decides what a store keeps in
 // memory.
 type watermark struct {
-	w       Window
+	w       features.Window
 	newest  uint32 // overall
 	late    uint64
 	visitor map[visitorID]uint32
@@ -57,12 +59,12 @@ type watermark struct {
 // visitorID names one visitor of one site.
 type visitorID struct{ site, visitor uint64 }
 
-func newWatermark(w Window) watermark {
+func newWatermark(w features.Window) watermark {
 	return watermark{w: w, visitor: make(map[visitorID]uint32)}
 }
 
 // advance moves the overall newest bucket to the newest of obs.
-func (wm *watermark) advance(obs []Observation) {
+func (wm *watermark) advance(obs []features.Observation) {
 	for i := range obs {
 		wm.newest = max(wm.newest, obs[i].Bucket)
 	}
@@ -70,7 +72,7 @@ func (wm *watermark) advance(obs []Observation) {
 
 // accept counts o as late and returns false, or records its bucket as its
 // visitor's newest if it is, and returns true.
-func (wm *watermark) accept(o *Observation) bool {
+func (wm *watermark) accept(o *features.Observation) bool {
 	v := visitorID{o.Site, o.Visitor}
 	n, ok := wm.visitor[v]
 	if ok && wm.w.Late(o.Bucket, n) {

@@ -1,4 +1,4 @@
-package features
+package featurestore
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/anomalyd/anomalyd/internal/testenv"
+	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/keys"
 )
 
@@ -23,20 +24,20 @@ type req struct {
 	status                           int
 }
 
-func (r req) observation(site, visitor uint64) Observation {
-	o := Observation{Site: site, Visitor: visitor, Bucket: r.bucket, Second: r.bucket * 60}
+func (r req) observation(site, visitor uint64) features.Observation {
+	o := features.Observation{Site: site, Visitor: visitor, Bucket: r.bucket, Second: r.bucket * 60}
 	if r.status >= 400 && r.status < 500 {
-		o.Flags |= Flag4xx
+		o.Flags |= features.Flag4xx
 	}
 	if r.method != "GET" {
-		o.Flags |= FlagNonGET
+		o.Flags |= features.FlagNonGET
 	}
 	if r.referer == "" {
-		o.Flags |= FlagNoReferer
+		o.Flags |= features.FlagNoReferer
 	}
-	for s, v := range map[Sketch]string{SketchPaths: r.path, SketchUserAgents: r.ua, SketchQueryShapes: r.shape} {
+	for s, v := range map[features.Sketch]string{features.SketchPaths: r.path, features.SketchUserAgents: r.ua, features.SketchQueryShapes: r.shape} {
 		if v != "" {
-			o.Hashes[s] = HashValue(v)
+			o.Hashes[s] = features.HashValue(v)
 		}
 	}
 	return o
@@ -48,8 +49,8 @@ const (
 	b0          = 29_000_000 // a bucket index around 2025 with 1-minute buckets
 )
 
-func observations(rs ...req) []Observation {
-	obs := make([]Observation, len(rs))
+func observations(rs ...req) []features.Observation {
+	obs := make([]features.Observation, len(rs))
 	for i, r := range rs {
 		obs[i] = r.observation(testSite, testVisitor)
 	}
@@ -58,7 +59,7 @@ func observations(rs ...req) []Observation {
 
 // stores runs a test against both implementations, the Redis one on a real
 // redis-server and on a Redis Cluster.
-func stores(t *testing.T, w Window, test func(t *testing.T, s Store)) {
+func stores(t *testing.T, w features.Window, test func(t *testing.T, s Store)) {
 	t.Run("memory", func(t *testing.T) { test(t, NewMemoryStore(w)) })
 	t.Run("redis", func(t *testing.T) { test(t, newRedisStore(t, testenv.Redis(t).Addr(), w)) })
 	t.Run("redis-cluster", func(t *testing.T) {
@@ -70,7 +71,7 @@ func stores(t *testing.T, w Window, test func(t *testing.T, s Store)) {
 	})
 }
 
-func newRedisStore(t *testing.T, addr string, w Window) *RedisStore {
+func newRedisStore(t *testing.T, addr string, w features.Window) *RedisStore {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { rdb.Close() })
@@ -81,7 +82,7 @@ func newRedisStore(t *testing.T, addr string, w Window) *RedisStore {
 	return s
 }
 
-func mustAdd(t *testing.T, s Store, obs []Observation) {
+func mustAdd(t *testing.T, s Store, obs []features.Observation) {
 	t.Helper()
 	if err := s.Add(t.Context(), obs); err != nil {
 		t.Fatal(err)
@@ -91,7 +92,7 @@ func mustAdd(t *testing.T, s Store, obs []Observation) {
 	}
 }
 
-func mustWindow(t *testing.T, s Store, newest uint32) Aggregate {
+func mustWindow(t *testing.T, s Store, newest uint32) features.Aggregate {
 	t.Helper()
 	a, err := s.Window(t.Context(), testSite, testVisitor, newest)
 	if err != nil {
@@ -111,39 +112,39 @@ func TestFeatureValues(t *testing.T) {
 	)
 	// Under a fingerprint identity one visitor may come from several IPs.
 	for i, ip := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.1"} {
-		traffic[i].Hashes[SketchIPs] = HashValue(ip)
+		traffic[i].Hashes[features.SketchIPs] = features.HashValue(ip)
 	}
-	want := Aggregate{}
-	want.Counts[CountRequests] = 6
-	want.Counts[Count4xx] = 3
-	want.Counts[CountNonGET] = 3
-	want.Counts[CountNoReferer] = 3
-	want.Counts[CountSameSecond] = 3    // all but the first of each bucket
-	want.Distinct[SketchPaths] = 3      // /, /login, /search
-	want.Distinct[SketchUserAgents] = 2 // Firefox, curl/8
-	want.Distinct[SketchQueryShapes] = 2
-	want.Distinct[SketchIPs] = 2
-	stores(t, DefaultWindow(), func(t *testing.T, s Store) {
+	want := features.Aggregate{}
+	want.Counts[features.CountRequests] = 6
+	want.Counts[features.Count4xx] = 3
+	want.Counts[features.CountNonGET] = 3
+	want.Counts[features.CountNoReferer] = 3
+	want.Counts[features.CountSameSecond] = 3    // all but the first of each bucket
+	want.Distinct[features.SketchPaths] = 3      // /, /login, /search
+	want.Distinct[features.SketchUserAgents] = 2 // Firefox, curl/8
+	want.Distinct[features.SketchQueryShapes] = 2
+	want.Distinct[features.SketchIPs] = 2
+	stores(t, features.DefaultWindow(), func(t *testing.T, s Store) {
 		mustAdd(t, s, traffic[:3])
 		mustAdd(t, s, traffic[3:])
 		if got := mustWindow(t, s, b0+2); got != want {
 			t.Errorf("window = %+v, want %+v", got, want)
 		}
 		// Another visitor of the same site sees nothing of this one.
-		if got, _ := s.Window(t.Context(), testSite, testVisitor+1, b0+2); got != (Aggregate{}) {
+		if got, _ := s.Window(t.Context(), testSite, testVisitor+1, b0+2); got != (features.Aggregate{}) {
 			t.Errorf("other visitor's window = %+v, want empty", got)
 		}
 	})
 }
 
 func TestWindowSlides(t *testing.T) {
-	w := Window{Buckets: 3, Width: time.Minute}
+	w := features.Window{Buckets: 3, Width: time.Minute}
 	stores(t, w, func(t *testing.T, s Store) {
 		for i := range uint32(6) {
 			mustAdd(t, s, observations(req{bucket: b0 + i, path: fmt.Sprint("/p", i), method: "GET", status: 200}))
 			// The window ending at b0+i holds the last three buckets.
 			got := mustWindow(t, s, b0+i)
-			if want := uint64(min(i+1, 3)); got.Counts[CountRequests] != want || got.Distinct[SketchPaths] != want {
+			if want := uint64(min(i+1, 3)); got.Counts[features.CountRequests] != want || got.Distinct[features.SketchPaths] != want {
 				t.Errorf("window ending at b0+%d: %+v, want %d requests and paths", i, got, want)
 			}
 		}
@@ -151,7 +152,7 @@ func TestWindowSlides(t *testing.T) {
 }
 
 func TestLateEvents(t *testing.T) {
-	stores(t, DefaultWindow(), func(t *testing.T, s Store) {
+	stores(t, features.DefaultWindow(), func(t *testing.T, s Store) {
 		mustAdd(t, s, observations(req{bucket: b0 + 20, path: "/new", method: "GET"}))
 		mustAdd(t, s, observations(
 			req{bucket: b0 + 11, path: "/late-but-in-window", method: "GET"},
@@ -159,7 +160,7 @@ func TestLateEvents(t *testing.T) {
 			req{bucket: b0, path: "/far-too-old", method: "GET"},
 		))
 		got := mustWindow(t, s, b0+20)
-		if got.Counts[CountRequests] != 2 || got.Distinct[SketchPaths] != 2 {
+		if got.Counts[features.CountRequests] != 2 || got.Distinct[features.SketchPaths] != 2 {
 			t.Errorf("window = %+v, want the new and the late-but-in-window request", got)
 		}
 		if late := s.(interface{ Late() uint64 }).Late(); late != 2 {
@@ -172,14 +173,14 @@ func TestLateEvents(t *testing.T) {
 // when it comes from a partition read behind the others, is not late; only
 // a visitor's own requests older than its own window are.
 func TestLateIsPerVisitor(t *testing.T) {
-	ahead := func(rs ...req) []Observation {
+	ahead := func(rs ...req) []features.Observation {
 		obs := observations(rs...)
 		for i := range obs {
 			obs[i].Visitor = testVisitor + 1
 		}
 		return obs
 	}
-	stores(t, DefaultWindow(), func(t *testing.T, s Store) {
+	stores(t, features.DefaultWindow(), func(t *testing.T, s Store) {
 		mustAdd(t, s, ahead(req{bucket: b0 + 25, path: "/ahead", method: "GET"}))
 		mustAdd(t, s, observations(
 			req{bucket: b0 + 2, path: "/a", method: "GET"},
@@ -188,11 +189,11 @@ func TestLateIsPerVisitor(t *testing.T) {
 		))
 		mustAdd(t, s, observations(req{bucket: b0 + 12, path: "/d", method: "GET"}))
 		mustAdd(t, s, observations(req{bucket: b0 + 2, path: "/e", method: "GET"})) // before the window of b0+12: late
-		if got := mustWindow(t, s, b0+12); got.Counts[CountRequests] != 2 {
-			t.Errorf("window at b0+12 holds %d requests, want 2 (/b, /d)", got.Counts[CountRequests])
+		if got := mustWindow(t, s, b0+12); got.Counts[features.CountRequests] != 2 {
+			t.Errorf("window at b0+12 holds %d requests, want 2 (/b, /d)", got.Counts[features.CountRequests])
 		}
-		if got := mustWindow(t, s, b0+9); got.Counts[CountRequests] != 3 {
-			t.Errorf("window at b0+9 holds %d requests, want 3 (/a, /b, /c)", got.Counts[CountRequests])
+		if got := mustWindow(t, s, b0+9); got.Counts[features.CountRequests] != 3 {
+			t.Errorf("window at b0+9 holds %d requests, want 3 (/a, /b, /c)", got.Counts[features.CountRequests])
 		}
 		if late := s.(interface{ Late() uint64 }).Late(); late != 1 {
 			t.Errorf("Late() = %d, want 1", late)
@@ -206,7 +207,7 @@ func TestReplayKeepsDistinctCounts(t *testing.T) {
 		req{b0, "/b", "ua2", "r2", "s2", "POST", 404},
 		req{b0 + 1, "/c", "ua1", "r1", "s1", "GET", 200},
 	)
-	stores(t, DefaultWindow(), func(t *testing.T, s Store) {
+	stores(t, features.DefaultWindow(), func(t *testing.T, s Store) {
 		mustAdd(t, s, batch)
 		once := mustWindow(t, s, b0+1)
 		mustAdd(t, s, batch)
@@ -216,24 +217,24 @@ func TestReplayKeepsDistinctCounts(t *testing.T) {
 		}
 		// Counters are not idempotent: the detector avoids replays by
 		// committing offsets only after Flush.
-		if twice.Counts[CountRequests] != 2*once.Counts[CountRequests] {
-			t.Errorf("requests after replay %d, before %d", twice.Counts[CountRequests], once.Counts[CountRequests])
+		if twice.Counts[features.CountRequests] != 2*once.Counts[features.CountRequests] {
+			t.Errorf("requests after replay %d, before %d", twice.Counts[features.CountRequests], once.Counts[features.CountRequests])
 		}
 	})
 }
 
 func TestRedisStoreDurableCompactAndExpiring(t *testing.T) {
 	srv := testenv.Redis(t)
-	w := Window{Buckets: 2, Width: time.Second}
+	w := features.Window{Buckets: 2, Width: time.Second}
 	s := newRedisStore(t, srv.Addr(), w)
 	const ip = "203.0.113.77"
 	obs := observations(req{b0, "/x", "ua", "", "", "GET", 200}, req{b0 + 1, "/y", "ua", "", "", "GET", 200})
-	obs[0].Hashes[SketchIPs] = HashValue(ip)
+	obs[0].Hashes[features.SketchIPs] = features.HashValue(ip)
 	mustAdd(t, s, obs)
 
 	// A new store (a restarted detector) reads what the first one flushed.
 	restarted := newRedisStore(t, srv.Addr(), w)
-	if got := mustWindow(t, restarted, b0+1); got.Counts[CountRequests] != 2 || got.Distinct[SketchPaths] != 2 {
+	if got := mustWindow(t, restarted, b0+1); got.Counts[features.CountRequests] != 2 || got.Distinct[features.SketchPaths] != 2 {
 		t.Errorf("after restart: %+v", got)
 	}
 
@@ -279,7 +280,7 @@ func TestRedisStoreDurableCompactAndExpiring(t *testing.T) {
 
 func TestRedisGoesAwayAndComesBack(t *testing.T) {
 	srv := testenv.Redis(t)
-	s := newRedisStore(t, srv.Addr(), DefaultWindow())
+	s := newRedisStore(t, srv.Addr(), features.DefaultWindow())
 	mustAdd(t, s, observations(req{bucket: b0, path: "/before", method: "GET"}))
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -321,8 +322,8 @@ func TestRedisGoesAwayAndComesBack(t *testing.T) {
 	}
 	// The restarted server lost /before (it keeps nothing on disk), but the
 	// pending bucket was written in full when Redis came back.
-	fresh := newRedisStore(t, srv.Addr(), DefaultWindow())
-	if got := mustWindow(t, fresh, b0); got.Counts[CountRequests] != 2 || got.Distinct[SketchPaths] != 2 {
+	fresh := newRedisStore(t, srv.Addr(), features.DefaultWindow())
+	if got := mustWindow(t, fresh, b0); got.Counts[features.CountRequests] != 2 || got.Distinct[features.SketchPaths] != 2 {
 		t.Errorf("after recovery: %+v, want /before and /again", got)
 	}
 }
@@ -352,7 +353,7 @@ func TestBucketEncoding(t *testing.T) {
 	// same second, added after a restart, counts as one.
 	again := observations(req{b0, "/c", "ua", "", "", "GET", 200})[0]
 	got.add(&again)
-	if n := got.counts[CountSameSecond]; n != 2 {
+	if n := got.counts[features.CountSameSecond]; n != 2 {
 		t.Errorf("same-second requests after decoding and one more: %d, want 2", n)
 	}
 	for _, bad := range [][]byte{nil, {2}, enc[:2], enc[:len(enc)-1], append(append([]byte(nil), enc...), 0)} {
@@ -365,14 +366,14 @@ func TestBucketEncoding(t *testing.T) {
 func TestRedisStoreNeedsContextTimeouts(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	t.Cleanup(func() { rdb.Close() })
-	if _, err := NewRedisStore(rdb, DefaultWindow(), RedisOptions{}); err == nil {
+	if _, err := NewRedisStore(rdb, features.DefaultWindow(), RedisOptions{}); err == nil {
 		t.Error("a client without ContextTimeoutEnabled was accepted")
 	}
 }
 
 func TestRedisSlowHonoursDeadline(t *testing.T) {
 	srv := testenv.Redis(t)
-	s := newRedisStore(t, srv.Addr(), DefaultWindow())
+	s := newRedisStore(t, srv.Addr(), features.DefaultWindow())
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { admin.Close() })
 	// CLIENT PAUSE stalls every other client's commands: a slow Redis.
@@ -401,14 +402,14 @@ func TestRedisSlowHonoursDeadline(t *testing.T) {
 
 func TestRedisStoreServesClosedBucketsFromMemory(t *testing.T) {
 	srv := testenv.Redis(t)
-	s := newRedisStore(t, srv.Addr(), DefaultWindow())
+	s := newRedisStore(t, srv.Addr(), features.DefaultWindow())
 	mustAdd(t, s, observations(req{bucket: b0, path: "/a", method: "GET"}))
 	mustAdd(t, s, observations(req{bucket: b0 + 1, path: "/b", method: "GET"}))
 	// A late event reopens the closed bucket b0 from memory.
 	mustAdd(t, s, observations(req{bucket: b0, path: "/late", method: "GET"}))
 	mustAdd(t, s, observations(req{bucket: b0 + 2, path: "/c", method: "GET"}))
 	first := mustWindow(t, s, b0+2) // reads the buckets this store never saw
-	if first.Counts[CountRequests] != 4 || first.Distinct[SketchPaths] != 4 {
+	if first.Counts[features.CountRequests] != 4 || first.Distinct[features.SketchPaths] != 4 {
 		t.Fatalf("window = %+v, want 4 requests on 4 paths", first)
 	}
 	if err := srv.Stop(); err != nil {
@@ -424,22 +425,22 @@ func TestRedisStoreServesClosedBucketsFromMemory(t *testing.T) {
 
 func TestRedisStoreResetRereadsRedis(t *testing.T) {
 	srv := testenv.Redis(t)
-	a := newRedisStore(t, srv.Addr(), DefaultWindow())
+	a := newRedisStore(t, srv.Addr(), features.DefaultWindow())
 	mustAdd(t, a, observations(req{bucket: b0, path: "/a", method: "GET"}))
 	mustAdd(t, a, observations(req{bucket: b0 + 1, path: "/b", method: "GET"}))
 	mustAdd(t, a, observations(req{bucket: b0 + 3, path: "/c", method: "GET"}))
 	mustWindow(t, a, b0+3) // a now remembers that Redis has no b0+2
 
 	// Another replica writes b0+2 for the visitor while a does not own it.
-	b := newRedisStore(t, srv.Addr(), DefaultWindow())
+	b := newRedisStore(t, srv.Addr(), features.DefaultWindow())
 	mustAdd(t, b, observations(req{bucket: b0 + 2, path: "/elsewhere", method: "GET"}))
 
-	if got := mustWindow(t, a, b0+3); got.Counts[CountRequests] != 3 {
-		t.Fatalf("before Reset a sees %d requests, want its own 3 (the test assumes it caches)", got.Counts[CountRequests])
+	if got := mustWindow(t, a, b0+3); got.Counts[features.CountRequests] != 3 {
+		t.Fatalf("before Reset a sees %d requests, want its own 3 (the test assumes it caches)", got.Counts[features.CountRequests])
 	}
 	a.Reset()
-	if got := mustWindow(t, a, b0+3); got.Counts[CountRequests] != 4 {
-		t.Errorf("after Reset a sees %d requests, want 4", got.Counts[CountRequests])
+	if got := mustWindow(t, a, b0+3); got.Counts[features.CountRequests] != 4 {
+		t.Errorf("after Reset a sees %d requests, want 4", got.Counts[features.CountRequests])
 	}
 }
 
@@ -448,11 +449,11 @@ func TestRedisStoreResetRereadsRedis(t *testing.T) {
 // down, and see what an earlier owner wrote.
 func TestRedisStorePrefetchMakesNoRoundTrips(t *testing.T) {
 	srv := testenv.Redis(t)
-	earlier := newRedisStore(t, srv.Addr(), DefaultWindow())
+	earlier := newRedisStore(t, srv.Addr(), features.DefaultWindow())
 	mustAdd(t, earlier, observations(req{bucket: b0, path: "/a", method: "GET"}))
 	mustAdd(t, earlier, observations(req{bucket: b0 + 2, path: "/b", method: "GET"}))
 
-	s := newRedisStore(t, srv.Addr(), DefaultWindow())
+	s := newRedisStore(t, srv.Addr(), features.DefaultWindow())
 	batch := observations(
 		req{bucket: b0 + 2, path: "/c", method: "GET"},
 		req{bucket: b0 + 3, path: "/d", method: "GET"},
@@ -478,8 +479,8 @@ func TestRedisStorePrefetchMakesNoRoundTrips(t *testing.T) {
 	}
 	// The restarted Redis (no persistence) holds only what s flushed: its
 	// two buckets, b0+2 with the earlier owner's /b kept.
-	fresh := newRedisStore(t, srv.Addr(), DefaultWindow())
-	if got := mustWindow(t, fresh, b0+3); got.Counts[CountRequests] != 3 || got.Distinct[SketchPaths] != 3 {
+	fresh := newRedisStore(t, srv.Addr(), features.DefaultWindow())
+	if got := mustWindow(t, fresh, b0+3); got.Counts[features.CountRequests] != 3 || got.Distinct[features.SketchPaths] != 3 {
 		t.Errorf("window in Redis = %+v, want 3 requests on 3 paths", got)
 	}
 }
@@ -490,7 +491,7 @@ func TestRedisStorePrefetchMakesNoRoundTrips(t *testing.T) {
 // the second batch need no round trip and see what another owner wrote.
 func TestRedisStorePrefetchLoadsWhatWindowsGained(t *testing.T) {
 	srv := testenv.Redis(t)
-	s := newRedisStore(t, srv.Addr(), DefaultWindow())
+	s := newRedisStore(t, srv.Addr(), features.DefaultWindow())
 	first := observations(req{bucket: b0, path: "/a", method: "GET"}, req{bucket: b0 + 1, path: "/b", method: "GET"})
 	if err := s.Prefetch(t.Context(), first); err != nil {
 		t.Fatal(err)
@@ -500,7 +501,7 @@ func TestRedisStorePrefetchLoadsWhatWindowsGained(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another owner wrote the visitor's next bucket meanwhile.
-	other := newRedisStore(t, srv.Addr(), DefaultWindow())
+	other := newRedisStore(t, srv.Addr(), features.DefaultWindow())
 	mustAdd(t, other, observations(req{bucket: b0 + 3, path: "/c", method: "GET"}))
 	if err := other.Flush(t.Context()); err != nil {
 		t.Fatal(err)
@@ -518,7 +519,7 @@ func TestRedisStorePrefetchLoadsWhatWindowsGained(t *testing.T) {
 // addOneByOne adds batch to s one observation at a time, as the detector
 // does, with Redis down, and checks the requests of the window after each
 // Add against want.
-func addOneByOne(t *testing.T, s Store, batch []Observation, want []uint64) {
+func addOneByOne(t *testing.T, s Store, batch []features.Observation, want []uint64) {
 	t.Helper()
 	for i := range batch {
 		if err := s.Add(t.Context(), batch[i:i+1]); err != nil {
@@ -528,8 +529,8 @@ func addOneByOne(t *testing.T, s Store, batch []Observation, want []uint64) {
 		if err != nil {
 			t.Fatalf("Window %d with Redis down after Prefetch: %v", i, err)
 		}
-		if a.Counts[CountRequests] != want[i] {
-			t.Errorf("window after Add %d has %d requests, want %d", i, a.Counts[CountRequests], want[i])
+		if a.Counts[features.CountRequests] != want[i] {
+			t.Errorf("window after Add %d has %d requests, want %d", i, a.Counts[features.CountRequests], want[i])
 		}
 	}
 }
@@ -542,11 +543,11 @@ func TestRedisStoreBoundsOpenBuckets(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.Redis(t).Addr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { rdb.Close() })
 	const maxOpen = 100
-	s, err := NewRedisStore(rdb, DefaultWindow(), RedisOptions{MaxOpen: maxOpen})
+	s, err := NewRedisStore(rdb, features.DefaultWindow(), RedisOptions{MaxOpen: maxOpen})
 	if err != nil {
 		t.Fatal(err)
 	}
-	flood := make([]Observation, 3*maxOpen)
+	flood := make([]features.Observation, 3*maxOpen)
 	for i := range flood {
 		flood[i] = req{bucket: b0, path: "/", method: "GET"}.observation(testSite, uint64(1000+i))
 	}
@@ -556,13 +557,13 @@ func TestRedisStoreBoundsOpenBuckets(t *testing.T) {
 	}
 	// The first visitor comes back within the minute.
 	back := req{bucket: b0, path: "/again", method: "GET"}.observation(testSite, 1000)
-	mustAdd(t, s, []Observation{back})
+	mustAdd(t, s, []features.Observation{back})
 	got, err := s.Window(t.Context(), testSite, 1000, b0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Counts[CountRequests] != 2 || got.Distinct[SketchPaths] != 2 {
-		t.Errorf("the visitor back after eviction: %d requests on %d paths, want 2 on 2", got.Counts[CountRequests], got.Distinct[SketchPaths])
+	if got.Counts[features.CountRequests] != 2 || got.Distinct[features.SketchPaths] != 2 {
+		t.Errorf("the visitor back after eviction: %d requests on %d paths, want 2 on 2", got.Counts[features.CountRequests], got.Distinct[features.SketchPaths])
 	}
 }
 
@@ -595,7 +596,7 @@ func TestRedisStoreMatchesMemory(t *testing.T) {
 				}
 				rdb = c
 			}
-			w := DefaultWindow()
+			w := features.DefaultWindow()
 			rs, err := NewRedisStore(rdb, w, tt.opts)
 			if err != nil {
 				t.Fatal(err)
@@ -605,7 +606,7 @@ func TestRedisStoreMatchesMemory(t *testing.T) {
 			paths := []string{"/", "/a", "/b", "/c", "/d"}
 			now, skipped, reads := uint32(b0), 0, 0
 			for batch := range 300 {
-				obs := make([]Observation, 1+rng.IntN(40))
+				obs := make([]features.Observation, 1+rng.IntN(40))
 				for i := range obs {
 					if rng.IntN(4) == 0 {
 						now++ // some minutes pass with no request
@@ -677,7 +678,7 @@ func TestRedisStoreFailover(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	w := DefaultWindow()
+	w := features.DefaultWindow()
 	rs, err := NewRedisStore(client(), w, RedisOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -717,7 +718,7 @@ func TestRedisStoreFailover(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			now++
 		}
-		obs := make([]Observation, 1+rng.IntN(30))
+		obs := make([]features.Observation, 1+rng.IntN(30))
 		inBatch := make(map[uint64]bool)
 		for i := range obs {
 			v := uint64(rng.IntN(visitors))

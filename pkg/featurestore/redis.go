@@ -1,4 +1,4 @@
-package features
+package featurestore
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/keys"
 )
 
@@ -101,7 +102,7 @@ type RedisStore struct {
 // NewRedisStore returns a store for window w in rdb. The client must have
 // ContextTimeoutEnabled set: without it go-redis waits for its own read
 // timeout instead of the caller's deadline when Redis is slow.
-func NewRedisStore(rdb redis.UniversalClient, w Window, opts RedisOptions) (*RedisStore, error) {
+func NewRedisStore(rdb redis.UniversalClient, w features.Window, opts RedisOptions) (*RedisStore, error) {
 	if err := w.Validate(); err != nil {
 		return nil, err
 	}
@@ -154,7 +155,7 @@ func (s *RedisStore) key(id bucketID) string {
 // Add folds obs into their buckets in memory, first loading the buckets not
 // yet open, from memory or Redis. If Redis fails, nothing is added and the
 // error wraps ErrUnavailable.
-func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
+func (s *RedisStore) Add(ctx context.Context, obs []features.Observation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var missing []bucketID
@@ -214,7 +215,7 @@ func (s *RedisStore) Add(ctx context.Context, obs []Observation) error {
 // remembers them like closed buckets, so that the Adds and Windows that
 // follow, however finely split, make no round trip. It adds nothing; if
 // Redis fails, the error wraps ErrUnavailable and the store is unchanged.
-func (s *RedisStore) Prefetch(ctx context.Context, obs []Observation) error {
+func (s *RedisStore) Prefetch(ctx context.Context, obs []features.Observation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w := s.wm.w
@@ -364,7 +365,7 @@ func (s *RedisStore) filled(id bucketID) {
 // completed records that the store holds the windows of obs in full: with
 // what it held of their visitors when they overlap or touch, else in its
 // place when newer.
-func (s *RedisStore) completed(obs []Observation) {
+func (s *RedisStore) completed(obs []features.Observation) {
 	w := s.wm.w
 	for i := range obs {
 		o := &obs[i]
@@ -526,7 +527,7 @@ func (s *RedisStore) Flush(ctx context.Context) error {
 
 // Window aggregates the visitor's buckets from First(newest) to newest.
 // Buckets in memory include what Add folded in since the last Flush.
-func (s *RedisStore) Window(ctx context.Context, site, visitor uint64, newest uint32) (Aggregate, error) {
+func (s *RedisStore) Window(ctx context.Context, site, visitor uint64, newest uint32) (features.Aggregate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	buckets, ids := s.buckets[:0], s.ids[:0]
@@ -545,7 +546,7 @@ func (s *RedisStore) Window(ctx context.Context, site, visitor uint64, newest ui
 	buckets, err := s.load(ctx, buckets, ids)
 	s.ids = ids
 	if err != nil {
-		return Aggregate{}, fmt.Errorf("reading a window: %w", err)
+		return features.Aggregate{}, fmt.Errorf("reading a window: %w", err)
 	}
 	agg, err := aggregate(buckets, &s.merge)
 	clear(buckets) // the scratch keeps no bucket alive

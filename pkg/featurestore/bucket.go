@@ -1,4 +1,4 @@
-package features
+package featurestore
 
 import (
 	"encoding/binary"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/axiomhq/hyperloglog"
+
+	"github.com/anomalyd/anomalyd/pkg/features"
 )
 
 // sketchPrecision is the HyperLogLog precision of every sketch: 2^12
@@ -17,27 +19,27 @@ const sketchPrecision = 12
 
 // bucket is one visitor's state in one window bucket.
 type bucket struct {
-	counts   [NumCounters]uint64
-	sketches [NumSketches]*hyperloglog.Sketch // nil while empty
-	last     uint32                           // Observation.Second of the latest request added
-	dirty    bool                             // changed since a RedisStore last wrote it
+	counts   [features.NumCounters]uint64
+	sketches [features.NumSketches]*hyperloglog.Sketch // nil while empty
+	last     uint32                                    // Observation.Second of the latest request added
+	dirty    bool                                      // changed since a RedisStore last wrote it
 }
 
 // add folds one observation in. Sketch inserts are idempotent: replaying an
 // event leaves distinct counts unchanged.
-func (b *bucket) add(o *Observation) {
-	repeated := b.counts[CountRequests] > 0 && o.Second == b.last
+func (b *bucket) add(o *features.Observation) {
+	repeated := b.counts[features.CountRequests] > 0 && o.Second == b.last
 	b.last = o.Second
-	for i := range counterDefs {
-		d := &counterDefs[i]
+	for i := range features.NumCounters {
+		d := features.Counter(i).Def()
 		switch d.Kind {
-		case EveryRequest:
+		case features.EveryRequest:
 			b.counts[i]++
-		case FlaggedRequests:
+		case features.FlaggedRequests:
 			if o.Flags&d.Flag != 0 {
 				b.counts[i]++
 			}
-		case RepeatedSeconds:
+		case features.RepeatedSeconds:
 			if repeated {
 				b.counts[i]++
 			}
@@ -64,7 +66,7 @@ func newSketch() *hyperloglog.Sketch {
 
 // sparseScratch holds sketches for aggregate to merge into, kept while
 // they stay sparse: a window of a few requests then allocates no sketch.
-type sparseScratch [NumSketches]*hyperloglog.Sketch
+type sparseScratch [features.NumSketches]*hyperloglog.Sketch
 
 // take returns an empty sketch for sketch i, the scratch's if it has one.
 func (sc *sparseScratch) take(i int) *hyperloglog.Sketch {
@@ -91,9 +93,9 @@ func (sc *sparseScratch) keep(i int, sk *hyperloglog.Sketch, n uint64) {
 // A sketch found in one bucket only, as in most windows, is estimated
 // where it is rather than copied into a merged one; the others are merged
 // into sketches taken from scratch, which may be nil.
-func aggregate(buckets []*bucket, scratch *sparseScratch) (Aggregate, error) {
-	var a Aggregate
-	var first, merged [NumSketches]*hyperloglog.Sketch
+func aggregate(buckets []*bucket, scratch *sparseScratch) (features.Aggregate, error) {
+	var a features.Aggregate
+	var first, merged [features.NumSketches]*hyperloglog.Sketch
 	for _, b := range buckets {
 		if b == nil {
 			continue
@@ -110,11 +112,11 @@ func aggregate(buckets []*bucket, scratch *sparseScratch) (Aggregate, error) {
 				if merged[i] == nil {
 					merged[i] = scratch.take(i)
 					if err := merged[i].Merge(first[i]); err != nil {
-						return Aggregate{}, fmt.Errorf("merging %s sketches: %w", Sketch(i), err)
+						return features.Aggregate{}, fmt.Errorf("merging %s sketches: %w", features.Sketch(i), err)
 					}
 				}
 				if err := merged[i].Merge(sk); err != nil {
-					return Aggregate{}, fmt.Errorf("merging %s sketches: %w", Sketch(i), err)
+					return features.Aggregate{}, fmt.Errorf("merging %s sketches: %w", features.Sketch(i), err)
 				}
 			}
 		}
@@ -171,7 +173,7 @@ func (b *bucket) appendBinary(dst []byte) ([]byte, error) {
 		start := len(dst)
 		var err error
 		if dst, err = sk.AppendBinary(dst); err != nil {
-			return nil, fmt.Errorf("encoding %s sketch: %w", Sketch(i), err)
+			return nil, fmt.Errorf("encoding %s sketch: %w", features.Sketch(i), err)
 		}
 		n := len(dst) - start
 		var length [binary.MaxVarintLen64]byte
@@ -188,7 +190,7 @@ func decodeBucket(data []byte) (*bucket, error) {
 	if len(data) == 0 || (data[0] != bucketVersion && data[0] != 3) {
 		return nil, fmt.Errorf("%w: unknown version", errBucketEncoding)
 	}
-	counters := NumCounters
+	counters := features.NumCounters
 	if data[0] == 3 {
 		counters = countersV3
 	}
@@ -206,7 +208,7 @@ func decodeBucket(data []byte) (*bucket, error) {
 		return nil, fmt.Errorf("%w: last second", errBucketEncoding)
 	}
 	b.last, data = uint32(last), data[n:]
-	if len(data) == 0 || data[0]>>NumSketches != 0 {
+	if len(data) == 0 || data[0]>>features.NumSketches != 0 {
 		return nil, fmt.Errorf("%w: sketch bitmap", errBucketEncoding)
 	}
 	present := data[0]
@@ -217,11 +219,11 @@ func decodeBucket(data []byte) (*bucket, error) {
 		}
 		size, n := binary.Uvarint(data)
 		if n <= 0 || size > uint64(len(data)-n) {
-			return nil, fmt.Errorf("%w: %s sketch length", errBucketEncoding, Sketch(i))
+			return nil, fmt.Errorf("%w: %s sketch length", errBucketEncoding, features.Sketch(i))
 		}
 		sk := &hyperloglog.Sketch{}
 		if err := sk.UnmarshalBinary(data[n : n+int(size)]); err != nil {
-			return nil, fmt.Errorf("%w: %s sketch: %w", errBucketEncoding, Sketch(i), err)
+			return nil, fmt.Errorf("%w: %s sketch: %w", errBucketEncoding, features.Sketch(i), err)
 		}
 		b.sketches[i], data = sk, data[n+int(size):]
 	}
