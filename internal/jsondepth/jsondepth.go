@@ -1,8 +1,9 @@
 // Package jsondepth bounds how deeply a JSON document nests before a
-// parser sees it. fastjson, the services' parser, refuses more than 300
-// levels but builds its error level by level: some 12 ms and a 14 KB
-// message for each such document, a cheap way to stall a consumer. The
-// services' documents (request events, score records) nest a few levels.
+// parser sees it. fastjson, the parser of score records and of the tools,
+// refuses more than 300 levels but builds its error level by level: some
+// 12 ms and a 14 KB message for each such document, a cheap way to stall a
+// consumer. The services' documents (request events, score records) nest
+// a few levels; pkg/features' event decoder keeps to Max as it reads.
 package jsondepth
 
 import "bytes"

@@ -11,10 +11,6 @@ import (
 	"strings"
 	"time"
 	"unsafe"
-
-	"github.com/valyala/fastjson"
-
-	"github.com/anomalyd/anomalyd/internal/jsondepth"
 )
 
 // Sentinel errors of event decoding and visitor identity. Test for them with
@@ -296,22 +292,59 @@ const (
 // bound event times more tightly against their own clocks.
 const minEventUnix = 946684800
 
-// Decoder decodes JSON request events. It keeps parser state between calls
+// Decoder decodes JSON request events. It keeps its buffers between calls
 // so that decoding does not allocate; it is not safe for concurrent use, so
 // use one per goroutine.
 //
-// The parser is github.com/valyala/fastjson, chosen by BenchmarkDecode: it
-// looks keys up at run time, which the field map needs, and decodes a
-// Logpush event with no allocation, several times faster than encoding/json
-// (see event_bench_test.go for the figures). It checks the document's
-// structure (braces, brackets, commas, quotes, nesting depth) but is lenient
-// inside values: a bad escape sequence stays as written, raw control
-// characters and invalid UTF-8 pass through, and numbers that no field
-// reads are only loosely checked.
+// It reads the JSON itself (json.go) rather than through a general parser:
+// it checks the structure of the whole document but decodes only the
+// values of the mapped fields. BenchmarkDecode compares it with the parsers
+// that can look keys up at run time, which the field map needs.
 type Decoder struct {
 	fields FieldMap
-	parser fastjson.Parser
+	keys   [numFields]string // fields' keys, in the order of FieldMap.named
+	first  [256]int8         // by keyHash, the first field with that hash; -1 for none
+	next   [numFields]int8   // the next field with the same hash; -1 for none
+	dotted bool              // some key is a path into nested objects
+	buf    []byte            // the event being decoded, which Event's slices alias
+	out    []byte            // unescaped values, which Event's slices alias too
+	names  []byte            // unescaped keys
+	vals   [numFields]member // each field's member in the event, where found says
+	found  uint16            // bit f: field f is in the event and not null
+	top    []member          // the members of the event's object
+	nested []nestedObject    // objects read for dotted keys in this event
 	sites  map[string]string // raw site name -> lower-cased, so Site costs no allocation
+}
+
+// nestedObject is the members of an object inside an event, which starts
+// at byte off; members is kept between events for its memory.
+type nestedObject struct {
+	off     int
+	members []member
+}
+
+// The fields in the order of FieldMap.named.
+const (
+	fTime = iota
+	fSite
+	fHost
+	fIP
+	fMethod
+	fPath
+	fURI
+	fUserAgent
+	fReferer
+	fStatus
+	fASN
+	fCountry
+	fJA3
+	fJA4
+	fRayID
+)
+
+// keyHash spreads keys over the Decoder's table by length and ends.
+func keyHash(k []byte) uint8 {
+	return uint8(len(k)*131 + int(k[0]) + 7*int(k[len(k)-1]))
 }
 
 // NewDecoder returns a Decoder for events shaped as m describes.
@@ -319,7 +352,19 @@ func NewDecoder(m FieldMap) (*Decoder, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	return &Decoder{fields: m, sites: make(map[string]string)}, nil
+	d := &Decoder{fields: m, sites: make(map[string]string)}
+	for h := range d.first {
+		d.first[h] = -1
+	}
+	for i, f := range m.named() {
+		d.keys[i], d.next[i] = *f.key, -1
+		if k := *f.key; k != "" {
+			h := keyHash([]byte(k))
+			d.next[i], d.first[h] = d.first[h], int8(i)
+			d.dotted = d.dotted || strings.Contains(k, ".")
+		}
+	}
+	return d, nil
 }
 
 // Decode decodes one JSON event from data into *ev, overwriting all of it.
@@ -330,44 +375,37 @@ func NewDecoder(m FieldMap) (*Decoder, error) {
 // except for a site name not in its cache of the last few thousand.
 func (d *Decoder) Decode(data []byte, ev *Event) error {
 	*ev = Event{}
-	if jsondepth.Exceeds(data, jsondepth.Max) {
-		return &FieldError{Reason: fmt.Sprintf("invalid JSON: nested deeper than %d", jsondepth.Max)}
+	if err := d.values(data); err != nil {
+		return err
 	}
-	root, err := d.parser.ParseBytes(data)
-	if err != nil {
-		return &FieldError{Reason: "invalid JSON: " + err.Error()}
-	}
-	if root.Type() != fastjson.TypeObject {
-		return &FieldError{Reason: "want a JSON object, got " + typeName(root)}
-	}
-	o := root.GetObject()
 	m := &d.fields
-	if ev.Time, err = timeField(o, m.Time); err != nil {
+	var err error
+	if ev.Time, err = timeField(d, d.val(fTime), m.Time); err != nil {
 		return err
 	}
-	if ev.Site, err = d.siteField(o); err != nil {
+	if ev.Site, err = d.siteField(d.val(fSite), d.val(fHost)); err != nil {
 		return err
 	}
-	if ev.ClientIP, err = ipField(o, m.IP); err != nil {
+	if ev.ClientIP, err = ipField(d, d.val(fIP), m.IP); err != nil {
 		return err
 	}
 	for _, f := range [...]struct {
-		key string
-		dst *[]byte
+		field int
+		dst   *[]byte
 	}{
-		{m.Method, &ev.Method}, {m.Path, &ev.Path}, {m.URI, &ev.URI},
-		{m.UserAgent, &ev.UserAgent}, {m.Referer, &ev.Referer}, {m.Country, &ev.Country},
-		{m.JA3, &ev.JA3}, {m.JA4, &ev.JA4}, {m.RayID, &ev.RayID},
+		{fMethod, &ev.Method}, {fPath, &ev.Path}, {fURI, &ev.URI},
+		{fUserAgent, &ev.UserAgent}, {fReferer, &ev.Referer}, {fCountry, &ev.Country},
+		{fJA3, &ev.JA3}, {fJA4, &ev.JA4}, {fRayID, &ev.RayID},
 	} {
-		if *f.dst, err = stringField(o, f.key); err != nil {
+		if *f.dst, err = d.stringField(d.val(f.field), d.keys[f.field]); err != nil {
 			return err
 		}
 	}
-	status, err := uintField(o, m.Status, 999)
+	status, err := uintField(d, d.val(fStatus), m.Status, 999)
 	if err != nil {
 		return err
 	}
-	asn, err := uintField(o, m.ASN, 1<<32-1)
+	asn, err := uintField(d, d.val(fASN), m.ASN, 1<<32-1)
 	if err != nil {
 		return err
 	}
@@ -375,13 +413,157 @@ func (d *Decoder) Decode(data []byte, ev *Event) error {
 	return nil
 }
 
-// siteField returns the lower-cased site: the site key, else the host key.
-func (d *Decoder) siteField(o *fastjson.Object) (string, error) {
+// values reads the event's object into d.vals, the member of each field
+// that is in it and not null (d.found). A dotted key is looked up as
+// lookup says.
+func (d *Decoder) values(data []byte) error {
+	d.found = 0
+	d.buf = append(d.buf[:0], data...)
+	d.out, d.names = d.out[:0], d.names[:0]
+	d.nested = d.nested[:0]
+	b := d.buf
+	i := skipSpace(b, 0)
+	if i == len(b) {
+		return &FieldError{Reason: "invalid JSON: empty document"}
+	}
+	var end int
+	var jerr *jsonError
+	if b[i] == '{' {
+		d.top, end, jerr = members(d.top[:0], &d.names, b, i, 1)
+	} else {
+		end, _, jerr = valueEnd(b, i, 0)
+	}
+	if jerr != nil {
+		return jerr.fieldError()
+	}
+	if j := skipSpace(b, end); j < len(b) {
+		return (&jsonError{pos: j, reason: "data after the value: " + quote(b[j:])}).fieldError()
+	}
+	if b[i] != '{' {
+		return &FieldError{Reason: "want a JSON object, got " + jsonValue(b[i:end]).typeName()}
+	}
+	// Each member named after a field is that field's, unless an earlier
+	// one was; a null one is the field's too, and reads as absent.
+	var named uint16
+	for i := range d.top {
+		m := &d.top[i]
+		key := d.key(m)
+		if len(key) == 0 {
+			continue
+		}
+		for f := d.first[keyHash(key)]; f >= 0; f = d.next[f] {
+			if named&(1<<f) == 0 && string(key) == d.keys[f] {
+				named |= 1 << f
+				d.vals[f] = *m
+			}
+		}
+	}
+	if d.dotted {
+		for f, key := range d.keys {
+			if named&(1<<f) != 0 || !strings.Contains(key, ".") {
+				continue
+			}
+			if m := d.lookup(d.top, key, true); m != nil {
+				named |= 1 << f
+				d.vals[f] = *m
+			}
+		}
+	}
+	for f := range d.vals {
+		if named&(1<<f) != 0 && d.buf[d.vals[f].valStart] != 'n' {
+			d.found |= 1 << f
+		}
+	}
+	return nil
+}
+
+// val is field f's member, nil when the event has none.
+func (d *Decoder) val(f int) *member {
+	if d.found&(1<<f) == 0 {
+		return nil
+	}
+	return &d.vals[f]
+}
+
+// lookup returns the member of key among the members of an object, nil
+// when it is absent or null. A dotted key is tried whole first (unless
+// literalDone says the caller has), then split at each dot in turn into an
+// object's key and the rest of the path inside that object. Of duplicate
+// keys in one object the first counts.
+func (d *Decoder) lookup(ms []member, key string, literalDone bool) *member {
+	if !literalDone {
+		if m := d.firstMember(ms, key); m != nil {
+			if d.buf[m.valStart] != 'n' {
+				return m
+			}
+			return nil
+		}
+	}
+	for i := range len(key) {
+		if key[i] != '.' {
+			continue
+		}
+		sub := d.firstMember(ms, key[:i])
+		if sub == nil || d.buf[sub.valStart] != '{' {
+			continue
+		}
+		if v := d.lookup(d.object(int(sub.valStart)), key[i+1:], false); v != nil {
+			return v
+		}
+	}
+	return nil
+}
+
+// object returns the members of the object at byte off of the event,
+// reading it once per event.
+func (d *Decoder) object(off int) []member {
+	for _, o := range d.nested {
+		if o.off == off {
+			return o.members
+		}
+	}
+	if len(d.nested) == cap(d.nested) {
+		d.nested = append(d.nested, nestedObject{})
+	} else {
+		d.nested = d.nested[:len(d.nested)+1]
+	}
+	o := &d.nested[len(d.nested)-1]
+	o.off = off
+	o.members, _, _ = members(o.members[:0], &d.names, d.buf, off, 1) // read once already: no error
+	return o.members
+}
+
+// firstMember is the first member named key.
+func (d *Decoder) firstMember(ms []member, key string) *member {
+	for i := range ms {
+		if string(d.key(&ms[i])) == key {
+			return &ms[i]
+		}
+	}
+	return nil
+}
+
+// key is m's key, unescaped.
+func (d *Decoder) key(m *member) []byte {
+	if m.keyEscaped {
+		return d.names[m.keyStart:m.keyEnd]
+	}
+	return d.buf[m.keyStart:m.keyEnd]
+}
+
+// value is m's value.
+func (d *Decoder) value(m *member) jsonValue {
+	return jsonValue(d.buf[m.valStart:m.valEnd:m.valEnd])
+}
+
+// siteField returns the lower-cased site: the site key's value, else the
+// host key's.
+func (d *Decoder) siteField(site, host *member) (string, error) {
 	key := d.fields.Site
-	raw, err := stringField(o, key)
+	raw, err := d.stringField(site, key)
 	if err == nil && len(raw) == 0 && d.fields.Host != "" {
 		key = d.fields.Host
-		raw, err = stringField(o, key)
+		raw, err = d.stringField(host, key)
 	}
 	switch {
 	case err != nil:
@@ -424,26 +606,29 @@ func lowerASCII(b []byte) string {
 // an integer or a string of digits, in seconds, milliseconds, microseconds
 // or nanoseconds, told apart by magnitude (see unixTime); a number or
 // string with a fraction ("1700000000.25", nginx's $msec) is seconds.
-func timeField(o *fastjson.Object, key string) (time.Time, error) {
-	v := lookup(o, key)
-	if v == nil {
+func timeField(d *Decoder, m *member, key string) (time.Time, error) {
+	if m == nil {
 		return time.Time{}, &FieldError{Field: key, Reason: "missing"}
 	}
+	v := d.value(m)
 	var t time.Time
-	switch v.Type() {
-	case fastjson.TypeNumber:
-		n, err := v.Int64()
-		if err == nil {
+	switch v.kind() {
+	case '0':
+		if n, ok := parseUint(v); ok && n <= math.MaxInt64 {
+			t = unixTime(int64(n))
+			break
+		}
+		if n, err := strconv.ParseInt(transient(v), 10, 64); err == nil { // negative
 			t = unixTime(n)
 			break
 		}
-		f, ferr := v.Float64()
+		f, ferr := strconv.ParseFloat(transient(v), 64)
 		if ferr != nil || !(f >= 0 && f < maxUnixSeconds) {
-			return time.Time{}, &FieldError{Field: key, Reason: "want a Unix time in seconds, milliseconds, microseconds or nanoseconds, got " + quote(v.MarshalTo(nil))}
+			return time.Time{}, &FieldError{Field: key, Reason: "want a Unix time in seconds, milliseconds, microseconds or nanoseconds, got " + quote(v)}
 		}
 		t = fractionalSeconds(f)
-	case fastjson.TypeString:
-		b, _ := v.StringBytes()
+	case '"':
+		b, _ := d.stringField(m, key)
 		var err error
 		switch {
 		case len(b) > 0 && isDigits(b):
@@ -464,7 +649,7 @@ func timeField(o *fastjson.Object, key string) (time.Time, error) {
 			return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 time or a Unix time, got " + quote(b)}
 		}
 	default:
-		return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 string or a Unix time, got " + typeName(v)}
+		return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 string or a Unix time, got " + v.typeName()}
 	}
 	if t.Unix() < minEventUnix {
 		return time.Time{}, &FieldError{Field: key, Reason: t.UTC().Format(time.RFC3339Nano) + " is before 2000"}
@@ -507,13 +692,16 @@ func isDecimal(b []byte) bool {
 
 // ipField reads the client IP, unmapped and without a zone so that one
 // client always yields the same address.
-func ipField(o *fastjson.Object, key string) (netip.Addr, error) {
-	b, err := stringField(o, key)
+func ipField(d *Decoder, m *member, key string) (netip.Addr, error) {
+	b, err := d.stringField(m, key)
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	if len(b) == 0 {
 		return netip.Addr{}, &FieldError{Field: key, Reason: "missing"}
+	}
+	if ip, ok := parseIPv4(b); ok {
+		return ip, nil
 	}
 	ip, err := netip.ParseAddr(transient(b))
 	if err != nil { // the parser's error holds b: write our own
@@ -522,67 +710,68 @@ func ipField(o *fastjson.Object, key string) (netip.Addr, error) {
 	return ip.Unmap().WithZone(""), nil
 }
 
-// stringField reads an optional string; nil when absent.
-func stringField(o *fastjson.Object, key string) ([]byte, error) {
-	v := lookup(o, key)
-	if v == nil {
+// parseIPv4 is netip.ParseAddr's fast path for the dotted quads of most
+// events: four decimal octets without leading zeros. Anything else is left
+// to netip.ParseAddr, false.
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var ip [4]byte
+	k := 0
+	for o := range ip {
+		n, digits := 0, 0
+		for k < len(b) && b[k] >= '0' && b[k] <= '9' && digits < 3 {
+			n = n*10 + int(b[k]-'0')
+			k++
+			digits++
+		}
+		if digits == 0 || n > 255 || digits > 1 && b[k-digits] == '0' {
+			return netip.Addr{}, false
+		}
+		ip[o] = byte(n)
+		if o < 3 {
+			if k == len(b) || b[k] != '.' {
+				return netip.Addr{}, false
+			}
+			k++
+		}
+	}
+	if k != len(b) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(ip), true
+}
+
+// stringField reads an optional string, unescaped; nil when absent.
+func (d *Decoder) stringField(m *member, key string) ([]byte, error) {
+	if m == nil {
 		return nil, nil
 	}
-	b, err := v.StringBytes()
-	if err != nil {
-		return nil, &FieldError{Field: key, Reason: "want a string, got " + typeName(v)}
+	v := d.value(m)
+	if v.kind() != '"' {
+		return nil, &FieldError{Field: key, Reason: "want a string, got " + v.typeName()}
 	}
-	return b, nil
+	s := v[1 : len(v)-1]
+	if !m.valEscaped {
+		return s, nil
+	}
+	start := len(d.out)
+	d.out = unescape(d.out, s)
+	return d.out[start:len(d.out):len(d.out)], nil
 }
 
 // uintField reads an optional integer from 0 to limit; 0 when absent.
-func uintField(o *fastjson.Object, key string, limit uint64) (uint64, error) {
-	v := lookup(o, key)
-	if v == nil {
+func uintField(d *Decoder, m *member, key string, limit uint64) (uint64, error) {
+	if m == nil {
 		return 0, nil
 	}
-	if v.Type() != fastjson.TypeNumber {
-		return 0, &FieldError{Field: key, Reason: "want a number, got " + typeName(v)}
+	v := d.value(m)
+	if v.kind() != '0' {
+		return 0, &FieldError{Field: key, Reason: "want a number, got " + v.typeName()}
 	}
-	n, err := v.Uint64()
-	if err != nil || n > limit {
-		return 0, &FieldError{Field: key, Reason: fmt.Sprintf("want an integer from 0 to %d, got %s", limit, quote(v.MarshalTo(nil)))}
+	n, ok := parseUint(v)
+	if !ok || n > limit {
+		return 0, &FieldError{Field: key, Reason: fmt.Sprintf("want an integer from 0 to %d, got %s", limit, quote(v))}
 	}
 	return n, nil
-}
-
-// lookup returns the value of key in o, nil when the key is empty, absent or
-// null. A dotted key is tried whole first, then split at each dot in turn
-// into an object key and the rest of the path inside that object.
-func lookup(o *fastjson.Object, key string) *fastjson.Value {
-	if key == "" {
-		return nil
-	}
-	if v := o.Get(key); v != nil {
-		if v.Type() == fastjson.TypeNull {
-			return nil
-		}
-		return v
-	}
-	for i := range len(key) {
-		if key[i] != '.' {
-			continue
-		}
-		if sub := o.Get(key[:i]); sub != nil && sub.Type() == fastjson.TypeObject {
-			if v := lookup(sub.GetObject(), key[i+1:]); v != nil {
-				return v
-			}
-		}
-	}
-	return nil
-}
-
-// typeName names v's JSON type for error messages.
-func typeName(v *fastjson.Value) string {
-	if t := v.Type(); t != fastjson.TypeTrue && t != fastjson.TypeFalse {
-		return t.String()
-	}
-	return "boolean"
 }
 
 // quote quotes a value for an error message, cut to 64 bytes: reasons go

@@ -2,6 +2,7 @@ package features
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/anomalyd/anomalyd/internal/testenv"
 )
@@ -209,9 +212,18 @@ func TestDecodeErrors(t *testing.T) {
 		input string
 		want  string // Error() without the "malformed event: " prefix
 	}{
-		{"empty", ``, `invalid JSON: cannot parse JSON: cannot parse empty string; unparsed tail: ""`},
-		{"truncated", `{"ZoneName":"a"`, `invalid JSON: cannot parse JSON: cannot parse object: unexpected end of object; unparsed tail: ""`},
-		{"trailing garbage", string(minimal("")) + `x`, `invalid JSON: unexpected tail: "x"`},
+		{"empty", ``, `invalid JSON: empty document`},
+		{"spaces only", " \n\t", `invalid JSON: empty document`},
+		{"truncated", `{"ZoneName":"a"`, `invalid JSON at byte 15: unexpected end, want ',' or '}'`},
+		{"trailing garbage", string(minimal("")) + `x`, `invalid JSON at byte 88: data after the value: "x"`},
+		{"unterminated string", `{"ZoneName":"a\"}`, `invalid JSON at byte 12: unterminated string`},
+		{"no colon", `{"ZoneName" "a"}`, `invalid JSON at byte 12: unexpected '"', want ':'`},
+		{"unquoted key", `{ZoneName:"a"}`, `invalid JSON at byte 1: unexpected 'Z', want a key`},
+		{"trailing comma", `{"ZoneName":"a",}`, `invalid JSON at byte 16: unexpected '}', want a key`},
+		{"bad literal", string(minimal(`"Flag":nul`)), `invalid JSON at byte 8: want null`},
+		{"no value", `{"ZoneName":}`, `invalid JSON at byte 12: unexpected '}', want a value`},
+		{"error in an unmapped value", string(minimal(`"Extra":{"x":[1,,2]}`)), `invalid JSON at byte 17: unexpected ',', want a value`},
+		{"unclosed array in an unmapped value", `{"Extra":[1,2}`, `invalid JSON at byte 13: unexpected '}', want ',' or ']'`},
 		{"array", `[1]`, `want a JSON object, got array`},
 		{"string", `"x"`, `want a JSON object, got string`},
 		{"no time", `{"ZoneName":"a","ClientIP":"192.0.2.1"}`, `field "EdgeStartTimestamp": missing`},
@@ -523,8 +535,9 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	decoders := []*Decoder{newDecoder(f, DefaultFieldMap()), newDecoder(f, ECSFieldMap()), newDecoder(f, NginxFieldMap())}
+	var p fastjson.Parser
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, d := range decoders {
+		for i, d := range decoders {
 			var ev Event
 			err := d.Decode(data, &ev)
 			if err != nil {
@@ -532,7 +545,13 @@ func FuzzDecode(f *testing.F) {
 				if !errors.As(err, &fe) || !errors.Is(err, ErrMalformed) {
 					t.Fatalf("error %v (%T) is not a *FieldError", err, err)
 				}
+				if strings.Contains(err.Error(), "invalid JSON") && !strings.Contains(err.Error(), "nested deeper") && json.Valid(data) {
+					t.Fatalf("valid JSON refused: %v", err)
+				}
 				continue
+			}
+			if i == 0 {
+				sameAsFastjson(t, &p, data, &ev)
 			}
 			switch {
 			case ev.Site == "" || len(ev.Site) > maxSiteLen:
@@ -551,9 +570,36 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// sameAsFastjson checks an event that the Logpush decoder accepted against
+// fastjson, the general parser it replaced: the document parses, and the
+// string fields have fastjson's values (the first of duplicate keys,
+// escapes decoded alike).
+func sameAsFastjson(t *testing.T, p *fastjson.Parser, data []byte, ev *Event) {
+	t.Helper()
+	v, err := p.ParseBytes(data)
+	if err != nil {
+		t.Fatalf("accepted, but fastjson refuses it: %v", err)
+	}
+	m := DefaultFieldMap()
+	for _, f := range []struct {
+		key string
+		got []byte
+	}{
+		{m.Method, ev.Method}, {m.Path, ev.Path}, {m.URI, ev.URI}, {m.UserAgent, ev.UserAgent},
+		{m.Referer, ev.Referer}, {m.Country, ev.Country}, {m.JA3, ev.JA3}, {m.JA4, ev.JA4}, {m.RayID, ev.RayID},
+	} {
+		var want []byte
+		if fv := v.Get(f.key); fv != nil && fv.Type() == fastjson.TypeString {
+			want, _ = fv.StringBytes()
+		}
+		if !bytes.Equal(f.got, want) {
+			t.Fatalf("%s = %q, fastjson has %q", f.key, f.got, want)
+		}
+	}
+}
+
 // TestDecodeRefusesDeepNesting: an event nested deeper than jsondepth.Max is
-// refused before fastjson parses it (which took some 12 ms and wrote a
-// 14 KB reason for each past its own limit of 300), with a short reason;
+// refused as soon as the decoder reaches that depth, with a short reason;
 // brackets inside strings and a wide but shallow event are no nesting.
 func TestDecodeRefusesDeepNesting(t *testing.T) {
 	d, err := NewDecoder(DefaultFieldMap())
@@ -584,5 +630,24 @@ func TestDecodeRefusesDeepNesting(t *testing.T) {
 				t.Errorf("reason %.200q, want a short one naming the nesting", err)
 			}
 		})
+	}
+}
+
+// TestParseIPv4 checks the fast path against netip.ParseAddr: the same
+// address when it takes the input, and nothing netip would refuse.
+func TestParseIPv4(t *testing.T) {
+	for _, s := range []string{
+		"0.0.0.0", "1.2.3.4", "203.0.113.77", "255.255.255.255", "10.0.0.1",
+		"256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5", "1.2.3.4 ", "1..3.4", "1.2.3.0004",
+		"1.2.3.-4", "a.b.c.d", "::1", "1.2.3.4%eth0", "", "1.2.3.400", "1.2.3.04",
+	} {
+		ip, ok := parseIPv4([]byte(s))
+		want, err := netip.ParseAddr(s)
+		switch {
+		case ok && (err != nil || ip != want):
+			t.Errorf("parseIPv4(%q) = %v, netip.ParseAddr: %v, %v", s, ip, want, err)
+		case !ok && err == nil && want.Is4() && want.Zone() == "":
+			t.Errorf("parseIPv4(%q) left the plain IPv4 address %v to netip", s, want)
+		}
 	}
 }
