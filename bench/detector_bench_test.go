@@ -127,13 +127,9 @@ func runDetector(b *testing.B, mode string, fc features.Config, models backtest.
 	} else {
 		transport := &kafka.Transport{}
 		defer transport.CloseIdleConnections()
-		// Requests split to fit the broker's limit, as cmd/detector's
-		// writers split them (a flood's batch of score records is more).
+		// The writers of cmd/detector (service.KafkaConfig.Writer).
 		kc := service.KafkaConfig{Brokers: brokers, MaxMessageBytes: service.DefaultMaxMessageBytes}
-		writer := func(topic string) *kafka.Writer {
-			return &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Transport: transport, Balancer: &kafka.Hash{},
-				RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond, BatchSize: cfg.BatchSize, BatchBytes: kc.BatchBytes()}
-		}
+		writer := func(topic string) *kafka.Writer { return kc.Writer(topic, transport) }
 		scores, dead := writer("scores"), writer("deadletter")
 		defer scores.Close()
 		defer dead.Close()
