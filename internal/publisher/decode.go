@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/valyala/fastjson"
-
-	"github.com/anomalyd/anomalyd/internal/jsondepth"
+	"github.com/anomalyd/anomalyd/internal/jsonread"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -15,22 +13,25 @@ import (
 // ever new sites or versions cannot grow it without end.
 const maxInterned = 1 << 14
 
-// scoreDecoder decodes score records with github.com/valyala/fastjson, as
+// scoreDecoder decodes score records with internal/jsonread, as
 // pkg/features decodes request events. Decoding is most of the publisher's
-// CPU: BenchmarkPrepare took 22 µs a record of 4 features and 52 µs of 16
-// with encoding/json on the 2-core development machine, and 5 and 11 µs
-// with this decoder. It reads what encoding/json would, with two
-// differences: field names must be exactly the contract's (encoding/json
-// also matches them in other cases), and strings are taken as written
-// (encoding/json replaces invalid UTF-8). Unknown fields are ignored and
-// null is an absent field, as with encoding/json. Site names, feature names
-// and baseline versions are interned, so a record costs two allocations:
-// its visitor id and its features, which come from one arena per batch.
-// It is not safe for concurrent use.
+// CPU (BenchmarkPrepare): encoding/json took four to five times as long,
+// and fastjson, used before, about twice. It reads what encoding/json
+// would, with two differences: field names must be exactly the contract's
+// (encoding/json also matches them in other cases), and strings are taken
+// as written (encoding/json replaces invalid UTF-8). Unknown fields are
+// ignored, null is an absent field and of duplicate fields the last
+// counts, as with encoding/json. Site names, feature names and baseline
+// versions are interned, so a record costs two allocations: its visitor id
+// and its features, which come from one arena per batch. It is not safe
+// for concurrent use.
 type scoreDecoder struct {
-	parser   fastjson.Parser
 	strs     map[string]string
 	contribs []records.Contribution // arena of the current batch's Features
+	// Scratch of one record: the members of its object, of a feature
+	// entry, and the entries of its features; unescaped keys and strings.
+	members, entry, entries []jsonread.Member
+	keys, text              []byte
 }
 
 func newScoreDecoder() *scoreDecoder {
@@ -46,111 +47,117 @@ func (d *scoreDecoder) reset(n int) {
 // decode decodes one record from data into *s, overwriting all of it.
 func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 	*s = records.Score{}
-	if jsondepth.Exceeds(data, jsondepth.Max) {
-		return fmt.Errorf("invalid JSON: nested deeper than %d", jsondepth.Max)
+	d.keys = d.keys[:0]
+	i := jsonread.SkipSpace(data, 0)
+	if i == len(data) {
+		return errors.New("invalid JSON: empty document")
 	}
-	root, err := d.parser.ParseBytes(data)
-	if err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
+	var end int
+	var jerr *jsonread.Error
+	if data[i] == '{' {
+		d.members, end, jerr = jsonread.Members(d.members[:0], &d.keys, data, i, 1)
+	} else {
+		end, _, jerr = jsonread.ValueEnd(data, i, 0)
 	}
-	o, err := root.Object()
-	if err != nil {
-		return fmt.Errorf("want a JSON object: %w", err)
+	if jerr != nil {
+		return jerr
 	}
-	var ferr error
-	o.Visit(func(key []byte, v *fastjson.Value) {
-		if ferr != nil || v.Type() == fastjson.TypeNull {
-			return
+	if j := jsonread.SkipSpace(data, end); j < len(data) {
+		return &jsonread.Error{Pos: j, Reason: "data after the value"}
+	}
+	if data[i] != '{' {
+		return fmt.Errorf("want a JSON object, got %s", jsonread.Value(data[i:end]).TypeName())
+	}
+	for k := range d.members {
+		m := &d.members[k]
+		v := value(data, m)
+		if v.Kind() == 'n' {
+			continue
 		}
+		key := d.key(data, m)
 		var err error
 		switch string(key) {
 		case "v":
 			s.V, err = v.Int()
 		case "site":
-			s.Site, err = d.str(v)
+			s.Site, err = d.interned(v, m.ValEscaped)
 		case "class":
-			s.Class, err = d.str(v)
+			s.Class, err = d.interned(v, m.ValEscaped)
 		case "model":
-			s.Model, err = d.str(v)
+			s.Model, err = d.interned(v, m.ValEscaped)
 		case "returning":
-			s.Returning, err = v.Bool()
+			s.Returning, err = boolValue(v)
 		case "early":
-			s.Early, err = v.Bool()
+			s.Early, err = boolValue(v)
 		case "allowed":
-			s.Allowed, err = v.Bool()
-		case "page", "shape": // one of many: not interned
-			var b []byte
-			if b, err = v.StringBytes(); err == nil {
-				if string(key) == "page" {
-					s.Page = string(b)
-				} else {
-					s.Shape = string(b)
-				}
-			}
+			s.Allowed, err = boolValue(v)
+		case "page": // one of many: not interned
+			s.Page, err = d.str(v, m.ValEscaped)
+		case "shape":
+			s.Shape, err = d.str(v, m.ValEscaped)
 		case "shape_share":
-			s.ShapeShare, err = v.Float64()
+			s.ShapeShare, err = v.Float()
 		case "visitor":
-			var b []byte
-			if b, err = v.StringBytes(); err == nil {
-				s.Visitor = string(b)
-			}
+			s.Visitor, err = d.str(v, m.ValEscaped)
 		case "score":
-			s.Score, err = v.Float64()
+			s.Score, err = v.Float()
 		case "threshold":
-			s.Threshold, err = v.Float64()
+			s.Threshold, err = v.Float()
 		case "features":
-			s.Features, err = d.features(v)
+			s.Features, err = d.features(data, m)
 		case "window_start":
-			s.WindowStart, err = timeValue(v)
+			s.WindowStart, err = d.time(v, m.ValEscaped)
 		case "window_end":
-			s.WindowEnd, err = timeValue(v)
+			s.WindowEnd, err = d.time(v, m.ValEscaped)
 		case "baseline_version":
-			s.BaselineVersion, err = d.str(v)
+			s.BaselineVersion, err = d.interned(v, m.ValEscaped)
 		case "scored_at":
-			s.ScoredAt, err = timeValue(v)
+			s.ScoredAt, err = d.time(v, m.ValEscaped)
 		}
 		if err != nil {
-			ferr = fmt.Errorf("field %q: %w", key, err)
+			return fmt.Errorf("field %q: %w", key, err)
 		}
-	})
-	return ferr
+	}
+	return nil
 }
 
-// features decodes the features array into the batch's arena.
-func (d *scoreDecoder) features(v *fastjson.Value) ([]records.Contribution, error) {
-	arr, err := v.Array()
-	if err != nil {
-		return nil, err
+// features decodes the features array, member m of the record, into the
+// batch's arena.
+func (d *scoreDecoder) features(data []byte, m *jsonread.Member) ([]records.Contribution, error) {
+	if data[m.ValStart] != '[' {
+		return nil, fmt.Errorf("want an array, got %s", value(data, m).TypeName())
 	}
+	d.entries, _, _ = jsonread.Elements(d.entries[:0], data, int(m.ValStart), 1) // read once already: no error
 	start := len(d.contribs)
-	for i, e := range arr {
+	for i := range d.entries {
+		e := &d.entries[i]
 		var c records.Contribution
-		if e.Type() != fastjson.TypeNull {
-			o, err := e.Object()
-			if err != nil {
-				return nil, fmt.Errorf("entry %d: %w", i, err)
-			}
-			var ferr error
-			o.Visit(func(key []byte, v *fastjson.Value) {
-				if ferr != nil || v.Type() == fastjson.TypeNull {
-					return
+		switch data[e.ValStart] {
+		case 'n':
+		case '{':
+			d.entry, _, _ = jsonread.Members(d.entry[:0], &d.keys, data, int(e.ValStart), 1)
+			for k := range d.entry {
+				f := &d.entry[k]
+				v := value(data, f)
+				if v.Kind() == 'n' {
+					continue
 				}
+				key := d.key(data, f)
 				var err error
 				switch string(key) {
 				case "feature":
-					c.Feature, err = d.str(v)
+					c.Feature, err = d.interned(v, f.ValEscaped)
 				case "value":
-					c.Value, err = v.Float64()
+					c.Value, err = v.Float()
 				case "contribution":
-					c.Contribution, err = v.Float64()
+					c.Contribution, err = v.Float()
 				}
 				if err != nil {
-					ferr = fmt.Errorf("entry %d: field %q: %w", i, key, err)
+					return nil, fmt.Errorf("entry %d: field %q: %w", i, key, err)
 				}
-			})
-			if ferr != nil {
-				return nil, ferr
 			}
+		default:
+			return nil, fmt.Errorf("entry %d: want an object, got %s", i, value(data, e).TypeName())
 		}
 		d.contribs = append(d.contribs, c)
 	}
@@ -159,9 +166,42 @@ func (d *scoreDecoder) features(v *fastjson.Value) ([]records.Contribution, erro
 	return d.contribs[start:len(d.contribs):len(d.contribs)], nil
 }
 
-// str returns v's string, interned.
-func (d *scoreDecoder) str(v *fastjson.Value) (string, error) {
-	b, err := v.StringBytes()
+// value is m's value in data.
+func value(data []byte, m *jsonread.Member) jsonread.Value {
+	return jsonread.Value(data[m.ValStart:m.ValEnd])
+}
+
+// key is m's key, unescaped.
+func (d *scoreDecoder) key(data []byte, m *jsonread.Member) []byte {
+	if m.KeyEscaped {
+		return d.keys[m.KeyStart:m.KeyEnd]
+	}
+	return data[m.KeyStart:m.KeyEnd]
+}
+
+// textOf is the string v, unescaped if escaped says so; it aliases the
+// record or the decoder's scratch until the next call.
+func (d *scoreDecoder) textOf(v jsonread.Value, escaped bool) ([]byte, error) {
+	if v.Kind() != '"' {
+		return nil, fmt.Errorf("want a string, got %s", v.TypeName())
+	}
+	b := v[1 : len(v)-1]
+	if !escaped {
+		return b, nil
+	}
+	d.text = jsonread.Unescape(d.text[:0], b)
+	return d.text, nil
+}
+
+// str is the string v.
+func (d *scoreDecoder) str(v jsonread.Value, escaped bool) (string, error) {
+	b, err := d.textOf(v, escaped)
+	return string(b), err
+}
+
+// interned is the string v, interned.
+func (d *scoreDecoder) interned(v jsonread.Value, escaped bool) (string, error) {
+	b, err := d.textOf(v, escaped)
 	if err != nil {
 		return "", err
 	}
@@ -175,12 +215,23 @@ func (d *scoreDecoder) str(v *fastjson.Value) (string, error) {
 	return s, nil
 }
 
-// timeValue reads an RFC 3339 time as encoding/json does.
-func timeValue(v *fastjson.Value) (time.Time, error) {
-	if v.Type() != fastjson.TypeString {
+// time reads an RFC 3339 time as encoding/json does.
+func (d *scoreDecoder) time(v jsonread.Value, escaped bool) (time.Time, error) {
+	b, err := d.textOf(v, escaped)
+	if err != nil {
 		return time.Time{}, errors.New("want an RFC 3339 time string")
 	}
 	var t time.Time
-	err := t.UnmarshalText(v.GetStringBytes())
+	err = t.UnmarshalText(b)
 	return t, err
+}
+
+func boolValue(v jsonread.Value) (bool, error) {
+	switch v.Kind() {
+	case 't':
+		return true, nil
+	case 'f':
+		return false, nil
+	}
+	return false, fmt.Errorf("want a boolean, got %s", v.TypeName())
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unsafe"
+
+	"github.com/anomalyd/anomalyd/internal/jsonread"
 )
 
 // Sentinel errors of event decoding and visitor identity. Test for them with
@@ -302,25 +304,25 @@ const minEventUnix = 946684800
 // that can look keys up at run time, which the field map needs.
 type Decoder struct {
 	fields FieldMap
-	keys   [numFields]string // fields' keys, in the order of FieldMap.named
-	first  [256]int8         // by keyHash, the first field with that hash; -1 for none
-	next   [numFields]int8   // the next field with the same hash; -1 for none
-	dotted bool              // some key is a path into nested objects
-	buf    []byte            // the event being decoded, which Event's slices alias
-	out    []byte            // unescaped values, which Event's slices alias too
-	names  []byte            // unescaped keys
-	vals   [numFields]member // each field's member in the event, where found says
-	found  uint16            // bit f: field f is in the event and not null
-	top    []member          // the members of the event's object
-	nested []nestedObject    // objects read for dotted keys in this event
-	sites  map[string]string // raw site name -> lower-cased, so Site costs no allocation
+	keys   [numFields]string          // fields' keys, in the order of FieldMap.named
+	first  [256]int8                  // by keyHash, the first field with that hash; -1 for none
+	next   [numFields]int8            // the next field with the same hash; -1 for none
+	dotted bool                       // some key is a path into nested objects
+	buf    []byte                     // the event being decoded, which Event's slices alias
+	out    []byte                     // unescaped values, which Event's slices alias too
+	names  []byte                     // unescaped keys
+	vals   [numFields]jsonread.Member // each field's member in the event, where found says
+	found  uint16                     // bit f: field f is in the event and not null
+	top    []jsonread.Member          // the members of the event's object
+	nested []nestedObject             // objects read for dotted keys in this event
+	sites  map[string]string          // raw site name -> lower-cased, so Site costs no allocation
 }
 
 // nestedObject is the members of an object inside an event, which starts
 // at byte off; members is kept between events for its memory.
 type nestedObject struct {
 	off     int
-	members []member
+	members []jsonread.Member
 }
 
 // The fields in the order of FieldMap.named.
@@ -422,25 +424,25 @@ func (d *Decoder) values(data []byte) error {
 	d.out, d.names = d.out[:0], d.names[:0]
 	d.nested = d.nested[:0]
 	b := d.buf
-	i := skipSpace(b, 0)
+	i := jsonread.SkipSpace(b, 0)
 	if i == len(b) {
 		return &FieldError{Reason: "invalid JSON: empty document"}
 	}
 	var end int
-	var jerr *jsonError
+	var jerr *jsonread.Error
 	if b[i] == '{' {
-		d.top, end, jerr = members(d.top[:0], &d.names, b, i, 1)
+		d.top, end, jerr = jsonread.Members(d.top[:0], &d.names, b, i, 1)
 	} else {
-		end, _, jerr = valueEnd(b, i, 0)
+		end, _, jerr = jsonread.ValueEnd(b, i, 0)
 	}
 	if jerr != nil {
-		return jerr.fieldError()
+		return &FieldError{Reason: jerr.Error()}
 	}
-	if j := skipSpace(b, end); j < len(b) {
-		return (&jsonError{pos: j, reason: "data after the value: " + quote(b[j:])}).fieldError()
+	if j := jsonread.SkipSpace(b, end); j < len(b) {
+		return &FieldError{Reason: (&jsonread.Error{Pos: j, Reason: "data after the value: " + quote(b[j:])}).Error()}
 	}
 	if b[i] != '{' {
-		return &FieldError{Reason: "want a JSON object, got " + jsonValue(b[i:end]).typeName()}
+		return &FieldError{Reason: "want a JSON object, got " + jsonread.Value(b[i:end]).TypeName()}
 	}
 	// Each member named after a field is that field's, unless an earlier
 	// one was; a null one is the field's too, and reads as absent.
@@ -470,7 +472,7 @@ func (d *Decoder) values(data []byte) error {
 		}
 	}
 	for f := range d.vals {
-		if named&(1<<f) != 0 && d.buf[d.vals[f].valStart] != 'n' {
+		if named&(1<<f) != 0 && d.buf[d.vals[f].ValStart] != 'n' {
 			d.found |= 1 << f
 		}
 	}
@@ -478,7 +480,7 @@ func (d *Decoder) values(data []byte) error {
 }
 
 // val is field f's member, nil when the event has none.
-func (d *Decoder) val(f int) *member {
+func (d *Decoder) val(f int) *jsonread.Member {
 	if d.found&(1<<f) == 0 {
 		return nil
 	}
@@ -490,10 +492,10 @@ func (d *Decoder) val(f int) *member {
 // literalDone says the caller has), then split at each dot in turn into an
 // object's key and the rest of the path inside that object. Of duplicate
 // keys in one object the first counts.
-func (d *Decoder) lookup(ms []member, key string, literalDone bool) *member {
+func (d *Decoder) lookup(ms []jsonread.Member, key string, literalDone bool) *jsonread.Member {
 	if !literalDone {
 		if m := d.firstMember(ms, key); m != nil {
-			if d.buf[m.valStart] != 'n' {
+			if d.buf[m.ValStart] != 'n' {
 				return m
 			}
 			return nil
@@ -504,10 +506,10 @@ func (d *Decoder) lookup(ms []member, key string, literalDone bool) *member {
 			continue
 		}
 		sub := d.firstMember(ms, key[:i])
-		if sub == nil || d.buf[sub.valStart] != '{' {
+		if sub == nil || d.buf[sub.ValStart] != '{' {
 			continue
 		}
-		if v := d.lookup(d.object(int(sub.valStart)), key[i+1:], false); v != nil {
+		if v := d.lookup(d.object(int(sub.ValStart)), key[i+1:], false); v != nil {
 			return v
 		}
 	}
@@ -516,7 +518,7 @@ func (d *Decoder) lookup(ms []member, key string, literalDone bool) *member {
 
 // object returns the members of the object at byte off of the event,
 // reading it once per event.
-func (d *Decoder) object(off int) []member {
+func (d *Decoder) object(off int) []jsonread.Member {
 	for _, o := range d.nested {
 		if o.off == off {
 			return o.members
@@ -529,12 +531,12 @@ func (d *Decoder) object(off int) []member {
 	}
 	o := &d.nested[len(d.nested)-1]
 	o.off = off
-	o.members, _, _ = members(o.members[:0], &d.names, d.buf, off, 1) // read once already: no error
+	o.members, _, _ = jsonread.Members(o.members[:0], &d.names, d.buf, off, 1) // read once already: no error
 	return o.members
 }
 
 // firstMember is the first member named key.
-func (d *Decoder) firstMember(ms []member, key string) *member {
+func (d *Decoder) firstMember(ms []jsonread.Member, key string) *jsonread.Member {
 	for i := range ms {
 		if string(d.key(&ms[i])) == key {
 			return &ms[i]
@@ -544,21 +546,21 @@ func (d *Decoder) firstMember(ms []member, key string) *member {
 }
 
 // key is m's key, unescaped.
-func (d *Decoder) key(m *member) []byte {
-	if m.keyEscaped {
-		return d.names[m.keyStart:m.keyEnd]
+func (d *Decoder) key(m *jsonread.Member) []byte {
+	if m.KeyEscaped {
+		return d.names[m.KeyStart:m.KeyEnd]
 	}
-	return d.buf[m.keyStart:m.keyEnd]
+	return d.buf[m.KeyStart:m.KeyEnd]
 }
 
 // value is m's value.
-func (d *Decoder) value(m *member) jsonValue {
-	return jsonValue(d.buf[m.valStart:m.valEnd:m.valEnd])
+func (d *Decoder) value(m *jsonread.Member) jsonread.Value {
+	return jsonread.Value(d.buf[m.ValStart:m.ValEnd:m.ValEnd])
 }
 
 // siteField returns the lower-cased site: the site key's value, else the
 // host key's.
-func (d *Decoder) siteField(site, host *member) (string, error) {
+func (d *Decoder) siteField(site, host *jsonread.Member) (string, error) {
 	key := d.fields.Site
 	raw, err := d.stringField(site, key)
 	if err == nil && len(raw) == 0 && d.fields.Host != "" {
@@ -606,15 +608,15 @@ func lowerASCII(b []byte) string {
 // an integer or a string of digits, in seconds, milliseconds, microseconds
 // or nanoseconds, told apart by magnitude (see unixTime); a number or
 // string with a fraction ("1700000000.25", nginx's $msec) is seconds.
-func timeField(d *Decoder, m *member, key string) (time.Time, error) {
+func timeField(d *Decoder, m *jsonread.Member, key string) (time.Time, error) {
 	if m == nil {
 		return time.Time{}, &FieldError{Field: key, Reason: "missing"}
 	}
 	v := d.value(m)
 	var t time.Time
-	switch v.kind() {
+	switch v.Kind() {
 	case '0':
-		if n, ok := parseUint(v); ok && n <= math.MaxInt64 {
+		if n, ok := jsonread.ParseUint(v); ok && n <= math.MaxInt64 {
 			t = unixTime(int64(n))
 			break
 		}
@@ -649,7 +651,7 @@ func timeField(d *Decoder, m *member, key string) (time.Time, error) {
 			return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 time or a Unix time, got " + quote(b)}
 		}
 	default:
-		return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 string or a Unix time, got " + v.typeName()}
+		return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 string or a Unix time, got " + v.TypeName()}
 	}
 	if t.Unix() < minEventUnix {
 		return time.Time{}, &FieldError{Field: key, Reason: t.UTC().Format(time.RFC3339Nano) + " is before 2000"}
@@ -692,7 +694,7 @@ func isDecimal(b []byte) bool {
 
 // ipField reads the client IP, unmapped and without a zone so that one
 // client always yields the same address.
-func ipField(d *Decoder, m *member, key string) (netip.Addr, error) {
+func ipField(d *Decoder, m *jsonread.Member, key string) (netip.Addr, error) {
 	b, err := d.stringField(m, key)
 	if err != nil {
 		return netip.Addr{}, err
@@ -741,33 +743,33 @@ func parseIPv4(b []byte) (netip.Addr, bool) {
 }
 
 // stringField reads an optional string, unescaped; nil when absent.
-func (d *Decoder) stringField(m *member, key string) ([]byte, error) {
+func (d *Decoder) stringField(m *jsonread.Member, key string) ([]byte, error) {
 	if m == nil {
 		return nil, nil
 	}
 	v := d.value(m)
-	if v.kind() != '"' {
-		return nil, &FieldError{Field: key, Reason: "want a string, got " + v.typeName()}
+	if v.Kind() != '"' {
+		return nil, &FieldError{Field: key, Reason: "want a string, got " + v.TypeName()}
 	}
 	s := v[1 : len(v)-1]
-	if !m.valEscaped {
+	if !m.ValEscaped {
 		return s, nil
 	}
 	start := len(d.out)
-	d.out = unescape(d.out, s)
+	d.out = jsonread.Unescape(d.out, s)
 	return d.out[start:len(d.out):len(d.out)], nil
 }
 
 // uintField reads an optional integer from 0 to limit; 0 when absent.
-func uintField(d *Decoder, m *member, key string, limit uint64) (uint64, error) {
+func uintField(d *Decoder, m *jsonread.Member, key string, limit uint64) (uint64, error) {
 	if m == nil {
 		return 0, nil
 	}
 	v := d.value(m)
-	if v.kind() != '0' {
-		return 0, &FieldError{Field: key, Reason: "want a number, got " + v.typeName()}
+	if v.Kind() != '0' {
+		return 0, &FieldError{Field: key, Reason: "want a number, got " + v.TypeName()}
 	}
-	n, ok := parseUint(v)
+	n, ok := jsonread.ParseUint(v)
 	if !ok || n > limit {
 		return 0, &FieldError{Field: key, Reason: fmt.Sprintf("want an integer from 0 to %d, got %s", limit, quote(v))}
 	}

@@ -598,7 +598,7 @@ func sameAsFastjson(t *testing.T, p *fastjson.Parser, data []byte, ev *Event) {
 	}
 }
 
-// TestDecodeRefusesDeepNesting: an event nested deeper than jsondepth.Max is
+// TestDecodeRefusesDeepNesting: an event nested deeper than jsonread.MaxDepth is
 // refused as soon as the decoder reaches that depth, with a short reason;
 // brackets inside strings and a wide but shallow event are no nesting.
 func TestDecodeRefusesDeepNesting(t *testing.T) {

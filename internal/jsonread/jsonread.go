@@ -1,0 +1,433 @@
+// Package jsonread reads the JSON documents of the hot paths, request
+// events (pkg/features) and score records (the publisher), without a
+// general parser: one pass checks the structure of the whole document
+// (braces, brackets, commas, colons, quotes, literals, and MaxDepth
+// with the root as level 1) and notes where each member's key and value
+// are; the caller then decodes only the values it reads. A general parser
+// builds a value for every field and unescapes every string, most of which
+// no caller reads (fastjson did that here before; see BenchmarkDecode in
+// pkg/features).
+//
+// It is as lenient inside values as fastjson: a bad escape sequence stays
+// as written, raw control characters and invalid UTF-8 pass through, and
+// numbers are only loosely checked (digits, signs, '.', 'e' and 'E') until
+// a caller parses them. Documents are smaller than 2 GiB, as a Kafka
+// message is.
+package jsonread
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// MaxDepth is the deepest nesting of arrays and objects accepted, the root
+// counting as 1. The services' documents nest a few levels; a parser
+// without a bound is a cheap way to stall a consumer (fastjson refused
+// more than 300 levels, but took some 12 ms and wrote a 14 KB error for
+// each such document).
+const MaxDepth = 64
+
+// Value is one JSON value as written in its document: a string with its
+// quotes, an object with its braces, and so on.
+type Value []byte
+
+// Kind is the value's first byte, which tells its type: '"', '{', '[',
+// 't' or 'f' (boolean), 'n' (null), or '0' for a number.
+func (v Value) Kind() byte {
+	switch c := v[0]; c {
+	case '"', '{', '[', 't', 'f', 'n':
+		return c
+	}
+	return '0'
+}
+
+// TypeName names the value's JSON type for error messages.
+func (v Value) TypeName() string {
+	switch v.Kind() {
+	case '"':
+		return "string"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}
+
+// Float parses the number v as strconv.ParseFloat does, without copying it.
+func (v Value) Float() (float64, error) {
+	if v.Kind() != '0' {
+		return 0, fmt.Errorf("want a number, got %s", v.TypeName())
+	}
+	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(v), len(v)), 64)
+	if err != nil { // its error holds the string, which aliases v: write our own
+		return 0, fmt.Errorf("want a number, got %q", []byte(v))
+	}
+	return f, nil
+}
+
+// Int parses the number v as an integer, as strconv.Atoi does, without
+// copying it.
+func (v Value) Int() (int, error) {
+	if v.Kind() != '0' {
+		return 0, fmt.Errorf("want a number, got %s", v.TypeName())
+	}
+	n, err := strconv.Atoi(unsafe.String(unsafe.SliceData(v), len(v)))
+	if err != nil { // as in Float
+		return 0, fmt.Errorf("want an integer, got %q", []byte(v))
+	}
+	return n, nil
+}
+
+// Member is one key of an object and its value, as offsets: the value's
+// in the document, the key's in the document or, when KeyEscaped, in the
+// unescaped keys that Members wrote. Offsets rather than slices keep
+// members free of pointers, which makes noting them several times cheaper.
+// An array's elements are Members without keys.
+type Member struct {
+	KeyStart, KeyEnd int32
+	ValStart, ValEnd int32
+	KeyEscaped       bool
+	ValEscaped       bool // a string value with a backslash
+}
+
+// Error is a document that is not JSON, at byte Pos.
+type Error struct {
+	Pos    int
+	Reason string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("invalid JSON at byte %d: %s", e.Pos, e.Reason) }
+
+// isSpace reports JSON whitespace.
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
+
+// SkipSpace returns the index of the first non-space byte of b at or after i.
+func SkipSpace(b []byte, i int) int {
+	for i < len(b) && b[i] <= ' ' && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// unexpected is the error for b[i], or for the end of b.
+func unexpected(b []byte, i int, want string) *Error {
+	if i >= len(b) {
+		return &Error{Pos: i, Reason: "unexpected end, want " + want}
+	}
+	return &Error{Pos: i, Reason: fmt.Sprintf("unexpected %s, want %s", strconv.QuoteRune(rune(b[i])), want)}
+}
+
+// StringEnd returns the index after the closing quote of the string that
+// opens at b[i], and whether it holds a backslash. It looks at eight bytes
+// at a time for a quote or a backslash.
+func StringEnd(b []byte, i int) (int, bool, *Error) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	esc := false
+	j := i + 1
+	for j < len(b) {
+		if len(b)-j >= 8 {
+			x := binary.LittleEndian.Uint64(b[j:])
+			q, bs := x^(ones*'"'), x^(ones*'\\')
+			// A byte of q or bs is zero where x has a quote or a
+			// backslash; the lowest high bit set below marks the first.
+			m := (q-ones)&^q&highs | (bs-ones)&^bs&highs
+			if m == 0 {
+				j += 8
+				continue
+			}
+			j += bits.TrailingZeros64(m) / 8
+		}
+		switch b[j] {
+		case '"':
+			return j + 1, esc, nil
+		case '\\':
+			esc = true
+			j += 2
+		default:
+			j++
+		}
+	}
+	return 0, false, &Error{Pos: i, Reason: "unterminated string"}
+}
+
+// ValueEnd returns the index after the value that starts at b[i], checking
+// its structure, and whether it is a string with a backslash; depth is the
+// nesting of the value's container.
+func ValueEnd(b []byte, i, depth int) (int, bool, *Error) {
+	if i >= len(b) {
+		return 0, false, unexpected(b, i, "a value")
+	}
+	var end int
+	var err *Error
+	switch c := b[i]; c {
+	case '"':
+		return StringEnd(b, i)
+	case '{', '[':
+		end, err = containerEnd(b, i, depth+1)
+	case 't':
+		end, err = literalEnd(b, i, "true")
+	case 'f':
+		end, err = literalEnd(b, i, "false")
+	case 'n':
+		end, err = literalEnd(b, i, "null")
+	default:
+		end, err = numberEnd(b, i)
+	}
+	return end, false, err
+}
+
+// numberEnd returns the index after the number that starts at b[i],
+// checked only loosely (see above).
+func numberEnd(b []byte, i int) (int, *Error) {
+	j := i
+	for j < len(b) && (b[j]-'0' <= 9 || b[j] == '-' || b[j] == '+' || b[j] == '.' || b[j]|0x20 == 'e') {
+		j++
+	}
+	if j == i {
+		return 0, unexpected(b, i, "a value")
+	}
+	return j, nil
+}
+
+func literalEnd(b []byte, i int, lit string) (int, *Error) {
+	if !bytes.HasPrefix(b[i:], []byte(lit)) {
+		return 0, &Error{Pos: i, Reason: "want " + lit}
+	}
+	return i + len(lit), nil
+}
+
+// containerEnd returns the index after the object or array that opens at
+// b[i], at nesting depth.
+func containerEnd(b []byte, i, depth int) (int, *Error) {
+	if depth > MaxDepth {
+		return 0, &Error{Pos: i, Reason: fmt.Sprintf("nested deeper than %d", MaxDepth)}
+	}
+	object := b[i] == '{'
+	closer := byte(']')
+	if object {
+		closer = '}'
+	}
+	i = SkipSpace(b, i+1)
+	if i < len(b) && b[i] == closer {
+		return i + 1, nil
+	}
+	for {
+		var err *Error
+		if object {
+			if i >= len(b) || b[i] != '"' {
+				return 0, unexpected(b, i, "a key")
+			}
+			if i, _, err = StringEnd(b, i); err != nil {
+				return 0, err
+			}
+			if i = SkipSpace(b, i); i >= len(b) || b[i] != ':' {
+				return 0, unexpected(b, i, "':'")
+			}
+			i = SkipSpace(b, i+1)
+		}
+		if i, _, err = ValueEnd(b, i, depth); err != nil {
+			return 0, err
+		}
+		switch i = SkipSpace(b, i); {
+		case i < len(b) && b[i] == ',':
+			i = SkipSpace(b, i+1)
+		case i < len(b) && b[i] == closer:
+			return i + 1, nil
+		default:
+			return 0, unexpected(b, i, "',' or "+strconv.QuoteRune(rune(closer)))
+		}
+	}
+}
+
+// Members appends the members of the object that opens at b[i] to dst and
+// returns them with the index after the object; depth is the object's
+// nesting. Escaped keys are unescaped into *keys.
+func Members(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member, int, *Error) {
+	if depth > MaxDepth {
+		return dst, 0, &Error{Pos: i, Reason: fmt.Sprintf("nested deeper than %d", MaxDepth)}
+	}
+	i = SkipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return dst, i + 1, nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return dst, 0, unexpected(b, i, "a key")
+		}
+		end, esc, err := StringEnd(b, i)
+		if err != nil {
+			return dst, 0, err
+		}
+		// The Member is written in place: built on the stack and copied,
+		// its small fields stalled the copy's wide loads.
+		dst = append(dst, Member{})
+		m := &dst[len(dst)-1]
+		m.KeyStart, m.KeyEnd = int32(i+1), int32(end-1)
+		if esc {
+			m.KeyStart = int32(len(*keys))
+			*keys = Unescape(*keys, b[i+1:end-1])
+			m.KeyEnd, m.KeyEscaped = int32(len(*keys)), true
+		}
+		if i = SkipSpace(b, end); i >= len(b) || b[i] != ':' {
+			return dst, 0, unexpected(b, i, "':'")
+		}
+		i = SkipSpace(b, i+1)
+		m.ValStart = int32(i)
+		if i, m.ValEscaped, err = ValueEnd(b, i, depth); err != nil {
+			return dst, 0, err
+		}
+		m.ValEnd = int32(i)
+		switch i = SkipSpace(b, i); {
+		case i < len(b) && b[i] == ',':
+			i = SkipSpace(b, i+1)
+		case i < len(b) && b[i] == '}':
+			return dst, i + 1, nil
+		default:
+			return dst, 0, unexpected(b, i, "',' or '}'")
+		}
+	}
+}
+
+// Unescape appends the string s (without its quotes) to dst with its
+// escape sequences decoded. A sequence that is not valid stays as written.
+func Unescape(dst, s []byte) []byte {
+	for len(s) > 0 {
+		n := bytes.IndexByte(s, '\\')
+		if n < 0 {
+			return append(dst, s...)
+		}
+		dst = append(dst, s[:n]...)
+		s = s[n+1:]
+		if len(s) == 0 {
+			return append(dst, '\\')
+		}
+		c := s[0]
+		s = s[1:]
+		switch c {
+		case '"', '\\', '/':
+			dst = append(dst, c)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(s)
+			if !ok {
+				dst = append(dst, `\u`...)
+				break
+			}
+			xs := s[:4]
+			s = s[4:]
+			if !utf16.IsSurrogate(r) {
+				dst = utf8.AppendRune(dst, r)
+				break
+			}
+			var r2 rune
+			if len(s) >= 6 && s[0] == '\\' && s[1] == 'u' {
+				r2, ok = hex4(s[2:])
+			} else {
+				ok = false
+			}
+			if !ok { // half a surrogate pair: kept as written
+				dst = append(append(dst, `\u`...), xs...)
+				break
+			}
+			dst = utf8.AppendRune(dst, utf16.DecodeRune(r, r2))
+			s = s[6:]
+		default:
+			dst = append(dst, '\\', c)
+		}
+	}
+	return dst
+}
+
+// hex4 reads four hexadecimal digits.
+func hex4(s []byte) (rune, bool) {
+	if len(s) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range s[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// ParseUint reads b as a decimal integer without sign, faster than
+// strconv.ParseUint on the short numbers of a document; false for anything
+// else or a value beyond 64 bits.
+func ParseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		d := uint64(c) - '0'
+		if d > 9 {
+			return 0, false
+		}
+		if n > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// Elements appends the values of the array that opens at b[i] to dst, as
+// Members without keys, and returns them with the index after the array;
+// depth is the array's nesting.
+func Elements(dst []Member, b []byte, i, depth int) ([]Member, int, *Error) {
+	if depth > MaxDepth {
+		return dst, 0, &Error{Pos: i, Reason: fmt.Sprintf("nested deeper than %d", MaxDepth)}
+	}
+	i = SkipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return dst, i + 1, nil
+	}
+	for {
+		dst = append(dst, Member{})
+		m := &dst[len(dst)-1]
+		m.ValStart = int32(i)
+		var err *Error
+		if i, m.ValEscaped, err = ValueEnd(b, i, depth); err != nil {
+			return dst, 0, err
+		}
+		m.ValEnd = int32(i)
+		switch i = SkipSpace(b, i); {
+		case i < len(b) && b[i] == ',':
+			i = SkipSpace(b, i+1)
+		case i < len(b) && b[i] == ']':
+			return dst, i + 1, nil
+		default:
+			return dst, 0, unexpected(b, i, "',' or ']'")
+		}
+	}
+}
