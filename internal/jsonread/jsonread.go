@@ -10,8 +10,8 @@
 //
 // It is as lenient inside values as fastjson: a bad escape sequence stays
 // as written, raw control characters and invalid UTF-8 pass through, and
-// numbers are only loosely checked (digits, signs, '.', 'e' and 'E') until
-// a caller parses them. Documents are smaller than 2 GiB, as a Kafka
+// numbers are only loosely checked (a digit, after an optional '-', then
+// digits, signs, '.', 'e' and 'E') until a caller parses them. Documents are smaller than 2 GiB, as a Kafka
 // message is.
 package jsonread
 
@@ -24,6 +24,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/valyala/fastjson/fastfloat"
 )
 
 // MaxDepth is the deepest nesting of arrays and objects accepted, the root
@@ -64,12 +66,13 @@ func (v Value) TypeName() string {
 	return "number"
 }
 
-// Float parses the number v as strconv.ParseFloat does, without copying it.
+// Float parses the number v as strconv.ParseFloat does (with fastjson's
+// faster fastfloat), without copying it.
 func (v Value) Float() (float64, error) {
 	if v.Kind() != '0' {
 		return 0, fmt.Errorf("want a number, got %s", v.TypeName())
 	}
-	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(v), len(v)), 64)
+	f, err := fastfloat.Parse(unsafe.String(unsafe.SliceData(v), len(v)))
 	if err != nil { // its error holds the string, which aliases v: write our own
 		return 0, fmt.Errorf("want a number, got %q", []byte(v))
 	}
@@ -97,8 +100,11 @@ func (v Value) Int() (int, error) {
 type Member struct {
 	KeyStart, KeyEnd int32
 	ValStart, ValEnd int32
-	KeyEscaped       bool
-	ValEscaped       bool // a string value with a backslash
+	// Next is, in a Tape, the index of the member after this one and its
+	// descendants: its next sibling, or the end of its container's.
+	Next       int32
+	KeyEscaped bool
+	ValEscaped bool // a string value with a backslash
 }
 
 // Error is a document that is not JSON, at byte Pos.
@@ -187,15 +193,18 @@ func ValueEnd(b []byte, i, depth int) (int, bool, *Error) {
 	return end, false, err
 }
 
-// numberEnd returns the index after the number that starts at b[i],
-// checked only loosely (see above).
+// numberEnd returns the index after the number that starts at b[i]: an
+// optional '-' and a digit, then checked only loosely (see above).
 func numberEnd(b []byte, i int) (int, *Error) {
 	j := i
-	for j < len(b) && (b[j]-'0' <= 9 || b[j] == '-' || b[j] == '+' || b[j] == '.' || b[j]|0x20 == 'e') {
+	if j < len(b) && b[j] == '-' {
 		j++
 	}
-	if j == i {
-		return 0, unexpected(b, i, "a value")
+	if j == len(b) || b[j]-'0' > 9 { // a number starts with a digit, after its sign
+		return 0, unexpected(b, j, "a value")
+	}
+	for j < len(b) && (b[j]-'0' <= 9 || b[j] == '-' || b[j] == '+' || b[j] == '.' || b[j]|0x20 == 'e') {
+		j++
 	}
 	return j, nil
 }
@@ -401,33 +410,72 @@ func ParseUint(b []byte) (uint64, bool) {
 	return n, true
 }
 
-// Elements appends the values of the array that opens at b[i] to dst, as
-// Members without keys, and returns them with the index after the array;
-// depth is the array's nesting.
-func Elements(dst []Member, b []byte, i, depth int) ([]Member, int, *Error) {
+// Tape reads the whole object or array that opens at b[i] in one pass and
+// appends each of its members or elements to dst, and theirs after them,
+// in document order; Next links each to the next of its container. The
+// members of the root are dst[0], dst[dst[0].Next], and so on up to
+// len(dst); those of a member k holding a container are k+1,
+// dst[k+1].Next, ... up to dst[k].Next. Escaped keys are unescaped into
+// *keys. It returns the index after the root.
+func Tape(dst []Member, keys *[]byte, b []byte, i int) ([]Member, int, *Error) {
+	return tape(dst, keys, b, i, 1)
+}
+
+func tape(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member, int, *Error) {
 	if depth > MaxDepth {
 		return dst, 0, &Error{Pos: i, Reason: fmt.Sprintf("nested deeper than %d", MaxDepth)}
 	}
+	object := b[i] == '{'
+	closer := byte(']')
+	if object {
+		closer = '}'
+	}
 	i = SkipSpace(b, i+1)
-	if i < len(b) && b[i] == ']' {
+	if i < len(b) && b[i] == closer {
 		return dst, i + 1, nil
 	}
 	for {
+		k := len(dst)
 		dst = append(dst, Member{})
-		m := &dst[len(dst)-1]
-		m.ValStart = int32(i)
+		if object {
+			if i >= len(b) || b[i] != '"' {
+				return dst, 0, unexpected(b, i, "a key")
+			}
+			end, esc, err := StringEnd(b, i)
+			if err != nil {
+				return dst, 0, err
+			}
+			dst[k].KeyStart, dst[k].KeyEnd = int32(i+1), int32(end-1)
+			if esc {
+				start := int32(len(*keys))
+				*keys = Unescape(*keys, b[i+1:end-1])
+				dst[k].KeyStart, dst[k].KeyEnd, dst[k].KeyEscaped = start, int32(len(*keys)), true
+			}
+			if i = SkipSpace(b, end); i >= len(b) || b[i] != ':' {
+				return dst, 0, unexpected(b, i, "':'")
+			}
+			i = SkipSpace(b, i+1)
+		}
+		dst[k].ValStart = int32(i)
 		var err *Error
-		if i, m.ValEscaped, err = ValueEnd(b, i, depth); err != nil {
+		if i < len(b) && (b[i] == '{' || b[i] == '[') {
+			dst, i, err = tape(dst, keys, b, i, depth+1)
+		} else {
+			var esc bool
+			i, esc, err = ValueEnd(b, i, depth)
+			dst[k].ValEscaped = esc
+		}
+		if err != nil {
 			return dst, 0, err
 		}
-		m.ValEnd = int32(i)
+		dst[k].ValEnd, dst[k].Next = int32(i), int32(len(dst))
 		switch i = SkipSpace(b, i); {
 		case i < len(b) && b[i] == ',':
 			i = SkipSpace(b, i+1)
-		case i < len(b) && b[i] == ']':
+		case i < len(b) && b[i] == closer:
 			return dst, i + 1, nil
 		default:
-			return dst, 0, unexpected(b, i, "',' or ']'")
+			return dst, 0, unexpected(b, i, "',' or "+strconv.QuoteRune(rune(closer)))
 		}
 	}
 }

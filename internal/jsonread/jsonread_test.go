@@ -10,38 +10,41 @@ import (
 // which compares it with fastjson) and the publisher's score decoder
 // (TestDecodeMatchesEncodingJSON). These are the parts only one uses.
 
-func TestMembersAndElements(t *testing.T) {
+func TestTape(t *testing.T) {
 	doc := []byte(` {"a" : [1, "x\"y", {"k\u0031":null}, [] ] , "b":true} `)
 	var keys []byte
-	ms, end, err := Members(nil, &keys, doc, 1, 1)
+	tp, end, err := Tape(nil, &keys, doc, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if end != len(doc)-1 || len(ms) != 2 {
-		t.Fatalf("end %d, %d members", end, len(ms))
+	if end != len(doc)-1 {
+		t.Fatalf("end %d, want %d", end, len(doc)-1)
 	}
-	if k := string(doc[ms[1].KeyStart:ms[1].KeyEnd]); k != "b" || string(doc[ms[1].ValStart:ms[1].ValEnd]) != "true" {
-		t.Errorf("member b: %q", k)
-	}
-	es, _, err := Elements(nil, doc, int(ms[0].ValStart), 2)
-	if err != nil {
-		t.Fatal(err)
+	// Pre-order: a, its four elements, the object's member, then b.
+	if len(tp) != 7 || tp[0].Next != 6 || tp[6].Next != 7 {
+		t.Fatalf("tape %+v", tp)
 	}
 	var got []string
-	for _, e := range es {
-		got = append(got, string(doc[e.ValStart:e.ValEnd]))
+	for e := int32(1); e < tp[0].Next; e = tp[e].Next {
+		got = append(got, string(doc[tp[e].ValStart:tp[e].ValEnd]))
 	}
-	if want := `1|"x\"y"|{"k\u0031":null}|[]`; strings.Join(got, "|") != want || !es[1].ValEscaped || es[0].ValEscaped {
-		t.Errorf("elements %q (escaped %v), want %s", got, es[1].ValEscaped, want)
+	if want := `1|"x\"y"|{"k\u0031":null}|[]`; strings.Join(got, "|") != want || !tp[2].ValEscaped || tp[1].ValEscaped {
+		t.Errorf("elements %q (escaped %v), want %s", got, tp[2].ValEscaped, want)
 	}
-	inner, _, err := Members(nil, &keys, doc, int(es[2].ValStart), 3)
-	if err != nil || len(inner) != 1 || !inner[0].KeyEscaped || string(keys[inner[0].KeyStart:inner[0].KeyEnd]) != "k1" {
-		t.Errorf("escaped key: %+v %q %v", inner, keys, err)
+	if m := tp[4]; !m.KeyEscaped || string(keys[m.KeyStart:m.KeyEnd]) != "k1" || string(doc[m.ValStart:m.ValEnd]) != "null" {
+		t.Errorf("escaped key: %+v %q", m, keys)
 	}
-	for _, bad := range []string{`[1,]`, `[1 2]`, `[`, `[1,{]`} {
-		if _, _, err := Elements(nil, []byte(bad), 0, 1); err == nil {
-			t.Errorf("Elements(%s): no error", bad)
+	if k := string(doc[tp[6].KeyStart:tp[6].KeyEnd]); k != "b" || string(doc[tp[6].ValStart:tp[6].ValEnd]) != "true" {
+		t.Errorf("member b: %q", k)
+	}
+	for _, bad := range []string{`[1,]`, `[1 2]`, `[`, `[1,{]`, `{"a":[}`, `{"a" 1}`, `[+1]`, `[-]`, `[.5]`} {
+		if _, _, err := Tape(nil, &keys, []byte(bad), 0); err == nil {
+			t.Errorf("Tape(%s): no error", bad)
 		}
+	}
+	deep := []byte(strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1))
+	if _, _, err := Tape(nil, &keys, deep, 0); err == nil || !strings.Contains(err.Error(), "nested deeper") {
+		t.Errorf("Tape nested %d deep: %v", MaxDepth+1, err)
 	}
 }
 

@@ -28,10 +28,10 @@ const maxInterned = 1 << 14
 type scoreDecoder struct {
 	strs     map[string]string
 	contribs []records.Contribution // arena of the current batch's Features
-	// Scratch of one record: the members of its object, of a feature
-	// entry, and the entries of its features; unescaped keys and strings.
-	members, entry, entries []jsonread.Member
-	keys, text              []byte
+	// Scratch of one record: its members, and theirs, in one tape;
+	// unescaped keys and strings.
+	tape       []jsonread.Member
+	keys, text []byte
 }
 
 func newScoreDecoder() *scoreDecoder {
@@ -55,7 +55,7 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 	var end int
 	var jerr *jsonread.Error
 	if data[i] == '{' {
-		d.members, end, jerr = jsonread.Members(d.members[:0], &d.keys, data, i, 1)
+		d.tape, end, jerr = jsonread.Tape(d.tape[:0], &d.keys, data, i)
 	} else {
 		end, _, jerr = jsonread.ValueEnd(data, i, 0)
 	}
@@ -68,8 +68,8 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 	if data[i] != '{' {
 		return fmt.Errorf("want a JSON object, got %s", jsonread.Value(data[i:end]).TypeName())
 	}
-	for k := range d.members {
-		m := &d.members[k]
+	for k := 0; k < len(d.tape); k = int(d.tape[k].Next) {
+		m := &d.tape[k]
 		v := value(data, m)
 		if v.Kind() == 'n' {
 			continue
@@ -104,7 +104,7 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 		case "threshold":
 			s.Threshold, err = v.Float()
 		case "features":
-			s.Features, err = d.features(data, m)
+			s.Features, err = d.features(data, k)
 		case "window_start":
 			s.WindowStart, err = d.time(v, m.ValEscaped)
 		case "window_end":
@@ -121,32 +121,30 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 	return nil
 }
 
-// features decodes the features array, member m of the record, into the
-// batch's arena.
-func (d *scoreDecoder) features(data []byte, m *jsonread.Member) ([]records.Contribution, error) {
-	if data[m.ValStart] != '[' {
-		return nil, fmt.Errorf("want an array, got %s", value(data, m).TypeName())
+// features decodes the features array, member k of the record's tape,
+// into the batch's arena.
+func (d *scoreDecoder) features(data []byte, k int) ([]records.Contribution, error) {
+	t := d.tape
+	if data[t[k].ValStart] != '[' {
+		return nil, fmt.Errorf("want an array, got %s", value(data, &t[k]).TypeName())
 	}
-	d.entries, _, _ = jsonread.Elements(d.entries[:0], data, int(m.ValStart), 1) // read once already: no error
 	start := len(d.contribs)
-	for i := range d.entries {
-		e := &d.entries[i]
+	for i, e := 0, k+1; e < int(t[k].Next); i, e = i+1, int(t[e].Next) {
 		var c records.Contribution
-		switch data[e.ValStart] {
+		switch data[t[e].ValStart] {
 		case 'n':
 		case '{':
-			d.entry, _, _ = jsonread.Members(d.entry[:0], &d.keys, data, int(e.ValStart), 1)
-			for k := range d.entry {
-				f := &d.entry[k]
-				v := value(data, f)
+			for f := e + 1; f < int(t[e].Next); f = int(t[f].Next) {
+				m := &t[f]
+				v := value(data, m)
 				if v.Kind() == 'n' {
 					continue
 				}
-				key := d.key(data, f)
+				key := d.key(data, m)
 				var err error
 				switch string(key) {
 				case "feature":
-					c.Feature, err = d.interned(v, f.ValEscaped)
+					c.Feature, err = d.interned(v, m.ValEscaped)
 				case "value":
 					c.Value, err = v.Float()
 				case "contribution":
@@ -157,7 +155,7 @@ func (d *scoreDecoder) features(data []byte, m *jsonread.Member) ([]records.Cont
 				}
 			}
 		default:
-			return nil, fmt.Errorf("entry %d: want an object, got %s", i, value(data, e).TypeName())
+			return nil, fmt.Errorf("entry %d: want an object, got %s", i, value(data, &t[e]).TypeName())
 		}
 		d.contribs = append(d.contribs, c)
 	}
