@@ -94,13 +94,13 @@ func (v Value) Int() (int, error) {
 
 // Member is one key of an object and its value, as offsets: the value's
 // in the document, the key's in the document or, when KeyEscaped, in the
-// unescaped keys that Members wrote. Offsets rather than slices keep
+// unescaped keys that Read wrote. Offsets rather than slices keep
 // members free of pointers, which makes noting them several times cheaper.
-// An array's elements are Members without keys.
+// An array's elements are members without keys.
 type Member struct {
 	KeyStart, KeyEnd int32
 	ValStart, ValEnd int32
-	// Next is, in a Tape, the index of the member after this one and its
+	// Next is the index of the member after this one and its
 	// descendants: its next sibling, or the end of its container's.
 	Next       int32
 	KeyEscaped bool
@@ -167,20 +167,17 @@ func StringEnd(b []byte, i int) (int, bool, *Error) {
 	return 0, false, &Error{Pos: i, Reason: "unterminated string"}
 }
 
-// ValueEnd returns the index after the value that starts at b[i], checking
-// its structure, and whether it is a string with a backslash; depth is the
-// nesting of the value's container.
-func ValueEnd(b []byte, i, depth int) (int, bool, *Error) {
+// scalarEnd returns the index after the string, number or literal that
+// starts at b[i], and whether it is a string with a backslash.
+func scalarEnd(b []byte, i int) (int, bool, *Error) {
 	if i >= len(b) {
 		return 0, false, unexpected(b, i, "a value")
 	}
 	var end int
 	var err *Error
-	switch c := b[i]; c {
+	switch b[i] {
 	case '"':
 		return StringEnd(b, i)
-	case '{', '[':
-		end, err = containerEnd(b, i, depth+1)
 	case 't':
 		end, err = literalEnd(b, i, "true")
 	case 'f':
@@ -214,98 +211,6 @@ func literalEnd(b []byte, i int, lit string) (int, *Error) {
 		return 0, &Error{Pos: i, Reason: "want " + lit}
 	}
 	return i + len(lit), nil
-}
-
-// containerEnd returns the index after the object or array that opens at
-// b[i], at nesting depth.
-func containerEnd(b []byte, i, depth int) (int, *Error) {
-	if depth > MaxDepth {
-		return 0, &Error{Pos: i, Reason: fmt.Sprintf("nested deeper than %d", MaxDepth)}
-	}
-	object := b[i] == '{'
-	closer := byte(']')
-	if object {
-		closer = '}'
-	}
-	i = SkipSpace(b, i+1)
-	if i < len(b) && b[i] == closer {
-		return i + 1, nil
-	}
-	for {
-		var err *Error
-		if object {
-			if i >= len(b) || b[i] != '"' {
-				return 0, unexpected(b, i, "a key")
-			}
-			if i, _, err = StringEnd(b, i); err != nil {
-				return 0, err
-			}
-			if i = SkipSpace(b, i); i >= len(b) || b[i] != ':' {
-				return 0, unexpected(b, i, "':'")
-			}
-			i = SkipSpace(b, i+1)
-		}
-		if i, _, err = ValueEnd(b, i, depth); err != nil {
-			return 0, err
-		}
-		switch i = SkipSpace(b, i); {
-		case i < len(b) && b[i] == ',':
-			i = SkipSpace(b, i+1)
-		case i < len(b) && b[i] == closer:
-			return i + 1, nil
-		default:
-			return 0, unexpected(b, i, "',' or "+strconv.QuoteRune(rune(closer)))
-		}
-	}
-}
-
-// Members appends the members of the object that opens at b[i] to dst and
-// returns them with the index after the object; depth is the object's
-// nesting. Escaped keys are unescaped into *keys.
-func Members(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member, int, *Error) {
-	if depth > MaxDepth {
-		return dst, 0, &Error{Pos: i, Reason: fmt.Sprintf("nested deeper than %d", MaxDepth)}
-	}
-	i = SkipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return dst, i + 1, nil
-	}
-	for {
-		if i >= len(b) || b[i] != '"' {
-			return dst, 0, unexpected(b, i, "a key")
-		}
-		end, esc, err := StringEnd(b, i)
-		if err != nil {
-			return dst, 0, err
-		}
-		// The Member is written in place: built on the stack and copied,
-		// its small fields stalled the copy's wide loads.
-		dst = append(dst, Member{})
-		m := &dst[len(dst)-1]
-		m.KeyStart, m.KeyEnd = int32(i+1), int32(end-1)
-		if esc {
-			m.KeyStart = int32(len(*keys))
-			*keys = Unescape(*keys, b[i+1:end-1])
-			m.KeyEnd, m.KeyEscaped = int32(len(*keys)), true
-		}
-		if i = SkipSpace(b, end); i >= len(b) || b[i] != ':' {
-			return dst, 0, unexpected(b, i, "':'")
-		}
-		i = SkipSpace(b, i+1)
-		m.ValStart = int32(i)
-		if i, m.ValEscaped, err = ValueEnd(b, i, depth); err != nil {
-			return dst, 0, err
-		}
-		m.ValEnd = int32(i)
-		switch i = SkipSpace(b, i); {
-		case i < len(b) && b[i] == ',':
-			i = SkipSpace(b, i+1)
-		case i < len(b) && b[i] == '}':
-			return dst, i + 1, nil
-		default:
-			return dst, 0, unexpected(b, i, "',' or '}'")
-		}
-	}
 }
 
 // Unescape appends the string s (without its quotes) to dst with its
@@ -410,18 +315,33 @@ func ParseUint(b []byte) (uint64, bool) {
 	return n, true
 }
 
-// Tape reads the whole object or array that opens at b[i] in one pass and
-// appends each of its members or elements to dst, and theirs after them,
-// in document order; Next links each to the next of its container. The
-// members of the root are dst[0], dst[dst[0].Next], and so on up to
-// len(dst); those of a member k holding a container are k+1,
-// dst[k+1].Next, ... up to dst[k].Next. Escaped keys are unescaped into
-// *keys. It returns the index after the root.
-func Tape(dst []Member, keys *[]byte, b []byte, i int) ([]Member, int, *Error) {
-	return tape(dst, keys, b, i, 1)
+// Read reads the JSON document b in one pass, checking all of it, and
+// returns the span [start, end) of its root value with the members (or
+// elements) of the root and all below them, appended to dst in document
+// order; Next links each to the next of its container: the root's are
+// dst[0], dst[dst[0].Next], and so on up to len(dst); those of a member k
+// holding an object or array are k+1, dst[k+1].Next, ... up to dst[k].Next.
+// Escaped keys are unescaped into *keys.
+func Read(dst []Member, keys *[]byte, b []byte) (_ []Member, start, end int, err *Error) {
+	start = SkipSpace(b, 0)
+	switch {
+	case start == len(b):
+		return dst, 0, 0, &Error{Pos: start, Reason: "empty document"}
+	case b[start] == '{' || b[start] == '[':
+		dst, end, err = readContainer(dst, keys, b, start, 1)
+	default:
+		end, _, err = scalarEnd(b, start)
+	}
+	if err != nil {
+		return dst, 0, 0, err
+	}
+	if j := SkipSpace(b, end); j < len(b) {
+		return dst, 0, 0, &Error{Pos: j, Reason: "data after the value"}
+	}
+	return dst, start, end, nil
 }
 
-func tape(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member, int, *Error) {
+func readContainer(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member, int, *Error) {
 	if depth > MaxDepth {
 		return dst, 0, &Error{Pos: i, Reason: fmt.Sprintf("nested deeper than %d", MaxDepth)}
 	}
@@ -435,8 +355,11 @@ func tape(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member, int, *E
 		return dst, i + 1, nil
 	}
 	for {
+		// The member is written in place, field by field: built on the
+		// stack and copied, its small fields stalled the copy's wide loads.
 		k := len(dst)
 		dst = append(dst, Member{})
+		m := &dst[k]
 		if object {
 			if i >= len(b) || b[i] != '"' {
 				return dst, 0, unexpected(b, i, "a key")
@@ -445,30 +368,29 @@ func tape(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member, int, *E
 			if err != nil {
 				return dst, 0, err
 			}
-			dst[k].KeyStart, dst[k].KeyEnd = int32(i+1), int32(end-1)
+			m.KeyStart, m.KeyEnd = int32(i+1), int32(end-1)
 			if esc {
 				start := int32(len(*keys))
 				*keys = Unescape(*keys, b[i+1:end-1])
-				dst[k].KeyStart, dst[k].KeyEnd, dst[k].KeyEscaped = start, int32(len(*keys)), true
+				m.KeyStart, m.KeyEnd, m.KeyEscaped = start, int32(len(*keys)), true
 			}
 			if i = SkipSpace(b, end); i >= len(b) || b[i] != ':' {
 				return dst, 0, unexpected(b, i, "':'")
 			}
 			i = SkipSpace(b, i+1)
 		}
-		dst[k].ValStart = int32(i)
+		m.ValStart = int32(i)
 		var err *Error
 		if i < len(b) && (b[i] == '{' || b[i] == '[') {
-			dst, i, err = tape(dst, keys, b, i, depth+1)
+			dst, i, err = readContainer(dst, keys, b, i, depth+1)
+			m = &dst[k] // dst may have moved
 		} else {
-			var esc bool
-			i, esc, err = ValueEnd(b, i, depth)
-			dst[k].ValEscaped = esc
+			i, m.ValEscaped, err = scalarEnd(b, i)
 		}
 		if err != nil {
 			return dst, 0, err
 		}
-		dst[k].ValEnd, dst[k].Next = int32(i), int32(len(dst))
+		m.ValEnd, m.Next = int32(i), int32(len(dst))
 		switch i = SkipSpace(b, i); {
 		case i < len(b) && b[i] == ',':
 			i = SkipSpace(b, i+1)

@@ -10,15 +10,15 @@ import (
 // which compares it with fastjson) and the publisher's score decoder
 // (TestDecodeMatchesEncodingJSON). These are the parts only one uses.
 
-func TestTape(t *testing.T) {
+func TestRead(t *testing.T) {
 	doc := []byte(` {"a" : [1, "x\"y", {"k\u0031":null}, [] ] , "b":true} `)
 	var keys []byte
-	tp, end, err := Tape(nil, &keys, doc, 1)
+	tp, start, end, err := Read(nil, &keys, doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if end != len(doc)-1 {
-		t.Fatalf("end %d, want %d", end, len(doc)-1)
+	if start != 1 || end != len(doc)-1 {
+		t.Fatalf("root at [%d, %d), want [1, %d)", start, end, len(doc)-1)
 	}
 	// Pre-order: a, its four elements, the object's member, then b.
 	if len(tp) != 7 || tp[0].Next != 6 || tp[6].Next != 7 {
@@ -37,14 +37,23 @@ func TestTape(t *testing.T) {
 	if k := string(doc[tp[6].KeyStart:tp[6].KeyEnd]); k != "b" || string(doc[tp[6].ValStart:tp[6].ValEnd]) != "true" {
 		t.Errorf("member b: %q", k)
 	}
-	for _, bad := range []string{`[1,]`, `[1 2]`, `[`, `[1,{]`, `{"a":[}`, `{"a" 1}`, `[+1]`, `[-]`, `[.5]`} {
-		if _, _, err := Tape(nil, &keys, []byte(bad), 0); err == nil {
-			t.Errorf("Tape(%s): no error", bad)
+	for _, bad := range []string{``, ` `, `[1,]`, `[1 2]`, `[`, `[1,{]`, `{"a":[}`, `{"a" 1}`, `[+1]`, `[-]`, `[.5]`, `1 2`, `{} x`, `nul`} {
+		if _, _, _, err := Read(nil, &keys, []byte(bad)); err == nil {
+			t.Errorf("Read(%q): no error", bad)
+		}
+	}
+	for _, good := range []string{`1`, ` "x" `, `null`, `[]`, `{}`, `-0.5e3`} {
+		if _, _, _, err := Read(nil, &keys, []byte(good)); err != nil {
+			t.Errorf("Read(%q): %v", good, err)
 		}
 	}
 	deep := []byte(strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1))
-	if _, _, err := Tape(nil, &keys, deep, 0); err == nil || !strings.Contains(err.Error(), "nested deeper") {
-		t.Errorf("Tape nested %d deep: %v", MaxDepth+1, err)
+	if _, _, _, err := Read(nil, &keys, deep); err == nil || !strings.Contains(err.Error(), "nested deeper") {
+		t.Errorf("Read nested %d deep: %v", MaxDepth+1, err)
+	}
+	ok := []byte(strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth))
+	if _, _, _, err := Read(nil, &keys, ok); err != nil {
+		t.Errorf("Read nested %d deep: %v", MaxDepth, err)
 	}
 }
 

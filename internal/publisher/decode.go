@@ -48,25 +48,13 @@ func (d *scoreDecoder) reset(n int) {
 func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 	*s = records.Score{}
 	d.keys = d.keys[:0]
-	i := jsonread.SkipSpace(data, 0)
-	if i == len(data) {
-		return errors.New("invalid JSON: empty document")
-	}
-	var end int
+	var start, end int
 	var jerr *jsonread.Error
-	if data[i] == '{' {
-		d.tape, end, jerr = jsonread.Tape(d.tape[:0], &d.keys, data, i)
-	} else {
-		end, _, jerr = jsonread.ValueEnd(data, i, 0)
-	}
-	if jerr != nil {
+	if d.tape, start, end, jerr = jsonread.Read(d.tape[:0], &d.keys, data); jerr != nil {
 		return jerr
 	}
-	if j := jsonread.SkipSpace(data, end); j < len(data) {
-		return &jsonread.Error{Pos: j, Reason: "data after the value"}
-	}
-	if data[i] != '{' {
-		return fmt.Errorf("want a JSON object, got %s", jsonread.Value(data[i:end]).TypeName())
+	if data[start] != '{' {
+		return fmt.Errorf("want a JSON object, got %s", jsonread.Value(data[start:end]).TypeName())
 	}
 	for k := 0; k < len(d.tape); k = int(d.tape[k].Next) {
 		m := &d.tape[k]

@@ -313,16 +313,8 @@ type Decoder struct {
 	names  []byte                     // unescaped keys
 	vals   [numFields]jsonread.Member // each field's member in the event, where found says
 	found  uint16                     // bit f: field f is in the event and not null
-	top    []jsonread.Member          // the members of the event's object
-	nested []nestedObject             // objects read for dotted keys in this event
+	tape   []jsonread.Member          // the members of the event's object, and theirs
 	sites  map[string]string          // raw site name -> lower-cased, so Site costs no allocation
-}
-
-// nestedObject is the members of an object inside an event, which starts
-// at byte off; members is kept between events for its memory.
-type nestedObject struct {
-	off     int
-	members []jsonread.Member
 }
 
 // The fields in the order of FieldMap.named.
@@ -422,33 +414,20 @@ func (d *Decoder) values(data []byte) error {
 	d.found = 0
 	d.buf = append(d.buf[:0], data...)
 	d.out, d.names = d.out[:0], d.names[:0]
-	d.nested = d.nested[:0]
 	b := d.buf
-	i := jsonread.SkipSpace(b, 0)
-	if i == len(b) {
-		return &FieldError{Reason: "invalid JSON: empty document"}
-	}
-	var end int
+	var start, end int
 	var jerr *jsonread.Error
-	if b[i] == '{' {
-		d.top, end, jerr = jsonread.Members(d.top[:0], &d.names, b, i, 1)
-	} else {
-		end, _, jerr = jsonread.ValueEnd(b, i, 0)
-	}
-	if jerr != nil {
+	if d.tape, start, end, jerr = jsonread.Read(d.tape[:0], &d.names, b); jerr != nil {
 		return &FieldError{Reason: jerr.Error()}
 	}
-	if j := jsonread.SkipSpace(b, end); j < len(b) {
-		return &FieldError{Reason: (&jsonread.Error{Pos: j, Reason: "data after the value: " + quote(b[j:])}).Error()}
-	}
-	if b[i] != '{' {
-		return &FieldError{Reason: "want a JSON object, got " + jsonread.Value(b[i:end]).TypeName()}
+	if b[start] != '{' {
+		return &FieldError{Reason: "want a JSON object, got " + jsonread.Value(b[start:end]).TypeName()}
 	}
 	// Each member named after a field is that field's, unless an earlier
 	// one was; a null one is the field's too, and reads as absent.
 	var named uint16
-	for i := range d.top {
-		m := &d.top[i]
+	for k := 0; k < len(d.tape); k = int(d.tape[k].Next) {
+		m := &d.tape[k]
 		key := d.key(m)
 		if len(key) == 0 {
 			continue
@@ -465,7 +444,7 @@ func (d *Decoder) values(data []byte) error {
 			if named&(1<<f) != 0 || !strings.Contains(key, ".") {
 				continue
 			}
-			if m := d.lookup(d.top, key, true); m != nil {
+			if m := d.lookup(0, len(d.tape), key, true); m != nil {
 				named |= 1 << f
 				d.vals[f] = *m
 			}
@@ -487,15 +466,15 @@ func (d *Decoder) val(f int) *jsonread.Member {
 	return &d.vals[f]
 }
 
-// lookup returns the member of key among the members of an object, nil
-// when it is absent or null. A dotted key is tried whole first (unless
-// literalDone says the caller has), then split at each dot in turn into an
-// object's key and the rest of the path inside that object. Of duplicate
-// keys in one object the first counts.
-func (d *Decoder) lookup(ms []jsonread.Member, key string, literalDone bool) *jsonread.Member {
+// lookup returns the member of key among the members [first, end) of an
+// object in d.tape, nil when it is absent or null. A dotted key is tried
+// whole first (unless literalDone says the caller has), then split at each
+// dot in turn into an object's key and the rest of the path inside that
+// object. Of duplicate keys in one object the first counts.
+func (d *Decoder) lookup(first, end int, key string, literalDone bool) *jsonread.Member {
 	if !literalDone {
-		if m := d.firstMember(ms, key); m != nil {
-			if d.buf[m.ValStart] != 'n' {
+		if k := d.firstMember(first, end, key); k >= 0 {
+			if m := &d.tape[k]; d.buf[m.ValStart] != 'n' {
 				return m
 			}
 			return nil
@@ -505,44 +484,26 @@ func (d *Decoder) lookup(ms []jsonread.Member, key string, literalDone bool) *js
 		if key[i] != '.' {
 			continue
 		}
-		sub := d.firstMember(ms, key[:i])
-		if sub == nil || d.buf[sub.ValStart] != '{' {
+		k := d.firstMember(first, end, key[:i])
+		if k < 0 || d.buf[d.tape[k].ValStart] != '{' {
 			continue
 		}
-		if v := d.lookup(d.object(int(sub.ValStart)), key[i+1:], false); v != nil {
-			return v
+		if m := d.lookup(k+1, int(d.tape[k].Next), key[i+1:], false); m != nil {
+			return m
 		}
 	}
 	return nil
 }
 
-// object returns the members of the object at byte off of the event,
-// reading it once per event.
-func (d *Decoder) object(off int) []jsonread.Member {
-	for _, o := range d.nested {
-		if o.off == off {
-			return o.members
+// firstMember is the index of the first of the members [first, end) of an
+// object in d.tape named key, -1 for none.
+func (d *Decoder) firstMember(first, end int, key string) int {
+	for k := first; k < end; k = int(d.tape[k].Next) {
+		if string(d.key(&d.tape[k])) == key {
+			return k
 		}
 	}
-	if len(d.nested) == cap(d.nested) {
-		d.nested = append(d.nested, nestedObject{})
-	} else {
-		d.nested = d.nested[:len(d.nested)+1]
-	}
-	o := &d.nested[len(d.nested)-1]
-	o.off = off
-	o.members, _, _ = jsonread.Members(o.members[:0], &d.names, d.buf, off, 1) // read once already: no error
-	return o.members
-}
-
-// firstMember is the first member named key.
-func (d *Decoder) firstMember(ms []jsonread.Member, key string) *jsonread.Member {
-	for i := range ms {
-		if string(d.key(&ms[i])) == key {
-			return &ms[i]
-		}
-	}
-	return nil
+	return -1
 }
 
 // key is m's key, unescaped.

@@ -212,10 +212,10 @@ func TestDecodeErrors(t *testing.T) {
 		input string
 		want  string // Error() without the "malformed event: " prefix
 	}{
-		{"empty", ``, `invalid JSON: empty document`},
-		{"spaces only", " \n\t", `invalid JSON: empty document`},
+		{"empty", ``, `invalid JSON at byte 0: empty document`},
+		{"spaces only", " \n\t", `invalid JSON at byte 3: empty document`},
 		{"truncated", `{"ZoneName":"a"`, `invalid JSON at byte 15: unexpected end, want ',' or '}'`},
-		{"trailing garbage", string(minimal("")) + `x`, `invalid JSON at byte 88: data after the value: "x"`},
+		{"trailing garbage", string(minimal("")) + `x`, `invalid JSON at byte 88: data after the value`},
 		{"unterminated string", `{"ZoneName":"a\"}`, `invalid JSON at byte 12: unterminated string`},
 		{"no colon", `{"ZoneName" "a"}`, `invalid JSON at byte 12: unexpected '"', want ':'`},
 		{"unquoted key", `{ZoneName:"a"}`, `invalid JSON at byte 1: unexpected 'Z', want a key`},
