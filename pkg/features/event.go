@@ -298,7 +298,7 @@ const minEventUnix = 946684800
 // so that decoding does not allocate; it is not safe for concurrent use, so
 // use one per goroutine.
 //
-// It reads the JSON itself (json.go) rather than through a general parser:
+// It reads the JSON itself (internal/jsonread) rather than through a general parser:
 // it checks the structure of the whole document but decodes only the
 // values of the mapped fields. BenchmarkDecode compares it with the parsers
 // that can look keys up at run time, which the field map needs.

@@ -54,7 +54,7 @@ type logpushStruct struct {
 //	valyala/fastjson v1.6.10, Parser + Get     910          0  yes
 //
 // A general parser builds a value for every field and unescapes every
-// string; the Decoder's own reader (json.go) checks the whole document's
+// string; the Decoder's own reader (internal/jsonread) checks the whole document's
 // structure but decodes only the mapped fields, and whole Decode costs
 // less than fastjson's JSON step alone (lib=fastjson/out=values, in the
 // same run). The README has the figures.
