@@ -123,7 +123,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}
 	var lastDrop time.Time
 	for {
-		msgs, err := service.FetchBatch(ctx, in.reader, in.cfg.BatchSize, in.cfg.Linger)
+		msgs, err := service.FetchBatch(ctx, in.reader, nil, in.cfg.BatchSize, in.cfg.Linger)
 		if err != nil {
 			return fmt.Errorf("reading requests: %w", err)
 		}

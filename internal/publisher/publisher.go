@@ -153,7 +153,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 	p.restore(ctx)
 	for {
-		msgs, err := service.FetchBatch(ctx, p.reader, p.cfg.BatchSize, p.cfg.Linger)
+		msgs, err := service.FetchBatch(ctx, p.reader, nil, p.cfg.BatchSize, p.cfg.Linger)
 		if err != nil {
 			return fmt.Errorf("reading scores: %w", err)
 		}

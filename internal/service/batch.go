@@ -19,9 +19,11 @@ type MessageFetcher interface {
 // has, and r's error only when it has nothing (the caller then stops: a
 // new reader resumes from the committed offsets). Every service reads this
 // way: a batch is what it commits at once, and the linger bounds how long
-// a quiet topic delays the first message's effects.
-func FetchBatch(ctx context.Context, r MessageFetcher, size int, linger time.Duration) ([]kafka.Message, error) {
-	var msgs []kafka.Message
+// a quiet topic delays the first message's effects. The messages are
+// appended to buf[:0], a batch's slice that the caller has done with, or
+// nil.
+func FetchBatch(ctx context.Context, r MessageFetcher, buf []kafka.Message, size int, linger time.Duration) ([]kafka.Message, error) {
+	msgs := buf[:0]
 	fetchCtx := ctx
 	for len(msgs) < size {
 		m, err := r.FetchMessage(fetchCtx)

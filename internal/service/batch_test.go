@@ -40,7 +40,7 @@ func TestFetchBatch(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			msgs, err := FetchBatch(t.Context(), &sliceFetcher{n: tc.available}, tc.size, 20*time.Millisecond)
+			msgs, err := FetchBatch(t.Context(), &sliceFetcher{n: tc.available}, nil, tc.size, 20*time.Millisecond)
 			if err != nil || len(msgs) != tc.want {
 				t.Errorf("%d messages, %v; want %d", len(msgs), err, tc.want)
 			}
@@ -48,16 +48,22 @@ func TestFetchBatch(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if msgs, err := FetchBatch(ctx, &sliceFetcher{}, 5, time.Hour); err != nil || len(msgs) != 0 {
+	if msgs, err := FetchBatch(ctx, &sliceFetcher{}, nil, 5, time.Hour); err != nil || len(msgs) != 0 {
 		t.Errorf("cancelled: %d messages, %v; want none and no error", len(msgs), err)
 	}
-	if _, err := FetchBatch(t.Context(), failingFetcher{}, 5, time.Hour); err == nil {
+	if _, err := FetchBatch(t.Context(), failingFetcher{}, nil, 5, time.Hour); err == nil {
 		t.Error("a failing reader gave no error")
 	}
 	// A reader that fails after serving messages has moved past them: they
 	// are the batch, or the next commit would skip them.
-	if msgs, err := FetchBatch(t.Context(), &flakyFetcher{serve: 3, fail: 1}, 10, time.Hour); err != nil || len(msgs) != 3 {
+	if msgs, err := FetchBatch(t.Context(), &flakyFetcher{serve: 3, fail: 1}, nil, 10, time.Hour); err != nil || len(msgs) != 3 {
 		t.Errorf("a reader failing after 3 messages: %d messages, %v; want the 3 and no error", len(msgs), err)
+	}
+	// A batch's slice, done with, is filled again from its start.
+	buf := make([]kafka.Message, 2, 8)
+	msgs, err := FetchBatch(t.Context(), &sliceFetcher{n: 5}, buf, 5, time.Hour)
+	if err != nil || len(msgs) != 5 || &msgs[0] != &buf[:1][0] {
+		t.Errorf("with a slice of capacity 8: %d messages, %v, reused %v", len(msgs), err, len(msgs) > 0 && &msgs[0] == &buf[:1][0])
 	}
 }
 
