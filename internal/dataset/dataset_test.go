@@ -1,6 +1,8 @@
 package dataset
 
 import (
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -57,5 +59,40 @@ func TestReadErrors(t *testing.T) {
 				t.Errorf("err = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestPlainMatchesCSV checks the parallel reader of tables without quotes
+// against encoding/csv on the same text: values, blank lines, CRLF, and
+// the first error by line when several parts of the table have one.
+func TestPlainMatchesCSV(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("\r\nx,label,y\r\n")
+	for i := range 1000 {
+		fmt.Fprintf(&b, "%d.5, %d ,-%de-3\n", i, i%2, i)
+		if i%97 == 0 {
+			b.WriteString("\n")
+		}
+	}
+	text := b.String()
+	plain, err := readPlain([]byte(text), "label")
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaCSV, err := readCSV(strings.NewReader(text), "label")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(plain, viaCSV) || plain.Rows() != 1000 {
+		t.Fatalf("plain reader differs from encoding/csv (%d rows)", plain.Rows())
+	}
+	lines := strings.SplitAfter(text, "\n")
+	lines[700] = "1,0,oops\n"
+	lines[900] = "1,0\n"
+	bad := strings.Join(lines, "")
+	_, perr := readPlain([]byte(bad), "label")
+	_, cerr := readCSV(strings.NewReader(bad), "label")
+	if perr == nil || cerr == nil || perr.Error() != cerr.Error() {
+		t.Errorf("plain: %v\ncsv:   %v", perr, cerr)
 	}
 }
