@@ -119,7 +119,7 @@ func readCSV(r io.Reader, label string) (*Dataset, error) {
 		line, _ := cr.FieldPos(0)
 		j := 0
 		for i, field := range rec {
-			v, err := parseValue([]byte(field), line, header[i])
+			v, err := parseValue(unsafe.Slice(unsafe.StringData(field), len(field)), line, header[i]) // read only
 			if err != nil {
 				return nil, err
 			}
