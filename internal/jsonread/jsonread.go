@@ -11,8 +11,8 @@
 // It is as lenient inside values as fastjson: a bad escape sequence stays
 // as written, raw control characters and invalid UTF-8 pass through, and
 // numbers are only loosely checked (a digit, after an optional '-', then
-// digits, signs, '.', 'e' and 'E') until a caller parses them. Documents are smaller than 2 GiB, as a Kafka
-// message is.
+// digits, signs, '.', 'e' and 'E') until a caller parses them. Documents
+// are smaller than 2 GiB, as a Kafka message is.
 package jsonread
 
 import (
@@ -74,7 +74,7 @@ func (v Value) Float() (float64, error) {
 	}
 	f, err := fastfloat.Parse(unsafe.String(unsafe.SliceData(v), len(v)))
 	if err != nil { // its error holds the string, which aliases v: write our own
-		return 0, fmt.Errorf("want a number, got %q", []byte(v))
+		return 0, fmt.Errorf("want a number, got %s", Quote(v))
 	}
 	return f, nil
 }
@@ -87,15 +87,25 @@ func (v Value) Int() (int, error) {
 	}
 	n, err := strconv.Atoi(unsafe.String(unsafe.SliceData(v), len(v)))
 	if err != nil { // as in Float
-		return 0, fmt.Errorf("want an integer, got %q", []byte(v))
+		return 0, fmt.Errorf("want an integer, got %s", Quote(v))
 	}
 	return n, nil
+}
+
+// Quote quotes a value for an error message, cut to 64 bytes: reasons go
+// to the dead-letter topic and the log, beside the message itself.
+func Quote(b []byte) string {
+	const limit = 64
+	if len(b) > limit {
+		return strconv.Quote(string(b[:limit])) + "..."
+	}
+	return strconv.Quote(string(b))
 }
 
 // Member is one key of an object and its value, as offsets: the value's
 // in the document, the key's in the document or, when KeyEscaped, in the
 // unescaped keys that Read wrote. Offsets rather than slices keep
-// members free of pointers, which makes noting them several times cheaper.
+// members free of pointers, which makes noting them cheaper.
 // An array's elements are members without keys.
 type Member struct {
 	KeyStart, KeyEnd int32
@@ -118,8 +128,8 @@ func (e *Error) Error() string { return fmt.Sprintf("invalid JSON at byte %d: %s
 // isSpace reports JSON whitespace.
 func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
 
-// SkipSpace returns the index of the first non-space byte of b at or after i.
-func SkipSpace(b []byte, i int) int {
+// skipSpace returns the index of the first non-space byte of b at or after i.
+func skipSpace(b []byte, i int) int {
 	for i < len(b) && b[i] <= ' ' && isSpace(b[i]) {
 		i++
 	}
@@ -134,10 +144,10 @@ func unexpected(b []byte, i int, want string) *Error {
 	return &Error{Pos: i, Reason: fmt.Sprintf("unexpected %s, want %s", strconv.QuoteRune(rune(b[i])), want)}
 }
 
-// StringEnd returns the index after the closing quote of the string that
+// stringEnd returns the index after the closing quote of the string that
 // opens at b[i], and whether it holds a backslash. It looks at eight bytes
 // at a time for a quote or a backslash.
-func StringEnd(b []byte, i int) (int, bool, *Error) {
+func stringEnd(b []byte, i int) (int, bool, *Error) {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	esc := false
 	j := i + 1
@@ -177,7 +187,7 @@ func scalarEnd(b []byte, i int) (int, bool, *Error) {
 	var err *Error
 	switch b[i] {
 	case '"':
-		return StringEnd(b, i)
+		return stringEnd(b, i)
 	case 't':
 		end, err = literalEnd(b, i, "true")
 	case 'f':
@@ -323,7 +333,7 @@ func ParseUint(b []byte) (uint64, bool) {
 // holding an object or array are k+1, dst[k+1].Next, ... up to dst[k].Next.
 // Escaped keys are unescaped into *keys.
 func Read(dst []Member, keys *[]byte, b []byte) (_ []Member, start, end int, err *Error) {
-	start = SkipSpace(b, 0)
+	start = skipSpace(b, 0)
 	switch {
 	case start == len(b):
 		return dst, 0, 0, &Error{Pos: start, Reason: "empty document"}
@@ -335,7 +345,7 @@ func Read(dst []Member, keys *[]byte, b []byte) (_ []Member, start, end int, err
 	if err != nil {
 		return dst, 0, 0, err
 	}
-	if j := SkipSpace(b, end); j < len(b) {
+	if j := skipSpace(b, end); j < len(b) {
 		return dst, 0, 0, &Error{Pos: j, Reason: "data after the value"}
 	}
 	return dst, start, end, nil
@@ -350,7 +360,7 @@ func readContainer(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member
 	if object {
 		closer = '}'
 	}
-	i = SkipSpace(b, i+1)
+	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == closer {
 		return dst, i + 1, nil
 	}
@@ -364,7 +374,7 @@ func readContainer(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member
 			if i >= len(b) || b[i] != '"' {
 				return dst, 0, unexpected(b, i, "a key")
 			}
-			end, esc, err := StringEnd(b, i)
+			end, esc, err := stringEnd(b, i)
 			if err != nil {
 				return dst, 0, err
 			}
@@ -374,10 +384,10 @@ func readContainer(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member
 				*keys = Unescape(*keys, b[i+1:end-1])
 				m.KeyStart, m.KeyEnd, m.KeyEscaped = start, int32(len(*keys)), true
 			}
-			if i = SkipSpace(b, end); i >= len(b) || b[i] != ':' {
+			if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
 				return dst, 0, unexpected(b, i, "':'")
 			}
-			i = SkipSpace(b, i+1)
+			i = skipSpace(b, i+1)
 		}
 		m.ValStart = int32(i)
 		var err *Error
@@ -391,9 +401,9 @@ func readContainer(dst []Member, keys *[]byte, b []byte, i, depth int) ([]Member
 			return dst, 0, err
 		}
 		m.ValEnd, m.Next = int32(i), int32(len(dst))
-		switch i = SkipSpace(b, i); {
+		switch i = skipSpace(b, i); {
 		case i < len(b) && b[i] == ',':
-			i = SkipSpace(b, i+1)
+			i = skipSpace(b, i+1)
 		case i < len(b) && b[i] == closer:
 			return dst, i + 1, nil
 		default:

@@ -298,9 +298,9 @@ const minEventUnix = 946684800
 // so that decoding does not allocate; it is not safe for concurrent use, so
 // use one per goroutine.
 //
-// It reads the JSON itself (internal/jsonread) rather than through a general parser:
-// it checks the structure of the whole document but decodes only the
-// values of the mapped fields. BenchmarkDecode compares it with the parsers
+// It reads the JSON with internal/jsonread rather than a general parser:
+// the structure of the whole document is checked, but only the values of
+// the mapped fields are decoded. BenchmarkDecode compares it with the parsers
 // that can look keys up at run time, which the field map needs.
 type Decoder struct {
 	fields FieldMap
@@ -587,7 +587,7 @@ func timeField(d *Decoder, m *jsonread.Member, key string) (time.Time, error) {
 		}
 		f, ferr := strconv.ParseFloat(transient(v), 64)
 		if ferr != nil || !(f >= 0 && f < maxUnixSeconds) {
-			return time.Time{}, &FieldError{Field: key, Reason: "want a Unix time in seconds, milliseconds, microseconds or nanoseconds, got " + quote(v)}
+			return time.Time{}, &FieldError{Field: key, Reason: "want a Unix time in seconds, milliseconds, microseconds or nanoseconds, got " + jsonread.Quote(v)}
 		}
 		t = fractionalSeconds(f)
 	case '"':
@@ -609,7 +609,7 @@ func timeField(d *Decoder, m *jsonread.Member, key string) (time.Time, error) {
 			t, err = time.Parse(time.RFC3339, transient(b))
 		}
 		if err != nil { // the parsers' errors hold b: write our own
-			return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 time or a Unix time, got " + quote(b)}
+			return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 time or a Unix time, got " + jsonread.Quote(b)}
 		}
 	default:
 		return time.Time{}, &FieldError{Field: key, Reason: "want an RFC 3339 string or a Unix time, got " + v.TypeName()}
@@ -668,7 +668,7 @@ func ipField(d *Decoder, m *jsonread.Member, key string) (netip.Addr, error) {
 	}
 	ip, err := netip.ParseAddr(transient(b))
 	if err != nil { // the parser's error holds b: write our own
-		return netip.Addr{}, &FieldError{Field: key, Reason: "not an IP address: " + quote(b)}
+		return netip.Addr{}, &FieldError{Field: key, Reason: "not an IP address: " + jsonread.Quote(b)}
 	}
 	return ip.Unmap().WithZone(""), nil
 }
@@ -732,19 +732,9 @@ func uintField(d *Decoder, m *jsonread.Member, key string, limit uint64) (uint64
 	}
 	n, ok := jsonread.ParseUint(v)
 	if !ok || n > limit {
-		return 0, &FieldError{Field: key, Reason: fmt.Sprintf("want an integer from 0 to %d, got %s", limit, quote(v))}
+		return 0, &FieldError{Field: key, Reason: fmt.Sprintf("want an integer from 0 to %d, got %s", limit, jsonread.Quote(v))}
 	}
 	return n, nil
-}
-
-// quote quotes a value for an error message, cut to 64 bytes: reasons go
-// to the dead-letter topic and the log, beside the message itself.
-func quote(b []byte) string {
-	const limit = 64
-	if len(b) > limit {
-		return strconv.Quote(string(b[:limit])) + "..."
-	}
-	return strconv.Quote(string(b))
 }
 
 func isDigits(b []byte) bool {
