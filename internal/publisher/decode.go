@@ -14,9 +14,9 @@ import (
 const maxInterned = 1 << 14
 
 // scoreDecoder decodes score records with internal/jsonread, as
-// pkg/features decodes request events. Decoding is most of the publisher's
-// CPU (BenchmarkPrepare): encoding/json took four to five times as long,
-// and fastjson, used before, about twice. It reads what encoding/json
+// pkg/features decodes request events: decoding is most of the publisher's
+// CPU (BenchmarkPrepare; the README compares it with encoding/json and
+// fastjson, which decoded them before). It reads what encoding/json
 // would, with two differences: field names must be exactly the contract's
 // (encoding/json also matches them in other cases), and strings are taken
 // as written (encoding/json replaces invalid UTF-8). Unknown fields are
