@@ -60,11 +60,90 @@ type groups struct {
 
 type groupKey struct{ site, class, signature string }
 
-// group is the members of one signature within the TTL.
+// group is the members of one signature within the TTL, or of one crowd
+// (see crowds).
 type group struct {
 	id      string
 	members map[uint64]*member
 	active  bool // the members are a coordinated attack
+	// For a signature's group: its members' hits in the order they came
+	// (hits[head:]), so that those a TTL old are found at the front, and
+	// how many members are returning visitors. A big attack's group has
+	// hundreds of members, and each of their hits would otherwise scan
+	// them all.
+	hits      []scoredAt
+	head      int
+	returning int
+}
+
+// hit makes m, visitor's hit at m.at, its latest in gr, and returns the
+// member. A member keeps its published mark, and the time of its latest
+// hit when this one came late.
+func (gr *group) hit(visitor uint64, m member) *member {
+	old := gr.members[visitor]
+	later := old == nil || m.at > old.at
+	if old == nil {
+		old = &member{}
+		gr.members[visitor] = old
+	} else {
+		m.published, m.at = old.published, max(m.at, old.at)
+		if old.returning {
+			gr.returning--
+		}
+	}
+	*old = m
+	if m.returning {
+		gr.returning++
+	}
+	if later {
+		gr.push(visitor, m.at)
+	}
+	return old
+}
+
+// push adds visitor's latest hit at t to the order. Stale entries (of a
+// member hit again since, or gone) wait for the front; when they
+// outnumber the live ones, or the forgotten front is half the slice, the
+// order is rebuilt, as siteScored's is.
+func (gr *group) push(visitor uint64, t int64) {
+	if gr.head > len(gr.hits)/2 || len(gr.hits)-gr.head > 2*len(gr.members)+64 {
+		kept := gr.hits[:0]
+		for _, e := range gr.hits[gr.head:] {
+			if o := gr.members[e.visitor]; o != nil && o.at == e.at {
+				kept = append(kept, e)
+			}
+		}
+		clear(gr.hits[len(kept):])
+		gr.hits, gr.head = kept, 0
+	}
+	gr.hits = append(gr.hits, scoredAt{visitor, t})
+}
+
+// remove forgets member visitor.
+func (gr *group) remove(visitor uint64) {
+	if m := gr.members[visitor]; m != nil {
+		if m.returning {
+			gr.returning--
+		}
+		delete(gr.members, visitor)
+	}
+}
+
+// expire forgets the members whose latest hit is at or before cut, and
+// returns how many it forgot. Hits come about in event time; a member
+// whose latest hit came late is forgotten a little late.
+func (gr *group) expire(cut int64) int {
+	n := 0
+	for gr.head < len(gr.hits) && gr.hits[gr.head].at <= cut {
+		e := gr.hits[gr.head]
+		gr.hits[gr.head] = scoredAt{}
+		gr.head++
+		if m := gr.members[e.visitor]; m != nil && m.at == e.at {
+			gr.remove(e.visitor)
+			n++
+		}
+	}
+	return n
 }
 
 // member is a visitor with a hit in a group: the detection that hit would
@@ -183,26 +262,18 @@ func (g *groups) hit(sc *records.Score, visitor uint64, t int64, d records.Detec
 		gr = &group{id: groupID(k, t), members: make(map[uint64]*member)}
 		g.byKey[k] = gr
 	}
-	for v, m := range gr.members {
-		if m.at <= t-g.ttl {
-			delete(gr.members, v)
-			g.nMembers--
-		}
-	}
-	m := gr.members[visitor]
-	if m == nil {
+	g.nMembers -= gr.expire(t - g.ttl)
+	if gr.members[visitor] == nil {
 		if g.nMembers >= g.limit {
 			return gr, false
 		}
-		m = &member{}
-		gr.members[visitor] = m
 		g.nMembers++
 	}
-	m.at, m.detection, m.returning = t, d, sc.Returning
-	m.top = 0
+	top := 0.0
 	if len(d.Top) > 0 {
-		m.top = d.Top[0].Contribution
+		top = d.Top[0].Contribution
 	}
+	gr.hit(visitor, member{at: t, detection: d, returning: sc.Returning, top: top})
 	if gr.active {
 		return gr, false
 	}
@@ -211,18 +282,18 @@ func (g *groups) hit(sc *records.Score, visitor uint64, t int64, d records.Detec
 		g.nScored -= s.expire(t - g.ttl)
 		active = len(s.latest)
 	}
-	returning := 0
+	n := float64(len(gr.members))
+	if len(gr.members) < g.minMembers || n < g.share*float64(active) || float64(gr.returning) > g.returning*n {
+		return gr, false
+	}
+	// The cheap tests passed: only now the median, which takes every
+	// member's top contribution.
 	tops := make([]float64, 0, len(gr.members))
 	for _, m := range gr.members {
-		if m.returning {
-			returning++
-		}
 		tops = append(tops, m.top)
 	}
 	slices.Sort(tops)
-	n := float64(len(gr.members))
-	if len(gr.members) >= g.minMembers && n >= g.share*float64(active) && float64(returning) <= g.returning*n &&
-		tops[len(tops)/2] >= g.rarity {
+	if tops[len(tops)/2] >= g.rarity {
 		gr.active = true
 		return gr, true
 	}
@@ -246,9 +317,11 @@ func (g *groups) sweep(cut int64) {
 		}
 	}
 	for k, gr := range g.byKey {
+		g.nMembers -= gr.expire(cut)
+		// Hits that came late sit behind later ones.
 		for v, m := range gr.members {
 			if m.at <= cut {
-				delete(gr.members, v)
+				gr.remove(v)
 				g.nMembers--
 			}
 		}
