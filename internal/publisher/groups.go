@@ -68,12 +68,14 @@ type group struct {
 	active  bool // the members are a coordinated attack
 	// For a signature's group: its members' hits in the order they came
 	// (hits[head:]), so that those a TTL old are found at the front, and
-	// how many members are returning visitors. A big attack's group has
-	// hundreds of members, and each of their hits would otherwise scan
-	// them all.
+	// how many members are returning visitors and how many rare. A big
+	// attack's group has hundreds of members, and so may a signature that
+	// many of a big site's people share; each of their hits would
+	// otherwise scan them all.
 	hits      []scoredAt
 	head      int
 	returning int
+	rare      int
 }
 
 // hit makes m, visitor's hit at m.at, its latest in gr, and returns the
@@ -87,14 +89,10 @@ func (gr *group) hit(visitor uint64, m member) *member {
 		gr.members[visitor] = old
 	} else {
 		m.published, m.at = old.published, max(m.at, old.at)
-		if old.returning {
-			gr.returning--
-		}
+		gr.count(old, -1)
 	}
 	*old = m
-	if m.returning {
-		gr.returning++
-	}
+	gr.count(old, 1)
 	if later {
 		gr.push(visitor, m.at)
 	}
@@ -119,12 +117,20 @@ func (gr *group) push(visitor uint64, t int64) {
 	gr.hits = append(gr.hits, scoredAt{visitor, t})
 }
 
+// count adds d to the counts of the kinds of member m is.
+func (gr *group) count(m *member, d int) {
+	if m.returning {
+		gr.returning += d
+	}
+	if m.rare {
+		gr.rare += d
+	}
+}
+
 // remove forgets member visitor.
 func (gr *group) remove(visitor uint64) {
 	if m := gr.members[visitor]; m != nil {
-		if m.returning {
-			gr.returning--
-		}
+		gr.count(m, -1)
 		delete(gr.members, visitor)
 	}
 }
@@ -152,8 +158,8 @@ type member struct {
 	at        int64
 	detection records.Detection
 	published bool
-	returning bool    // the site's history knows it: never published for the group
-	top       float64 // its top feature's contribution
+	returning bool // the site's history knows it: never published for the group
+	rare      bool // its top feature's contribution is at least GroupRarity
 	// page and high are, for a crowd's member, records.Score.Page and
 	// whether it scored at least -crowd-score of its threshold.
 	page string
@@ -273,7 +279,7 @@ func (g *groups) hit(sc *records.Score, visitor uint64, t int64, d records.Detec
 	if len(d.Top) > 0 {
 		top = d.Top[0].Contribution
 	}
-	gr.hit(visitor, member{at: t, detection: d, returning: sc.Returning, top: top})
+	gr.hit(visitor, member{at: t, detection: d, returning: sc.Returning, rare: top >= g.rarity})
 	if gr.active {
 		return gr, false
 	}
@@ -282,18 +288,11 @@ func (g *groups) hit(sc *records.Score, visitor uint64, t int64, d records.Detec
 		g.nScored -= s.expire(t - g.ttl)
 		active = len(s.latest)
 	}
-	n := float64(len(gr.members))
-	if len(gr.members) < g.minMembers || n < g.share*float64(active) || float64(gr.returning) > g.returning*n {
-		return gr, false
-	}
-	// The cheap tests passed: only now the median, which takes every
-	// member's top contribution.
-	tops := make([]float64, 0, len(gr.members))
-	for _, m := range gr.members {
-		tops = append(tops, m.top)
-	}
-	slices.Sort(tops)
-	if tops[len(tops)/2] >= g.rarity {
+	// The median of the members' top contributions is at least Rarity
+	// when at most half of them, rounded down, are below it.
+	n := len(gr.members)
+	if n >= g.minMembers && float64(n) >= g.share*float64(active) && float64(gr.returning) <= g.returning*float64(n) &&
+		n-gr.rare <= n/2 {
 		gr.active = true
 		return gr, true
 	}
