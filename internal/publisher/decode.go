@@ -201,15 +201,95 @@ func (d *scoreDecoder) interned(v jsonread.Value, escaped bool) (string, error) 
 	return s, nil
 }
 
-// time reads an RFC 3339 time as encoding/json does.
+// time reads an RFC 3339 time as encoding/json does: the form the
+// detector writes, in UTC, by parseUTC, which costs less than
+// time.Time.UnmarshalText; any other by UnmarshalText.
 func (d *scoreDecoder) time(v jsonread.Value, escaped bool) (time.Time, error) {
 	b, err := d.textOf(v, escaped)
 	if err != nil {
 		return time.Time{}, errors.New("want an RFC 3339 time string")
 	}
+	if t, ok := parseUTC(b); ok {
+		return t, nil
+	}
 	var t time.Time
 	err = t.UnmarshalText(b)
 	return t, err
+}
+
+// parseUTC reads "2006-01-02T15:04:05Z", with a fraction of 1 to 9 digits
+// after the seconds or none (time.RFC3339Nano in UTC), and every field in
+// range, into what time.Time.UnmarshalText makes of it; ok is false for
+// anything else, which UnmarshalText then reads or refuses.
+func parseUTC(b []byte) (t time.Time, ok bool) {
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
+		return time.Time{}, false
+	}
+	year, ok1 := decimal(b[0:4])
+	month, ok2 := decimal(b[5:7])
+	day, ok3 := decimal(b[8:10])
+	hour, ok4 := decimal(b[11:13])
+	minute, ok5 := decimal(b[14:16])
+	sec, ok6 := decimal(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
+		hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	ns := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 0 {
+		if len(frac) < 2 || len(frac) > 10 || frac[0] != '.' {
+			return time.Time{}, false
+		}
+		n, ok := decimal(frac[1:])
+		if !ok {
+			return time.Time{}, false
+		}
+		for range 10 - len(frac) {
+			n *= 10
+		}
+		ns = n
+	}
+	secs := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
+	return time.Unix(secs, int64(ns)).UTC(), true
+}
+
+// daysSinceEpoch is the number of days from 1970-01-01 to a date of the
+// proleptic Gregorian calendar, by Howard Hinnant's days_from_civil: in
+// eras of 400 years that begin on 1 March, so that a leap day ends its
+// year. time.Date, which normalizes out-of-range fields, costs as much as
+// the rest of parseUTC.
+func daysSinceEpoch(year, month, day int) int64 {
+	if month <= 2 {
+		year--
+	}
+	era := year / 400
+	if year < 0 {
+		era = (year - 399) / 400
+	}
+	yoe := year - era*400                     // [0, 399]
+	doy := (153*((month+9)%12)+2)/5 + day - 1 // [0, 365], from 1 March
+	doe := yoe*365 + yoe/4 - yoe/100 + doy    // [0, 146096]
+	return int64(era*146097 + doe - 719468)
+}
+
+// decimal reads b, ASCII digits only.
+func decimal(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = 10*n + int(c-'0')
+	}
+	return n, true
+}
+
+// daysIn is the number of days of month (1 to 12) of year.
+func daysIn(month, year int) int {
+	if month == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		return 29
+	}
+	return [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[month-1]
 }
 
 func boolValue(v jsonread.Value) (bool, error) {

@@ -141,3 +141,69 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestParseUTC: the fast path reads what UnmarshalText reads, to the
+// same time.Time, and declines the rest (other zones, fields out of
+// range, other forms), which UnmarshalText then reads or refuses.
+func TestParseUTC(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		fast bool
+	}{
+		{"2025-06-01T12:00:00Z", true},
+		{"2025-06-01T12:00:00.1Z", true},
+		{"2025-06-01T12:00:00.123456789Z", true},
+		{"2024-02-29T23:59:59.000000001Z", true},
+		{"2000-02-29T00:00:00Z", true},
+		{"0000-01-01T00:00:00Z", true},
+		{"9999-12-31T23:59:59.999999999Z", true},
+		{"2025-04-30T00:00:00Z", true},
+		{"2025-02-29T00:00:00Z", false},  // not a leap year
+		{"1900-02-29T00:00:00Z", false},  // nor a century not of 400
+		{"2025-04-31T00:00:00Z", false},  // April has 30
+		{"2025-13-01T00:00:00Z", false},  // month
+		{"2025-00-01T00:00:00Z", false},  // month
+		{"2025-06-00T00:00:00Z", false},  // day
+		{"2025-06-01T24:00:00Z", false},  // hour
+		{"2025-06-01T12:60:00Z", false},  // minute
+		{"2025-06-01T12:00:60Z", false},  // second
+		{"2025-06-01T12:00:00.Z", false}, // no digits
+		{"2025-06-01T12:00:00.1234567890Z", false},
+		{"2025-06-01T12:00:00,5Z", false},
+		{"2025-06-01T12:00:00+00:00", false},
+		{"2025-06-01T12:00:00.5+02:00", false},
+		{"2025-06-01t12:00:00z", false},
+		{"2025-06-01 12:00:00Z", false},
+		{"2025-6-01T12:00:00Z", false},
+		{"+025-06-01T12:00:00Z", false},
+		{"2025-06-01T12:00:0xZ", false},
+	} {
+		got, ok := parseUTC([]byte(tc.in))
+		var want time.Time
+		err := want.UnmarshalText([]byte(tc.in))
+		switch {
+		case ok != tc.fast:
+			t.Errorf("%s: read by the fast path %v, want %v", tc.in, ok, tc.fast)
+		case ok && (err != nil || got != want):
+			t.Errorf("%s: fast path %v, UnmarshalText %v (%v)", tc.in, got, want, err)
+		}
+	}
+}
+
+// FuzzParseUTC: whatever the fast path reads, UnmarshalText reads to the
+// same time.Time (compared with ==: the same instant and location).
+func FuzzParseUTC(f *testing.F) {
+	for _, s := range []string{"2025-06-01T12:00:00Z", "2024-02-29T23:59:59.123456789Z", "2025-02-29T00:00:00Z", "1999-12-31T23:59:59.9Z"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseUTC(b)
+		if !ok {
+			return
+		}
+		var want time.Time
+		if err := want.UnmarshalText(b); err != nil || got != want {
+			t.Fatalf("%q: fast path %v, UnmarshalText %v (%v)", b, got, want, err)
+		}
+	})
+}
