@@ -66,14 +66,12 @@ type group struct {
 	id      string
 	members map[uint64]*member
 	active  bool // the members are a coordinated attack
-	// For a signature's group: its members' hits in the order they came
-	// (hits[head:]), so that those a TTL old are found at the front, and
-	// how many members are returning visitors and how many rare. A big
-	// attack's group has hundreds of members, and so may a signature that
-	// many of a big site's people share; each of their hits would
+	// For a signature's group: its members' latest hits in the order they
+	// came, and how many members are returning visitors and how many rare.
+	// A big attack's group has hundreds of members, and so may a signature
+	// that many of a big site's people share; each of their hits would
 	// otherwise scan them all.
-	hits      []scoredAt
-	head      int
+	hits      timeline
 	returning int
 	rare      int
 }
@@ -94,27 +92,15 @@ func (gr *group) hit(visitor uint64, m member) *member {
 	*old = m
 	gr.count(old, 1)
 	if later {
-		gr.push(visitor, m.at)
+		gr.hits.push(scoredAt{visitor, m.at}, len(gr.members), gr.latest)
 	}
 	return old
 }
 
-// push adds visitor's latest hit at t to the order. Stale entries (of a
-// member hit again since, or gone) wait for the front; when they
-// outnumber the live ones, or the forgotten front is half the slice, the
-// order is rebuilt, as siteScored's is.
-func (gr *group) push(visitor uint64, t int64) {
-	if gr.head > len(gr.hits)/2 || len(gr.hits)-gr.head > 2*len(gr.members)+64 {
-		kept := gr.hits[:0]
-		for _, e := range gr.hits[gr.head:] {
-			if o := gr.members[e.visitor]; o != nil && o.at == e.at {
-				kept = append(kept, e)
-			}
-		}
-		clear(gr.hits[len(kept):])
-		gr.hits, gr.head = kept, 0
-	}
-	gr.hits = append(gr.hits, scoredAt{visitor, t})
+// latest reports whether e is its member's latest hit.
+func (gr *group) latest(e scoredAt) bool {
+	m := gr.members[e.visitor]
+	return m != nil && m.at == e.at
 }
 
 // count adds d to the counts of the kinds of member m is.
@@ -136,20 +122,15 @@ func (gr *group) remove(visitor uint64) {
 }
 
 // expire forgets the members whose latest hit is at or before cut, and
-// returns how many it forgot. Hits come about in event time; a member
-// whose latest hit came late is forgotten a little late.
+// returns how many it forgot.
 func (gr *group) expire(cut int64) int {
-	n := 0
-	for gr.head < len(gr.hits) && gr.hits[gr.head].at <= cut {
-		e := gr.hits[gr.head]
-		gr.hits[gr.head] = scoredAt{}
-		gr.head++
-		if m := gr.members[e.visitor]; m != nil && m.at == e.at {
-			gr.remove(e.visitor)
-			n++
+	return gr.hits.expire(cut, func(e scoredAt) bool {
+		if !gr.latest(e) {
+			return false
 		}
-	}
-	return n
+		gr.remove(e.visitor)
+		return true
+	})
 }
 
 // member is a visitor with a hit in a group: the detection that hit would
@@ -192,7 +173,7 @@ func (g *groups) seen(site string, visitor uint64, t int64) bool {
 	if at, ok := s.latest[visitor]; ok {
 		if t > at {
 			s.latest[visitor] = t
-			s.push(visitor, t)
+			s.order.push(scoredAt{visitor, t}, len(s.latest), s.isLatest)
 		}
 		return false
 	}
@@ -200,55 +181,80 @@ func (g *groups) seen(site string, visitor uint64, t int64) bool {
 		return false
 	}
 	s.latest[visitor] = t
-	s.push(visitor, t)
+	s.order.push(scoredAt{visitor, t}, len(s.latest), s.isLatest)
 	g.nScored++
 	return true
 }
 
 // siteScored is a site's visitors scored within the TTL: the event time of
-// each one's latest score, and the same times in the order they came, so
-// that those older than a cut are found at the front instead of by a scan
-// of every visitor at every hit (a site has hundreds of thousands).
-// Scores come about in event time; one that comes late is forgotten a
-// little late.
+// each one's latest score, and the same in the order they came (a site
+// has hundreds of thousands, too many to scan at every hit).
 type siteScored struct {
 	latest map[uint64]int64
-	order  []scoredAt // order[head:] are live; an entry whose visitor has a later one is stale
-	head   int
+	order  timeline
 }
 
-type scoredAt struct {
-	visitor uint64
-	at      int64
-}
-
-func (s *siteScored) push(visitor uint64, t int64) {
-	// Stale entries wait for the front; when they outnumber the live
-	// ones, or the forgotten front is half the slice, the order is
-	// rebuilt, so that it stays about as long as the visitors.
-	if s.head > len(s.order)/2 || len(s.order)-s.head > 2*len(s.latest)+64 {
-		kept := s.order[:0]
-		for _, e := range s.order[s.head:] {
-			if s.latest[e.visitor] == e.at {
-				kept = append(kept, e)
-			}
-		}
-		clear(s.order[len(kept):])
-		s.order, s.head = kept, 0
-	}
-	s.order = append(s.order, scoredAt{visitor, t})
+// isLatest reports whether e is its visitor's latest score.
+func (s *siteScored) isLatest(e scoredAt) bool {
+	at, ok := s.latest[e.visitor]
+	return ok && at == e.at
 }
 
 // expire forgets the visitors whose latest score is at or before cut, and
 // returns how many it forgot.
 func (s *siteScored) expire(cut int64) int {
+	return s.order.expire(cut, func(e scoredAt) bool {
+		if !s.isLatest(e) {
+			return false
+		}
+		delete(s.latest, e.visitor)
+		return true
+	})
+}
+
+// scoredAt is a visitor's score or hit at an event time.
+type scoredAt struct {
+	visitor uint64
+	at      int64
+}
+
+// timeline is visitors' latest times in the order they came, oldest first
+// (order[head:]), so that those older than a cut are found at the front
+// instead of by a scan of every visitor. An entry whose visitor has a
+// later one, or is gone, is stale. Times come about in event time; one
+// that comes late is forgotten a little late.
+type timeline struct {
+	order []scoredAt
+	head  int
+}
+
+// push appends e, its visitor's latest time, of n visitors whose latest
+// entries latest tells. Stale entries wait for the front; when they
+// outnumber the live ones, or the forgotten front is half the slice, the
+// order is rebuilt, so that it stays about as long as the visitors.
+func (l *timeline) push(e scoredAt, n int, latest func(scoredAt) bool) {
+	if l.head > len(l.order)/2 || len(l.order)-l.head > 2*n+64 {
+		kept := l.order[:0]
+		for _, o := range l.order[l.head:] {
+			if latest(o) {
+				kept = append(kept, o)
+			}
+		}
+		clear(l.order[len(kept):])
+		l.order, l.head = kept, 0
+	}
+	l.order = append(l.order, e)
+}
+
+// expire takes the entries at or before cut off the front, and returns
+// for how many of them forget, given each, forgot its visitor.
+func (l *timeline) expire(cut int64, forget func(scoredAt) bool) int {
 	n := 0
-	for s.head < len(s.order) && s.order[s.head].at <= cut {
-		e := s.order[s.head]
-		s.order[s.head] = scoredAt{}
-		s.head++
-		if at, ok := s.latest[e.visitor]; ok && at == e.at {
-			delete(s.latest, e.visitor)
+	for l.head < len(l.order) && l.order[l.head].at <= cut {
+		e := l.order[l.head]
+		l.order[l.head] = scoredAt{}
+		l.head++
+		if forget(e) {
 			n++
 		}
 	}

@@ -21,7 +21,7 @@ func TestSiteScoredCounts(t *testing.T) {
 		v := uint64(rng.IntN(500))
 		if at, ok := s.latest[v]; !ok || now > at {
 			s.latest[v] = now
-			s.push(v, now)
+			s.order.push(scoredAt{v, now}, len(s.latest), s.isLatest)
 		}
 		want[v] = now
 		if now%97 != 0 {
@@ -38,8 +38,8 @@ func TestSiteScoredCounts(t *testing.T) {
 		if len(s.latest) != n {
 			t.Fatalf("at %d: %d visitors scored since %d, a scan finds %d", now, len(s.latest), cut, n)
 		}
-		if len(s.order) > 5*len(s.latest)+200 {
-			t.Fatalf("at %d: order of %d entries for %d visitors", now, len(s.order), len(s.latest))
+		if len(s.order.order) > 5*len(s.latest)+200 {
+			t.Fatalf("at %d: order of %d entries for %d visitors", now, len(s.order.order), len(s.latest))
 		}
 	}
 }
@@ -96,8 +96,8 @@ func TestGroupMembersExpire(t *testing.T) {
 			t.Fatalf("at %d: %d members (%d returning, %d rare) after %d, a scan finds %d (%d, %d)",
 				now, len(gr.members), gr.returning, gr.rare, cut, n, nReturning, nRare)
 		}
-		if len(gr.hits)-gr.head > 5*len(gr.members)+200 {
-			t.Fatalf("at %d: %d hits kept for %d members", now, len(gr.hits)-gr.head, len(gr.members))
+		if len(gr.hits.order) > 5*len(gr.members)+200 {
+			t.Fatalf("at %d: %d hits kept for %d members", now, len(gr.hits.order), len(gr.members))
 		}
 	}
 }
