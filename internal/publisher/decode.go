@@ -256,8 +256,9 @@ func parseUTC(b []byte) (t time.Time, ok bool) {
 // daysSinceEpoch is the number of days from 1970-01-01 to a date of the
 // proleptic Gregorian calendar, by Howard Hinnant's days_from_civil: in
 // eras of 400 years that begin on 1 March, so that a leap day ends its
-// year. time.Date, which normalizes out-of-range fields, costs as much as
-// the rest of parseUTC.
+// year. It takes the place of time.Date, whose normalizing of
+// out-of-range fields the checks of parseUTC make needless, and which
+// was a third of its cost.
 func daysSinceEpoch(year, month, day int) int64 {
 	if month <= 2 {
 		year--
