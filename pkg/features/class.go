@@ -142,8 +142,11 @@ func (r *ClassRules) String() string { return string(*r) }
 
 // API reports whether a request of ev's shape is an API request: from a
 // client that is not a browser, or for an API path without a referer.
-func (c *Classifier) API(ev *Event) bool {
-	if !IsBrowser(ev.UserAgent) {
+func (c *Classifier) API(ev *Event) bool { return c.api(ev, IsBrowser(ev.UserAgent)) }
+
+// api is API, given whether ev's user agent is a browser's.
+func (c *Classifier) api(ev *Event, browser bool) bool {
+	if !browser {
 		return true
 	}
 	if len(ev.Referer) > 0 {

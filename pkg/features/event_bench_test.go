@@ -144,3 +144,26 @@ func BenchmarkQueryShape(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkObserve measures Observer.Observe on the Logpush event of
+// BenchmarkDecode, decoded: the visitor's keyed id, the bucket, the flags
+// and traffic class, the query shape and the values' hashes.
+func BenchmarkObserve(b *testing.B) {
+	d := newDecoder(b, DefaultFieldMap())
+	var ev Event
+	if err := d.Decode([]byte(logpushEvent), &ev); err != nil {
+		b.Fatal(err)
+	}
+	id, err := NewIdentity(IdentityIP, []byte("benchmark identity secret 012345"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ob := NewObserver(DefaultWindow(), id, DefaultClassifier())
+	var o Observation
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ob.Observe(&ev, &o); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -49,14 +49,22 @@ type Observer struct {
 	classes  *Classifier
 	ips      bool   // the feature set keeps SketchIPs
 	shape    []byte // scratch for AppendQueryShape
+	// browsers is IsBrowser of the user agents seen, by their HashValue,
+	// which the sketch takes anyway: IsBrowser reads every byte of a user
+	// agent, and a few thousand of them make most requests.
+	browsers map[uint64]bool
 }
+
+// maxBrowsers bounds Observer.browsers: user agents made up anew for
+// each request (a rotating bot's) empty it now and then.
+const maxBrowsers = 1 << 12
 
 // NewObserver returns an Observer for window w, visitor identity id and
 // traffic classes c, which observes what the feature set of id's mode
 // keeps.
 func NewObserver(w Window, id *Identity, c *Classifier) *Observer {
 	ips := SetOf(id.Mode()).Has(SketchIPs.Def().Set)
-	return &Observer{w: w, identity: id, classes: c, ips: ips, shape: make([]byte, 0, 256)}
+	return &Observer{w: w, identity: id, classes: c, ips: ips, shape: make([]byte, 0, 256), browsers: make(map[uint64]bool)}
 }
 
 // SetClassifier makes the Observer classify requests with c from now on:
@@ -83,9 +91,6 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	if IsAsset(ev.Path) {
 		o.Flags |= FlagAsset
 	}
-	if ob.classes.API(ev) {
-		o.Flags |= FlagAPI
-	}
 	ob.shape = AppendQueryShape(ob.shape[:0], ev.URI)
 	for s, v := range [...][]byte{
 		SketchPaths:       ev.Path,
@@ -96,11 +101,30 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 			o.Hashes[s] = hashBytes(v)
 		}
 	}
+	if ob.classes.api(ev, ob.isBrowser(ev.UserAgent, o.Hashes[SketchUserAgents])) {
+		o.Flags |= FlagAPI
+	}
 	if ob.ips && ev.ClientIP.IsValid() {
 		ip := ev.ClientIP.As16()
 		o.Hashes[SketchIPs] = hashBytes(ip[:])
 	}
 	return nil
+}
+
+// isBrowser is IsBrowser(ua), remembered by ua's hash.
+func (ob *Observer) isBrowser(ua []byte, hash uint64) bool {
+	if len(ua) == 0 {
+		return false
+	}
+	b, ok := ob.browsers[hash]
+	if !ok {
+		if len(ob.browsers) >= maxBrowsers {
+			clear(ob.browsers)
+		}
+		b = IsBrowser(ua)
+		ob.browsers[hash] = b
+	}
+	return b
 }
 
 // Page returns the hash (HashValue) of the page ev, observed as o, belongs

@@ -2,6 +2,7 @@ package features
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -101,6 +102,42 @@ func TestObserveAsset(t *testing.T) {
 		}
 		if got := o.Flags&FlagAsset != 0; got != tc.asset {
 			t.Errorf("%s: FlagAsset %v, want %v (flags %b)", tc.path, got, tc.asset, o.Flags)
+		}
+	}
+}
+
+// TestObserveRemembersBrowsers: the API flag of a request is the
+// Classifier's, whether its user agent was seen before, is new, or was
+// forgotten when more than maxBrowsers of them came.
+func TestObserveRemembersBrowsers(t *testing.T) {
+	id, err := NewIdentity(IdentityIP, []byte("0123456789abcdef0123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultClassifier()
+	ob := NewObserver(DefaultWindow(), id, c)
+	uas := []string{"", "curl/8.5.0", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}
+	for i := range 2*maxBrowsers + 10 {
+		if i%2 == 0 {
+			uas = append(uas, fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/%d.0.0.0 Safari/537.36", i))
+		} else {
+			uas = append(uas, fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) SomeCrawler/%d", i))
+		}
+	}
+	ev := Event{Site: "shop.example.com", ClientIP: netip.MustParseAddr("203.0.113.7"), Method: []byte("GET"), Path: []byte("/products/1")}
+	for round := range 2 {
+		for _, ua := range uas {
+			ev.UserAgent = []byte(ua)
+			var o Observation
+			if err := ob.Observe(&ev, &o); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := o.Flags&FlagAPI != 0, c.API(&ev); got != want {
+				t.Fatalf("round %d, %q: FlagAPI %v, the classifier says %v", round, ua, got, want)
+			}
+		}
+		if len(ob.browsers) > maxBrowsers {
+			t.Errorf("%d user agents remembered, at most %d wanted", len(ob.browsers), maxBrowsers)
 		}
 	}
 }
