@@ -72,7 +72,8 @@ func NewObserver(w Window, id *Identity, c *Classifier) *Observer {
 func (ob *Observer) SetClassifier(c *Classifier) { ob.classes = c }
 
 // Observe fills *o from ev. It fails only when ev lacks what the visitor
-// identity needs (ErrNoClientIP, ErrNoFingerprint). It does not allocate.
+// identity needs (ErrNoClientIP, ErrNoFingerprint). It does not allocate,
+// but while its memory of user agents grows to its bound.
 func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	visitor, err := ob.identity.Visitor(ev)
 	if err != nil {
