@@ -198,10 +198,10 @@ func TestRealisticQuality(t *testing.T) {
 	}
 	// The coordinated goal (0.8) is met; the individual one (0.9) is not,
 	// and today's level is asserted instead, so that a change that loses
-	// detection shows. The seeds are fixed, so the figures are too (0.658
+	// detection shows. The seeds are fixed, so the figures are too (0.705
 	// and 0.808 when these floors were set).
-	if individual < 0.65 {
-		t.Errorf("pooled recall %.3f over individual bots, below today's 0.65", individual)
+	if individual < 0.70 {
+		t.Errorf("pooled recall %.3f over individual bots, below today's 0.70", individual)
 	}
 	if coordinated < 0.8 {
 		t.Errorf("pooled recall %.3f over members of coordinated attacks, below the goal of 0.8", coordinated)

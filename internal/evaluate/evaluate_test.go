@@ -144,7 +144,7 @@ func TestScanLines(t *testing.T) {
 		{Time: start, Site: "a.example", ClientIP: "192.0.2.1", Method: "GET", Path: "/", Status: 200, Label: "human"},
 		{Time: start.Add(time.Second), Site: "a.example", ClientIP: "192.0.2.2", Method: "GET", Path: "/x", Status: 200, Label: "scraper"},
 		{Time: start.Add(2 * time.Second), Site: "a.example", ClientIP: "192.0.2.2", Method: "GET", Path: "/y", Status: 200, Label: "human"},
-		{Time: start.Add(3 * time.Second), Site: "b.example", ClientIP: "192.0.2.1", Method: "GET", Path: "/", Status: 200, Label: "human"},
+		{Time: start.Add(3 * time.Second), Site: "b.example", ClientIP: "192.0.2.1", Method: "GET", Path: "/api/items", Status: 200, Label: "human"},
 	}
 	var buf bytes.Buffer
 	if err := traffic.WriteJSONL(&buf, reqs, true); err != nil {
@@ -176,10 +176,10 @@ func TestScanLines(t *testing.T) {
 		return Key(site, records.VisitorID(v))
 	}
 	want := Labels{
-		key("a.example", "192.0.2.1"): {Label: "human", Class: "api"},   // no user agent: not a browser
-		key("a.example", "192.0.2.2"): {Label: "scraper", Class: "api"}, // a bot label wins over human
-		key("b.example", "192.0.2.1"): {Label: "human", Class: "api"},
-		key("a.example", "192.0.2.3"): {Label: "distributed-scraper", Group: "c1", Profile: "residential-proxy", Class: "api"},
+		key("a.example", "192.0.2.1"): {Label: "human", Class: "browser"},   // no user agent: a tool, asking for a page
+		key("a.example", "192.0.2.2"): {Label: "scraper", Class: "browser"}, // a bot label wins over human
+		key("b.example", "192.0.2.1"): {Label: "human", Class: "api"},       // a tool's API call
+		key("a.example", "192.0.2.3"): {Label: "distributed-scraper", Group: "c1", Profile: "residential-proxy", Class: "browser"},
 	}
 	if len(s.Labels) != len(want) {
 		t.Errorf("labels %v, want %v", s.Labels, want)

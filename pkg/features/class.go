@@ -15,13 +15,13 @@ type Class uint8
 
 // The classes.
 const (
-	// ClassBrowser is a browser showing pages: the requests of a browser,
-	// including the API calls its pages make (they carry the page as
-	// referer).
+	// ClassBrowser is pages: the requests of a browser, including the API
+	// calls its pages make (they carry the page as referer), and a tool's
+	// requests for pages (see ClientTool).
 	ClassBrowser Class = iota
-	// ClassAPI is a program: a client that is not a browser (apps, HTTP
-	// libraries, feed readers, monitors, self-declared crawlers), or a
-	// request for an API or feed path without a referer.
+	// ClassAPI is a program: a client that names itself and is no browser
+	// (apps, feed readers, monitors, self-declared crawlers), or a request
+	// for an API or feed path without a referer.
 	ClassAPI
 	NumClasses = iota
 )
@@ -141,16 +141,19 @@ func (r *ClassRules) Set(s string) error {
 func (r *ClassRules) String() string { return string(*r) }
 
 // API reports whether a request of ev's shape is an API request: from a
-// client that is not a browser, or for an API path without a referer.
-func (c *Classifier) API(ev *Event) bool { return c.api(ev, IsBrowser(ev.UserAgent)) }
+// program (ClientProgram), or for an API path, without a referer when a
+// browser asks.
+func (c *Classifier) API(ev *Event) bool { return c.api(ev, ClientOf(ev.UserAgent)) }
 
-// api is API, given whether ev's user agent is a browser's.
-func (c *Classifier) api(ev *Event, browser bool) bool {
-	if !browser {
+// api is API, given the kind of client of ev's user agent.
+func (c *Classifier) api(ev *Event, client Client) bool {
+	switch client {
+	case ClientProgram:
 		return true
-	}
-	if len(ev.Referer) > 0 {
-		return false
+	case ClientBrowser:
+		if len(ev.Referer) > 0 {
+			return false
+		}
 	}
 	for _, p := range c.all {
 		if p.match(ev.Path) {
@@ -160,6 +163,60 @@ func (c *Classifier) api(ev *Event, browser bool) bool {
 	for _, p := range c.sites[ev.Site] {
 		if p.match(ev.Path) {
 			return true
+		}
+	}
+	return false
+}
+
+// Client is a kind of HTTP client, told by its user agent.
+type Client uint8
+
+// The kinds of client.
+const (
+	// ClientBrowser is a web browser (IsBrowser).
+	ClientBrowser Client = iota
+	// ClientTool is an HTTP library, a command-line client or a security
+	// scanner (toolNames), or a client that sends no user agent: it names no
+	// application, so what it asks for says what it is. Its requests for
+	// pages are judged with browsers' pages, where a script that walks a
+	// site's pages without loading them stands out; among programs it
+	// would be judged with the crawlers, monitors and feed readers that
+	// sites want, and with the history's own scripts, and look ordinary.
+	ClientTool
+	// ClientProgram is any other client: an app, feed reader, monitor or
+	// crawler that names itself.
+	ClientProgram
+)
+
+// ClientOf returns the kind of client that sends user agent ua.
+func ClientOf(ua []byte) Client {
+	switch {
+	case IsBrowser(ua):
+		return ClientBrowser
+	case len(ua) == 0 || namesTool(ua):
+		return ClientTool
+	}
+	return ClientProgram
+}
+
+// toolNames are, in lower case, what the user agents of HTTP libraries,
+// command-line clients and security scanners say by default. App stacks
+// (okhttp, Dalvik, CFNetwork) are not among them: they send an app's
+// calls.
+var toolNames = []string{
+	"python-requests", "python-urllib", "python-httpx", "aiohttp", "curl/", "wget/", "libwww-perl",
+	"go-http-client", "java/", "apache-httpclient", "axios/", "node-fetch", "undici", "scrapy",
+	"httpie", "guzzlehttp", "zgrab", "nikto", "sqlmap", "wpscan", "nuclei", "masscan", "nmap",
+	"gobuster", "ffuf", "dirbuster", "feroxbuster",
+}
+
+// namesTool reports whether ua holds one of toolNames, in any case.
+func namesTool(ua []byte) bool {
+	for i, c := range ua {
+		for _, name := range toolNames {
+			if c|0x20 == name[0] && hasFoldAt(ua, i, name) {
+				return true
+			}
 		}
 	}
 	return false

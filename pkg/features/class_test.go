@@ -52,6 +52,41 @@ func BenchmarkIsBrowser(b *testing.B) {
 	}
 }
 
+func TestClientOf(t *testing.T) {
+	for _, tc := range []struct {
+		ua   string
+		want Client
+	}{
+		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36", ClientBrowser},
+		{"", ClientTool},
+		{"python-requests/2.31.0", ClientTool},
+		{"curl/8.5.0", ClientTool},
+		{"Wget/1.21.4", ClientTool},
+		{"Go-http-client/1.1", ClientTool},
+		{"Python/3.11 aiohttp/3.9.5", ClientTool},
+		{"ERPConnector/5.1 Apache-HttpClient/4.5.14 (Java/11.0.22)", ClientTool},
+		{"Scrapy/2.11.2 (+https://scrapy.org)", ClientTool},
+		{"Mozilla/5.0 zgrab/0.x", ClientTool},
+		{"Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000001)", ClientTool},
+		{"Mozilla/5.0 (compatible; Nuclei - Open-source project (github.com/projectdiscovery/nuclei))", ClientTool},
+		{"sqlmap/1.8.4#stable (https://sqlmap.org)", ClientTool},
+		{"PYTHON-REQUESTS/2.0", ClientTool},
+		{"okhttp/4.12.0", ClientProgram},
+		{"Dalvik/2.1.0 (Linux; U; Android 14; SM-S918B Build/UP1A.231005.007)", ClientProgram},
+		{"ShopApp/4.2.1 CFNetwork/1496.0.7 Darwin/23.5.0", ClientProgram},
+		{"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", ClientProgram},
+		{"Feedly/1.0 (+http://www.feedly.com/fetcher.html; 42 subscribers)", ClientProgram},
+		{"Mozilla/5.0 (compatible; StatusCake)", ClientProgram},
+		{"Datadog/Synthetics", ClientProgram},
+		{"Sitemapper/1.0", ClientProgram}, // no tool's name in "sitemap"
+		{"curl", ClientProgram},           // a name without its version is no tool's default
+	} {
+		if got := ClientOf([]byte(tc.ua)); got != tc.want {
+			t.Errorf("ClientOf(%q) = %d, want %d", tc.ua, got, tc.want)
+		}
+	}
+}
+
 func TestClassifier(t *testing.T) {
 	const browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
 	c, err := (DefaultClassRules + ",shop.example=/rest,*.csv").Classifier()
@@ -71,8 +106,12 @@ func TestClassifier(t *testing.T) {
 		{"a.example", "/feed", browser, "", true},
 		{"a.example", "/feedback", browser, "", false},
 		{"a.example", "/export.csv", browser, "", true},
-		{"a.example", "/", "okhttp/4.12.0", "", true},
+		{"a.example", "/", "okhttp/4.12.0", "", true}, // an app's call
 		{"a.example", "/", "UptimeRobot/2.0", "https://a.example/", true},
+		{"a.example", "/products/1", "python-requests/2.31.0", "", false}, // a tool's page
+		{"a.example", "/products/1", "", "", false},
+		{"a.example", "/api/cart", "curl/8.5.0", "https://a.example/cart", true}, // a tool's API call, referer or not
+		{"a.example", "/feed", "Go-http-client/1.1", "", true},
 		{"shop.example", "/rest/items", browser, "", true},
 		{"a.example", "/rest/items", browser, "", false},
 	}

@@ -42,7 +42,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MinRequests, "min-requests", c.MinRequests, "fewest requests a visitor's window needs to be scored, and to be learned from by a baseline")
 	fs.Var(&c.Fields, "fields", "JSON field map of request events: a preset (logpush, ecs, nginx) and/or name=key pairs, e.g. \"ecs,site=labels.site\"")
 	c.Classes = DefaultClassRules
-	fs.Var(&c.Classes, "api-paths", "paths of API and feed requests, which with the requests of clients that are not browsers make the api traffic class, judged against a baseline of its own: comma-separated path prefixes (/api matches /api/v1 too) or suffixes (*.json), each optionally after site= for one site only")
+	fs.Var(&c.Classes, "api-paths", "paths of API and feed requests, which with the requests of programs that name themselves (apps, feed readers, monitors, crawlers; not browsers, nor tools such as curl, whose other requests are pages) make the api traffic class, judged against a baseline of its own: comma-separated path prefixes (/api matches /api/v1 too) or suffixes (*.json), each optionally after site= for one site only")
 }
 
 // Classifier returns the traffic classifier of a validated config.

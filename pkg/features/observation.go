@@ -49,22 +49,22 @@ type Observer struct {
 	classes  *Classifier
 	ips      bool   // the feature set keeps SketchIPs
 	shape    []byte // scratch for AppendQueryShape
-	// browsers is IsBrowser of the user agents seen, by their HashValue,
-	// which the sketch takes anyway: IsBrowser reads every byte of a user
-	// agent, and a few thousand of them make most requests.
-	browsers map[uint64]bool
+	// clients is ClientOf the user agents seen, by their HashValue, which
+	// the sketch takes anyway: ClientOf reads every byte of a user agent,
+	// and a few thousand of them make most requests.
+	clients map[uint64]Client
 }
 
-// maxBrowsers bounds Observer.browsers: user agents made up anew for
-// each request (a rotating bot's) empty it now and then.
-const maxBrowsers = 1 << 12
+// maxClients bounds Observer.clients: user agents made up anew for each
+// request (a rotating bot's) empty it now and then.
+const maxClients = 1 << 12
 
 // NewObserver returns an Observer for window w, visitor identity id and
 // traffic classes c, which observes what the feature set of id's mode
 // keeps.
 func NewObserver(w Window, id *Identity, c *Classifier) *Observer {
 	ips := SetOf(id.Mode()).Has(SketchIPs.Def().Set)
-	return &Observer{w: w, identity: id, classes: c, ips: ips, shape: make([]byte, 0, 256), browsers: make(map[uint64]bool)}
+	return &Observer{w: w, identity: id, classes: c, ips: ips, shape: make([]byte, 0, 256), clients: make(map[uint64]Client)}
 }
 
 // SetClassifier makes the Observer classify requests with c from now on:
@@ -102,7 +102,7 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 			o.Hashes[s] = hashBytes(v)
 		}
 	}
-	if ob.classes.api(ev, ob.isBrowser(ev.UserAgent, o.Hashes[SketchUserAgents])) {
+	if ob.classes.api(ev, ob.client(ev.UserAgent, o.Hashes[SketchUserAgents])) {
 		o.Flags |= FlagAPI
 	}
 	if ob.ips && ev.ClientIP.IsValid() {
@@ -112,20 +112,20 @@ func (ob *Observer) Observe(ev *Event, o *Observation) error {
 	return nil
 }
 
-// isBrowser is IsBrowser(ua), remembered by ua's hash.
-func (ob *Observer) isBrowser(ua []byte, hash uint64) bool {
+// client is ClientOf(ua), remembered by ua's hash.
+func (ob *Observer) client(ua []byte, hash uint64) Client {
 	if len(ua) == 0 {
-		return false
+		return ClientTool
 	}
-	b, ok := ob.browsers[hash]
+	c, ok := ob.clients[hash]
 	if !ok {
-		if len(ob.browsers) >= maxBrowsers {
-			clear(ob.browsers)
+		if len(ob.clients) >= maxClients {
+			clear(ob.clients)
 		}
-		b = IsBrowser(ua)
-		ob.browsers[hash] = b
+		c = ClientOf(ua)
+		ob.clients[hash] = c
 	}
-	return b
+	return c
 }
 
 // Page returns the hash (HashValue) of the page ev, observed as o, belongs

@@ -49,7 +49,7 @@ func TestObserve(t *testing.T) {
 				Visitor: visitor,
 				Bucket:  uint32(time.Date(2026, 11, 21, 10, 30, 0, 0, time.UTC).Unix() / 60),
 				Second:  uint32(time.Date(2026, 11, 21, 10, 30, 15, 0, time.UTC).Unix()),
-				Flags:   Flag4xx | FlagNonGET | FlagNoReferer | FlagAPI, // curl is not a browser
+				Flags:   Flag4xx | FlagNonGET | FlagNoReferer, // curl is a tool, and /login a page
 			}
 			want.Hashes[SketchPaths] = HashValue("/login")
 			want.Hashes[SketchUserAgents] = HashValue("curl/8")
@@ -106,10 +106,10 @@ func TestObserveAsset(t *testing.T) {
 	}
 }
 
-// TestObserveRemembersBrowsers: the API flag of a request is the
+// TestObserveRemembersClients: the API flag of a request is the
 // Classifier's, whether its user agent was seen before, is new, or was
-// forgotten when more than maxBrowsers of them came.
-func TestObserveRemembersBrowsers(t *testing.T) {
+// forgotten when more than maxClients of them came.
+func TestObserveRemembersClients(t *testing.T) {
 	id, err := NewIdentity(IdentityIP, []byte("0123456789abcdef0123"))
 	if err != nil {
 		t.Fatal(err)
@@ -117,15 +117,19 @@ func TestObserveRemembersBrowsers(t *testing.T) {
 	c := DefaultClassifier()
 	ob := NewObserver(DefaultWindow(), id, c)
 	uas := []string{"", "curl/8.5.0", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}
-	for i := range 2*maxBrowsers + 10 {
-		if i%2 == 0 {
+	for i := range 2*maxClients + 10 {
+		switch i % 3 {
+		case 0:
 			uas = append(uas, fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/%d.0.0.0 Safari/537.36", i))
-		} else {
+		case 1:
 			uas = append(uas, fmt.Sprintf("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) SomeCrawler/%d", i))
+		default:
+			uas = append(uas, fmt.Sprintf("python-requests/2.%d.0", i))
 		}
 	}
-	ev := Event{Site: "shop.example.com", ClientIP: netip.MustParseAddr("203.0.113.7"), Method: []byte("GET"), Path: []byte("/products/1")}
-	for round := range 2 {
+	ev := Event{Site: "shop.example.com", ClientIP: netip.MustParseAddr("203.0.113.7"), Method: []byte("GET")}
+	for round, path := range []string{"/products/1", "/api/products/1"} {
+		ev.Path = []byte(path)
 		for _, ua := range uas {
 			ev.UserAgent = []byte(ua)
 			var o Observation
@@ -136,8 +140,8 @@ func TestObserveRemembersBrowsers(t *testing.T) {
 				t.Fatalf("round %d, %q: FlagAPI %v, the classifier says %v", round, ua, got, want)
 			}
 		}
-		if len(ob.browsers) > maxBrowsers {
-			t.Errorf("%d user agents remembered, at most %d wanted", len(ob.browsers), maxBrowsers)
+		if len(ob.clients) > maxClients {
+			t.Errorf("%d user agents remembered, at most %d wanted", len(ob.clients), maxClients)
 		}
 	}
 }
