@@ -177,6 +177,23 @@ func stringEnd(b []byte, i int) (int, bool, *Error) {
 	return 0, false, &Error{Pos: i, Reason: "unterminated string"}
 }
 
+// StringEnd returns the index after the closing quote of the string that
+// opens at b[i] (a '"'), and whether it holds a backslash, as Read reads
+// strings; ok is false when it is not closed. It is for callers that read
+// a document of a known form without Read.
+func StringEnd(b []byte, i int) (end int, escaped, ok bool) {
+	end, escaped, err := stringEnd(b, i)
+	return end, escaped, err == nil
+}
+
+// NumberEnd returns the index after the number that starts at b[i], as
+// Read reads numbers (loosely, see the package doc); ok is false when
+// there is none.
+func NumberEnd(b []byte, i int) (end int, ok bool) {
+	end, err := numberEnd(b, i)
+	return end, err == nil
+}
+
 // scalarEnd returns the index after the string, number or literal that
 // starts at b[i], and whether it is a string with a backslash.
 func scalarEnd(b []byte, i int) (int, bool, *Error) {

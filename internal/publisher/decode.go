@@ -21,7 +21,10 @@ const maxInterned = 1 << 14
 // (encoding/json also matches them in other cases), and strings are taken
 // as written (encoding/json replaces invalid UTF-8). Unknown fields are
 // ignored, null is an absent field and of duplicate fields the last
-// counts, as with encoding/json. Site names, feature names and baseline
+// counts, as with encoding/json. A record as the detector writes it
+// (records.Score.AppendJSON) is read field by field in that form
+// (decodeForm); any other, by internal/jsonread's pass over the whole
+// document (decodeAny). Site names, feature names and baseline
 // versions are interned, so a record costs two allocations: its visitor id
 // and its features, which come from one arena per batch. It is not safe
 // for concurrent use.
@@ -46,6 +49,181 @@ func (d *scoreDecoder) reset(n int) {
 
 // decode decodes one record from data into *s, overwriting all of it.
 func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
+	start := len(d.contribs)
+	if d.decodeForm(data, s) {
+		return nil
+	}
+	d.contribs = d.contribs[:start]
+	return d.decodeAny(data, s)
+}
+
+// decodeForm decodes data into *s when it is written exactly as
+// records.Score.AppendJSON writes a record, which the detector does: the
+// fields in its order and nothing else, no spaces, no escaped string, and
+// times in parseUTC's form. It reads each value as decodeAny does, so
+// that what it accepts decodes the same either way, without Read's pass
+// over the document or matching keys. It reports false, having written
+// what it must not be trusted for, at the first difference from that
+// form; decodeAny then reads the record, or says what is wrong with it.
+func (d *scoreDecoder) decodeForm(data []byte, s *records.Score) bool {
+	*s = records.Score{}
+	f := form{b: data}
+	ok := f.lit(`{"v":`) && f.int(&s.V) && f.lit(`,"site":`) && d.formInterned(&f, &s.Site) && f.lit(`,"visitor":`) && f.str(&s.Visitor)
+	if ok && f.lit(`,"class":`) {
+		ok = d.formInterned(&f, &s.Class)
+	}
+	s.Returning = ok && f.lit(`,"returning":true`)
+	s.Allowed = ok && f.lit(`,"allowed":true`)
+	if ok && f.lit(`,"model":`) {
+		ok = d.formInterned(&f, &s.Model)
+	}
+	s.Early = ok && f.lit(`,"early":true`)
+	if ok && f.lit(`,"page":`) {
+		ok = f.str(&s.Page)
+	}
+	if ok && f.lit(`,"shape":`) {
+		ok = f.str(&s.Shape)
+	}
+	if ok && f.lit(`,"shape_share":`) {
+		ok = f.float(&s.ShapeShare)
+	}
+	ok = ok && f.lit(`,"score":`) && f.float(&s.Score) && f.lit(`,"threshold":`) && f.float(&s.Threshold)
+	switch {
+	case !ok:
+	case f.lit(`,"features":null`):
+	case f.lit(`,"features":[`):
+		ok = d.formFeatures(&f, s)
+	default:
+		ok = false
+	}
+	return ok && f.lit(`,"window_start":`) && f.time(&s.WindowStart) &&
+		f.lit(`,"window_end":`) && f.time(&s.WindowEnd) &&
+		f.lit(`,"baseline_version":`) && d.formInterned(&f, &s.BaselineVersion) &&
+		f.lit(`,"scored_at":`) && f.time(&s.ScoredAt) && f.lit("}") && f.i == len(data)
+}
+
+// formFeatures reads the entries of the features array, after its '[',
+// and the ']' that closes it, into the batch's arena.
+func (d *scoreDecoder) formFeatures(f *form, s *records.Score) bool {
+	start := len(d.contribs)
+	if !f.lit("]") {
+		for {
+			var c records.Contribution
+			if !(f.lit(`{"feature":`) && d.formInterned(f, &c.Feature) && f.lit(`,"value":`) && f.float(&c.Value) &&
+				f.lit(`,"contribution":`) && f.float(&c.Contribution) && f.lit("}")) {
+				return false
+			}
+			d.contribs = append(d.contribs, c)
+			if f.lit("]") {
+				break
+			}
+			if !f.lit(",") {
+				return false
+			}
+		}
+	}
+	s.Features = d.contribs[start:len(d.contribs):len(d.contribs)] // as features keeps them apart
+	return true
+}
+
+// formInterned reads a string without escapes into *dst, interned.
+func (d *scoreDecoder) formInterned(f *form, dst *string) bool {
+	v, ok := f.plain()
+	if ok {
+		*dst, _ = d.interned(v, false)
+	}
+	return ok
+}
+
+// form reads a document of a known form from b, from i on: each method
+// reads what it is asked for at i and moves past it, or leaves i where it
+// is and reports false.
+type form struct {
+	b []byte
+	i int
+}
+
+// lit reads the bytes of s.
+func (f *form) lit(s string) bool {
+	if len(f.b)-f.i < len(s) || string(f.b[f.i:f.i+len(s)]) != s {
+		return false
+	}
+	f.i += len(s)
+	return true
+}
+
+// number reads a number as Read delimits it.
+func (f *form) number() (jsonread.Value, bool) {
+	end, ok := jsonread.NumberEnd(f.b, f.i)
+	if !ok {
+		return nil, false
+	}
+	v := jsonread.Value(f.b[f.i:end])
+	f.i = end
+	return v, true
+}
+
+// float reads a number into *dst as Value.Float reads it.
+func (f *form) float(dst *float64) bool {
+	v, ok := f.number()
+	if ok {
+		var err error
+		*dst, err = v.Float()
+		ok = err == nil
+	}
+	return ok
+}
+
+// int reads a number into *dst as Value.Int reads it.
+func (f *form) int(dst *int) bool {
+	v, ok := f.number()
+	if ok {
+		var err error
+		*dst, err = v.Int()
+		ok = err == nil
+	}
+	return ok
+}
+
+// plain reads a string without a backslash, with its quotes.
+func (f *form) plain() (jsonread.Value, bool) {
+	if f.i >= len(f.b) || f.b[f.i] != '"' {
+		return nil, false
+	}
+	end, escaped, ok := jsonread.StringEnd(f.b, f.i)
+	if !ok || escaped {
+		return nil, false
+	}
+	v := jsonread.Value(f.b[f.i:end])
+	f.i = end
+	return v, true
+}
+
+// str reads a string without a backslash into *dst.
+func (f *form) str(dst *string) bool {
+	v, ok := f.plain()
+	if ok {
+		*dst = string(v[1 : len(v)-1])
+	}
+	return ok
+}
+
+// time reads a time in parseUTC's form into *dst.
+func (f *form) time(dst *time.Time) bool {
+	i := f.i
+	v, ok := f.plain()
+	if ok {
+		*dst, ok = parseUTC(v[1 : len(v)-1])
+	}
+	if !ok {
+		f.i = i
+	}
+	return ok
+}
+
+// decodeAny decodes one record from data into *s, overwriting all of it,
+// whatever the order and spacing of its fields.
+func (d *scoreDecoder) decodeAny(data []byte, s *records.Score) error {
 	*s = records.Score{}
 	d.keys = d.keys[:0]
 	var start, end int

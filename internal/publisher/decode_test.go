@@ -71,6 +71,74 @@ func TestDecodeMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestDecodeForm checks that the records the detector writes, with every
+// optional field on and off, are read by decodeForm, to what decodeAny
+// reads; and that decodeForm declines, leaving the arena as it was, at any
+// difference from that form, where decodeAny still reads the record.
+func TestDecodeForm(t *testing.T) {
+	d := newScoreDecoder()
+	base := testScore("a.example", 0xfedcba9876543210, 0, 12.5)
+	base.ScoredAt = base.ScoredAt.Add(123456789)
+	variants := map[string]func(*records.Score){
+		"plain": func(*records.Score) {},
+		"optional": func(s *records.Score) {
+			s.Class, s.Returning, s.Allowed, s.Model, s.Early = "api", true, true, "bins-20", true
+		},
+		"visit":       func(s *records.Score) { s.Page, s.Shape, s.ShapeShare = "00000000000000ff", "0123456789abcdef", 0.0625 },
+		"no features": func(s *records.Score) { s.Features = nil },
+		"empty":       func(s *records.Score) { s.Features = []records.Contribution{} },
+		"numbers":     func(s *records.Score) { s.Score, s.Threshold, s.Features[0].Value = -1.25e-9, 1e21, 2.833213344056216 },
+		"raw bytes":   func(*records.Score) {}, // and then control and invalid bytes in its site, which JSON takes as written
+	}
+	for name, change := range variants {
+		t.Run(name, func(t *testing.T) {
+			s := *base
+			s.Features = append([]records.Contribution(nil), base.Features...)
+			change(&s)
+			js, err := s.AppendJSON(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "raw bytes" {
+				js = []byte(strings.Replace(string(js), `"a.example"`, "\"a\x01\xff.example\"", 1))
+			}
+			var form, general records.Score
+			d.reset(1)
+			if !d.decodeForm(js, &form) {
+				t.Fatalf("decodeForm declined %s", js)
+			}
+			if err := d.decodeAny(js, &general); err != nil {
+				t.Fatal(err)
+			}
+			if !sameScore(form, general) || (form.Features == nil) != (general.Features == nil) {
+				t.Errorf("decodeForm\n %+v\ndecodeAny\n %+v", form, general)
+			}
+			// Every other difference from the form: spaces, escapes,
+			// other orders, times in other zones, extra or null fields.
+			for _, other := range []string{
+				strings.Replace(string(js), `,"score"`, ` ,"score"`, 1),
+				strings.Replace(string(js), `"site":"a`, `"site":"\u0061`, 1),
+				strings.Replace(string(js), `{"v":1,`, `{"v":1,"extra":2,`, 1),
+				strings.Replace(string(js), `"scored_at":"`+s.ScoredAt.Format(time.RFC3339Nano)+`"`, `"scored_at":"`+s.ScoredAt.In(time.FixedZone("", 3600)).Format(time.RFC3339Nano)+`"`, 1),
+				strings.Replace(string(js), `,"visitor":`, `,"class":null,"visitor":`, 1),
+				`{"v":1}` + string(js)[len(`{"v":1`):],
+				string(js) + " ",
+			} {
+				d.reset(1)
+				d.contribs = append(d.contribs, records.Contribution{Feature: "before"})
+				var got records.Score
+				if d.decodeForm([]byte(other), &got) {
+					t.Errorf("decodeForm read %s", other)
+				}
+				d.contribs = d.contribs[:1] // as decode does after a decline
+				if err := d.decode([]byte(other), &got); err == nil && len(d.contribs) != 1+len(got.Features) {
+					t.Errorf("%s: arena of %d after %d features", other, len(d.contribs), len(got.Features))
+				}
+			}
+		})
+	}
+}
+
 // sameScore compares records, times by instant and offset, and treats nil
 // and empty feature lists alike.
 func sameScore(a, b records.Score) bool {
@@ -110,8 +178,9 @@ func TestDecodeArena(t *testing.T) {
 	}
 }
 
-// FuzzDecode checks that the decoder never panics and that what it
-// accepts, re-encoded, reads back the same through encoding/json.
+// FuzzDecode checks that the decoder never panics, that what decodeForm
+// reads decodeAny reads the same, and that what the decoder accepts,
+// re-encoded, reads back the same through encoding/json.
 func FuzzDecode(f *testing.F) {
 	for _, in := range decodeInputs(f) {
 		f.Add([]byte(in))
@@ -120,6 +189,13 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d.reset(1)
 		var s records.Score
+		if d.decodeForm(data, &s) {
+			var general records.Score
+			if err := d.decodeAny(data, &general); err != nil || !sameScore(s, general) || (s.Features == nil) != (general.Features == nil) {
+				t.Fatalf("decodeForm read %+v, decodeAny %+v (%v)", s, general, err)
+			}
+		}
+		d.reset(1)
 		if d.decode(data, &s) != nil || s.Validate() != nil {
 			return
 		}

@@ -30,7 +30,7 @@ func testScore(site string, visitor uint64, at time.Duration, score float64) *re
 			{Feature: "status_4xx", Value: 0.5, Contribution: score * 0.3},
 		},
 		WindowStart: t0.Add(at - 10*time.Minute), WindowEnd: t0.Add(at),
-		BaselineVersion: `"b1"`, ScoredAt: t0.Add(at),
+		BaselineVersion: "b1", ScoredAt: t0.Add(at), // as the detector writes it: the ETag without its quotes
 	}
 }
 
@@ -246,7 +246,7 @@ func TestDetectionRecord(t *testing.T) {
 	}
 	want := records.Detection{
 		V: records.Version, Site: "a.example", Visitor: "abcdef0123456789", Score: 20, Threshold: threshold,
-		BaselineVersion: `"b1"`,
+		BaselineVersion: "b1",
 		Top: []records.Contribution{
 			{Feature: "paths", Value: 3, Contribution: 8},
 			{Feature: "status_4xx", Value: 0.5, Contribution: 6},
