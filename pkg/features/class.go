@@ -210,11 +210,22 @@ var toolNames = []string{
 	"gobuster", "ffuf", "dirbuster", "feroxbuster",
 }
 
+// toolsByFirst are toolNames by their first byte, so that namesTool tries
+// at each byte of a user agent only the names that begin with it: a user
+// agent of no known kind is read in full on every request until the
+// Observer remembers it, as many times as a bot makes up new ones.
+var toolsByFirst = func() (ix [256][]string) {
+	for _, name := range toolNames {
+		ix[name[0]] = append(ix[name[0]], name)
+	}
+	return ix
+}()
+
 // namesTool reports whether ua holds one of toolNames, in any case.
 func namesTool(ua []byte) bool {
 	for i, c := range ua {
-		for _, name := range toolNames {
-			if c|0x20 == name[0] && hasFoldAt(ua, i, name) {
+		for _, name := range toolsByFirst[c|0x20] {
+			if hasFoldAt(ua, i, name) {
 				return true
 			}
 		}

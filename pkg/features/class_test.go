@@ -42,13 +42,24 @@ func TestIsBrowser(t *testing.T) {
 	}
 }
 
-// BenchmarkIsBrowser measures the check on a common browser's user agent,
-// the worst case: every test passes, so the whole string is scanned.
-func BenchmarkIsBrowser(b *testing.B) {
-	ua := []byte("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36")
-	b.ReportAllocs()
-	for b.Loop() {
-		IsBrowser(ua)
+// BenchmarkClientOf measures what a user agent costs the Observer the first
+// time it sees it: a common browser's (every test of IsBrowser passes, so
+// the whole string is read), an app's (read in full for tools' names too,
+// as any user agent of no known kind, which a bot can make up anew for
+// every request) and a tool's.
+func BenchmarkClientOf(b *testing.B) {
+	for _, tc := range []struct{ name, ua string }{
+		{"browser", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"},
+		{"program", "ShopApp/4.2.1 (iPhone; iOS 17.5; Scale/3.00) Alamofire/5.9.1 with more of the app's own words after it"},
+		{"tool", "python-requests/2.31.0"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ua := []byte(tc.ua)
+			b.ReportAllocs()
+			for b.Loop() {
+				ClientOf(ua)
+			}
+		})
 	}
 }
 
