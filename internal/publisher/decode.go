@@ -62,9 +62,9 @@ func (d *scoreDecoder) decode(data []byte, s *records.Score) error {
 // fields in its order and nothing else, no spaces, no escaped string, and
 // times in parseUTC's form. It reads each value as decodeAny does, so
 // that what it accepts decodes the same either way, without Read's pass
-// over the document or matching keys. It reports false, having written
-// what it must not be trusted for, at the first difference from that
-// form; decodeAny then reads the record, or says what is wrong with it.
+// over the document or matching keys. It reports false at the first
+// difference from that form, with *s and the arena's end not to be
+// trusted; decodeAny then reads the record, or says what is wrong with it.
 func (d *scoreDecoder) decodeForm(data []byte, s *records.Score) bool {
 	*s = records.Score{}
 	f := form{b: data}
@@ -136,8 +136,9 @@ func (d *scoreDecoder) formInterned(f *form, dst *string) bool {
 }
 
 // form reads a document of a known form from b, from i on: each method
-// reads what it is asked for at i and moves past it, or leaves i where it
-// is and reports false.
+// reads what it is asked for at i, moves past it and reports true. lit
+// leaves i where it was when it reports false, so that an optional field
+// can be tried; after any other false the document is not of the form.
 type form struct {
 	b []byte
 	i int
@@ -152,37 +153,21 @@ func (f *form) lit(s string) bool {
 	return true
 }
 
-// number reads a number as Read delimits it.
-func (f *form) number() (jsonread.Value, bool) {
-	end, ok := jsonread.NumberEnd(f.b, f.i)
-	if !ok {
-		return nil, false
-	}
-	v := jsonread.Value(f.b[f.i:end])
-	f.i = end
-	return v, true
-}
-
 // float reads a number into *dst as Value.Float reads it.
-func (f *form) float(dst *float64) bool {
-	v, ok := f.number()
-	if ok {
-		var err error
-		*dst, err = v.Float()
-		ok = err == nil
-	}
-	return ok
-}
+func (f *form) float(dst *float64) bool { return number(f, dst, jsonread.Value.Float) }
 
 // int reads a number into *dst as Value.Int reads it.
-func (f *form) int(dst *int) bool {
-	v, ok := f.number()
-	if ok {
-		var err error
-		*dst, err = v.Int()
-		ok = err == nil
+func (f *form) int(dst *int) bool { return number(f, dst, jsonread.Value.Int) }
+
+// number reads a number as Read delimits it into *dst, as parse reads it.
+func number[T any](f *form, dst *T, parse func(jsonread.Value) (T, error)) bool {
+	end, ok := jsonread.NumberEnd(f.b, f.i)
+	if !ok {
+		return false
 	}
-	return ok
+	v, err := parse(jsonread.Value(f.b[f.i:end]))
+	*dst, f.i = v, end
+	return err == nil
 }
 
 // plain reads a string without a backslash, with its quotes.
@@ -210,13 +195,9 @@ func (f *form) str(dst *string) bool {
 
 // time reads a time in parseUTC's form into *dst.
 func (f *form) time(dst *time.Time) bool {
-	i := f.i
 	v, ok := f.plain()
 	if ok {
 		*dst, ok = parseUTC(v[1 : len(v)-1])
-	}
-	if !ok {
-		f.i = i
 	}
 	return ok
 }
