@@ -60,7 +60,7 @@ bench: deps ## run the benchmarks (medians via benchstat) and the PyOD parity re
 # failing input written is Go's fuzzing coordinator racing its own
 # -fuzztime deadline (go.dev/issue/75804, fixed in Go 1.27), not a finding:
 # it is run again, at most twice more.
-fuzz: ## run every fuzz target (event, score, key, model and baseline decoding) for FUZZ_TIME each (default 30s)
+fuzz: ## run every fuzz target (event, score, key, model and baseline decoding, JSON strings) for FUZZ_TIME each (default 30s)
 	@set -e; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; \
 	grep -rlE '^func Fuzz[A-Za-z0-9_]*\(' --include='*_test.go' . | sort | while read -r file; do \
 		for target in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' "$$file"); do \

@@ -8,7 +8,8 @@ import (
 // The reader's errors, escapes and depth bound are tested through its
 // users: pkg/features (TestDecodeErrors, TestDecodeValues, FuzzDecode,
 // which compares it with fastjson) and the publisher's score decoder
-// (TestDecodeMatchesEncodingJSON). These are the parts only one uses.
+// (TestDecodeMatchesEncodingJSON). These are the parts only one uses, and
+// the word-at-a-time string scan, against a byte-at-a-time one.
 
 func TestRead(t *testing.T) {
 	doc := []byte(` {"a" : [1, "x\"y", {"k\u0031":null}, [] ] , "b":true} `)
@@ -76,4 +77,74 @@ func TestNumbers(t *testing.T) {
 			t.Errorf("%s: Float %v %v, Int %v %v", tc.in, f, ferr, n, nerr)
 		}
 	}
+}
+
+// stringEndByByte is stringEnd one byte at a time: what its word and
+// vector searches must agree with.
+func stringEndByByte(b []byte, i int) (end int, escaped, ok bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			return j + 1, escaped, true
+		case '\\':
+			escaped = true
+			j++
+		}
+	}
+	return 0, false, false
+}
+
+// TestStringEnd compares StringEnd with a byte-at-a-time reading on every
+// string of up to eight bytes over quotes, backslashes and letters, each
+// after and before plain bytes, so that it falls anywhere in the words
+// that stringEnd reads at once, and at the end of the document.
+func TestStringEnd(t *testing.T) {
+	alphabet := []byte{'a', '"', '\\'}
+	var check func(s []byte)
+	check = func(s []byte) {
+		for _, pad := range []int{0, 3, 8, 31, 32, 40} {
+			b := append([]byte{'"'}, strings.Repeat("x", pad)...)
+			b = append(b, s...)
+			b = append(b, strings.Repeat("y", pad%9)...)
+			gotEnd, gotEsc, gotOK := StringEnd(b, 0)
+			end, esc, ok := stringEndByByte(b, 0)
+			if gotEnd != end || gotEsc != esc || gotOK != ok {
+				t.Fatalf("StringEnd(%q) = %d, %v, %v; want %d, %v, %v", b, gotEnd, gotEsc, gotOK, end, esc, ok)
+			}
+		}
+		if len(s) == 8 {
+			return
+		}
+		for _, c := range alphabet {
+			check(append(s, c))
+		}
+	}
+	check(nil)
+	long := `"` + strings.Repeat(`abc\"def\\`, 20) + `xyz"`
+	for i := 0; i < len(long); i++ {
+		if long[i] != '"' {
+			continue
+		}
+		gotEnd, gotEsc, gotOK := StringEnd([]byte(long), i)
+		end, esc, ok := stringEndByByte([]byte(long), i)
+		if gotEnd != end || gotEsc != esc || gotOK != ok {
+			t.Fatalf("StringEnd(long, %d) = %d, %v, %v; want %d, %v, %v", i, gotEnd, gotEsc, gotOK, end, esc, ok)
+		}
+	}
+}
+
+// FuzzStringEnd compares StringEnd with a byte-at-a-time reading.
+func FuzzStringEnd(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `"abcdefgh\\"`, `"abcdefghij\"`, `"` + strings.Repeat("y", 70) + `\"z"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for i := range b {
+			gotEnd, gotEsc, gotOK := StringEnd(b, i)
+			end, esc, ok := stringEndByByte(b, i)
+			if gotEnd != end || gotEsc != esc || gotOK != ok {
+				t.Fatalf("StringEnd(%q, %d) = %d, %v, %v; want %d, %v, %v", b, i, gotEnd, gotEsc, gotOK, end, esc, ok)
+			}
+		}
+	})
 }
