@@ -39,7 +39,12 @@ import (
 // the site, but on one page and as people visit it. Each member is
 // published, whatever its score, with the crowd named as its group;
 // members that come later are published at their first score while the
-// crowd lasts.
+// crowd stays an attack: at least GroupMin members within the TTL, and
+// at least CrowdRatio times as many as the share each brings then would
+// (the share of the baseline that scored it, among the first scores then
+// within the TTL). Otherwise a crowd found early, under a baseline built
+// on part of a history or before a busy hour, keeps publishing the people
+// who begin their visits in its shape for as long as it has members.
 type crowds struct {
 	enabled bool
 	ttl     int64
@@ -118,12 +123,19 @@ func (c *crowds) first(sc *records.Score, visitor uint64, t int64, d records.Det
 		cc.crowds[sc.Shape] = cr
 	}
 	cr.members[visitor] = &member{at: t, detection: d, page: sc.Page, high: c.high(sc)}
-	if cr.active || len(cr.members) < c.min {
-		return cr, false
-	}
 	m := float64(len(cr.members))
 	lambda := sc.ShapeShare * float64(len(cc.recent)-cc.head)
-	if m >= c.ratio*lambda && lambda <= c.expect && mathext.GammaIncReg(m, lambda) <= c.chance && c.unusual(cr) {
+	if cr.active {
+		// An attack stays one while the people its shape would bring
+		// are a small part of it: with the share the baseline now gives
+		// and the first scores now within the TTL. A crowd found under
+		// an older baseline, or early in a busy hour, would otherwise
+		// take along every person who begins a visit that way for as
+		// long as it lasts.
+		cr.active = len(cr.members) >= c.min && m >= c.ratio*lambda
+		return cr, false
+	}
+	if len(cr.members) >= c.min && m >= c.ratio*lambda && lambda <= c.expect && mathext.GammaIncReg(m, lambda) <= c.chance && c.unusual(cr) {
 		cr.active = true
 		return cr, true
 	}

@@ -159,6 +159,55 @@ func TestSelectCrowds(t *testing.T) {
 	}
 }
 
+// TestSelectCrowdStaysAnAttack: a crowd found as an attack publishes its
+// later members only while it is still at least -crowd-ratio times what
+// its shape's share brings among the first scores within the TTL, so that
+// it does not take along the people who begin their visits that way: not
+// once a rebuilt baseline knows the shape as common, nor once a busy hour
+// has brought many first scores since it was found.
+func TestSelectCrowdStaysAnAttack(t *testing.T) {
+	member := func(v uint64, at time.Duration, share float64) *records.Score {
+		return crowdScore(v, at, "rare", share, fmt.Sprint("/item/", v), 0.3)
+	}
+	cases := []struct {
+		name  string
+		share float64                            // of the shape, by the baseline that scored the crowd's first ten
+		later func(sel *Selector) *records.Score // the next member, after the crowd is found
+		want  Outcome
+	}{
+		{"the same baseline, a quiet site", 0.001, func(*Selector) *records.Score {
+			return member(10, 20*time.Second, 0.001)
+		}, Published},
+		{"a rebuilt baseline that knows the shape", 0.001, func(*Selector) *records.Score {
+			return member(10, 20*time.Second, 0.2) // 0.2 of 11 first scores: 2.2, more than a tenth of 11
+		}, Below},
+		{"a busy hour since", 0.05, func(sel *Selector) *records.Score {
+			for v := range uint64(250) { // 260 first scores within the TTL: 13 of the share 0.05
+				sc := crowdScore(2_000_000+v, 15*time.Second+time.Duration(v)*time.Second, "usual", 0.9, fmt.Sprint("/p", v), 0.3)
+				sel.Select(sc, 2_000_000+v, nil)
+			}
+			return member(10, 5*time.Minute, 0.05)
+		}, Below},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sel := NewSelector(DefaultSelectConfig())
+			published := 0
+			for v := range uint64(10) { // ten new visitors in one shape, alone on the site: an attack
+				if _, got := sel.Select(member(v, time.Duration(v)*time.Second, tc.share), v, nil); got == Published {
+					published++
+				}
+			}
+			if published += len(sel.GroupDetections()); published != 10 {
+				t.Fatalf("%d members of the crowd published when found, want 10", published)
+			}
+			if _, got := sel.Select(tc.later(sel), 10, nil); got != tc.want {
+				t.Errorf("a later member: %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestCrowdsAge: first scores that leave the TTL leave their crowds, and a
 // sweep forgets the classes left with none.
 func TestCrowdsAge(t *testing.T) {
