@@ -101,14 +101,18 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 	}()
 
+	live, liveStart, err := d.planLive(ctx)
+	if err != nil {
+		return err
+	}
 	// The servers and the traffic files are independent: prepare both at
 	// once.
-	var hist, live input
+	var hist input
 	g, gctx := errgroup.WithContext(ctx)
 	// Not gctx: the stack lives until ctx ends, and gctx ends with Wait.
-	g.Go(func() error { return d.startStack(ctx, bin) })
+	g.Go(func() error { return d.startStack(ctx, bin, liveStart) })
 	g.Go(func() (err error) {
-		hist, live, err = d.prepareTraffic(gctx)
+		hist, live, err = d.prepareTraffic(gctx, live, liveStart)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -140,11 +144,17 @@ func (d *demo) run(ctx context.Context) (err error) {
 	return nil
 }
 
-// startStack starts the pipeline with the demo's service settings.
-func (d *demo) startStack(ctx context.Context, bin string) error {
+// startStack starts the pipeline with the demo's service settings. The
+// detector scores nothing before liveStart: the history only fills the
+// visitors' windows, as replay backtest has it. The detector reads the
+// history more slowly than it is replayed, and asks for baselines as it
+// goes, so it would score much of it with baselines built on the part
+// stored by then, and the publisher would carry what those found (hits,
+// crowds) into the live phase.
+func (d *demo) startStack(ctx context.Context, bin string, liveStart time.Time) error {
 	flags := map[pipeline.Name][]string{
 		pipeline.Baseline: {"-refresh", baselineRefresh},
-		pipeline.Detector: {"-baseline-revalidate", detectorRevalidate},
+		pipeline.Detector: {"-baseline-revalidate", detectorRevalidate, "-score-from", liveStart.UTC().Format(time.RFC3339Nano)},
 	}
 	for _, n := range pipeline.Names() {
 		flags[n] = append(flags[n], d.opts.eventTimeFlags()...)
@@ -182,14 +192,32 @@ type input struct {
 	scan evaluate.Scan
 }
 
+// planLive returns when the live phase's traffic begins: the first event
+// of -traffic, whose file it scans for that and for its labels, else the
+// start of the live traffic to generate, which ends an hour before now.
+func (d *demo) planLive(ctx context.Context) (live input, start time.Time, err error) {
+	if d.opts.trafficFile == "" {
+		end := time.Now().UTC().Add(-time.Hour).Truncate(time.Minute)
+		return live, end.Add(-d.opts.liveSpan), nil
+	}
+	live.path = d.opts.trafficFile
+	if live.scan, err = evaluate.ScanFile(ctx, live.path, os.Stdin, d.replay.Fields, d.identity, features.DefaultClassifier()); err != nil {
+		return live, start, err
+	}
+	if live.scan.First.IsZero() {
+		return live, start, fmt.Errorf("%s: no event decodes", live.path)
+	}
+	return live, live.scan.First.Truncate(time.Second), nil
+}
+
 // prepareTraffic generates the history and live traffic files that -history
 // and -traffic do not name, in the past (the services refuse events ahead
-// of their clocks, and the live phase must follow the history). The live
-// traffic is scanned for its labels.
-func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error) {
+// of their clocks, and the live phase must follow the history), the live
+// traffic from liveStart. The live traffic is scanned for its labels;
+// planned is what planLive found of it.
+func (d *demo) prepareTraffic(ctx context.Context, planned input, liveStart time.Time) (hist, live input, err error) {
 	o := d.opts
-	end := time.Now().UTC().Add(-time.Hour).Truncate(time.Minute)
-	liveStart := end.Add(-o.liveSpan)
+	live = planned
 	gen := func(path string, start time.Time, span time.Duration, events int, bots map[traffic.Scenario]int) (input, error) {
 		cfg := replay.GenerateConfig{Labels: true, Traffic: traffic.Config{
 			Sites: o.sites, Visitors: o.visitors, Events: events, Start: start, Duration: span,
@@ -215,17 +243,7 @@ func (d *demo) prepareTraffic(ctx context.Context) (hist, live input, err error)
 		return hist, live, fmt.Errorf("generating traffic: %w", err)
 	}
 
-	switch {
-	case o.trafficFile != "":
-		live.path = o.trafficFile
-		if live.scan, err = evaluate.ScanFile(ctx, live.path, os.Stdin, d.replay.Fields, d.identity, features.DefaultClassifier()); err != nil {
-			return hist, live, err
-		}
-		if live.scan.First.IsZero() {
-			return hist, live, fmt.Errorf("%s: no event decodes", live.path)
-		}
-		liveStart = live.scan.First.Truncate(time.Second)
-	default:
+	if o.trafficFile == "" {
 		if live, err = gen(filepath.Join(dir, "live.jsonl"), liveStart, o.liveSpan, o.events, o.bots); err != nil {
 			return hist, live, err
 		}

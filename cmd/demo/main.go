@@ -32,7 +32,9 @@ services built next to it), then:
   1. history  replays human-only traffic (-history-span of it, or -history
               FILE) as fast as it can into the requests topic, waits until
               the baseline service has stored it, and builds every site's
-              baseline (POST /v1/sites/{site}/rebuild);
+              baseline (POST /v1/sites/{site}/rebuild); the detector reads
+              it into the visitors' windows but scores nothing before the
+              live traffic's start (detector -score-from);
   2. live     streams traffic with labelled bots of every scenario (or
               -traffic FILE), paced to last -duration, showing progress;
   3. drain    waits until the detector and the publisher have caught up;

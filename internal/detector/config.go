@@ -22,6 +22,10 @@ type ScoringConfig struct {
 	RescoreInterval time.Duration
 	// Threshold, when positive, replaces every baseline's threshold.
 	Threshold float64
+	// ScoreFrom, when set, is the event time before which requests only
+	// add to their visitors' windows: a backfill of past traffic warms
+	// the windows without scoring it.
+	ScoreFrom time.Time
 }
 
 // DefaultScoringConfig is a rescore interval of 30 s and the baselines'
@@ -30,11 +34,32 @@ func DefaultScoringConfig() ScoringConfig {
 	return ScoringConfig{RescoreInterval: features.DefaultRescoreInterval}
 }
 
-// RegisterFlags registers -rescore-interval and -threshold, with c's
+// RegisterFlags registers -rescore-interval, -threshold and -score-from, with c's
 // values as defaults.
 func (c *ScoringConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RescoreInterval, "rescore-interval", c.RescoreInterval, "the recency register: score a visitor at most once per this much event time (0 scores on every request)")
 	fs.Float64Var(&c.Threshold, "threshold", c.Threshold, "score threshold for every site, replacing the baselines' own (0 keeps theirs)")
+	fs.Var(eventTime{&c.ScoreFrom}, "score-from", "RFC 3339 `time`: requests of event time before it only add to their visitors' windows and are never scored (unscored_total{reason=\"backfill\"}): past traffic replayed to warm the windows, say after losing Redis, without scores or detections for it, nor for it with baselines built on part of it. make demo sets it to the live traffic's start. Unset, every request may be scored")
+}
+
+// eventTime is a flag.Value of an RFC 3339 time, empty while unset, so
+// that -h shows no zero time as a default.
+type eventTime struct{ t *time.Time }
+
+func (e eventTime) String() string {
+	if e.t == nil || e.t.IsZero() {
+		return ""
+	}
+	return e.t.UTC().Format(time.RFC3339Nano)
+}
+
+func (e eventTime) Set(s string) error {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return fmt.Errorf("%q is not an RFC 3339 time such as 2026-03-02T10:30:00Z", s)
+	}
+	*e.t = t
+	return nil
 }
 
 // Validate reports the first unusable setting, naming its flag.

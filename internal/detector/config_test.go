@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMemoryFlags: -memory-limit reads sizes as GOMEMLIMIT writes them and
@@ -51,5 +52,37 @@ func TestMemoryFlags(t *testing.T) {
 	c := DefaultConfig()
 	if got := c.MemoryBudget() >> 20; got != 494 { // as the README and -h say
 		t.Errorf("budget at the default -max-visitors %d MiB, want 494", got)
+	}
+}
+
+// TestScoreFromFlag: -score-from takes an RFC 3339 time, refuses anything
+// else naming the flag, and is unset by default (and so not shown as a
+// default in -h).
+func TestScoreFromFlag(t *testing.T) {
+	parse := func(args ...string) (Config, error) {
+		c := DefaultConfig()
+		fs := flag.NewFlagSet("detector", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.RegisterFlags(fs)
+		return c, fs.Parse(args)
+	}
+	c, err := parse("-score-from", "2026-03-02T10:30:00Z")
+	if err != nil || !c.ScoreFrom.Equal(t0.Add(30*time.Minute)) {
+		t.Errorf("-score-from 2026-03-02T10:30:00Z: %v, %v", c.ScoreFrom, err)
+	}
+	if _, err := parse("-score-from", "yesterday"); err == nil || !strings.Contains(err.Error(), "-score-from") {
+		t.Errorf("-score-from yesterday: %v, want an error naming the flag", err)
+	}
+	if c, _ := parse(); !c.ScoreFrom.IsZero() {
+		t.Errorf("default %v, want unset", c.ScoreFrom)
+	}
+	var help strings.Builder
+	fs := flag.NewFlagSet("detector", flag.ContinueOnError)
+	fs.SetOutput(&help)
+	c = DefaultConfig()
+	c.RegisterFlags(fs)
+	fs.PrintDefaults()
+	if i := strings.Index(help.String(), "-score-from"); i < 0 || strings.Contains(help.String()[i:], "0001-01-01") {
+		t.Errorf("-h shows no -score-from, or a zero time as its default:\n%s", help.String())
 	}
 }

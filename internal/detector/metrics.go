@@ -15,7 +15,7 @@ type Metrics struct {
 	Early           prometheus.Counter     // records of visits' beginnings
 	ShadowScores    prometheus.Counter     // score records of candidate models
 	AllowedRecords  prometheus.Counter     // records of visitors allowed for who they are
-	Unscored        *prometheus.CounterVec // by reason: no_baseline, too_few_requests, error, site_off, allowed
+	Unscored        *prometheus.CounterVec // by reason: no_baseline, too_few_requests, backfill, error, site_off, allowed
 	RecencySkips    prometheus.Counter
 	Batches         prometheus.Counter
 	BatchSeconds    prometheus.Histogram
@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Early:          prometheus.NewCounter(opts("early_records_total", "Records of visits' beginnings (windows of the baselines' -early-requests requests), written for crowds and not counted as scores.")),
 		ShadowScores:   prometheus.NewCounter(opts("shadow_scores_total", "Score records of candidate models (the -policy's shadows), written next to the live model's and never published.")),
 		AllowedRecords: prometheus.NewCounter(opts("allowed_records_total", "Records of visitors the -policy allows for who they are (address, range, network, user agent, id), at most one a visitor per -rescore-interval, on which the publisher revokes their live detections.")),
-		Unscored:       prometheus.NewCounterVec(opts("unscored_total", "Due scorings not made, by reason: the site has no baseline, the window has too few requests, an error; and requests the -policy keeps from detection: of a site off, or allowed."), []string{"reason"}),
+		Unscored:       prometheus.NewCounterVec(opts("unscored_total", "Due scorings not made, by reason: the site has no baseline, the window has too few requests, an error; requests before -score-from (backfill); and requests the -policy keeps from detection: of a site off, or allowed."), []string{"reason"}),
 		RecencySkips:   prometheus.NewCounter(opts("recency_skips_total", "Events not scored because their visitor was scored within the rescore interval.")),
 		Batches:        prometheus.NewCounter(opts("batches_total", "Batches processed and committed.")),
 		BatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -109,7 +109,7 @@ type shard struct {
 // shardCounts are a shard's counts for one batch, added to the metrics
 // after the batch so the shards share no counters.
 type shardCounts struct {
-	scored, outliers, early, shadow, allowed, recencySkips, noBaseline, tooFew, errors uint64
+	scored, outliers, early, shadow, allowed, recencySkips, noBaseline, tooFew, backfill, errors uint64
 }
 
 // evictionCounter is a store that drops state to stay within its bounds
@@ -282,6 +282,7 @@ func (p *Processor) Score(ctx context.Context, d *Decoded) (Batch, error) {
 		p.metrics.RecencySkips.Add(float64(c.recencySkips))
 		p.metrics.Unscored.WithLabelValues("no_baseline").Add(float64(c.noBaseline))
 		p.metrics.Unscored.WithLabelValues("too_few_requests").Add(float64(c.tooFew))
+		p.metrics.Unscored.WithLabelValues("backfill").Add(float64(c.backfill))
 		p.metrics.Unscored.WithLabelValues("error").Add(float64(c.errors))
 		sh.counts = shardCounts{}
 		out.Scores = append(out.Scores, sh.scores...)
@@ -360,6 +361,10 @@ func (sh *shard) process(ctx context.Context, p *Processor) error {
 			return fmt.Errorf("adding features: %w", err)
 		}
 		it := &p.items[sh.idx[k]]
+		if it.time.Before(p.cfg.ScoreFrom) {
+			sh.counts.backfill++
+			continue
+		}
 		if !sh.recency.Due(o.Site, o.Visitor, it.time) {
 			sh.counts.recencySkips++
 			continue

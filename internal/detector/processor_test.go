@@ -229,6 +229,34 @@ func TestRecencyAndMinRequests(t *testing.T) {
 	}
 }
 
+// TestScoreFrom: requests before -score-from fill their visitors' windows
+// but are never scored; the first one after it is due, with the whole
+// window.
+func TestScoreFrom(t *testing.T) {
+	source := staticSource{"shop.example": testModel(t)}
+	var msgs []kafka.Message
+	for s := range 100 { // a request a second
+		msgs = append(msgs, event("shop.example", "192.0.2.9", s, fmt.Sprintf("/p/%d", s)))
+	}
+	cfg := DefaultConfig() // rescored once per 30 s
+	cfg.ScoreFrom = t0.Add(50 * time.Second)
+	p, m := newTestProcessor(t, cfg, source)
+	got := runBatches(t, p, msgs, 16)
+	var secs []int
+	for _, s := range got {
+		secs = append(secs, int(s.ScoredAt.Sub(t0)/time.Second))
+	}
+	if want := []int{50, 80}; !slices.Equal(secs, want) {
+		t.Fatalf("scored at %v, want %v", secs, want)
+	}
+	if v := got[0].Features[0]; v.Feature != "log1p_requests" || v.Value != math.Log1p(51) {
+		t.Errorf("first score's %s = %v, want log1p(51): the backfill's requests in its window", v.Feature, v.Value)
+	}
+	if n := testutil.ToFloat64(m.Unscored.WithLabelValues("backfill")); n != 50 {
+		t.Errorf("%v requests unscored as backfill, want 50", n)
+	}
+}
+
 // earlySource serves a baseline with an early part of two requests.
 type earlySource struct{ bl *model.Baseline }
 
