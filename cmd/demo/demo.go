@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -207,7 +208,7 @@ func (d *demo) planLive(ctx context.Context) (live input, start time.Time, err e
 	if live.scan.First.IsZero() {
 		return live, start, fmt.Errorf("%s: no event decodes", live.path)
 	}
-	return live, live.scan.First.Truncate(time.Second), nil
+	return live, live.scan.First, nil
 }
 
 // prepareTraffic generates the history and live traffic files that -history
@@ -399,7 +400,6 @@ func (d *demo) live(ctx context.Context, in input) error {
 	}
 	detBase, _ := base.Value(metricDetectorEvents)
 	scoredBase, _ := base.Value(metricDetectorScored)
-	d.dets.since(in.scan.First)
 
 	var rate float64
 	if d.opts.duration > 0 {
@@ -479,11 +479,10 @@ func (d *demo) live(ctx context.Context, in input) error {
 
 // finish computes the report's detection figures.
 func (d *demo) finish(live input) {
-	dets, early, bad := d.dets.live()
+	dets, bad := d.dets.live()
 	if bad > 0 {
 		d.report.Warnings = append(d.report.Warnings, fmt.Sprintf("%d detection records did not decode", bad))
 	}
-	d.report.HistoryDetections = early
 	d.report.Quality = evaluate.Evaluate(dets, live.scan.Labels)
 	d.report.WallSeconds = time.Since(d.started).Seconds()
 	if d.opts.keepLogs {
@@ -651,7 +650,6 @@ type detectionReader struct {
 	mu     sync.Mutex
 	dets   []records.Detection
 	bad    int
-	from   time.Time // detections before this event time are not live
 	loaded atomic.Int64
 }
 
@@ -687,26 +685,13 @@ func startDetectionReader(ctx context.Context, brokers []string) (*detectionRead
 // total is the number of detection records read.
 func (dr *detectionReader) total() int64 { return dr.loaded.Load() }
 
-// since marks detections before t (event time) as not live.
-func (dr *detectionReader) since(t time.Time) {
-	dr.mu.Lock()
-	dr.from = t
-	dr.mu.Unlock()
-}
-
-// live returns the detections of the live phase, the number of earlier
-// ones and of records that did not decode.
-func (dr *detectionReader) live() (live []records.Detection, early, bad int) {
+// live returns the detections, all of the live phase (the detector scores
+// nothing before it, see startStack), and the number of records that did
+// not decode.
+func (dr *detectionReader) live() (live []records.Detection, bad int) {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	for _, det := range dr.dets {
-		if det.DetectedAt.Before(dr.from) {
-			early++
-			continue
-		}
-		live = append(live, det)
-	}
-	return live, early, dr.bad
+	return slices.Clone(dr.dets), dr.bad
 }
 
 func (dr *detectionReader) close() {

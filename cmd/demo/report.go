@@ -37,11 +37,6 @@ type Report struct {
 	// logs were kept (-keep-logs), else empty.
 	WallSeconds float64 `json:"wall_seconds"`
 	LogDir      string  `json:"log_dir,omitempty"`
-	// HistoryDetections are detections of history events, left out of
-	// the figures: the detector can score the history when it asks for a
-	// site's baseline while the history is still arriving, and the
-	// baseline service builds one from what it has stored by then.
-	HistoryDetections int `json:"history_detections,omitempty"`
 	// Warnings are what went wrong without stopping the run.
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -101,9 +96,6 @@ func (r *Report) writeText(w io.Writer) {
 		num(r.Events), r.DurationSeconds, num(int64(r.EventsPerSecond)), num(int64(r.DetectorEventsPerSecond)))
 	p("output    %s scores, %s detections of %s visitors\n", num(r.Scores), num(r.Detections), num(int64(r.DetectedVisitors)))
 	r.Quality.WriteText(w)
-	if r.HistoryDetections > 0 {
-		p("note      %d detections of history events (scored by a baseline built while the history arrived) are left out\n", r.HistoryDetections)
-	}
 	for _, warn := range r.Warnings {
 		p("WARNING   %s\n", warn)
 	}
