@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -254,9 +255,17 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 	}
 	// After the fit, and before the known visitors: the history's crowds
 	// are bots too.
+	before := maps.Clone(left)
 	starts, early, err := visitStarts(ctx, src, cfg, q, left)
 	if err != nil {
 		return nil, err
+	}
+	if len(left) > len(before) {
+		for c := range models {
+			if models[c] != nil {
+				models[c], stats[c] = refitWithout(models[c], stats[c], cols[c], visitors[c], left, before, cfg)
+			}
+		}
 	}
 	if site != Pooled {
 		if built.Known, err = knownVisitors(ctx, src, site, q.From, q.To, left); err != nil {
@@ -399,6 +408,43 @@ func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chsto
 		early[c].Model = m
 	}
 	return starts, early, nil
+}
+
+// refitWithout fits a class's model again without the windows of the
+// history's crowds (the visitors in left that were not in before, which
+// the first fit had), so that a campaign large enough to look ordinary
+// to the fit, hundreds of addresses each a window or two, does not teach
+// the model its windows. The crowds' visitors count among the suspects.
+// When too few windows are left, the first fit stays.
+func refitWithout(m *hbos.Model, stats FitStats, cols [][]float64, visitors []uint64, left, before map[uint64]bool, cfg BuildConfig) (*hbos.Model, FitStats) {
+	kept := make([][]float64, len(cols))
+	var keptVisitors []uint64
+	crowds := make(map[uint64]bool)
+	for i, v := range visitors {
+		if left[v] && !before[v] {
+			crowds[v] = true
+			continue
+		}
+		for j := range kept {
+			kept[j] = append(kept[j], cols[j][i])
+		}
+		keptVisitors = append(keptVisitors, v)
+	}
+	if len(crowds) == 0 {
+		return m, stats
+	}
+	refit, st, err := Fit(kept, keptVisitors, cfg)
+	if err != nil {
+		return m, stats
+	}
+	st.Windows, st.Suspects, st.Trimmed = len(visitors), st.Suspects+len(crowds), st.Trimmed+len(visitors)-len(keptVisitors)
+	if st.Left == nil {
+		st.Left = make(map[uint64]bool, len(crowds))
+	}
+	for v := range crowds {
+		st.Left[v] = true
+	}
+	return refit, st
 }
 
 // knownVisitors are the visitors of site in [from, to), but those left out

@@ -453,3 +453,46 @@ func TestBuildOneClassShadow(t *testing.T) {
 		t.Errorf("one-class range [%v, %v], browser [%v, %v], api [%v, %v]", edges[0], edges[len(edges)-1], bEdges[0], bEdges[len(bEdges)-1], aEdges[0], aEdges[len(aEdges)-1])
 	}
 }
+
+// TestRefitWithout: a campaign of one window per address, a third of the
+// class's windows, is ordinary to the robust fit; fitted again without the
+// history's crowds, its window stands out, and its addresses count among
+// the suspects. With too few windows left, the first fit stays.
+func TestRefitWithout(t *testing.T) {
+	cfg := DefaultBuildConfig()
+	cfg.MinWindows = 100
+	w := fitWindows{set: cfg.Set}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for v := range uint64(2000) {
+		w.add(v, fitPerson(rng))
+	}
+	before := map[uint64]bool{}
+	left := map[uint64]bool{}
+	for b := range uint64(1000) {
+		w.add(1_000_000+b, bot())
+		left[1_000_000+b] = true
+	}
+	m, stats, err := Fit(w.cols, w.visitors, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	botVec := func() []float64 { a := bot(); return a.Vector(nil, cfg.Set) }()
+	if s, _ := m.Score(botVec); s > m.Threshold() {
+		t.Fatalf("the first fit: the campaign's window scores %.1f, above the threshold %.1f; the test shows nothing", s, m.Threshold())
+	}
+	for v := range stats.Left { // the trim's suspects were in left before the crowds
+		left[v], before[v] = true, true
+	}
+	refit, st := refitWithout(m, stats, w.cols, w.visitors, left, before, cfg)
+	if s, _ := refit.Score(botVec); !(s > refit.Threshold()) {
+		t.Errorf("refitted: the campaign's window scores %.1f, not above the threshold %.1f", s, refit.Threshold())
+	}
+	if st.Suspects < 1000 || st.Trimmed < 1000 || st.Windows != 3000 || !st.Left[1_000_000] {
+		t.Errorf("refitted: %d suspects, %d of %d windows left out; want the campaign's 1000 at least", st.Suspects, st.Trimmed, st.Windows)
+	}
+
+	cfg.MinWindows = 2500 // more than the people's windows
+	if same, st := refitWithout(m, stats, w.cols, w.visitors, left, before, cfg); same != m || st.Suspects != stats.Suspects {
+		t.Errorf("too few windows without the crowds: the model was replaced (%d suspects)", st.Suspects)
+	}
+}

@@ -171,29 +171,53 @@ type start struct {
 }
 
 // The history's crowds: at least historyCrowdMin visits of one site
-// beginning in one shape within one slot of a window's span, at least
+// beginning in one shape within one slot of a window's span, beyond chance
+// (historyCrowdChance, a Poisson tail) and either at least
 // historyCrowdRatio times what the shape's share of the class's visits
-// would bring among the slot's visits, and beyond chance
-// (historyCrowdChance, a Poisson tail). A campaign of the history would
-// otherwise teach the baseline its shape as a common one, and hide the
-// next; people's visits begin in a shape at about its share all day long.
-// The ratio is lower than the publisher's default -crowd-ratio: what is
-// left out here only makes the shapes it had rarer.
+// would bring among the slot's visits, or historyCampaignRatio times what
+// its typical share of the site's would (see typicalShares). A campaign of the history
+// would otherwise teach the baseline its shape as a common one, and hide
+// the next; people's visits begin in a shape at about its share all day
+// long. The first ratio is lower than the publisher's default
+// -crowd-ratio: what is left out here only makes the shapes it had rarer.
+// The typical share is the answer to a campaign so large that it makes
+// its own shape's share of the whole history: hundreds of addresses
+// trying logins in one half hour were half of a small class's visits. Its
+// ratio is the publisher's default: the history's first slots hold the
+// visits under way when it began, whose windows look like starts, and
+// there shapes of windows from the middle of visits run at several times
+// their typical share.
 const (
-	historyCrowdMin    = 10
-	historyCrowdRatio  = 3
-	historyCrowdChance = 1e-9
+	historyCrowdMin      = 10
+	historyCrowdRatio    = 3
+	historyCampaignRatio = 10
+	historyCrowdChance   = 1e-9
 )
+
+// shapeKey is a shape of a class.
+type shapeKey struct {
+	class features.Class
+	shape uint64
+}
+
+// siteShape is a shape of a site's class.
+type siteShape struct {
+	site  string
+	class features.Class
+	shape uint64
+}
+
+// slotKey is a slot of a site's class.
+type slotKey struct {
+	site  string
+	slot  uint32
+	class features.Class
+}
 
 // historyCrowds reports which starts belong to the history's own crowds.
 // Each round takes the crowds out of the shares the next judges by, since
 // a campaign inflates its own shape's share, until a round finds none.
 func historyCrowds(all []start) []bool {
-	type slotKey struct {
-		site  string
-		slot  uint32
-		class features.Class
-	}
 	type groupKey struct {
 		slotKey
 		shape uint64
@@ -206,10 +230,6 @@ func historyCrowds(all []start) []bool {
 		visits[sk]++
 	}
 	crowd := make([]bool, len(all))
-	type shapeKey struct {
-		class features.Class
-		shape uint64
-	}
 	for range 8 {
 		counts := make(map[shapeKey]int)
 		var totals [features.NumClasses]int
@@ -219,15 +239,20 @@ func historyCrowds(all []start) []bool {
 				totals[st.class]++
 			}
 		}
+		typical := typicalShares(all, crowd)
+		unlikely := func(m, share float64, v int, ratio float64) bool {
+			lambda := share * float64(v)
+			return m >= ratio*lambda && mathext.GammaIncReg(m, lambda) <= historyCrowdChance
+		}
 		found := false
 		for g, members := range groups {
 			if len(members) < historyCrowdMin || crowd[members[0]] {
 				continue
 			}
-			p := (float64(counts[shapeKey{g.class, g.shape}]) + 0.5) / (float64(totals[g.class]) + 1)
-			lambda := p * float64(visits[g.slotKey])
-			m := float64(len(members))
-			if m >= historyCrowdRatio*lambda && mathext.GammaIncReg(m, lambda) <= historyCrowdChance {
+			k := shapeKey{g.class, g.shape}
+			m, v := float64(len(members)), visits[g.slotKey]
+			share := (float64(counts[k]) + 0.5) / (float64(totals[g.class]) + 1)
+			if unlikely(m, share, v, historyCrowdRatio) || unlikely(m, typical[siteShape{g.site, g.class, g.shape}], v, historyCampaignRatio) {
 				for _, i := range members {
 					crowd[i] = true
 				}
@@ -239,4 +264,64 @@ func historyCrowds(all []start) []bool {
 		}
 	}
 	return crowd
+}
+
+// typicalShares returns, per site, class and shape, the share of the
+// site's visits of the class that typically begin in the shape: the median
+// over the site's slots of its share of each slot's visits, each slot
+// weighing as many as its other visits (those of other shapes), so that a
+// campaign's own visits do not make its slots weigh more; at least half a
+// visit's share of the site's visits of the class. Starts marked in crowd
+// are left out. A campaign of a few slots so has the share its shape has
+// outside them, however many visits it made; a shape people begin in all
+// day has about its share of the day.
+func typicalShares(all []start, crowd []bool) map[siteShape]float64 {
+	type siteClass struct {
+		site  string
+		class features.Class
+	}
+	visits := make(map[slotKey]int)
+	counts := make(map[siteShape]map[uint32]int) // by slot
+	totals := make(map[siteClass]float64)
+	for i, st := range all {
+		if crowd[i] {
+			continue
+		}
+		visits[slotKey{st.site, st.slot, st.class}]++
+		totals[siteClass{st.site, st.class}]++
+		k := siteShape{st.site, st.class, st.shape}
+		if counts[k] == nil {
+			counts[k] = make(map[uint32]int)
+		}
+		counts[k][st.slot]++
+	}
+	type point struct{ share, weight float64 }
+	var points []point
+	out := make(map[siteShape]float64, len(counts))
+	for k, per := range counts {
+		// The slots without the shape weigh all their visits, at a share
+		// of 0; only those with it are listed.
+		total := totals[siteClass{k.site, k.class}]
+		weight, zeros := total, total
+		points = points[:0]
+		for slot, n := range per {
+			v := float64(visits[slotKey{k.site, slot, k.class}])
+			weight -= float64(n)
+			zeros -= v
+			points = append(points, point{float64(n) / v, v - float64(n)})
+		}
+		median := 0.0
+		if zeros < weight/2 {
+			slices.SortFunc(points, func(a, b point) int { return cmp.Compare(a.share, b.share) })
+			acc := zeros
+			for _, p := range points {
+				if acc += p.weight; acc >= weight/2 {
+					median = p.share
+					break
+				}
+			}
+		}
+		out[k] = max(median, 0.5/(total+1))
+	}
+	return out
 }

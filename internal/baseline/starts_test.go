@@ -14,29 +14,61 @@ import (
 // common one; people's visits, whose shapes come at their share all day
 // (twice as many in a busy slot), are not.
 func TestHistoryCrowds(t *testing.T) {
-	var all []start
-	add := func(slot uint32, shape uint64, n int) {
-		for range n {
-			all = append(all, start{site: "a.example", slot: slot, class: features.ClassBrowser, shape: shape, key: uint64(len(all))})
-		}
+	type add struct {
+		slots      []uint32
+		shape      uint64
+		n          int
+		wantCrowds bool
 	}
-	for slot := range uint32(18) {
-		people := 60
-		if slot == 9 {
-			people = 120 // a busy slot
+	people := func(slot uint32) int { // a busy slot, and the history's first, where visits under way look like starts
+		switch slot {
+		case 0:
+			return 150
+		case 9:
+			return 120
 		}
-		add(slot, 1, people*8/10)
-		add(slot, 2, people*15/100)
-		add(slot, 3, people*5/100)
+		return 60
 	}
-	campaign := len(all)
-	add(4, 99, 150) // more than a tenth of the history's visits
-	add(5, 99, 40)
-	crowd := historyCrowds(all)
-	for i := range all {
-		if crowd[i] != (i >= campaign) {
-			t.Fatalf("start %d (shape %d, slot %d): crowd %v", i, all[i].shape, all[i].slot, crowd[i])
-		}
+	cases := []struct {
+		name string
+		adds []add
+	}{
+		{"a campaign of a tenth of the history's visits", []add{{[]uint32{4}, 99, 150, true}, {[]uint32{5}, 99, 40, true}}},
+		{"a campaign of more visits than the class's people, in three slots", []add{
+			{[]uint32{7}, 99, 300, true}, {[]uint32{8}, 99, 700, true}, {[]uint32{9}, 99, 400, true}}},
+		{"people coming to one page, spread over the day", []add{{[]uint32{1, 3, 5, 7, 9, 11, 13, 15, 17}, 98, 8, false}}},
+		// Windows from the middle of visits under way when the history
+		// began, at four times their share of the other slots.
+		{"the history's first slot", []add{{[]uint32{0}, 4, 24, false}, {[]uint32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, 4, 4, false}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var all []start
+			var want []bool
+			put := func(slot uint32, shape uint64, n int, crowd bool) {
+				for range n {
+					all = append(all, start{site: "a.example", slot: slot, class: features.ClassBrowser, shape: shape, key: uint64(len(all))})
+					want = append(want, crowd)
+				}
+			}
+			for slot := range uint32(18) {
+				p := people(slot)
+				put(slot, 1, p*8/10, false)
+				put(slot, 2, p*15/100, false)
+				put(slot, 3, p*5/100, false)
+			}
+			for _, a := range tc.adds {
+				for _, slot := range a.slots {
+					put(slot, a.shape, a.n, a.wantCrowds)
+				}
+			}
+			crowd := historyCrowds(all)
+			for i := range all {
+				if crowd[i] != want[i] {
+					t.Fatalf("start %d (shape %d, slot %d): crowd %v", i, all[i].shape, all[i].slot, crowd[i])
+				}
+			}
+		})
 	}
 }
 
