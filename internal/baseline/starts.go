@@ -175,14 +175,14 @@ type start struct {
 // (historyCrowdChance, a Poisson tail) and either at least
 // historyCrowdRatio times what the shape's share of the class's visits
 // would bring among the slot's visits, or historyCampaignRatio times what
-// its typical share of the site's would (see typicalShares). A campaign of the history
-// would otherwise teach the baseline its shape as a common one, and hide
-// the next; people's visits begin in a shape at about its share all day
-// long. The first ratio is lower than the publisher's default
-// -crowd-ratio: what is left out here only makes the shapes it had rarer.
-// The typical share is the answer to a campaign so large that it makes
+// its typical share of the site's would (see typicalShares). A campaign
+// of the history would otherwise teach the baseline its shape as a common
+// one, and hide the next; people's visits begin in a shape at about its
+// share all day long. The first ratio is lower than the publisher's
+// default -crowd-ratio: what is left out here only makes the shapes it
+// had rarer. The typical share answers a campaign so large that it makes
 // its own shape's share of the whole history: hundreds of addresses
-// trying logins in one half hour were half of a small class's visits. Its
+// trying logins in half an hour were half of a small class's visits. Its
 // ratio is the publisher's default: the history's first slots hold the
 // visits under way when it began, whose windows look like starts, and
 // there shapes of windows from the middle of visits run at several times
