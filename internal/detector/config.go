@@ -34,8 +34,8 @@ func DefaultScoringConfig() ScoringConfig {
 	return ScoringConfig{RescoreInterval: features.DefaultRescoreInterval}
 }
 
-// RegisterFlags registers -rescore-interval, -threshold and -score-from, with c's
-// values as defaults.
+// RegisterFlags registers -rescore-interval, -threshold and -score-from,
+// with c's values as defaults.
 func (c *ScoringConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RescoreInterval, "rescore-interval", c.RescoreInterval, "the recency register: score a visitor at most once per this much event time (0 scores on every request)")
 	fs.Float64Var(&c.Threshold, "threshold", c.Threshold, "score threshold for every site, replacing the baselines' own (0 keeps theirs)")

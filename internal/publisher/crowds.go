@@ -125,13 +125,7 @@ func (c *crowds) first(sc *records.Score, visitor uint64, t int64, d records.Det
 	cr.members[visitor] = &member{at: t, detection: d, page: sc.Page, high: c.high(sc)}
 	m := float64(len(cr.members))
 	lambda := sc.ShapeShare * float64(len(cc.recent)-cc.head)
-	if cr.active {
-		// An attack stays one while the people its shape would bring
-		// are a small part of it: with the share the baseline now gives
-		// and the first scores now within the TTL. A crowd found under
-		// an older baseline, or early in a busy hour, would otherwise
-		// take along every person who begins a visit that way for as
-		// long as it lasts.
+	if cr.active { // it stays an attack only while it is one now (see crowds)
 		cr.active = len(cr.members) >= c.min && m >= c.ratio*lambda
 		return cr, false
 	}
