@@ -10,7 +10,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -255,15 +254,14 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 	}
 	// After the fit, and before the known visitors: the history's crowds
 	// are bots too.
-	before := maps.Clone(left)
-	starts, early, err := visitStarts(ctx, src, cfg, q, left)
+	starts, early, crowds, err := visitStarts(ctx, src, cfg, q, left)
 	if err != nil {
 		return nil, err
 	}
-	if len(left) > len(before) {
+	if len(crowds) > 0 {
 		for c := range models {
 			if models[c] != nil {
-				models[c], stats[c] = refitWithout(models[c], stats[c], cols[c], visitors[c], left, before, cfg)
+				models[c], stats[c] = refitWithout(models[c], stats[c], cols[c], visitors[c], crowds, cfg)
 			}
 		}
 	}
@@ -329,10 +327,12 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 // VisitStart), and fits the early parts, but for the visitors left out as
 // bots (left, keyed as Build keys them for Fit) and those of the
 // history's own crowds (see historyCrowds), whose visitors it adds to
-// left. A class's early part is nil without enough early starts.
-func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chstore.WindowQuery, left map[uint64]bool) ([features.NumClasses]*model.Starts, [features.NumClasses]*model.Early, error) {
+// left and returns. A class's early part is nil without enough early
+// starts.
+func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chstore.WindowQuery, left map[uint64]bool) ([features.NumClasses]*model.Starts, [features.NumClasses]*model.Early, map[uint64]bool, error) {
 	var starts [features.NumClasses]*model.Starts
 	var early [features.NumClasses]*model.Early
+	crowds := make(map[uint64]bool)
 	for c := range starts {
 		starts[c] = model.NewStarts()
 	}
@@ -357,12 +357,13 @@ func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chsto
 		return nil
 	})
 	if err != nil {
-		return starts, early, fmt.Errorf("the visit starts of %q: %w", q.Site, err)
+		return starts, early, crowds, fmt.Errorf("the visit starts of %q: %w", q.Site, err)
 	}
 	for _, sts := range [][]start{all, earlyAll} {
 		for i, crowd := range historyCrowds(sts) {
 			if crowd {
 				left[sts[i].key] = true
+				crowds[sts[i].key] = true
 			}
 		}
 	}
@@ -372,7 +373,7 @@ func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chsto
 		}
 	}
 	if len(earlyAll) == 0 {
-		return starts, early, nil
+		return starts, early, crowds, nil
 	}
 	var cols [features.NumClasses][][]float64
 	var visitors [features.NumClasses][]uint64
@@ -407,22 +408,21 @@ func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chsto
 		}
 		early[c].Model = m
 	}
-	return starts, early, nil
+	return starts, early, crowds, nil
 }
 
 // refitWithout fits a class's model again without the windows of the
-// history's crowds (the visitors in left that were not in before, which
-// the first fit had), so that a campaign large enough to look ordinary
-// to the fit, hundreds of addresses each a window or two, does not teach
-// the model its windows. The crowds' visitors count among the suspects.
-// When too few windows are left, the first fit stays.
-func refitWithout(m *hbos.Model, stats FitStats, cols [][]float64, visitors []uint64, left, before map[uint64]bool, cfg BuildConfig) (*hbos.Model, FitStats) {
+// history's crowds' visitors, so that a campaign large enough to look
+// ordinary to the fit, hundreds of addresses each a window or two, does
+// not teach the model its windows. Those of the class's visitors count
+// among its suspects. When too few windows are left, the first fit stays.
+func refitWithout(m *hbos.Model, stats FitStats, cols [][]float64, visitors []uint64, crowds map[uint64]bool, cfg BuildConfig) (*hbos.Model, FitStats) {
 	kept := make([][]float64, len(cols))
 	var keptVisitors []uint64
-	crowds := make(map[uint64]bool)
+	out := make(map[uint64]bool)
 	for i, v := range visitors {
-		if left[v] && !before[v] {
-			crowds[v] = true
+		if crowds[v] {
+			out[v] = true
 			continue
 		}
 		for j := range kept {
@@ -430,18 +430,18 @@ func refitWithout(m *hbos.Model, stats FitStats, cols [][]float64, visitors []ui
 		}
 		keptVisitors = append(keptVisitors, v)
 	}
-	if len(crowds) == 0 {
+	if len(out) == 0 {
 		return m, stats
 	}
 	refit, st, err := Fit(kept, keptVisitors, cfg)
 	if err != nil {
 		return m, stats
 	}
-	st.Windows, st.Suspects, st.Trimmed = len(visitors), st.Suspects+len(crowds), st.Trimmed+len(visitors)-len(keptVisitors)
+	st.Windows, st.Suspects, st.Trimmed = len(visitors), st.Suspects+len(out), st.Trimmed+len(visitors)-len(keptVisitors)
 	if st.Left == nil {
-		st.Left = make(map[uint64]bool, len(crowds))
+		st.Left = make(map[uint64]bool, len(out))
 	}
-	for v := range crowds {
+	for v := range out {
 		st.Left[v] = true
 	}
 	return refit, st

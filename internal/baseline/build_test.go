@@ -466,11 +466,10 @@ func TestRefitWithout(t *testing.T) {
 	for v := range uint64(2000) {
 		w.add(v, fitPerson(rng))
 	}
-	before := map[uint64]bool{}
-	left := map[uint64]bool{}
+	crowds := map[uint64]bool{}
 	for b := range uint64(1000) {
 		w.add(1_000_000+b, bot())
-		left[1_000_000+b] = true
+		crowds[1_000_000+b] = true
 	}
 	m, stats, err := Fit(w.cols, w.visitors, cfg)
 	if err != nil {
@@ -480,10 +479,7 @@ func TestRefitWithout(t *testing.T) {
 	if s, _ := m.Score(botVec); s > m.Threshold() {
 		t.Fatalf("the first fit: the campaign's window scores %.1f, above the threshold %.1f; the test shows nothing", s, m.Threshold())
 	}
-	for v := range stats.Left { // the trim's suspects were in left before the crowds
-		left[v], before[v] = true, true
-	}
-	refit, st := refitWithout(m, stats, w.cols, w.visitors, left, before, cfg)
+	refit, st := refitWithout(m, stats, w.cols, w.visitors, crowds, cfg)
 	if s, _ := refit.Score(botVec); !(s > refit.Threshold()) {
 		t.Errorf("refitted: the campaign's window scores %.1f, not above the threshold %.1f", s, refit.Threshold())
 	}
@@ -492,7 +488,7 @@ func TestRefitWithout(t *testing.T) {
 	}
 
 	cfg.MinWindows = 2500 // more than the people's windows
-	if same, st := refitWithout(m, stats, w.cols, w.visitors, left, before, cfg); same != m || st.Suspects != stats.Suspects {
+	if same, st := refitWithout(m, stats, w.cols, w.visitors, crowds, cfg); same != m || st.Suspects != stats.Suspects {
 		t.Errorf("too few windows without the crowds: the model was replaced (%d suspects)", st.Suspects)
 	}
 }
