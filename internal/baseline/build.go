@@ -260,8 +260,11 @@ func Build(ctx context.Context, src WindowSource, cfg BuildConfig, site string, 
 	}
 	if len(crowds) > 0 {
 		for c := range models {
-			if models[c] != nil {
-				models[c], stats[c] = refitWithout(models[c], stats[c], cols[c], visitors[c], crowds, cfg)
+			if models[c] == nil {
+				continue
+			}
+			if models[c], stats[c], built.Errs[c] = refitWithout(models[c], stats[c], cols[c], visitors[c], crowds, cfg); built.Errs[c] != nil {
+				built.Errs[c] = fmt.Errorf("the %s baseline of %q without the history's crowds: %w", features.Class(c), site, built.Errs[c])
 			}
 		}
 	}
@@ -415,8 +418,11 @@ func visitStarts(ctx context.Context, src WindowSource, cfg BuildConfig, q chsto
 // history's crowds' visitors, so that a campaign large enough to look
 // ordinary to the fit, hundreds of addresses each a window or two, does
 // not teach the model its windows. Those of the class's visitors count
-// among its suspects. When too few windows are left, the first fit stays.
-func refitWithout(m *hbos.Model, stats FitStats, cols [][]float64, visitors []uint64, crowds map[uint64]bool, cfg BuildConfig) (*hbos.Model, FitStats) {
+// among its suspects. When too few windows are left (ErrTooFewWindows),
+// the class gets no baseline of its own, as a class with too little
+// history: the first fit learned the campaign as ordinary, and the
+// pooled baseline, fitted without it, judges the class instead.
+func refitWithout(m *hbos.Model, stats FitStats, cols [][]float64, visitors []uint64, crowds map[uint64]bool, cfg BuildConfig) (*hbos.Model, FitStats, error) {
 	kept := make([][]float64, len(cols))
 	var keptVisitors []uint64
 	out := make(map[uint64]bool)
@@ -431,11 +437,11 @@ func refitWithout(m *hbos.Model, stats FitStats, cols [][]float64, visitors []ui
 		keptVisitors = append(keptVisitors, v)
 	}
 	if len(out) == 0 {
-		return m, stats
+		return m, stats, nil
 	}
 	refit, st, err := Fit(kept, keptVisitors, cfg)
 	if err != nil {
-		return m, stats
+		return nil, stats, err
 	}
 	st.Windows, st.Suspects, st.Trimmed = len(visitors), st.Suspects+len(out), st.Trimmed+len(visitors)-len(keptVisitors)
 	if st.Left == nil {
@@ -444,7 +450,7 @@ func refitWithout(m *hbos.Model, stats FitStats, cols [][]float64, visitors []ui
 	for v := range out {
 		st.Left[v] = true
 	}
-	return refit, st
+	return refit, st, nil
 }
 
 // knownVisitors are the visitors of site in [from, to), but those left out

@@ -457,7 +457,7 @@ func TestBuildOneClassShadow(t *testing.T) {
 // TestRefitWithout: a campaign of one window per address, a third of the
 // class's windows, is ordinary to the robust fit; fitted again without the
 // history's crowds, its window stands out, and its addresses count among
-// the suspects. With too few windows left, the first fit stays.
+// the suspects. With too few windows left, there is no model.
 func TestRefitWithout(t *testing.T) {
 	cfg := DefaultBuildConfig()
 	cfg.MinWindows = 100
@@ -479,7 +479,10 @@ func TestRefitWithout(t *testing.T) {
 	if s, _ := m.Score(botVec); s > m.Threshold() {
 		t.Fatalf("the first fit: the campaign's window scores %.1f, above the threshold %.1f; the test shows nothing", s, m.Threshold())
 	}
-	refit, st := refitWithout(m, stats, w.cols, w.visitors, crowds, cfg)
+	refit, st, err := refitWithout(m, stats, w.cols, w.visitors, crowds, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s, _ := refit.Score(botVec); !(s > refit.Threshold()) {
 		t.Errorf("refitted: the campaign's window scores %.1f, not above the threshold %.1f", s, refit.Threshold())
 	}
@@ -488,7 +491,7 @@ func TestRefitWithout(t *testing.T) {
 	}
 
 	cfg.MinWindows = 2500 // more than the people's windows
-	if same, st := refitWithout(m, stats, w.cols, w.visitors, crowds, cfg); same != m || st.Suspects != stats.Suspects {
-		t.Errorf("too few windows without the crowds: the model was replaced (%d suspects)", st.Suspects)
+	if got, _, err := refitWithout(m, stats, w.cols, w.visitors, crowds, cfg); !errors.Is(err, ErrTooFewWindows) || got != nil {
+		t.Errorf("too few windows without the crowds: got a model and error %v, want no model and ErrTooFewWindows", err)
 	}
 }

@@ -1,6 +1,7 @@
 package baseline
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -125,6 +126,18 @@ func TestBuildLeavesOutHistoryCrowds(t *testing.T) {
 	b := built.Baselines[features.ClassBrowser]
 	if b == nil || b.Starts == nil || b.Starts.Visits() < 500 {
 		t.Fatalf("browser baseline %+v", b)
+	}
+
+	// A class with too few windows but the campaign's has no baseline of
+	// its own, as a class with too little history: one fitted on them
+	// would learn the campaign as ordinary.
+	cfg.MinWindows = b.Windows
+	built, err = Build(t.Context(), mem, cfg, rows[0].Site, newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := built.Baselines[features.ClassBrowser], built.Errs[features.ClassBrowser]; b != nil || !errors.Is(err, ErrTooFewWindows) {
+		t.Errorf("-min-windows %d, the class's windows with the campaign's: got a baseline (%v) and error %v, want none and ErrTooFewWindows", cfg.MinWindows, b != nil, err)
 	}
 }
 
