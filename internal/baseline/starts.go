@@ -217,6 +217,10 @@ type slotKey struct {
 // historyCrowds reports which starts belong to the history's own crowds.
 // Each round takes the crowds out of the shares the next judges by, since
 // a campaign inflates its own shape's share, until a round finds none.
+// The class-wide share judges only once the typical shares find no more:
+// a campaign's visits dilute every other shape's share of the class, so
+// that people's shapes would look like crowds in every slot, and then,
+// taken out of the shares, for good.
 func historyCrowds(all []start) []bool {
 	type groupKey struct {
 		slotKey
@@ -230,6 +234,7 @@ func historyCrowds(all []start) []bool {
 		visits[sk]++
 	}
 	crowd := make([]bool, len(all))
+	classWide := false
 	for range 8 {
 		counts := make(map[shapeKey]int)
 		var totals [features.NumClasses]int
@@ -252,7 +257,7 @@ func historyCrowds(all []start) []bool {
 			k := shapeKey{g.class, g.shape}
 			m, v := float64(len(members)), visits[g.slotKey]
 			share := (float64(counts[k]) + 0.5) / (float64(totals[g.class]) + 1)
-			if unlikely(m, share, v, historyCrowdRatio) || unlikely(m, typical[siteShape{g.site, g.class, g.shape}], v, historyCampaignRatio) {
+			if unlikely(m, typical[siteShape{g.site, g.class, g.shape}], v, historyCampaignRatio) || classWide && unlikely(m, share, v, historyCrowdRatio) {
 				for _, i := range members {
 					crowd[i] = true
 				}
@@ -260,7 +265,10 @@ func historyCrowds(all []start) []bool {
 			}
 		}
 		if !found {
-			break
+			if classWide {
+				break
+			}
+			classWide = true
 		}
 	}
 	return crowd
@@ -295,20 +303,40 @@ func typicalShares(all []start, crowd []bool) map[siteShape]float64 {
 		}
 		counts[k][st.slot]++
 	}
+	// A slot weighs at most as a typical one of its site and class: the
+	// median of their visits. A campaign's slot would otherwise weigh its
+	// campaign's visits for every other shape, at a share it dilutes.
+	perClass := make(map[siteClass][]float64)
+	for sk, v := range visits {
+		sc := siteClass{sk.site, sk.class}
+		perClass[sc] = append(perClass[sc], float64(v))
+	}
+	caps := make(map[siteClass]float64, len(perClass))
+	capped := make(map[siteClass]float64, len(perClass)) // every slot's weight
+	for sc, vs := range perClass {
+		slices.Sort(vs)
+		c := vs[len(vs)/2]
+		caps[sc] = c
+		for _, v := range vs {
+			capped[sc] += min(v, c)
+		}
+	}
 	type point struct{ share, weight float64 }
 	var points []point
 	out := make(map[siteShape]float64, len(counts))
 	for k, per := range counts {
-		// The slots without the shape weigh all their visits, at a share
-		// of 0; only those with it are listed.
-		total := totals[siteClass{k.site, k.class}]
-		weight, zeros := total, total
+		// The slots without the shape weigh as many as their visits (at
+		// most the cap), at a share of 0; only those with it are listed.
+		sc := siteClass{k.site, k.class}
+		total, c := totals[sc], caps[sc]
+		weight, zeros := capped[sc], capped[sc]
 		points = points[:0]
 		for slot, n := range per {
 			v := float64(visits[slotKey{k.site, slot, k.class}])
-			weight -= float64(n)
-			zeros -= v
-			points = append(points, point{float64(n) / v, v - float64(n)})
+			w := min(v-float64(n), c)
+			weight += w - min(v, c)
+			zeros -= min(v, c)
+			points = append(points, point{float64(n) / v, w})
 		}
 		median := 0.0
 		if zeros < weight/2 {

@@ -31,16 +31,21 @@ func TestHistoryCrowds(t *testing.T) {
 		return 60
 	}
 	cases := []struct {
-		name string
-		adds []add
+		name  string
+		scale int // people per slot, times people(slot)
+		adds  []add
 	}{
-		{"a campaign of a tenth of the history's visits", []add{{[]uint32{4}, 99, 150, true}, {[]uint32{5}, 99, 40, true}}},
-		{"a campaign of more visits than the class's people, in three slots", []add{
+		{"a campaign of a tenth of the history's visits", 1, []add{{[]uint32{4}, 99, 150, true}, {[]uint32{5}, 99, 40, true}}},
+		{"a campaign of more visits than the class's people, in three slots", 1, []add{
 			{[]uint32{7}, 99, 300, true}, {[]uint32{8}, 99, 700, true}, {[]uint32{9}, 99, 400, true}}},
-		{"people coming to one page, spread over the day", []add{{[]uint32{1, 3, 5, 7, 9, 11, 13, 15, 17}, 98, 8, false}}},
+		// The campaign's slots must not make people's shapes, diluted
+		// there, look rare in the others.
+		{"a campaign of more visits than the class's people, on a busier site", 2, []add{
+			{[]uint32{7}, 99, 1200, true}, {[]uint32{8}, 99, 2800, true}, {[]uint32{9}, 99, 1600, true}}},
+		{"people coming to one page, spread over the day", 1, []add{{[]uint32{1, 3, 5, 7, 9, 11, 13, 15, 17}, 98, 8, false}}},
 		// Windows from the middle of visits under way when the history
 		// began, at four times their share of the other slots.
-		{"the history's first slot", []add{{[]uint32{0}, 4, 24, false}, {[]uint32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, 4, 4, false}}},
+		{"the history's first slot", 1, []add{{[]uint32{0}, 4, 24, false}, {[]uint32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}, 4, 4, false}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,7 +58,7 @@ func TestHistoryCrowds(t *testing.T) {
 				}
 			}
 			for slot := range uint32(18) {
-				p := people(slot)
+				p := tc.scale * people(slot)
 				put(slot, 1, p*8/10, false)
 				put(slot, 2, p*15/100, false)
 				put(slot, 3, p*5/100, false)
