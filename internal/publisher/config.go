@@ -97,7 +97,7 @@ const (
 	DefaultGroupRarity        = 10
 	DefaultCrowdRatio         = 10
 	DefaultCrowdChance        = 1e-9
-	DefaultCrowdScore         = 0.5
+	DefaultCrowdScore         = 0.8
 	DefaultCrowdExpected      = 4
 	DefaultRevokeAfter        = 2
 )

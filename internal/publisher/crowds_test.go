@@ -80,6 +80,13 @@ func TestSelectCrowds(t *testing.T) {
 			sc.Page = "/shared"
 			return sc
 		}},
+		// A small site's people judged by the baseline pooled over every
+		// site: their first scores run at 0.4 to 0.6 of its threshold.
+		{"people who come for one page, scoring as people of another site", nil, "", func(v uint64) *records.Score {
+			sc := attack(v)
+			sc.Page, sc.Score = "/shared", 0.6*threshold
+			return sc
+		}},
 		{"a shape the history had", nil, "", func(v uint64) *records.Score {
 			sc := attack(v)
 			sc.ShapeShare = 0.05 // 40 of 190 new visitors is 4 times that
@@ -143,7 +150,7 @@ func TestSelectCrowds(t *testing.T) {
 	published := 0
 	for v := range uint64(12) {
 		sc := attack(v)
-		sc.Page, sc.Score = "/login", 0.7*threshold
+		sc.Page, sc.Score = "/login", 0.9*threshold
 		if _, got := sel.Select(sc, v, p); got == Published {
 			published++
 		}
