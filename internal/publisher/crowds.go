@@ -7,6 +7,7 @@ import (
 
 	"gonum.org/v1/gonum/mathext"
 
+	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -122,7 +123,7 @@ func (c *crowds) first(sc *records.Score, visitor uint64, t int64, d records.Det
 		cr = &group{id: crowdID(sc.Site, kind, sc.Shape, t), members: make(map[uint64]*member)}
 		cc.crowds[sc.Shape] = cr
 	}
-	cr.members[visitor] = &member{at: t, detection: d, page: sc.Page, high: c.high(sc)}
+	cr.members[visitor] = &member{at: t, detection: d, page: sc.Page, high: c.high(sc), acting: acting(sc)}
 	m := float64(len(cr.members))
 	lambda := sc.ShapeShare * float64(len(cc.recent)-cc.head)
 	if cr.active { // it stays an attack only while it is one now (see crowds)
@@ -138,20 +139,36 @@ func (c *crowds) first(sc *records.Score, visitor uint64, t int64, d records.Det
 
 // unusual reports whether a crowd is an attack by what its members were
 // fetching: spread over pages (fewer than two members to a page, as when
-// a catalogue is shared out among addresses), or, on few pages, scoring
-// at the median at least CrowdScore of their thresholds. People who come
-// at once come for one page, visit it as people do and then go their own
-// ways; an attack on one page (a login) does something unusual there.
+// a catalogue is shared out among addresses), or, on few pages, acting on
+// them (most of each member's requests posts or failures, as in a login
+// attack) or scoring at the median at least CrowdScore of their
+// thresholds. People who come at once come for one page (a link shared
+// widely), read it as people do and then go their own ways.
 func (c *crowds) unusual(cr *group) bool {
 	pages := make(map[string]struct{}, len(cr.members))
-	high := 0
+	high, acting := 0, 0
 	for _, m := range cr.members {
 		pages[m.page] = struct{}{}
 		if m.high {
 			high++
 		}
+		if m.acting {
+			acting++
+		}
 	}
-	return 2*len(pages) >= len(cr.members) || 2*high >= len(cr.members)
+	n := len(cr.members)
+	return 2*len(pages) >= n || 2*high >= n || 2*acting >= n
+}
+
+// acting reports whether most of sc's window's requests were not GETs, or
+// failed (a 4xx): its log-odds of either is above 0.
+func acting(sc *records.Score) bool {
+	for _, f := range sc.Features {
+		if (f.Feature == features.NameNonGET || f.Feature == features.Name4xx) && f.Value > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // high reports whether sc scores high for a crowd's member: at least

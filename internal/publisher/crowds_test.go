@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/policy"
+	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -142,27 +143,35 @@ func TestSelectCrowds(t *testing.T) {
 		}
 	}
 
-	// An attack on one page that does something unusual there (a login
-	// failing) is one; an allow-listed member is not published.
-	sel = NewSelector(cfg)
-	p := mustPolicy(t, "sites:\n  a.example:\n    allow: [{visitor: "+records.VisitorID(2)+"}]\n")
-	people(t, sel, 150, p)
-	published := 0
-	for v := range uint64(12) {
-		sc := attack(v)
-		sc.Page, sc.Score = "/login", 0.9*threshold
-		if _, got := sel.Select(sc, v, p); got == Published {
+	// An attack on one page that does something unusual there is one: a
+	// login failing (its posts, whatever its score) or scoring high. An
+	// allow-listed member is not published.
+	for _, tc := range []struct {
+		name  string
+		score float64 // of the threshold
+		posts float64 // the window's log-odds of requests not GETs
+	}{{"failing logins", 0.3, 1.2}, {"scoring high", 0.9, -3}} {
+		sel = NewSelector(cfg)
+		p := mustPolicy(t, "sites:\n  a.example:\n    allow: [{visitor: "+records.VisitorID(2)+"}]\n")
+		people(t, sel, 150, p)
+		published := 0
+		for v := range uint64(12) {
+			sc := attack(v)
+			sc.Page, sc.Score = "/login", tc.score*threshold
+			sc.Features = append(sc.Features, records.Contribution{Feature: features.NameNonGET, Value: tc.posts})
+			if _, got := sel.Select(sc, v, p); got == Published {
+				published++
+			}
+		}
+		for _, d := range sel.GroupDetections() {
+			if d.Visitor == records.VisitorID(2) {
+				t.Errorf("%s: an allow-listed member was published", tc.name)
+			}
 			published++
 		}
-	}
-	for _, d := range sel.GroupDetections() {
-		if d.Visitor == records.VisitorID(2) {
-			t.Error("an allow-listed member was published")
+		if published != 11 {
+			t.Errorf("%s: %d members of a login attack published, want 11 (12 but one allowed)", tc.name, published)
 		}
-		published++
-	}
-	if published != 11 {
-		t.Errorf("%d members of a login attack published, want 11 (12 but one allowed)", published)
 	}
 }
 

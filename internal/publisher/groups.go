@@ -142,9 +142,11 @@ type member struct {
 	returning bool // the site's history knows it: never published for the group
 	rare      bool // its top feature's contribution is at least GroupRarity
 	// page and high are, for a crowd's member, records.Score.Page and
-	// whether it scored at least -crowd-score of its threshold.
-	page string
-	high bool
+	// whether it scored at least -crowd-score of its threshold; acting,
+	// whether most of its window's requests were not GETs or failed.
+	page   string
+	high   bool
+	acting bool
 }
 
 func newGroups(cfg SelectConfig) *groups {

@@ -179,12 +179,20 @@ var schema = []Feature{
 	{Name: "share_new_user_agents", Source: OfSketch(SketchUserAgents), Transform: Share},
 	{Name: "share_new_query_shapes", Source: OfSketch(SketchQueryShapes), Transform: Share},
 	{Name: "logodds_no_referer", Source: OfCounter(CountNoReferer), Transform: LogOdds},
-	{Name: "logodds_4xx", Source: OfCounter(Count4xx), Transform: LogOdds},
-	{Name: "logodds_non_get", Source: OfCounter(CountNonGET), Transform: LogOdds},
+	{Name: Name4xx, Source: OfCounter(Count4xx), Transform: LogOdds},
+	{Name: NameNonGET, Source: OfCounter(CountNonGET), Transform: LogOdds},
 	{Name: "logodds_assets", Source: OfCounter(CountAssets), Transform: LogOdds},
 	{Name: "logodds_same_second", Source: OfCounter(CountSameSecond), Transform: LogOdds},
 	{Name: "log1p_distinct_ips", Source: OfSketch(SketchIPs), Transform: Log1p, Set: SetFingerprint},
 }
+
+// The names of the features that the publisher reads in score records:
+// a crowd whose members mostly post to a page or fail there acts on it
+// (see internal/publisher's crowds).
+const (
+	Name4xx    = "logodds_4xx"
+	NameNonGET = "logodds_non_get"
+)
 
 // Schema returns every feature of every set, in vector order.
 func Schema() []Feature { return slices.Clone(schema) }
