@@ -66,18 +66,47 @@ func (v Value) TypeName() string {
 	return "number"
 }
 
-// Float parses the number v as strconv.ParseFloat does (with fastjson's
-// faster fastfloat), without copying it.
+// Float parses the number v as strconv.ParseFloat does, to the same
+// float64 (with fastjson's faster fastfloat where it is exact), without
+// copying it.
 func (v Value) Float() (float64, error) {
 	if v.Kind() != '0' {
 		return 0, fmt.Errorf("want a number, got %s", v.TypeName())
 	}
-	f, err := fastfloat.Parse(unsafe.String(unsafe.SliceData(v), len(v)))
+	s := unsafe.String(unsafe.SliceData(v), len(v))
+	parse := fastfloat.Parse
+	if !plainShort(s) {
+		parse = parseFloat64
+	}
+	f, err := parse(s)
 	if err != nil { // its error holds the string, which aliases v: write our own
 		return 0, fmt.Errorf("want a number, got %s", Quote(v))
 	}
 	return f, nil
 }
+
+// plainShort reports whether fastfloat parses the number s exactly, and
+// faster than strconv: without an exponent (it scales by a power of ten
+// after dividing by one, rounding twice) and of fewer than 17 digits and
+// points (from there it reads the number through, then hands it to
+// strconv: the shortest forms of most float64 values have 16 or 17
+// digits).
+func plainShort(s string) bool {
+	if len(s) > 0 && s[0] == '-' {
+		s = s[1:]
+	}
+	if len(s) >= 17 {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] == 'e' || s[i] == 'E' {
+			return false
+		}
+	}
+	return true
+}
+
+func parseFloat64(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
 
 // Int parses the number v as an integer, as strconv.Atoi does, without
 // copying it.

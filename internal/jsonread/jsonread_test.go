@@ -1,6 +1,9 @@
 package jsonread
 
 import (
+	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -75,6 +78,32 @@ func TestNumbers(t *testing.T) {
 		n, nerr := Value(tc.in).Int()
 		if (ferr == nil) != tc.fok || (nerr == nil) != tc.ok || (tc.fok && f != tc.f) || (tc.ok && n != tc.n) {
 			t.Errorf("%s: Float %v %v, Int %v %v", tc.in, f, ferr, n, nerr)
+		}
+	}
+}
+
+// TestFloatShortest: the shortest form of a float64, as encoders write
+// it, reads back as the same float64 whether fastfloat or strconv parses
+// it, long and short, signed or not, with an exponent or not; and an
+// invalid number of any length is an error.
+func TestFloatShortest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 100_000 {
+		x := rng.Float64() * math.Pow(10, float64(rng.IntN(40)-20))
+		switch i % 4 {
+		case 1:
+			x = -x
+		case 2:
+			x = math.Round(x*1000) / 1000 // a short form
+		}
+		s := strconv.FormatFloat(x, 'g', -1, 64)
+		if got, err := Value(s).Float(); err != nil || got != x {
+			t.Fatalf("%s: %v %v, want %v", s, got, err, x)
+		}
+	}
+	for _, s := range []string{"1.2345678901234567x", "-12345678901234567.8.9", "1.2.3"} {
+		if f, err := Value(s).Float(); err == nil {
+			t.Errorf("%s: %v, want an error", s, f)
 		}
 	}
 }
