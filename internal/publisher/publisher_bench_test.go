@@ -1,7 +1,6 @@
 package publisher
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -29,7 +28,7 @@ func BenchmarkPrepare(b *testing.B) {
 				for f := range features {
 					s.Features = append(s.Features, records.Contribution{Feature: fmt.Sprintf("feature_%02d", f), Value: float64(f), Contribution: float64(f) / 3})
 				}
-				js, err := json.Marshal(s)
+				js, err := s.AppendJSON(nil)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -260,9 +260,10 @@ func contributions(field string, cs []Contribution) error {
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
-// AppendJSON appends s as json.Marshal writes it, without reflection: the
-// detector writes one for every scoring. A non-finite number is an error,
-// as it is for json.Marshal. The publisher reads this form, field by
+// AppendJSON appends s as json.Marshal writes it, without reflection, but
+// for the features' values and contributions, which have
+// ExplanationDigits: the detector writes one for every scoring. A
+// non-finite number is an error, as it is for json.Marshal. The publisher reads this form, field by
 // field in this order, faster than any other.
 func (s *Score) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"v":`...)
@@ -323,11 +324,11 @@ func (s *Score) AppendJSON(b []byte) ([]byte, error) {
 			b = append(b, `{"feature":`...)
 			b = appendString(b, c.Feature)
 			b = append(b, `,"value":`...)
-			if b, err = appendFloat(b, c.Value, "value"); err != nil {
+			if b, err = appendExplanation(b, c.Value, "value"); err != nil {
 				return nil, err
 			}
 			b = append(b, `,"contribution":`...)
-			if b, err = appendFloat(b, c.Contribution, "contribution"); err != nil {
+			if b, err = appendExplanation(b, c.Contribution, "contribution"); err != nil {
 				return nil, err
 			}
 			b = append(b, '}')
@@ -369,6 +370,25 @@ func appendFloat(b []byte, f float64, field string) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// ExplanationDigits is how many significant digits a score record's
+// feature values and contributions have: what explains a score, and what
+// the publisher's crowds and groups compare, needs no more. A decimal of
+// up to 15 digits is read exactly by scaling its digits as an integer,
+// without strconv's slower path, and 12 leave room for the zeros of
+// "0.00": the shortest forms of most float64 values have 17 digits. The
+// score, the threshold and the shape's share keep every digit.
+const ExplanationDigits = 12
+
+// appendExplanation appends f to ExplanationDigits significant digits, in
+// the shortest form that has them (1.5, 1.2e-05); f of 1e308 or more
+// whole, which rounded could overflow.
+func appendExplanation(b []byte, f float64, field string) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) >= 1e308 {
+		return appendFloat(b, f, field)
+	}
+	return strconv.AppendFloat(b, f, 'g', ExplanationDigits, 64), nil
 }
 
 // appendTime appends t as time.Time's MarshalJSON does.

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,7 +119,21 @@ func TestVisitorID(t *testing.T) {
 
 // TestScoreAppendJSON: AppendJSON writes exactly what json.Marshal does,
 // for strings that need escaping, numbers of every magnitude, times with
-// and without fractions, and features nil, empty or many.
+// and without fractions, and features nil, empty or many; but for the
+// features' numbers, which read back as their values to
+// ExplanationDigits significant digits.
+// roundDigits is f to ExplanationDigits significant digits, below 1e308.
+func roundDigits(f float64) float64 {
+	if math.Abs(f) >= 1e308 {
+		return f
+	}
+	r, err := strconv.ParseFloat(strconv.FormatFloat(f, 'e', ExplanationDigits-1, 64), 64)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
 func TestScoreAppendJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	strs := []string{"", "shop.example", `"b1"`, "a<b>&c", "tab\there", "nl\n\r\b\f", "\x00\x1f\x7f", "é ü 漢字", "\u2028\u2029", "bad \xff\xfe utf8", "emoji 😀", `back\slash`}
@@ -147,8 +164,29 @@ func TestScoreAppendJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("AppendJSON of %+v:\n got %s\nwant %s", s, got, want)
+		if len(s.Features) == 0 {
+			if !bytes.Equal(got, want) {
+				t.Fatalf("AppendJSON of %+v:\n got %s\nwant %s", s, got, want)
+			}
+			continue
+		}
+		rounded := s
+		rounded.Features = nil
+		for _, c := range s.Features {
+			rounded.Features = append(rounded.Features, Contribution{Feature: c.Feature, Value: roundDigits(c.Value), Contribution: roundDigits(c.Contribution)})
+		}
+		if want, err = json.Marshal(&rounded); err != nil {
+			t.Fatal(err)
+		}
+		var g, w Score
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("AppendJSON of %+v: %v in %s", s, err, got)
+		}
+		if err := json.Unmarshal(want, &w); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(g, w) || !bytes.Equal(got[:bytes.Index(got, []byte(`"features"`))], want[:bytes.Index(want, []byte(`"features"`))]) {
+			t.Fatalf("AppendJSON of %+v:\n got %s\nwant %s (features to %d digits)", s, got, want, ExplanationDigits)
 		}
 	}
 	for _, bad := range []Score{{Score: math.NaN()}, {Threshold: math.Inf(1)}, {Features: []Contribution{{Value: math.Inf(-1)}}}, {ScoredAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}} {
@@ -156,4 +194,25 @@ func TestScoreAppendJSON(t *testing.T) {
 			t.Errorf("AppendJSON of %+v: no error, want one as json.Marshal gives", bad)
 		}
 	}
+}
+
+// BenchmarkScoreAppendJSON measures encoding a score record of the
+// detector's 9 features, as it writes one for every scoring.
+func BenchmarkScoreAppendJSON(b *testing.B) {
+	s := validScore()
+	s.Score, s.Threshold, s.ShapeShare = 14.236516408318353, 23.104975066346544, 0.0123
+	s.Features = nil
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 9 {
+		s.Features = append(s.Features, Contribution{Feature: fmt.Sprintf("feature_%d", i), Value: rng.NormFloat64() * 3, Contribution: rng.Float64() * 13})
+	}
+	buf := make([]byte, 0, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = s.AppendJSON(buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(buf)), "bytes/record")
 }
