@@ -31,6 +31,13 @@ const maxInterned = 1 << 14
 type scoreDecoder struct {
 	strs     map[string]string
 	contribs []records.Contribution // arena of the current batch's Features
+	// perRecord is the features a record had in the last batch, on
+	// average, rounded up: how much arena a batch takes.
+	perRecord int
+	batch     int // records of the current batch
+	// names are the feature names of the last record read by the form:
+	// a detector's records name the same features in the same order.
+	names []string
 	// Scratch of one record: its members, and theirs, in one tape;
 	// unescaped keys and strings.
 	tape       []jsonread.Member
@@ -38,13 +45,18 @@ type scoreDecoder struct {
 }
 
 func newScoreDecoder() *scoreDecoder {
-	return &scoreDecoder{strs: make(map[string]string)}
+	return &scoreDecoder{strs: make(map[string]string), perRecord: 10}
 }
 
-// reset starts a batch: Features of the previous one stay valid, as the
-// arena is replaced rather than reused.
+// reset starts a batch of n records: Features of the previous one stay
+// valid, as the arena is replaced rather than reused. The arena is sized
+// as the last batch needed, so that it seldom grows.
 func (d *scoreDecoder) reset(n int) {
-	d.contribs = make([]records.Contribution, 0, n*8)
+	if d.batch > 0 && len(d.contribs) > 0 {
+		d.perRecord = (len(d.contribs) + d.batch - 1) / d.batch
+	}
+	d.batch = n
+	d.contribs = make([]records.Contribution, 0, n*d.perRecord)
 }
 
 // decode decodes one record from data into *s, overwriting all of it.
@@ -107,9 +119,9 @@ func (d *scoreDecoder) decodeForm(data []byte, s *records.Score) bool {
 func (d *scoreDecoder) formFeatures(f *form, s *records.Score) bool {
 	start := len(d.contribs)
 	if !f.lit("]") {
-		for {
+		for i := 0; ; i++ {
 			var c records.Contribution
-			if !(f.lit(`{"feature":`) && d.formInterned(f, &c.Feature) && f.lit(`,"value":`) && f.float(&c.Value) &&
+			if !(f.lit(`{"feature":`) && d.formName(f, i, &c.Feature) && f.lit(`,"value":`) && f.float(&c.Value) &&
 				f.lit(`,"contribution":`) && f.float(&c.Contribution) && f.lit("}")) {
 				return false
 			}
@@ -125,6 +137,31 @@ func (d *scoreDecoder) formFeatures(f *form, s *records.Score) bool {
 	s.Features = d.contribs[start:len(d.contribs):len(d.contribs)] // as features keeps them apart
 	return true
 }
+
+// formName reads the name of feature i into *dst: the name of the last
+// record's feature i if it is the same, else interned.
+func (d *scoreDecoder) formName(f *form, i int, dst *string) bool {
+	v, ok := f.plain()
+	if !ok {
+		return false
+	}
+	if i < len(d.names) && d.names[i] == string(v[1:len(v)-1]) {
+		*dst = d.names[i]
+		return true
+	}
+	*dst, _ = d.interned(v, false)
+	switch {
+	case i < len(d.names):
+		d.names[i] = *dst
+	case i < maxNames:
+		d.names = append(d.names, *dst)
+	}
+	return true
+}
+
+// maxNames bounds the feature names remembered: more than any feature set
+// has.
+const maxNames = 64
 
 // formInterned reads a string without escapes into *dst, interned.
 func (d *scoreDecoder) formInterned(f *form, dst *string) bool {
