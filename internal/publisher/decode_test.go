@@ -3,6 +3,7 @@ package publisher
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,35 @@ func TestDecodeArena(t *testing.T) {
 	for i := range scores {
 		if c := scores[i].Features[1].Contribution; c != float64(i)*0.4 || len(scores[i].Features) != 4 || cap(scores[i].Features) != 4 {
 			t.Fatalf("record %d: features %+v", i, scores[i].Features)
+		}
+	}
+}
+
+// TestDecodeFeatureNames checks that a record's feature names are its own
+// when they differ from the record's before, in name, order or number.
+func TestDecodeFeatureNames(t *testing.T) {
+	d := newScoreDecoder()
+	d.reset(8)
+	for i, names := range [][]string{{"a", "b", "c"}, {"a", "b", "c"}, {"a", "x"}, {"b", "a", "c", "d"}, {}, {"a", "b", "c", "d", "e"}, {"a", "b"}} {
+		s := testScore("a.example", uint64(i), 0, 1)
+		s.Features = []records.Contribution{}
+		for _, n := range names {
+			s.Features = append(s.Features, records.Contribution{Feature: n, Value: 1, Contribution: 2})
+		}
+		js, err := s.AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got records.Score
+		if err := d.decode(js, &got); err != nil {
+			t.Fatal(err)
+		}
+		var gotNames []string
+		for _, c := range got.Features {
+			gotNames = append(gotNames, c.Feature)
+		}
+		if !slices.Equal(gotNames, names) {
+			t.Errorf("record %d: features %q, want %q", i, gotNames, names)
 		}
 	}
 }
