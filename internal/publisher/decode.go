@@ -37,7 +37,7 @@ type scoreDecoder struct {
 	batch     int // records of the current batch
 	// names are the feature names of the last record read by the form:
 	// a detector's records name the same features in the same order.
-	names []string
+	names []entryName
 	// Scratch of one record: its members, and theirs, in one tape;
 	// unescaped keys and strings.
 	tape       []jsonread.Member
@@ -121,7 +121,7 @@ func (d *scoreDecoder) formFeatures(f *form, s *records.Score) bool {
 	if !f.lit("]") {
 		for i := 0; ; i++ {
 			var c records.Contribution
-			if !(f.lit(`{"feature":`) && d.formName(f, i, &c.Feature) && f.lit(`,"value":`) && f.float(&c.Value) &&
+			if !(d.formName(f, i, &c.Feature) && f.float(&c.Value) &&
 				f.lit(`,"contribution":`) && f.float(&c.Contribution) && f.lit("}")) {
 				return false
 			}
@@ -138,26 +138,37 @@ func (d *scoreDecoder) formFeatures(f *form, s *records.Score) bool {
 	return true
 }
 
-// formName reads the name of feature i into *dst: the name of the last
-// record's feature i if it is the same, else interned.
+// formName reads the start of feature i's entry, up to its value, and its
+// name into *dst. A detector writes the same names in the same order, so
+// the entry most often starts as the last record's feature i did, read in
+// one comparison; else the name is interned and remembered for the next.
 func (d *scoreDecoder) formName(f *form, i int, dst *string) bool {
-	v, ok := f.plain()
-	if !ok {
-		return false
-	}
-	if i < len(d.names) && d.names[i] == string(v[1:len(v)-1]) {
-		*dst = d.names[i]
+	if i < len(d.names) && f.lit(d.names[i].entry) {
+		*dst = d.names[i].name
 		return true
 	}
+	from := f.i
+	if !f.lit(`{"feature":`) {
+		return false
+	}
+	v, ok := f.plain()
+	if !ok || !f.lit(`,"value":`) {
+		return false
+	}
 	*dst, _ = d.interned(v, false)
+	n := entryName{name: *dst, entry: string(f.b[from:f.i])}
 	switch {
 	case i < len(d.names):
-		d.names[i] = *dst
+		d.names[i] = n
 	case i < maxNames:
-		d.names = append(d.names, *dst)
+		d.names = append(d.names, n)
 	}
 	return true
 }
+
+// entryName is a feature's name and the start of its entry in the form:
+// {"feature":"NAME","value":
+type entryName struct{ name, entry string }
 
 // maxNames bounds the feature names remembered: more than any feature set
 // has.
