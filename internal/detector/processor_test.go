@@ -249,7 +249,7 @@ func TestScoreFrom(t *testing.T) {
 	if want := []int{50, 80}; !slices.Equal(secs, want) {
 		t.Fatalf("scored at %v, want %v", secs, want)
 	}
-	if v := got[0].Features[0]; v.Feature != "log1p_requests" || v.Value != math.Log1p(51) {
+	if v := got[0].Features[0]; v.Feature != "log1p_requests" || !explains(v.Value, math.Log1p(51)) {
 		t.Errorf("first score's %s = %v, want log1p(51): the backfill's requests in its window", v.Feature, v.Value)
 	}
 	if n := testutil.ToFloat64(m.Unscored.WithLabelValues("backfill")); n != 50 {
@@ -897,7 +897,7 @@ func TestShadowRecords(t *testing.T) {
 			t.Fatalf("candidate's record: threshold %v, features %+v; live features %+v", s.Threshold, s.Features, prev.Features)
 		}
 		want, err := cand.Score([]float64{prev.Features[0].Value, prev.Features[4].Value})
-		if err != nil || s.Score != want || s.Features[0].Contribution+s.Features[1].Contribution != s.Score {
+		if err != nil || s.Score != want || !explains(s.Features[0].Contribution+s.Features[1].Contribution, s.Score) {
 			t.Fatalf("candidate's score %v, want %v (%v); contributions %+v", s.Score, want, err, s.Features)
 		}
 	}
@@ -1015,4 +1015,11 @@ func TestPartitionLag(t *testing.T) {
 			t.Errorf("partition %s: lag %v, want %v", p, got, want)
 		}
 	}
+}
+
+// explains reports whether got, a number of a score record's features, is
+// want to the records.ExplanationDigits significant digits they are
+// written with (a sum of them, to twice their rounding).
+func explains(got, want float64) bool {
+	return math.Abs(got-want) <= 2*math.Abs(want)*math.Pow(10, 1-records.ExplanationDigits)
 }
