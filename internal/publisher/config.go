@@ -62,12 +62,11 @@ type SelectConfig struct {
 	GroupShare     float64
 	GroupReturning float64
 	GroupRarity    float64
-	// CrowdRatio, CrowdChance, CrowdScore and CrowdExpected say when
+	// CrowdRatio, CrowdChance and CrowdExpected say when
 	// visitors whose visits begin alike are a coordinated attack (see
 	// crowds); CrowdRatio 0 looks for none.
 	CrowdRatio  float64
 	CrowdChance float64
-	CrowdScore  float64
 	// CrowdExpected bounds the members a crowd's share would bring: the
 	// site's people expected among them, published with the attack.
 	CrowdExpected float64
@@ -97,7 +96,6 @@ const (
 	DefaultGroupRarity        = 10
 	DefaultCrowdRatio         = 10
 	DefaultCrowdChance        = 1e-9
-	DefaultCrowdScore         = 0.8
 	DefaultCrowdExpected      = 4
 	DefaultRevokeAfter        = 2
 )
@@ -125,7 +123,7 @@ func DefaultSelectConfig() SelectConfig {
 		RiseMargin: DefaultRiseMargin, Top: DefaultTop, MaxTracked: DefaultMaxTracked,
 		GroupMin: DefaultGroupMin, GroupShare: DefaultGroupShare, GroupReturning: DefaultGroupReturning,
 		GroupRarity: DefaultGroupRarity, CrowdRatio: DefaultCrowdRatio, CrowdChance: DefaultCrowdChance,
-		CrowdScore: DefaultCrowdScore, CrowdExpected: DefaultCrowdExpected, RevokeAfter: DefaultRevokeAfter,
+		CrowdExpected: DefaultCrowdExpected, RevokeAfter: DefaultRevokeAfter,
 	}
 }
 
@@ -159,8 +157,7 @@ func (c *SelectConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.CrowdRatio, "crowd-ratio", c.CrowdRatio, "visitors whose visits began alike within -detection-ttl (the first score of each: its class and window shape, the feature values to a quarter) are a coordinated attack, whatever their scores, when they are at least -group-min and at least this many times as many as the share of the site's visits that began so in the baseline's history would bring among as many first scores: one program behind many addresses begins them all alike. 0 looks for none")
 	fs.Float64Var(&c.CrowdChance, "crowd-chance", c.CrowdChance, "and so many that the history's share would bring as many less often than this (Poisson): the default, one in a billion, keeps chance out of a check made at the first score of every visit of every site")
 	fs.IntVar(&c.RevokeAfter, "revoke-after", c.RevokeAfter, "scores in a row below the threshold that revoke a visitor's live detection made on its own evidence (not a group's or crowd's): a revocation record on the detections topic lifts the block before it expires. 0: never")
-	fs.Float64Var(&c.CrowdExpected, "crowd-expected", c.CrowdExpected, "and the history's share would bring at most this many of them: that many of the site's people, beginning their visits so by chance, would be published with the attack. A campaign whose visits begin as the site's people often do cannot be told from them by its beginnings")
-	fs.Float64Var(&c.CrowdScore, "crowd-score", c.CrowdScore, "and, when they were on few pages (fewer than two of them to a page) without acting on them (most of each one's requests posts or failures, as in a login attack), their median score at least this share of the threshold. People who come at once come for one page (a link shared widely) and read it as people do, at about half the threshold when another site's baseline judges them")
+	fs.Float64Var(&c.CrowdExpected, "crowd-expected", c.CrowdExpected, "and the history's share would bring at most this many of them: that many of the site's people, beginning their visits so by chance, would be published with the attack. A campaign whose visits begin as the site's people often do cannot be told from them by its beginnings. And they must be spread over pages (fewer than two of them to a page) or, on few pages, act on them (most of each one's requests posts or failures, as in a login attack; beginnings of visits may instead score above their threshold): people who come at once come for one page, a link shared widely, and read it as people do")
 	fs.Float64Var(&c.GroupReturning, "group-returning", c.GroupReturning, "and the largest share of them that the site's history knows (returning visitors): an attack comes from new addresses, a crowd of the site's own people (a sale, a rush) from many it has seen. Returning members are never published on the group's evidence")
 }
 
@@ -224,8 +221,6 @@ func (c *SelectConfig) Validate() error {
 		return fmt.Errorf("-revoke-after must not be negative, got %d", c.RevokeAfter)
 	case !(c.CrowdExpected > 0):
 		return fmt.Errorf("-crowd-expected must be above 0, got %v", c.CrowdExpected)
-	case !(c.CrowdScore >= 0) || math.IsInf(c.CrowdScore, 0):
-		return fmt.Errorf("-crowd-score must be a finite number at least 0, got %v", c.CrowdScore)
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func TestConfigFlags(t *testing.T) {
 		{[]string{"-top", "0"}, "-top"},
 		{[]string{"-top", "65"}, "-top"},
 		{[]string{"-max-tracked", "0"}, "-max-tracked"},
-		{[]string{"-crowd-ratio", "0", "-crowd-score", "0"}, ""},
+		{[]string{"-crowd-ratio", "0"}, ""},
 		{[]string{"-crowd-ratio", "0.5"}, "-crowd-ratio"},
 		{[]string{"-usual-start", "0"}, ""},
 		{[]string{"-usual-start", "1.5"}, "-usual-start"},
@@ -45,10 +45,8 @@ func TestConfigFlags(t *testing.T) {
 		{[]string{"-crowd-ratio", "inf"}, "-crowd-ratio"},
 		{[]string{"-crowd-chance", "0"}, "-crowd-chance"},
 		{[]string{"-crowd-chance", "1"}, "-crowd-chance"},
-		{[]string{"-crowd-score", "-0.1"}, "-crowd-score"},
 		{[]string{"-crowd-expected", "0"}, "-crowd-expected"},
 		{[]string{"-crowd-expected", "NaN"}, "-crowd-expected"},
-		{[]string{"-crowd-score", "NaN"}, "-crowd-score"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -142,7 +142,7 @@ type member struct {
 	returning bool // the site's history knows it: never published for the group
 	rare      bool // its top feature's contribution is at least GroupRarity
 	// page and high are, for a crowd's member, records.Score.Page and
-	// whether it scored at least -crowd-score of its threshold; acting,
+	// whether it is a visit's beginning above its threshold; acting,
 	// whether most of its window's requests were not GETs or failed.
 	page   string
 	high   bool
