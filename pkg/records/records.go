@@ -263,8 +263,8 @@ func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 // AppendJSON appends s as json.Marshal writes it, without reflection, but
 // for the features' values and contributions, which have
 // ExplanationDigits: the detector writes one for every scoring. A
-// non-finite number is an error, as it is for json.Marshal. The publisher reads this form, field by
-// field in this order, faster than any other.
+// non-finite number is an error, as it is for json.Marshal. The publisher
+// reads this form, field by field in this order, faster than any other.
 func (s *Score) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, int64(s.V), 10)
