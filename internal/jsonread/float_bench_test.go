@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// BenchmarkFloat parses numbers as score records carry them (encoding/json's
-// shortest forms): a third short (a threshold of 19.5, a value of 2.83), the
-// rest of 15 to 17 significant digits, a fifth of them negative.
+// BenchmarkFloat parses numbers in encoding/json's shortest forms, as score
+// records carry their scores and thresholds: a third short (19.5, 2.83),
+// the rest of 15 to 17 significant digits, a fifth of them negative.
 func BenchmarkFloat(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	nums := make([]Value, 1024)
