@@ -73,6 +73,9 @@ type SelectConfig struct {
 	// RevokeAfter is how many scores in a row below the threshold revoke
 	// a live detection made on the visitor's own evidence; 0 never.
 	RevokeAfter int
+	// PublishKnownPrograms publishes returning visitors of the api class
+	// on their own hits, which by default it does not (see Selector).
+	PublishKnownPrograms bool
 }
 
 // Defaults.
@@ -158,6 +161,7 @@ func (c *SelectConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.CrowdChance, "crowd-chance", c.CrowdChance, "and so many that the history's share would bring as many less often than this (Poisson): the default, one in a billion, keeps chance out of a check made at the first score of every visit of every site")
 	fs.IntVar(&c.RevokeAfter, "revoke-after", c.RevokeAfter, "scores in a row below the threshold that revoke a visitor's live detection made on its own evidence (not a group's or crowd's): a revocation record on the detections topic lifts the block before it expires. 0: never")
 	fs.Float64Var(&c.CrowdExpected, "crowd-expected", c.CrowdExpected, "and the history's share would bring at most this many of them: that many of the site's people, beginning their visits so by chance, would be published with the attack. A campaign whose visits begin as the site's people often do cannot be told from them by its beginnings. And they must be spread over pages (fewer than two of them to a page) or, on few pages, act on them (most of each one's requests posts or failures, as in a login attack; beginnings of visits may instead score above their threshold): people who come at once come for one page, a link shared widely, and read it as people do")
+	fs.BoolVar(&c.PublishKnownPrograms, "publish-known-programs", c.PublishKnownPrograms, "publish returning visitors of the api class on their own hits. By default such a visitor, a program the site's history knows and whose windows its fit did not leave out as a bot's (the site's uptime monitors, search crawlers, feed readers, partners' integrations, its apps' regular users), is never published on its own evidence: programs differ from one another more than people do, and a class with too little history of its own is judged against the site's people (see the baseline service's -min-windows), where every program stands out. A program new to the site is judged as before")
 	fs.Float64Var(&c.GroupReturning, "group-returning", c.GroupReturning, "and the largest share of them that the site's history knows (returning visitors): an attack comes from new addresses, a crowd of the site's own people (a sale, a rush) from many it has seen. Returning members are never published on the group's evidence")
 }
 

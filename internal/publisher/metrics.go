@@ -142,7 +142,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, op := range []string{opCreateTable, opInsert, opDropPartition, opPing} {
 		m.ClickHouseErrors.WithLabelValues(op)
 	}
-	for _, o := range []Outcome{SuppressedDuplicate, SuppressedAllowList, SuppressedSiteOff, SuppressedSimulate, SuppressedGate, SuppressedUsualStart} {
+	for _, o := range []Outcome{SuppressedDuplicate, SuppressedAllowList, SuppressedSiteOff, SuppressedSimulate, SuppressedGate, SuppressedUsualStart, SuppressedKnownProgram} {
 		m.Suppressed.WithLabelValues(o.String())
 	}
 	for _, r := range []string{reasonMalformed, reasonInvalid, service.ReasonFuture, service.ReasonTooOld} {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/anomalyd/anomalyd/internal/policy"
+	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/records"
 )
 
@@ -14,27 +15,29 @@ type Outcome uint8
 // The outcomes. Every suppressed one is a score above its threshold that
 // did not become a detection.
 const (
-	Below                Outcome = iota // not above its threshold: no candidate
-	Published                           // a detection for the edge
-	SuppressedDuplicate                 // published within the TTL, score not risen enough
-	SuppressedAllowList                 // the visitor is on the site's allow-list
-	SuppressedSiteOff                   // the site's detections are switched off
-	SuppressedGate                      // an evidence gate: -min-margin or -min-hits
-	SuppressedUsualStart                // the window's shape begins many of the site's visits: -usual-start
-	SuppressedSimulate                  // the site is simulated: scored, never published
-	Early                               // a visit's beginning that made no attack: never a candidate
+	Below                  Outcome = iota // not above its threshold: no candidate
+	Published                             // a detection for the edge
+	SuppressedDuplicate                   // published within the TTL, score not risen enough
+	SuppressedAllowList                   // the visitor is on the site's allow-list
+	SuppressedSiteOff                     // the site's detections are switched off
+	SuppressedGate                        // an evidence gate: -min-margin or -min-hits
+	SuppressedUsualStart                  // the window's shape begins many of the site's visits: -usual-start
+	SuppressedSimulate                    // the site is simulated: scored, never published
+	Early                                 // a visit's beginning that made no attack: never a candidate
+	SuppressedKnownProgram                // a returning visitor of the api class: -publish-known-programs
 )
 
 var outcomeNames = [...]string{
-	Below:                "below",
-	Published:            "published",
-	SuppressedDuplicate:  "duplicate",
-	SuppressedAllowList:  "allow_list",
-	SuppressedSiteOff:    "site_off",
-	SuppressedGate:       "gate",
-	SuppressedUsualStart: "usual_start",
-	SuppressedSimulate:   "simulate",
-	Early:                "early",
+	Below:                  "below",
+	Published:              "published",
+	SuppressedDuplicate:    "duplicate",
+	SuppressedAllowList:    "allow_list",
+	SuppressedSiteOff:      "site_off",
+	SuppressedGate:         "gate",
+	SuppressedUsualStart:   "usual_start",
+	SuppressedSimulate:     "simulate",
+	Early:                  "early",
+	SuppressedKnownProgram: "known_program",
 }
 
 // String is the outcome's name, the "reason" label of the suppressed
@@ -67,7 +70,15 @@ func (o Outcome) String() string {
 //     ExpiresAt) is published again only if the score is at least
 //     RiseMargin above the last published score, else suppressed
 //     (duplicate);
-//  5. otherwise the hits gate: the visitor is published when it has at
+//  5. a returning visitor of the api class, a program the site's
+//     history knows, is suppressed (known_program) unless
+//     PublishKnownPrograms: programs differ from one another more than
+//     people do, and a class with too little history of its own is
+//     judged against the site's people, where every program stands out;
+//     one the site has served all along, and whose windows the history's
+//     fit did not leave out as a bot's, is more likely the site's own
+//     monitor, crawler, feed reader or integration than an attack;
+//  6. otherwise the hits gate: the visitor is published when it has at
 //     least MinHits hits within TTL before this score, this one included,
 //     else suppressed (gate).
 //
@@ -113,6 +124,9 @@ type visitorState struct {
 	expires   int64   // ExpiresAt of the live or last detection, Unix ns; 0 before the first
 	published float64 // score of the last detection
 }
+
+// apiClass is the class of programs in score records.
+var apiClass = features.ClassAPI.String()
 
 // NewSelector returns a Selector for a validated config.
 func NewSelector(cfg SelectConfig) *Selector {
@@ -181,6 +195,9 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (
 		s.publishGroup(gr, visitor, t, p)
 	}
 	inGroup := gr != nil && gr.active && !sc.Returning
+	if sc.Returning && !s.cfg.PublishKnownPrograms && sc.Class == apiClass {
+		return records.Detection{}, SuppressedKnownProgram
+	}
 	if t < st.expires {
 		if !(sc.Score >= st.published+s.cfg.RiseMargin) {
 			return records.Detection{}, SuppressedDuplicate

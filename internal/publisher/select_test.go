@@ -215,6 +215,49 @@ func TestSelect(t *testing.T) {
 	}
 }
 
+// TestSelectKnownPrograms checks that a returning visitor of the api
+// class is not published on its own hits unless -publish-known-programs,
+// and that every other visitor is judged as before.
+func TestSelectKnownPrograms(t *testing.T) {
+	tests := []struct {
+		name      string
+		class     string
+		returning bool
+		publish   bool // -publish-known-programs
+		want      Outcome
+	}{
+		{"returning program", "api", true, false, SuppressedKnownProgram},
+		{"returning program, -publish-known-programs", "api", true, true, Published},
+		{"new program", "api", false, false, Published},
+		{"returning browser", "browser", true, false, Published},
+		{"returning, record without a class", "", true, false, Published},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultSelectConfig() // -min-hits 3
+			cfg.PublishKnownPrograms = tt.publish
+			sel := NewSelector(cfg)
+			for i := range 5 {
+				sc := testScore("a.example", 1, time.Duration(i)*30*time.Second, 50)
+				sc.Class, sc.Returning = tt.class, tt.returning
+				want := tt.want
+				if i < cfg.MinHits-1 {
+					want = SuppressedGate // its first hits, in every case
+					if tt.want == SuppressedKnownProgram {
+						want = SuppressedKnownProgram
+					}
+				}
+				if want == Published && i >= cfg.MinHits {
+					want = SuppressedDuplicate
+				}
+				if _, got := sel.Select(sc, 1, nil); got != want {
+					t.Fatalf("score %d: %v, want %v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
 // TestSelectAfterPolicyChange checks that suppression by policy leaves no
 // state behind: once the policy is lifted, the next hit publishes.
 func TestSelectAfterPolicyChange(t *testing.T) {
@@ -353,7 +396,7 @@ func TestOutcomeString(t *testing.T) {
 	for o, want := range map[Outcome]string{
 		Below: "below", Published: "published", SuppressedDuplicate: "duplicate",
 		SuppressedAllowList: "allow_list", SuppressedSiteOff: "site_off", SuppressedGate: "gate",
-		SuppressedUsualStart: "usual_start", Outcome(99): "unknown",
+		SuppressedUsualStart: "usual_start", SuppressedKnownProgram: "known_program", Outcome(99): "unknown",
 	} {
 		if got := o.String(); got != want {
 			t.Errorf("Outcome(%d) = %q, want %q", o, got, want)
