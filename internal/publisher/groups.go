@@ -37,10 +37,13 @@ import (
 // history has, rare as they are, and many of the site's own visitors; an
 // attack brings values the history hardly has (most requests failing,
 // say), from addresses the site has not seen. A returning visitor is never
-// published on a group's evidence, only on its own.
+// published on a group's evidence, only on its own, nor is a member whose
+// own top contribution is below Rarity: people who share the signature's
+// two features now and then, without its rare values, are not the
+// attack's kind.
 //
 // An attack that goes on keeps its group; members that join publish at
-// their first hit. A group ends once its last member's hit is a TTL old.
+// their first hit that brings a rare value. A group ends once its last member's hit is a TTL old.
 // The state is in memory: per site, the visitors scored within the TTL,
 // and per group, its members, at most MaxTracked of each in all; beyond
 // that, new ones are not counted until old ones go.

@@ -192,9 +192,11 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (
 	d := s.detection(sc, visitor)
 	gr, started := s.groups.hit(sc, visitor, t, d)
 	if started {
-		s.publishGroup(gr, visitor, t, p)
+		s.publishGroup(gr, visitor, t, p, true)
 	}
-	inGroup := gr != nil && gr.active && !sc.Returning
+	// A member is published on its group's evidence when its own hit
+	// brings a value the history hardly has, as the group's members do.
+	inGroup := gr != nil && gr.active && !sc.Returning && gr.members[visitor] != nil && gr.members[visitor].rare
 	if sc.Returning && !s.cfg.PublishKnownPrograms && sc.Class == apiClass {
 		return records.Detection{}, SuppressedKnownProgram
 	}
@@ -305,7 +307,7 @@ func (s *Selector) crowdMember(sc *records.Score, visitor uint64, t int64, p *po
 		return records.Detection{}, false
 	}
 	if started {
-		s.publishGroup(cr, visitor, t, p)
+		s.publishGroup(cr, visitor, t, p, false)
 	}
 	if s.withheld(p, sc.Site, visitor) {
 		return records.Detection{}, false
@@ -347,11 +349,14 @@ func (s *Selector) Restore(d *records.Detection) error {
 
 // publishGroup publishes the members of gr, a group or crowd that became
 // a coordinated attack at t, that are not published already, but visitor,
-// whose own score is being decided, and those policy p keeps from it.
+// whose own score is being decided, those policy p keeps from it and,
+// when rareOnly (a signature's group), those whose top contribution is
+// below the group's rarity: people who share a signature's two features
+// now and then, without its rare values, are not its members' kind.
 // Each detection lasts a TTL from t.
-func (s *Selector) publishGroup(gr *group, visitor uint64, t int64, p *policy.Policy) {
+func (s *Selector) publishGroup(gr *group, visitor uint64, t int64, p *policy.Policy, rareOnly bool) {
 	for v, m := range gr.members {
-		if v == visitor || m.published || m.returning {
+		if v == visitor || m.published || m.returning || rareOnly && !m.rare {
 			continue
 		}
 		if s.withheld(p, m.detection.Site, v) {

@@ -444,6 +444,53 @@ func groupScore(site string, visitor uint64, at time.Duration, top1, top2 string
 	return sc
 }
 
+// TestSelectGroupsRareMembers checks that a member is published on its
+// group's evidence only when its own hit brings the rare value (a top
+// contribution of at least -group-rarity): a person who shares the
+// signature's two features now and then, without it, needs its own hits.
+func TestSelectGroupsRareMembers(t *testing.T) {
+	cfg := DefaultSelectConfig() // -min-hits 3
+	cfg.GroupMin, cfg.GroupShare = 5, 0.1
+	sel := NewSelector(cfg)
+	const site = "a.example"
+	for v := range uint64(40) {
+		sel.Select(testScore(site, 1000+v, time.Duration(v)*time.Second, 1), 1000+v, nil)
+	}
+	member := func(v uint64, at time.Duration, rare bool) *records.Score {
+		sc := groupScore(site, v, at, "share_4xx", "share_non_get")
+		if !rare {
+			sc.Features[0].Contribution = 7 // below -group-rarity, still the top one
+		}
+		return sc
+	}
+	for v := range uint64(4) {
+		if _, got := sel.Select(member(v, time.Minute, v != 0), v, nil); got != SuppressedGate {
+			t.Fatalf("member %d: %v, want gate", v, got)
+		}
+	}
+	// The fifth, rare, makes an attack of 5 with 4 rare members: published,
+	// with the three rare ones before it, not visitor 0.
+	if _, got := sel.Select(member(4, 2*time.Minute, true), 4, nil); got != Published {
+		t.Fatalf("the fifth member: %v, want published", got)
+	}
+	earlier := sel.GroupDetections()
+	if len(earlier) != 3 || slices.ContainsFunc(earlier, func(d records.Detection) bool { return d.Visitor == records.VisitorID(0) }) {
+		t.Fatalf("earlier members published: %+v, want visitors 1 to 3", earlier)
+	}
+	if _, got := sel.Select(member(5, 3*time.Minute, false), 5, nil); got != SuppressedGate {
+		t.Errorf("a later member without the rare value: %v, want gate", got)
+	}
+	if _, got := sel.Select(member(6, 3*time.Minute, true), 6, nil); got != Published {
+		t.Errorf("a later rare member: %v, want published", got)
+	}
+	// Its own hits still publish a member without the rare value.
+	for i, want := range []Outcome{SuppressedGate, Published} {
+		if _, got := sel.Select(member(0, time.Duration(4+i)*time.Minute, false), 0, nil); got != want {
+			t.Errorf("visitor 0's hit %d: %v, want %v", i+2, got, want)
+		}
+	}
+}
+
 func TestSelectGroups(t *testing.T) {
 	cfg := DefaultSelectConfig() // -min-hits 3: one hit each is not enough alone
 	cfg.GroupMin, cfg.GroupShare = 5, 0.1
