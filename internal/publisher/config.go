@@ -48,13 +48,16 @@ type Config struct {
 // SelectConfig is how detections are chosen and de-duplicated; see
 // Selector for the rules. Times are event time.
 type SelectConfig struct {
-	TTL        time.Duration // how long a detection lasts at the edge
-	MinHits    int           // hits within TTL needed before a first detection
-	MinMargin  float64       // how far above its threshold a score must be to hit
-	UsualStart float64       // share of a site's visits a window's shape may begin before it cannot hit
-	RiseMargin float64       // score rise over the last published that republishes early
-	Top        int           // contributions a detection carries
-	MaxTracked int           // visitors whose state is kept at most
+	TTL     time.Duration // how long a detection lasts at the edge
+	MinHits int           // hits within TTL needed before a first detection
+	// EarlyHitMargin is how far above its threshold a visit's beginning
+	// (an early record) must score to count as a hit.
+	EarlyHitMargin float64
+	MinMargin      float64 // how far above its threshold a score must be to hit
+	UsualStart     float64 // share of a site's visits a window's shape may begin before it cannot hit
+	RiseMargin     float64 // score rise over the last published that republishes early
+	Top            int     // contributions a detection carries
+	MaxTracked     int     // visitors whose state is kept at most
 	// GroupMin and GroupShare say when visitors that are outliers in the
 	// same way at once are a coordinated attack (see groups); GroupMin 0
 	// looks for none.
@@ -88,6 +91,7 @@ const (
 	DefaultDetectionLinger    = 5 * time.Millisecond
 	DefaultTTL                = 10 * time.Minute
 	DefaultMinHits            = 3
+	DefaultEarlyHitMargin     = 20
 	DefaultMinMargin          = 0
 	DefaultUsualStart         = 0.005
 	DefaultRiseMargin         = 1.0
@@ -122,7 +126,7 @@ func DefaultConfig() Config {
 // DefaultSelectConfig returns the default selection settings.
 func DefaultSelectConfig() SelectConfig {
 	return SelectConfig{
-		TTL: DefaultTTL, MinHits: DefaultMinHits, MinMargin: DefaultMinMargin, UsualStart: DefaultUsualStart,
+		TTL: DefaultTTL, MinHits: DefaultMinHits, EarlyHitMargin: DefaultEarlyHitMargin, MinMargin: DefaultMinMargin, UsualStart: DefaultUsualStart,
 		RiseMargin: DefaultRiseMargin, Top: DefaultTop, MaxTracked: DefaultMaxTracked,
 		GroupMin: DefaultGroupMin, GroupShare: DefaultGroupShare, GroupReturning: DefaultGroupReturning,
 		GroupRarity: DefaultGroupRarity, CrowdRatio: DefaultCrowdRatio, CrowdChance: DefaultCrowdChance,
@@ -149,6 +153,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c *SelectConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TTL, "detection-ttl", c.TTL, "how long the edge acts on a detection (expires_at = detected_at + TTL, in event time); within it a visitor is not published again unless its score rises by -rise-margin. Ten minutes is the detector's default window: a bot that stops is released about when its evidence has left the window")
 	fs.IntVar(&c.MinHits, "min-hits", c.MinHits, fmt.Sprintf("scores above the threshold (by -min-margin) a visitor needs within -detection-ttl before it is first published, at most %d. The default 3 demands repeated evidence: bots stay outliers score after score, while most people above the threshold are there once; it delays a first detection by two rescore intervals", maxMinHits))
+	fs.Float64Var(&c.EarlyHitMargin, "early-hit-margin", c.EarlyHitMargin, "a visit's beginning (its record at the baseline's -early-requests) that scores at least this many bits above the early model's threshold counts as one of the visitor's -min-hits. The default 20 is a beginning a million times less likely than the threshold's, as a scanner's first probes are, all failing, without a referer: its word list is done before it is scored three times. People's beginnings stay far below it; 'inf' counts none")
 	fs.Float64Var(&c.MinMargin, "min-margin", c.MinMargin, "how far above the threshold a score must be to count, in HBOS score units (bits: +1 is a window half as likely under the baseline). The default 0 takes the threshold as it is")
 	fs.Float64Var(&c.UsualStart, "usual-start", c.UsualStart, "a score above the threshold is no hit when at least this share of the site's visits in the baseline's history began in its window's shape (the score record's shape_share): the baseline learned whole windows, and a visit's first requests (a page and some of its files) can fall in bins whole windows leave empty, for every visitor alike. The default is the baseline's default -contamination: a shape that common is no outlier. 0 turns it off")
 	fs.Float64Var(&c.RiseMargin, "rise-margin", c.RiseMargin, "a visitor already published within -detection-ttl is published again when its score rises at least this much over the last published score. The default 1 is one bit, a window half as likely again: a real change, not rescoring noise; 'inf' never republishes early")
@@ -203,6 +208,8 @@ func (c *SelectConfig) Validate() error {
 		return fmt.Errorf("-min-margin must be a finite number at least 0, got %v", c.MinMargin)
 	case !(c.UsualStart >= 0 && c.UsualStart <= 1):
 		return fmt.Errorf("-usual-start must be in [0, 1], got %v", c.UsualStart)
+	case math.IsNaN(c.EarlyHitMargin) || c.EarlyHitMargin < 0:
+		return fmt.Errorf("-early-hit-margin must be at least 0 (inf counts no beginning), got %v", c.EarlyHitMargin)
 	case math.IsNaN(c.RiseMargin) || c.RiseMargin < 0:
 		return fmt.Errorf("-rise-margin must be at least 0 (inf never republishes early), got %v", c.RiseMargin)
 	case c.Top < 1 || c.Top > maxTop:

@@ -18,7 +18,7 @@ func TestConfigFlags(t *testing.T) {
 		wantErr string
 	}{
 		{nil, ""},
-		{[]string{"-min-hits", "3", "-min-margin", "0.5", "-rise-margin", "inf", "-top", "64", "-detection-ttl", "1s"}, ""},
+		{[]string{"-min-hits", "3", "-min-margin", "0.5", "-rise-margin", "inf", "-early-hit-margin", "inf", "-top", "64", "-detection-ttl", "1s"}, ""},
 		{[]string{"-scores-table", "scores; DROP TABLE x"}, "-scores-table"},
 		{[]string{"-batch-size", "0"}, "-batch-size"},
 		{[]string{"-batch-linger", "0s"}, "-batch-linger"},
@@ -34,6 +34,8 @@ func TestConfigFlags(t *testing.T) {
 		{[]string{"-min-margin", "inf"}, "-min-margin"},
 		{[]string{"-rise-margin", "-0.5"}, "-rise-margin"},
 		{[]string{"-rise-margin", "nan"}, "-rise-margin"},
+		{[]string{"-early-hit-margin", "-1"}, "-early-hit-margin"},
+		{[]string{"-early-hit-margin", "nan"}, "-early-hit-margin"},
 		{[]string{"-top", "0"}, "-top"},
 		{[]string{"-top", "65"}, "-top"},
 		{[]string{"-max-tracked", "0"}, "-max-tracked"},

@@ -53,8 +53,10 @@ func (o Outcome) String() string {
 // the first score of a visit, and the record of its beginning (Early),
 // join their crowds (see crowds), and are published, whatever their
 // scores and unless the policy says no, when the crowd is a coordinated
-// attack; a beginning is nothing more (early). Otherwise a score is a candidate when it
-// is above its record's threshold (the site's). Then, in order:
+// attack; a beginning is nothing more (early), but one at least
+// EarlyHitMargin above its threshold, and not in a usual start's shape
+// (below), is a hit for the hits gate. Otherwise a score is a candidate
+// when it is above its record's threshold (the site's). Then, in order:
 //
 //  1. the policy: a site switched off or a visitor on the site's
 //     allow-list is suppressed (site_off, allow_list);
@@ -66,11 +68,7 @@ func (o Outcome) String() string {
 //     visitors at once;
 //  3. the margin gate: a score less than MinMargin above the threshold is
 //     suppressed (gate); the others are hits;
-//  4. a visitor with a detection that has not expired (ScoredAt before its
-//     ExpiresAt) is published again only if the score is at least
-//     RiseMargin above the last published score, else suppressed
-//     (duplicate);
-//  5. a returning visitor of the api class, a program the site's
+//  4. a returning visitor of the api class, a program the site's
 //     history knows, is suppressed (known_program) unless
 //     PublishKnownPrograms: programs differ from one another more than
 //     people do, and a class with too little history of its own is
@@ -78,6 +76,10 @@ func (o Outcome) String() string {
 //     one the site has served all along, and whose windows the history's
 //     fit did not leave out as a bot's, is more likely the site's own
 //     monitor, crawler, feed reader or integration than an attack;
+//  5. a visitor with a detection that has not expired (ScoredAt before its
+//     ExpiresAt) is published again only if the score is at least
+//     RiseMargin above the last published score, else suppressed
+//     (duplicate);
 //  6. otherwise the hits gate: the visitor is published when it has at
 //     least MinHits hits within TTL before this score, this one included,
 //     else suppressed (gate).
@@ -156,6 +158,9 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (
 				return d, Published
 			}
 		}
+		if sc.Score-sc.Threshold >= s.cfg.EarlyHitMargin && !s.usualStart(sc) {
+			s.hit(s.state(sc.Site, visitor), t, s.minHits(sc.Site, p))
+		}
 		return records.Detection{}, Early
 	}
 	if s.groups.seen(sc.Site, visitor, t) && s.crowds.enabled {
@@ -176,16 +181,13 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (
 	if p.AllowsVisitor(sc.Site, visitor, s.now()) {
 		return records.Detection{}, SuppressedAllowList
 	}
-	if s.cfg.UsualStart > 0 && sc.ShapeShare >= s.cfg.UsualStart {
+	if s.usualStart(sc) {
 		return records.Detection{}, SuppressedUsualStart
 	}
 	if sc.Score-sc.Threshold < s.cfg.MinMargin {
 		return records.Detection{}, SuppressedGate
 	}
-	minHits := s.cfg.MinHits
-	if n := p.MinHits(sc.Site); n > 0 {
-		minHits = n
-	}
+	minHits := s.minHits(sc.Site, p)
 	st := s.state(sc.Site, visitor)
 	st.below = 0 // anomalous again: the streak below the threshold ends
 	s.hit(st, t, minHits)
@@ -294,6 +296,20 @@ func (s *Selector) Revocations() []records.Detection {
 	out := s.revoked
 	s.revoked = nil
 	return out
+}
+
+// usualStart reports whether sc's window has a shape that at least
+// UsualStart of the site's visits began in.
+func (s *Selector) usualStart(sc *records.Score) bool {
+	return s.cfg.UsualStart > 0 && sc.ShapeShare >= s.cfg.UsualStart
+}
+
+// minHits is the hits a visitor of site needs under policy p.
+func (s *Selector) minHits(site string, p *policy.Policy) int {
+	if n := p.MinHits(site); n > 0 {
+		return n
+	}
+	return s.cfg.MinHits
 }
 
 // crowdMember notes sc, the first score of visitor's visit, in its crowd

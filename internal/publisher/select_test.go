@@ -215,6 +215,46 @@ func TestSelect(t *testing.T) {
 	}
 }
 
+// TestSelectEarlyHits checks that a visit's beginning scoring at least
+// -early-hit-margin above its threshold counts as one of -min-hits, and
+// that no other beginning does.
+func TestSelectEarlyHits(t *testing.T) {
+	tests := []struct {
+		name   string
+		margin float64 // -early-hit-margin
+		early  float64 // the beginning's score above its threshold
+		share  float64 // its shape_share
+		want   Outcome // the second full hit's
+	}{
+		{"far above: a hit", DefaultEarlyHitMargin, DefaultEarlyHitMargin, 0, Published},
+		{"below the margin", DefaultEarlyHitMargin, DefaultEarlyHitMargin - 0.1, 0, SuppressedGate},
+		{"a usual start's shape", DefaultEarlyHitMargin, 2 * DefaultEarlyHitMargin, DefaultUsualStart, SuppressedGate},
+		{"inf counts none", math.Inf(1), 1e300, 0, SuppressedGate},
+		{"0 counts any above", 0, 0.5, 0, Published},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultSelectConfig() // -min-hits 3
+			cfg.EarlyHitMargin = tt.margin
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			sel := NewSelector(cfg)
+			early := testScore("a.example", 1, 0, threshold+tt.early)
+			early.Early, early.ShapeShare = true, tt.share
+			if _, got := sel.Select(early, 1, nil); got != Early {
+				t.Fatalf("the beginning: %v, want early", got)
+			}
+			for i, want := range []Outcome{SuppressedGate, tt.want} {
+				sc := testScore("a.example", 1, time.Duration(i+1)*30*time.Second, 15)
+				if _, got := sel.Select(sc, 1, nil); got != want {
+					t.Fatalf("full hit %d: %v, want %v", i+1, got, want)
+				}
+			}
+		})
+	}
+}
+
 // TestSelectKnownPrograms checks that a returning visitor of the api
 // class is not published on its own hits unless -publish-known-programs,
 // and that every other visitor is judged as before.
