@@ -6,15 +6,18 @@ bots; this one was written without looking at it, with other sites (travel,
 forum, news, a SaaS app), other paths and other bots, so that `replay
 backtest` can be tried on traffic the defaults were not chosen on.
 
-    python3 gen.py SEED history h.jsonl   # 3 hours, 3% unlabelled bots
-    python3 gen.py SEED live l.jsonl      # 20 minutes, labelled
+    python3 gen.py SEED history h.jsonl [rich]  # 3 hours, 3% unlabelled bots
+    python3 gen.py SEED live l.jsonl [rich]     # 20 minutes, labelled
     replay backtest -history h.jsonl -traffic l.jsonl
 
 Live traffic: about 1,200 people, three programs each site wants (a search
 crawler, an uptime monitor, a feed reader: the same addresses as in the
 history, labelled human), five bots of each of nine kinds, and two
-campaigns of 250 residential addresses (scraping, logins). Python's
-standard library only.
+campaigns of 250 residential addresses (scraping, logins). With "rich",
+6% of the people use the site's native app (it polls an API endpoint at
+a steady interval), 6% share an office's address with others, and 3% are
+power users with sessions of 40 to 150 pages. Python's standard library
+only.
 """
 import json, random, sys, math, hashlib
 
@@ -83,11 +86,11 @@ def rand_ip(rng, residential=True):
 DC_ASNS = [16509, 14061, 24940, 16276, 63949]
 RES_ASNS = [7922, 3320, 5089, 3215, 12322, 701, 2856, 6830]
 
-def human(rng, out, site, t0, t_end, ip=None, label="human"):
+def human(rng, out, site, t0, t_end, ip=None, label="human", pages=None, think=25):
     ua = browser_ua(rng); ip = ip or rand_ip(rng); asn = rng.choice(RES_ASNS); cc = rng.choice(["us", "gb", "de", "fr", "br", "in", "jp"])
     t = t0
     ref = rng.choice(["https://www.google.com/", "https://www.bing.com/", "", "https://t.co/", "https://news.ycombinator.com/", ""])
-    pages = max(1, int(lognorm(rng, 4, 0.8)))
+    pages = pages or max(1, int(lognorm(rng, 4, 0.8)))
     cached = rng.random() < 0.3
     for p in range(pages):
         if t > t_end: return
@@ -118,7 +121,22 @@ def human(rng, out, site, t0, t_end, ip=None, label="human"):
             st = 200 if rng.random() < 0.8 else rng.choice([401, 422, 403])
             out.emit(ta, site, ip, "POST", f, "", ua, page, st, label, asn, cc)
         ref = page
-        t = ta + lognorm(rng, 25, 1.0)
+        t = ta + lognorm(rng, think, 1.0)
+
+APPS = {"travel": "AcmeTrips/5.2.1 (iPhone; iOS 18.1; Scale/3.00)", "forum": "DevsTalk/2.14 (Android 14; Pixel 8)",
+        "news": "CityDaily/8.0.3 CFNetwork/1568.100.1 Darwin/24.0.0", "saas": "MetricsApp/3.3.0 okhttp/4.12.0"}
+
+def app_user(rng, out, site, t0, t_end):
+    # a person in the site's native app: it polls an endpoint at a steady
+    # interval, without a referer or static files, and now and then opens
+    # an item through the API
+    ip = rand_ip(rng); asn = rng.choice(RES_ASNS); ua = APPS[site.kind]
+    every = rng.choice([15, 30, 60]); t = t0; end = min(t_end, t0 + rng.uniform(120, 1500))
+    while t < end:
+        out.emit(t, site, ip, "GET", site.api[-1], "", ua, "", 200, "human", asn, "us")
+        if rng.random() < 0.3:
+            out.emit(t + rng.uniform(1, 5), site, ip, "GET", site.api[0], "id=%d" % rng.randint(1, 5000), ua, "", 200, "human", asn, "us")
+        t += every + rng.uniform(-0.5, 0.5)
 
 def wanted(rng, out, site, t0, t_end, k, j):
     # a search crawler that names itself, an uptime monitor, a feed reader;
@@ -231,6 +249,7 @@ BOTS = ["dir-buster", "seo-scraper", "stealth-scraper", "login-bruteforce", "api
 
 def main():
     seed, phase, out_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    rich = len(sys.argv) > 4 and sys.argv[4] == "rich"
     rng = random.Random(seed * 7919 + (1 if phase == "live" else 0))
     srng = random.Random(seed)
     sites = [Site(srng, "trips.acme.test", "travel"), Site(srng, "talk.devs.test", "forum"), Site(srng, "daily.city.test", "news"), Site(srng, "app.metrics.test", "saas")]
@@ -239,10 +258,22 @@ def main():
     else: start, dur, humans = T0 + 3 * 3600, 20 * 60, 1200
     out = Out(rng)
     weights = [0.3, 0.25, 0.3, 0.15]
+    offices = {s.name: [rand_ip(random.Random(s.name + "office" + str(i))) for i in range(3)] for s in sites}
     for _ in range(humans):
         s = rng.choices(sites, weights)[0]
         t = rng.uniform(start - 600, start + dur)
-        human(rng, out, s, t, start + dur)
+        if not rich:
+            human(rng, out, s, t, start + dur)
+            continue
+        x = rng.random()
+        if x < 0.06:
+            app_user(rng, out, s, t, start + dur)
+        elif x < 0.12:  # behind an office's or a carrier's address, with others
+            human(rng, out, s, t, start + dur, ip=rng.choice(offices[s.name]))
+        elif x < 0.15:  # a power user: a long session, quick between pages
+            human(rng, out, s, t, start + dur, pages=rng.randint(40, 150), think=8)
+        else:
+            human(rng, out, s, t, start + dur)
     for s in sites:
         for j in range(3): wanted(rng, out, s, start + rng.uniform(0, 60), start + dur, j, j)
     if phase == "history":
