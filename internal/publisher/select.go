@@ -196,9 +196,14 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (
 	if started {
 		s.publishGroup(gr, visitor, t, p, true)
 	}
-	// A member is published on its group's evidence when its own hit
-	// brings a value the history hardly has, as the group's members do.
-	inGroup := gr != nil && gr.active && !sc.Returning && gr.members[visitor] != nil && gr.members[visitor].rare
+	// A member is published on its group's evidence when it is new to the
+	// site and its own hit brings a value the history hardly has, as the
+	// group's members do.
+	inGroup := false
+	if gr != nil && gr.active && !sc.Returning {
+		m := gr.members[visitor]
+		inGroup = m != nil && m.rare
+	}
 	if sc.Returning && !s.cfg.PublishKnownPrograms && sc.Class == apiClass {
 		return records.Detection{}, SuppressedKnownProgram
 	}
