@@ -43,10 +43,11 @@ import (
 // attack's kind.
 //
 // An attack that goes on keeps its group; members that join publish at
-// their first hit that brings a rare value. A group ends once its last member's hit is a TTL old.
-// The state is in memory: per site, the visitors scored within the TTL,
-// and per group, its members, at most MaxTracked of each in all; beyond
-// that, new ones are not counted until old ones go.
+// their first hit that brings a rare value. A group ends once its last
+// member's hit is a TTL old. The state is in memory: per site, the
+// visitors scored within the TTL, and per group, its members, at most
+// MaxTracked of each in all; beyond that, new ones are not counted until
+// old ones go.
 type groups struct {
 	ttl        int64
 	minMembers int

@@ -127,9 +127,6 @@ type visitorState struct {
 	published float64 // score of the last detection
 }
 
-// apiClass is the class of programs in score records.
-var apiClass = features.ClassAPI.String()
-
 // NewSelector returns a Selector for a validated config.
 func NewSelector(cfg SelectConfig) *Selector {
 	return &Selector{
@@ -204,7 +201,7 @@ func (s *Selector) Select(sc *records.Score, visitor uint64, p *policy.Policy) (
 		m := gr.members[visitor]
 		inGroup = m != nil && m.rare
 	}
-	if sc.Returning && !s.cfg.PublishKnownPrograms && sc.Class == apiClass {
+	if sc.Returning && !s.cfg.PublishKnownPrograms && sc.Class == features.ClassAPI.String() {
 		return records.Detection{}, SuppressedKnownProgram
 	}
 	if t < st.expires {
