@@ -131,6 +131,7 @@ func runDetector(b *testing.B, mode string, fc features.Config, models backtest.
 		kc := service.KafkaConfig{Brokers: brokers, MaxMessageBytes: service.DefaultMaxMessageBytes}
 		writer := func(topic string) *kafka.Writer { return kc.Writer(topic, transport) }
 		scores, dead := writer("scores"), writer("deadletter")
+		cfg.TuneScoresWriter(scores)
 		defer scores.Close()
 		defer dead.Close()
 		metrics := detector.NewMetrics(prometheus.NewRegistry())

@@ -159,7 +159,7 @@ func (a *app) run(ctx context.Context, logger *slog.Logger) error {
 	defer kc.Close()
 	reader := kc.Reader(a.kafka.RequestsTopic, a.detector.BatchSize) // a batch's worth read ahead
 	scores := kc.Writer(a.kafka.ScoresTopic)
-	scores.BatchSize, scores.BatchTimeout = a.detector.BatchSize, 5*time.Millisecond
+	a.detector.TuneScoresWriter(scores)
 	deadLetter := kc.DeadLetters()
 	progress := service.NewProgress(a.http.StallTimeout)
 	det := detector.New(a.detector, proc, progress.Watch(reader), scores, deadLetter, metrics, logger)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/anomalyd/anomalyd/internal/service"
 	"github.com/anomalyd/anomalyd/pkg/features"
 	"github.com/anomalyd/anomalyd/pkg/featurestore"
@@ -152,6 +154,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxVisitors, "max-visitors", c.MaxVisitors, "visitors whose state the detector keeps in memory (recency register, open and closed buckets), shared among the workers; beyond it state is dropped and read from Redis again when needed, so a flood of new visitors costs Redis reads, not memory")
 	fs.Var((*byteSize)(&c.MemoryLimit), "memory-limit", "the Go runtime's soft memory limit, as GOMEMLIMIT writes it (`size`: 512MiB, 1GiB, or bytes); 0 sets it from -max-visitors (128MiB + 1.5KiB a visitor) unless GOMEMLIMIT is set")
 	c.EventTime.RegisterFlags(fs, "events")
+}
+
+// ScoresLinger is how long the scores topic's writer waits to fill a
+// produce request: a batch's records are handed to it at once, so it only
+// needs to be short.
+const ScoresLinger = 5 * time.Millisecond
+
+// TuneScoresWriter sets w, the scores topic's writer, to take a whole
+// batch's records per partition in one produce request (kafka-go's
+// default is 100 messages).
+func (c *Config) TuneScoresWriter(w *kafka.Writer) {
+	w.BatchSize, w.BatchTimeout = c.BatchSize, ScoresLinger
 }
 
 // Validate reports the first unusable setting, naming its flag.
