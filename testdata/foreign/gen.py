@@ -138,10 +138,10 @@ def app_user(rng, out, site, t0, t_end):
             out.emit(t + rng.uniform(1, 5), site, ip, "GET", site.api[0], "id=%d" % rng.randint(1, 5000), ua, "", 200, "human", asn, "us")
         t += every + rng.uniform(-0.5, 0.5)
 
-def wanted(rng, out, site, t0, t_end, k, j):
+def wanted(rng, out, site, t0, t_end, k):
     # a search crawler that names itself, an uptime monitor, a feed reader;
     # each keeps its address from the history to the live traffic
-    fixed = random.Random(site.name + str(j))
+    fixed = random.Random(site.name + str(k))
     if k == 0:
         ua = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"; ip = "66.249.%d.%d" % (fixed.randint(64, 95), fixed.randint(1, 254))
         t = t0
@@ -275,7 +275,7 @@ def main():
         else:
             human(rng, out, s, t, start + dur)
     for s in sites:
-        for j in range(3): wanted(rng, out, s, start + rng.uniform(0, 60), start + dur, j, j)
+        for k in range(3): wanted(rng, out, s, start + rng.uniform(0, 60), start + dur, k)
     if phase == "history":
         for _ in range(int(humans * 0.03)):
             s = rng.choice(sites); t = rng.uniform(start, start + dur)
