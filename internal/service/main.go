@@ -75,17 +75,24 @@ func Main(ctx context.Context, s Service, args []string, getenv func(string) str
 	defer stop()
 	// After the first signal, stop restores the default action, so that a
 	// second one kills a shutdown that hangs.
+	announce := func() { logger.Info("shutting down", "cause", context.Cause(ctx).Error()) }
 	announced := make(chan struct{})
 	unwatch := context.AfterFunc(ctx, func() {
 		defer close(announced)
 		stop()
-		logger.Info("shutting down", "cause", context.Cause(ctx).Error())
+		announce()
 	})
 
 	logger.Info("starting")
 	err = s.Run(ctx, logger)
-	if !unwatch() {
+	switch {
+	case !unwatch():
 		<-announced // log in order, and leave no goroutine behind
+	case ctx.Err() != nil:
+		// Run saw ctx done before the context package started the
+		// announcement (it closes Done before it runs AfterFuncs), and
+		// unwatch stopped it: announce here.
+		announce()
 	}
 	stopped := ctx.Err() != nil
 	switch {
