@@ -78,7 +78,7 @@ class Out:
             "ClientRequestUserAgent": ua, "ClientRequestReferer": ref, "EdgeResponseStatus": status,
             "ClientASN": asn, "ClientCountry": country, "RayID": "%016x" % self.rng.getrandbits(64), "label": label}))
 
-def rand_ip(rng, residential=True):
+def rand_ip(rng):
     if rng.random() < 0.15:
         return "2a02:%x:%x:%x::%x" % (rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(16))
     return "%d.%d.%d.%d" % (rng.choice([24, 71, 82, 92, 109, 151, 176, 188, 201]), rng.randint(0, 255), rng.randint(0, 255), rng.randint(1, 254))
@@ -86,7 +86,8 @@ def rand_ip(rng, residential=True):
 DC_ASNS = [16509, 14061, 24940, 16276, 63949]
 RES_ASNS = [7922, 3320, 5089, 3215, 12322, 701, 2856, 6830]
 
-def human(rng, out, site, t0, t_end, ip=None, label="human", pages=None, think=25):
+def human(rng, out, site, t0, t_end, ip=None, pages=None, think=25):
+    label = "human"
     ua = browser_ua(rng); ip = ip or rand_ip(rng); asn = rng.choice(RES_ASNS); cc = rng.choice(["us", "gb", "de", "fr", "br", "in", "jp"])
     t = t0
     ref = rng.choice(["https://www.google.com/", "https://www.bing.com/", "", "https://t.co/", "https://news.ycombinator.com/", ""])
@@ -164,8 +165,8 @@ WORDLIST = ["/.env", "/.git/config", "/wp-login.php", "/wp-admin/", "/admin", "/
             "/docker-compose.yml", "/.well-known/security.txt", "/robots.txt", "/sitemap.xml", "/api/v1/users", "/graphql", "/login.action",
             "/struts2-showcase/", "/manager/html", "/hudson", "/zabbix/", "/nagios/", "/cpanel", "/webmail", "/exchange", "/autodiscover/autodiscover.xml"]
 
-def bot(rng, out, site, kind, t0, t_end, label=None):
-    label = label or kind
+def bot(rng, out, site, kind, t0, t_end):
+    label = kind  # the history's labels are dropped
     ip = rand_ip(rng); asn = rng.choice(DC_ASNS + RES_ASNS[:2]); cc = rng.choice(["us", "nl", "sg", "ru", "cn", "de"])
     t = t0
     if kind == "dir-buster":
@@ -279,7 +280,7 @@ def main():
     if phase == "history":
         for _ in range(int(humans * 0.03)):
             s = rng.choice(sites); t = rng.uniform(start, start + dur)
-            bot(rng, out, s, rng.choice(BOTS), t, min(start + dur, t + rng.uniform(300, 1800)), label="human-history-bot")
+            bot(rng, out, s, rng.choice(BOTS), t, min(start + dur, t + rng.uniform(300, 1800)))
     else:
         for k in BOTS:
             for i in range(5):
